@@ -1,0 +1,44 @@
+//! The `ddmlab` command line: a thin layer over the `ddmlab` library. Flags are parsed and
+//! validated here (see `args.rs`); nothing below this crate parses arguments or prints.
+
+mod args;
+mod bench;
+mod data;
+mod denoise;
+mod pca;
+mod pretrain;
+mod probe;
+mod progress;
+mod setup;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use args::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = setup::threads(cli.threads).and_then(|()| match cli.command {
+        Command::Data(a) => data::run(a),
+        Command::Presets => {
+            for p in ddmlab::models::presets::preset_names() {
+                let preset = ddmlab::models::preset(p).expect("listed");
+                println!("{:<14} {}", p, preset.about);
+            }
+            Ok(())
+        }
+        Command::Pretrain(a) => pretrain::run(a),
+        Command::Probe(a) => probe::run(a),
+        Command::Denoise(a) => denoise::run(a),
+        Command::Pca(a) => pca::run(a),
+        Command::Bench(a) => bench::run(a),
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

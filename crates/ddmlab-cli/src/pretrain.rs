@@ -1,0 +1,112 @@
+//! `ddmlab pretrain`: preset or TOML file -> overrides -> validated `RunConfig` -> library.
+
+use anyhow::{Context, Result, anyhow, bail};
+use ddmlab::config::RunConfig;
+use ddmlab::models::preset;
+use ddmlab::train::{PretrainOptions, pretrain};
+
+use crate::args::PretrainArgs;
+use crate::progress::Bar;
+use crate::setup;
+
+/// Set `key` (a dotted path such as `train.blr`) to `value` (TOML syntax; bare words are strings).
+fn set_field(config: &RunConfig, assignment: &str) -> Result<RunConfig> {
+    let (key, raw) =
+        assignment.split_once('=').ok_or_else(|| anyhow!("invalid --set `{assignment}`, expected KEY=VALUE"))?;
+    let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let mut tree = toml::Value::try_from(config).expect("config serialises");
+    let mut node = &mut tree;
+    let parts: Vec<&str> = key.trim().split('.').collect();
+    for (i, part) in parts.iter().enumerate() {
+        let table = node
+            .as_table_mut()
+            .ok_or_else(|| anyhow!("invalid --set `{key}`: `{}` is not a section", parts[..i].join(".")))?;
+        if !table.contains_key(*part) {
+            bail!("invalid --set `{key}`: no field `{part}` (see a run's config.toml for the field names)");
+        }
+        if i + 1 == parts.len() {
+            table.insert(part.to_string(), value.clone());
+            break;
+        }
+        node = table.get_mut(*part).expect("checked");
+    }
+    tree.try_into::<RunConfig>().map_err(|e| anyhow!("invalid --set `{assignment}`: {}", e.message()))
+}
+
+/// The config these flags describe, validated.
+pub fn resolve(args: &PretrainArgs) -> Result<RunConfig> {
+    let mut config = match &args.config {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("{}: cannot read config", path.display()))?;
+            RunConfig::from_toml(&text, path)?
+        }
+        None => preset(&args.preset)?.config,
+    };
+    for s in &args.overrides {
+        config = set_field(&config, s)?;
+    }
+    let t = &mut config.train;
+    if let Some(v) = &args.data {
+        config.data = v.clone();
+    }
+    if let Some(v) = args.steps {
+        t.steps = v;
+    }
+    if let Some(v) = args.epochs {
+        (t.steps, t.epochs) = (0, v);
+    }
+    if let Some(v) = args.time_budget {
+        (t.steps, t.epochs, t.time_budget_min) = (0, 0.0, v);
+    }
+    if let Some(v) = args.batch_size {
+        t.batch_size = v;
+    }
+    if let Some(v) = args.blr {
+        t.blr = v;
+    }
+    if let Some(v) = args.seed {
+        t.seed = v;
+    }
+    if let Some(v) = args.train_limit {
+        config.train_limit = v;
+    }
+    if let Some(m) = args.stop_after
+        && !(m.is_finite() && m > 0.0)
+    {
+        bail!("invalid value for --stop-after: {m}, expected a positive number of minutes");
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+pub fn run(args: PretrainArgs) -> Result<()> {
+    let config = resolve(&args)?;
+    if args.dry_run {
+        print!("{}", config.to_toml());
+        return Ok(());
+    }
+    let device = setup::device(&args.common.device)?;
+    if !args.resume {
+        eprintln!("resolved config:\n{}", config.to_toml());
+    }
+    let opts = PretrainOptions {
+        data_root: args.common.data_dir.clone(),
+        resume: args.resume,
+        stop_after_steps: None,
+        stop_after_minutes: args.stop_after,
+    };
+    let summary = pretrain(config, &args.out, &opts, &device, &mut Bar::new())?;
+    println!(
+        "{}: step {}/{}, last loss {:.4}, {:.0} img/s",
+        summary.run.display(),
+        summary.step,
+        summary.total_steps,
+        summary.last_loss,
+        summary.img_per_s
+    );
+    Ok(())
+}

@@ -1,0 +1,125 @@
+//! The command line: bad input gives one readable line and a non-zero exit, never a panic;
+//! the subcommands run end to end on a small synthetic data set.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn ddmlab(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ddmlab")).args(args).output().expect("runs")
+}
+
+/// Assert a clean failure whose message mentions every `needle`.
+fn fails_with(out: Output, needles: &[&str]) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "expected failure, got success; stderr: {stderr}");
+    assert!(!stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"), "panic: {stderr}");
+    for n in needles {
+        assert!(stderr.contains(n), "`{n}` missing from: {stderr}");
+    }
+}
+
+/// A Fashion-MNIST-shaped synthetic set (40 train, 20 test) under `root/fashion-mnist/`.
+fn write_data(root: &Path) {
+    let dir = root.join("fashion-mnist");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (prefix, n) in [("train", 40usize), ("t10k", 20)] {
+        let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+        let images: Vec<u8> =
+            (0..n * 784).map(|j| if (j % 784) / 28 / 3 == (j / 784) % 10 { 220 } else { (j % 31) as u8 }).collect();
+        let idx = |dims: &[usize], data: &[u8]| {
+            let mut out = vec![0, 0, 8, dims.len() as u8];
+            dims.iter().for_each(|d| out.extend((*d as u32).to_be_bytes()));
+            out.extend_from_slice(data);
+            out
+        };
+        std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte")), idx(&[n, 28, 28], &images)).unwrap();
+        std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), idx(&[n], &labels)).unwrap();
+    }
+}
+
+const MICRO: [&str; 14] = [
+    "--set",
+    "model.width=32",
+    "--set",
+    "model.cond_width=8",
+    "--set",
+    "model.depth=2",
+    "--set",
+    "model.encoder_depth=1",
+    "--set",
+    "model.heads=2",
+    "--set",
+    "ldae.pca_samples=500",
+    "--batch-size",
+    "8",
+];
+
+#[test]
+fn invalid_config_values_name_the_field() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("r");
+    let out = out.to_str().unwrap();
+    fails_with(ddmlab(&["pretrain", "--out", out, "--blr=-1"]), &["train.blr"]);
+    fails_with(ddmlab(&["pretrain", "--out", out, "--set", "model.heads=5"]), &["model.heads", "192"]);
+    fails_with(ddmlab(&["pretrain", "--out", out, "--set", "model.nonsense=3"]), &["nonsense"]);
+    fails_with(ddmlab(&["pretrain", "--out", out, "--set", "train.batch_size=lots"]), &["train.batch_size"]);
+    fails_with(ddmlab(&["pretrain", "--out", out, "--preset", "ldae-huge"]), &["unknown preset", "ldae-tiny"]);
+    fails_with(ddmlab(&["pretrain", "--out", out, "--data", "svhn"]), &["unknown data set"]);
+    fails_with(ddmlab(&["--threads", "0", "presets"]), &["--threads"]);
+}
+
+#[test]
+fn a_corrupt_config_file_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("bad.toml");
+    std::fs::write(&cfg, "preset = \"x\"\n[model\n").unwrap();
+    fails_with(ddmlab(&["pretrain", "--out", "unused", "--config", cfg.to_str().unwrap()]), &["bad.toml"]);
+}
+
+#[test]
+fn missing_data_and_unwritable_run_folders_are_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("r");
+    let empty = tmp.path().join("nodata");
+    let args = ["pretrain", "--out", out.to_str().unwrap(), "--data-dir", empty.to_str().unwrap(), "--steps", "1"];
+    fails_with(ddmlab(&args), &["train-images-idx3-ubyte", "ddmlab data fetch"]);
+    let args = ["pretrain", "--out", "/proc/ddmlab-run", "--steps", "1"];
+    fails_with(ddmlab(&args), &["/proc/ddmlab-run"]);
+    fails_with(ddmlab(&["probe", "--run", tmp.path().to_str().unwrap()]), &["no checkpoint"]);
+}
+
+#[test]
+fn pretrain_probe_denoise_and_pca_run_end_to_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_data(tmp.path());
+    let data = tmp.path().to_str().unwrap();
+    let run = tmp.path().join("run");
+    let run_s = run.to_str().unwrap();
+    let mut args = vec!["pretrain", "--preset", "ldae-tiny", "--out", run_s, "--data-dir", data, "--steps", "4"];
+    args.extend(MICRO);
+    let out = ddmlab(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(run.join("checkpoints/step-000004/ema.bpk").exists());
+
+    let out = ddmlab(&["probe", "--run", run_s, "--data-dir", data, "--epochs", "2", "--knn-k", "3"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("raw pixels") && stdout.contains("random-init encoder") && stdout.contains("l-DAE (EMA)"),
+        "{stdout}"
+    );
+    assert!(run.join("probe.png").exists() && run.join("probe.json").exists());
+
+    let out = ddmlab(&["denoise", "--run", run_s, "--data-dir", data, "--n", "4"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(run.join("denoise.png").exists());
+
+    let png = tmp.path().join("pca.png");
+    let out = ddmlab(&["pca", "--run", run_s, "--out", png.to_str().unwrap()]);
+    assert!(out.status.success() && png.exists(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Resuming a finished run is a no-op that reports the final step.
+    let out = ddmlab(&["pretrain", "--out", run_s, "--data-dir", data, "--resume"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("step 4/4"));
+}

@@ -1,0 +1,210 @@
+//! `ddmlab probe`: the linear probe and kNN of a run's checkpoints beside the two baselines
+//! (raw pixels, a randomly initialised encoder of the same architecture), as a table, a JSON
+//! file and a curve over training steps.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+
+use super::features::{Features, Pool, encoder_features, pixel_features};
+use super::knn::knn_top1;
+use super::probe::{ProbeConfig, linear_probe};
+use crate::config::RunConfig;
+use crate::data::{DataSource, ImageSet, Split};
+use crate::error::{Error, IoContext, Result};
+use crate::models::DenoisingVit;
+use crate::train::{Observer, checkpoint};
+use crate::viz::plot::{Series, line_plot};
+
+/// Which checkpoints of a run to probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Checkpoints {
+    Latest,
+    All,
+    Steps(Vec<usize>),
+}
+
+/// What `probe_run` does.
+#[derive(Debug, Clone)]
+pub struct ProbeOptions {
+    pub data_root: PathBuf,
+    pub checkpoints: Checkpoints,
+    pub pools: Vec<Pool>,
+    pub probe: ProbeConfig,
+    /// Neighbours for kNN (0 = skip kNN).
+    pub knn_k: usize,
+    /// Also run kNN on flattened features (slow: `L * W` dimensions).
+    pub knn_flat: bool,
+    /// Probe raw pixels and a random-init encoder too.
+    pub baselines: bool,
+    /// Use the EMA weights (default) or the raw trained weights.
+    pub ema: bool,
+    /// Limit the train / test images used (0 = all).
+    pub train_limit: usize,
+    pub test_limit: usize,
+    /// Feature-extraction batch size.
+    pub batch_size: usize,
+}
+
+/// One line of the table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeRow {
+    /// `raw pixels`, `random-init encoder` or `l-DAE`.
+    pub subject: String,
+    /// Training step of the checkpoint (l-DAE rows).
+    pub step: Option<usize>,
+    /// Pooling label (`avg-pool`, `flattened`, `pixels`).
+    pub pool: String,
+    /// Linear-probe top-1 (%).
+    pub linear: f64,
+    /// kNN top-1 (%), when computed.
+    pub knn: Option<f64>,
+}
+
+fn evaluate(
+    subject: &str,
+    step: Option<usize>,
+    pool: &str,
+    train: &Features,
+    test: &Features,
+    sets: (&ImageSet, &ImageSet),
+    opts: &ProbeOptions,
+    knn: bool,
+    device: &Device,
+) -> ProbeRow {
+    let (tr, te) = sets;
+    let linear = linear_probe(train, &tr.labels, test, &te.labels, tr.num_classes(), &opts.probe, device);
+    let knn = (knn && opts.knn_k > 0)
+        .then(|| knn_top1(train, &tr.labels, test, &te.labels, tr.num_classes(), opts.knn_k, 0.07, device));
+    ProbeRow { subject: subject.into(), step, pool: pool.into(), linear, knn }
+}
+
+fn encoder_rows(
+    subject: &str,
+    step: Option<usize>,
+    model: &DenoisingVit,
+    t: usize,
+    sets: (&ImageSet, &ImageSet),
+    opts: &ProbeOptions,
+    device: &Device,
+) -> Vec<ProbeRow> {
+    let train = encoder_features(model, sets.0, t, &opts.pools, opts.batch_size, device);
+    let test = encoder_features(model, sets.1, t, &opts.pools, opts.batch_size, device);
+    opts.pools
+        .iter()
+        .zip(train.iter().zip(&test))
+        .map(|(pool, (tr, te))| {
+            evaluate(subject, step, pool.label(), tr, te, sets, opts, *pool == Pool::Avg || opts.knn_flat, device)
+        })
+        .collect()
+}
+
+/// Probe a run; writes `probe.json`, `probe.md` and `probe.png` into it.
+pub fn probe_run(run: &Path, opts: &ProbeOptions, device: &Device, obs: &mut dyn Observer) -> Result<Vec<ProbeRow>> {
+    let all = checkpoint::list(run)?;
+    if all.is_empty() {
+        return Err(Error::format(run.join("checkpoints"), "no checkpoint found; run `ddmlab pretrain` first"));
+    }
+    let chosen: Vec<(usize, PathBuf)> = match &opts.checkpoints {
+        Checkpoints::Latest => vec![
+            checkpoint::latest(run)?
+                .map(|p| (checkpoint::read_meta(&p).map(|m| m.1.step).unwrap_or(0), p))
+                .expect("listed"),
+        ],
+        Checkpoints::All => all,
+        Checkpoints::Steps(steps) => steps
+            .iter()
+            .map(|s| {
+                all.iter()
+                    .find(|(k, _)| k == s)
+                    .cloned()
+                    .ok_or_else(|| Error::config("ckpt", format!("no checkpoint at step {s} in {}", run.display())))
+            })
+            .collect::<Result<_>>()?,
+    };
+    let (config, _) = checkpoint::read_meta(&chosen[0].1)?;
+    let source: DataSource = config.data.parse()?;
+    let limit = |s: ImageSet, n: usize| if n > 0 { s.truncate(n) } else { s };
+    let train = limit(source.load(&opts.data_root, Split::Train, config.model.image)?, opts.train_limit);
+    let test = limit(source.load(&opts.data_root, Split::Test, config.model.image)?, opts.test_limit);
+    obs.message(&format!("probing on {} train / {} test images of {}", train.len(), test.len(), config.data));
+    let sets = (&train, &test);
+    let t = config.ldae.probe_t;
+    let mut rows = Vec::new();
+    if opts.baselines {
+        let (ptr, pte) = (pixel_features(&train), pixel_features(&test));
+        rows.push(evaluate("raw pixels", None, "pixels", &ptr, &pte, sets, opts, true, device));
+        obs.message(&format_row(rows.last().expect("pushed")));
+        device.seed(config.train.seed);
+        let random = config.model.init(device);
+        for r in encoder_rows("random-init encoder", None, &random, t, sets, opts, device) {
+            obs.message(&format_row(&r));
+            rows.push(r);
+        }
+    }
+    for (step, ckpt) in &chosen {
+        let file = if opts.ema { "ema.bpk" } else { "model.bpk" };
+        let model = checkpoint::load_weights(ckpt, file, &config, device)?;
+        let subject = if opts.ema { "l-DAE (EMA)" } else { "l-DAE" };
+        for r in encoder_rows(subject, Some(*step), &model, t, sets, opts, device) {
+            obs.message(&format_row(&r));
+            rows.push(r);
+        }
+    }
+    std::fs::write(run.join("probe.json"), serde_json::to_string_pretty(&rows).expect("serialises"))
+        .at(run.join("probe.json"))?;
+    std::fs::write(run.join("probe.md"), format_table(&rows, &config)).at(run.join("probe.md"))?;
+    plot_probe(&run.join("probe.png"), &rows)?;
+    Ok(rows)
+}
+
+/// One row as a line of text.
+pub fn format_row(r: &ProbeRow) -> String {
+    let step = r.step.map(|s| format!(" step {s}")).unwrap_or_default();
+    let knn = r.knn.map(|k| format!("{k:.2}")).unwrap_or_else(|| "-".into());
+    format!("{}{step} [{}]: linear {:.2}%  kNN {knn}%", r.subject, r.pool, r.linear)
+}
+
+/// The rows as a Markdown table.
+pub fn format_table(rows: &[ProbeRow], config: &RunConfig) -> String {
+    let mut s = format!(
+        "Linear probe and kNN (k=20) top-1 on {} (features at t = {}; BN without affine -> linear)\n\n| features | step | pooling | linear probe top-1 | kNN top-1 |\n|---|---|---|---|---|\n",
+        config.data, config.ldae.probe_t
+    );
+    for r in rows {
+        s += &format!(
+            "| {} | {} | {} | {:.2} | {} |\n",
+            r.subject,
+            r.step.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+            r.pool,
+            r.linear,
+            r.knn.map(|k| format!("{k:.2}")).unwrap_or_else(|| "-".into())
+        );
+    }
+    s
+}
+
+/// Probe accuracy over training steps, with the baselines as flat lines.
+pub fn plot_probe(path: &Path, rows: &[ProbeRow]) -> Result<()> {
+    let steps: Vec<usize> = rows.iter().filter_map(|r| r.step).collect();
+    let (lo, hi) = (steps.iter().copied().min().unwrap_or(0) as f64, steps.iter().copied().max().unwrap_or(1) as f64);
+    let mut series = Vec::new();
+    let mut keys: Vec<(String, String)> = rows.iter().map(|r| (r.subject.clone(), r.pool.clone())).collect();
+    keys.dedup();
+    for (subject, pool) in keys {
+        let sel: Vec<&ProbeRow> = rows.iter().filter(|r| r.subject == subject && r.pool == pool).collect();
+        let pts = |f: &dyn Fn(&ProbeRow) -> Option<f64>| -> Vec<(f64, f64)> {
+            match sel[0].step {
+                Some(_) => sel.iter().filter_map(|r| Some((r.step? as f64, f(r)?))).collect(),
+                None => f(sel[0]).map(|v| vec![(lo, v), (hi.max(lo + 1.0), v)]).unwrap_or_default(),
+            }
+        };
+        series.push(Series { name: format!("{subject} [{pool}] linear"), points: pts(&|r| Some(r.linear)) });
+        let knn = pts(&|r| r.knn);
+        if !knn.is_empty() {
+            series.push(Series { name: format!("{subject} [{pool}] kNN"), points: knn });
+        }
+    }
+    line_plot(path, "Linear probe / kNN top-1 over pretraining", "pretraining step", "top-1 (%)", &series, false)
+}

@@ -1,0 +1,25 @@
+//! # ddmlab
+//!
+//! Denoising diffusion models as image generators and as self-supervised representation
+//! learners, on burn. This crate is the library; the `ddmlab` binary is a thin layer over it.
+//!
+//! The first capability is l-DAE (Chen, Liu, Xie, He, arXiv 2401.14404): a patch-wise PCA
+//! tokenizer, Gaussian noise in the PCA latent mapped back to pixels, a ViT of DiT blocks that
+//! predicts the clean image under a weighted PCA-residual loss, and a linear probe on the frozen
+//! encoder. See `ARCHITECTURE.md` for the code map and invariants.
+//!
+//! No module here picks a device: every entry point takes a `&Device`.
+
+pub mod atomic;
+pub mod config;
+pub mod data;
+pub mod diffusion;
+pub mod error;
+pub mod eval;
+pub mod models;
+pub mod nn;
+pub mod tokenizer;
+pub mod train;
+pub mod viz;
+
+pub use error::{Error, Result};

@@ -1,0 +1,7 @@
+//! Networks and the one preset registry.
+
+pub mod presets;
+pub mod vit;
+
+pub use presets::{Preset, preset, preset_names};
+pub use vit::{DenoisingVit, VitConfig};

@@ -1,0 +1,164 @@
+//! The one preset registry: every named configuration lives here.
+//!
+//! - `ldae-tiny`: a few-hundred-thousand-parameter model on Fashion-MNIST that trains in about
+//!   a minute on 2 cores; the tests use it.
+//! - `ldae-fmnist`: the Fashion-MNIST default (patch 4, d = 4, width 192, 8 blocks; the
+//!   recipe of the PyTorch reference in `bench/`).
+//! - `ldae-b`, `ldae-l`: the paper's ImageNet-256 settings with DiT-B and DiT-L backbones
+//!   (patch 16, d = 32, batch 2048, base lr 1e-4, 400 epochs with 100 warm-up, no weight decay).
+//!   The encoder is the first half of the blocks (DiT-L: 12 of 24, "ViT-1/2L").
+
+use crate::config::{LdaeConfig, RunConfig, TrainConfig};
+use crate::data::ImageShape;
+use crate::data::transform::Augment;
+use crate::error::{Error, Result};
+use crate::models::VitConfig;
+
+/// A named starting configuration and a line describing it.
+pub struct Preset {
+    pub name: &'static str,
+    pub about: &'static str,
+    pub config: RunConfig,
+}
+
+/// The names of all presets, in registry order.
+pub fn preset_names() -> Vec<&'static str> {
+    registry().into_iter().map(|p| p.name).collect()
+}
+
+/// The preset called `name`.
+pub fn preset(name: &str) -> Result<Preset> {
+    registry().into_iter().find(|p| p.name == name).ok_or_else(|| {
+        Error::config("preset", format!("unknown preset `{name}`, expected one of: {}", preset_names().join(", ")))
+    })
+}
+
+fn ldae(latent_dim: usize, pca_samples: usize) -> LdaeConfig {
+    LdaeConfig {
+        latent_dim,
+        pca_samples,
+        residual_weight: 0.1,
+        timesteps: 1000,
+        sigma_max: std::f64::consts::SQRT_2,
+        probe_t: 10,
+    }
+}
+
+fn train(batch_size: usize, blr: f64, epochs: f64, warmup_frac: f64) -> TrainConfig {
+    TrainConfig {
+        batch_size,
+        blr,
+        steps: 0,
+        epochs,
+        time_budget_min: 0.0,
+        warmup_frac,
+        min_lr_frac: 0.0,
+        weight_decay: 0.0,
+        beta1: 0.9,
+        beta2: 0.95,
+        adam_eps: 1e-8,
+        grad_clip: 0.0,
+        ema_decay: 0.9999,
+        augment: Augment::None,
+        seed: 0,
+        checkpoint_every: 500,
+        log_every: 10,
+    }
+}
+
+fn vit(image: ImageShape, patch: usize, width: usize, depth: usize, heads: usize) -> VitConfig {
+    VitConfig {
+        image,
+        patch,
+        width,
+        depth,
+        encoder_depth: depth / 2,
+        heads,
+        mlp_ratio: 4.0,
+        cond_width: width / 4,
+        freq_dim: 256,
+    }
+}
+
+fn registry() -> Vec<Preset> {
+    let fmnist = ImageShape { channels: 1, height: 28, width: 28 };
+    let imagenet = ImageShape { channels: 3, height: 256, width: 256 };
+    vec![
+        Preset {
+            name: "ldae-tiny",
+            about: "Fashion-MNIST, width 64, 4 blocks, patch 4, d=4: trains in about a minute (tests)",
+            config: RunConfig {
+                preset: "ldae-tiny".into(),
+                data: "fashion-mnist".into(),
+                train_limit: 0,
+                model: vit(fmnist, 4, 64, 4, 4),
+                ldae: ldae(4, 20_000),
+                train: TrainConfig {
+                    steps: 200,
+                    checkpoint_every: 100,
+                    ema_decay: 0.999,
+                    ..train(128, 1.5e-3, 0.0, 0.05)
+                },
+            },
+        },
+        Preset {
+            name: "ldae-fmnist",
+            about: "Fashion-MNIST default: width 192, 8 blocks (encoder 4), patch 4, d=4",
+            config: RunConfig {
+                preset: "ldae-fmnist".into(),
+                data: "fashion-mnist".into(),
+                train_limit: 0,
+                model: vit(fmnist, 4, 192, 8, 3),
+                ldae: ldae(4, 100_000),
+                train: TrainConfig { ema_decay: 0.999, ..train(256, 1.5e-3, 20.0, 0.05) },
+            },
+        },
+        Preset {
+            name: "ldae-b",
+            about: "paper setting, ImageNet 256: DiT-B (12 x 768, encoder 6), patch 16, d=32",
+            config: RunConfig {
+                preset: "ldae-b".into(),
+                data: "folder:imagenet".into(),
+                train_limit: 0,
+                model: vit(imagenet, 16, 768, 12, 12),
+                ldae: ldae(32, 1_000_000),
+                train: train(2048, 1e-4, 400.0, 0.25),
+            },
+        },
+        Preset {
+            name: "ldae-l",
+            about: "paper setting, ImageNet 256: DiT-L (24 x 1024, encoder ViT-1/2L = 12), patch 16, d=32",
+            config: RunConfig {
+                preset: "ldae-l".into(),
+                data: "folder:imagenet".into(),
+                train_limit: 0,
+                model: vit(imagenet, 16, 1024, 24, 16),
+                ldae: ldae(32, 1_000_000),
+                train: train(2048, 1e-4, 400.0, 0.25),
+            },
+        },
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_preset_validates() {
+        for p in registry() {
+            p.config.validate().unwrap_or_else(|e| panic!("{}: {e}", p.name));
+            assert_eq!(p.config.preset, p.name);
+        }
+    }
+
+    #[test]
+    fn paper_presets_match_the_paper() {
+        let l = preset("ldae-l").unwrap().config;
+        assert_eq!((l.model.depth, l.model.width, l.model.encoder_depth), (24, 1024, 12));
+        assert_eq!(l.model.cond_width, 256, "conditioning MLP at 1/4 of the width");
+        assert_eq!((l.model.patch, l.ldae.latent_dim, l.train.batch_size), (16, 32, 2048));
+        assert!((l.lr() - 1e-4 * 8.0).abs() < 1e-12);
+        assert_eq!(l.train.warmup_frac * l.train.epochs, 100.0, "100 warm-up epochs of 400");
+    }
+}

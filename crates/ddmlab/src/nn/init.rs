@@ -1,0 +1,32 @@
+//! Weight initialisations used by DiT (`initialize_weights` in facebookresearch/DiT).
+
+use burn::nn::{Initializer, Linear, LinearConfig};
+use burn::tensor::Device;
+
+/// A linear layer with Xavier-uniform weights and zero bias (DiT's default for every Linear).
+pub fn xavier_linear(d_in: usize, d_out: usize, device: &Device) -> Linear {
+    LinearConfig::new(d_in, d_out).with_initializer(Initializer::XavierUniform { gain: 1.0 }).init(device).zero_bias()
+}
+
+/// A linear layer with N(0, std^2) weights and zero bias (DiT's timestep MLP uses std 0.02).
+pub fn normal_linear(d_in: usize, d_out: usize, std: f64, device: &Device) -> Linear {
+    LinearConfig::new(d_in, d_out).with_initializer(Initializer::Normal { mean: 0.0, std }).init(device).zero_bias()
+}
+
+/// A linear layer with all-zero weights and bias (adaLN-Zero modulation, final projection).
+pub fn zero_linear(d_in: usize, d_out: usize, device: &Device) -> Linear {
+    LinearConfig::new(d_in, d_out).with_initializer(Initializer::Zeros).init(device)
+}
+
+/// Zeroing a layer's bias after construction.
+pub trait ZeroBias {
+    /// The layer with its bias set to zero.
+    fn zero_bias(self) -> Self;
+}
+
+impl ZeroBias for Linear {
+    fn zero_bias(mut self) -> Self {
+        self.bias = self.bias.map(|b| b.map(|t| t.zeros_like()));
+        self
+    }
+}

@@ -1,0 +1,17 @@
+//! Transformer building blocks shared by every model: attention, adaLN modulation, the
+//! embeddings (patch, timestep, fixed 2-D positions) and the DiT block.
+//!
+//! Modules take a `&Device` at construction and never choose one themselves.
+
+pub mod adaln;
+pub mod attention;
+pub mod block;
+pub mod embed;
+pub mod init;
+pub mod mlp;
+
+pub use adaln::{layer_norm, modulate};
+pub use attention::Attention;
+pub use block::{DitBlock, FinalLayer};
+pub use embed::{PatchEmbed, TimestepEmbedder, sincos_pos_embed_2d};
+pub use mlp::Mlp;

@@ -1,0 +1,153 @@
+//! Checkpoints: one folder per saved step, written atomically.
+//!
+//! ```text
+//! RUN/checkpoints/step-000500/   model.bpk  ema.bpk  optim.bpk  state.json  config.toml
+//! RUN/checkpoints/latest         "step-000500"
+//! ```
+//! A checkpoint folder is written under a temporary name and renamed into place; `latest` is
+//! replaced atomically afterwards. A run killed at any moment leaves `latest` naming a complete
+//! checkpoint (or no checkpoint at all). Every checkpoint carries the resolved config.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::tensor::{Bytes, Device};
+use serde::{Deserialize, Serialize};
+
+use super::step::{LdaeTrainer, objective_of, optimizer_of};
+use crate::atomic::write_atomic;
+use crate::config::RunConfig;
+use crate::error::{Error, IoContext, Result};
+use crate::models::DenoisingVit;
+use crate::tokenizer::PatchPca;
+
+/// The scalar state of a run at a checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointState {
+    /// Steps completed.
+    pub step: usize,
+    /// The run's total steps (the lr schedule depends on it).
+    pub total_steps: usize,
+    /// Wall-clock training seconds so far (for throughput and ETA across resumes).
+    pub elapsed_s: f64,
+}
+
+/// The folder holding a run's checkpoints.
+pub fn checkpoints_dir(run: &Path) -> PathBuf {
+    run.join("checkpoints")
+}
+
+fn name_of(step: usize) -> String {
+    format!("step-{step:06}")
+}
+
+/// Write the trainer's state as checkpoint `state.step`; returns its folder.
+pub fn save(run: &Path, trainer: &LdaeTrainer, state: &CheckpointState) -> Result<PathBuf> {
+    let dir = checkpoints_dir(run);
+    std::fs::create_dir_all(&dir).at(&dir)?;
+    let name = name_of(state.step);
+    let final_dir = dir.join(&name);
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).at(&tmp)?;
+    }
+    std::fs::create_dir(&tmp).at(&tmp)?;
+    let rec = |e: burn::store::RecordError| Error::Other(format!("serialising checkpoint {name}: {e}"));
+    let model = trainer.model.valid().into_record().into_bytes().map_err(rec)?;
+    let ema = trainer.ema.clone().into_record().into_bytes().map_err(rec)?;
+    let optim = trainer.optim.into_bytes().map_err(rec)?;
+    std::fs::write(tmp.join("model.bpk"), &model[..]).at(tmp.join("model.bpk"))?;
+    std::fs::write(tmp.join("ema.bpk"), &ema[..]).at(tmp.join("ema.bpk"))?;
+    std::fs::write(tmp.join("optim.bpk"), &optim[..]).at(tmp.join("optim.bpk"))?;
+    std::fs::write(tmp.join("state.json"), serde_json::to_string_pretty(state).expect("serialises"))
+        .at(tmp.join("state.json"))?;
+    std::fs::write(tmp.join("config.toml"), trainer.config.to_toml()).at(tmp.join("config.toml"))?;
+    for f in ["model.bpk", "ema.bpk", "optim.bpk", "state.json", "config.toml"] {
+        std::fs::File::open(tmp.join(f)).and_then(|f| f.sync_all()).at(tmp.join(f))?;
+    }
+    if final_dir.exists() {
+        std::fs::remove_dir_all(&final_dir).at(&final_dir)?;
+    }
+    std::fs::rename(&tmp, &final_dir).at(&final_dir)?;
+    write_atomic(&dir.join("latest"), name.as_bytes())?;
+    Ok(final_dir)
+}
+
+/// The folder `latest` names, if any.
+pub fn latest(run: &Path) -> Result<Option<PathBuf>> {
+    let pointer = checkpoints_dir(run).join("latest");
+    if !pointer.exists() {
+        return Ok(None);
+    }
+    let name = std::fs::read_to_string(&pointer).at(&pointer)?;
+    let dir = checkpoints_dir(run).join(name.trim());
+    if !dir.is_dir() {
+        return Err(Error::format(&pointer, format!("names {}, which does not exist", dir.display())));
+    }
+    Ok(Some(dir))
+}
+
+/// Every complete checkpoint folder of a run, by step.
+pub fn list(run: &Path) -> Result<Vec<(usize, PathBuf)>> {
+    let dir = checkpoints_dir(run);
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut out: Vec<(usize, PathBuf)> = std::fs::read_dir(&dir)
+        .at(&dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter_map(|p| {
+            let step = p.file_name()?.to_str()?.strip_prefix("step-")?.parse().ok()?;
+            p.join("state.json").exists().then_some((step, p))
+        })
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+fn read_bytes(path: &Path) -> Result<Bytes> {
+    Ok(Bytes::from_bytes_vec(std::fs::read(path).at(path)?))
+}
+
+/// Read a checkpoint's config and state.
+pub fn read_meta(ckpt: &Path) -> Result<(RunConfig, CheckpointState)> {
+    let cfg_path = ckpt.join("config.toml");
+    let config = RunConfig::from_toml(&std::fs::read_to_string(&cfg_path).at(&cfg_path)?, &cfg_path)?;
+    let state_path = ckpt.join("state.json");
+    let state: CheckpointState = serde_json::from_str(&std::fs::read_to_string(&state_path).at(&state_path)?)
+        .map_err(|e| Error::format(&state_path, format!("invalid checkpoint state ({e})")))?;
+    Ok((config, state))
+}
+
+/// Load weights into a freshly built network of `config` on `device`.
+pub fn load_weights(ckpt: &Path, file: &str, config: &RunConfig, device: &Device) -> Result<DenoisingVit> {
+    let path = ckpt.join(file);
+    let record = burn::store::ModuleRecord::from_bytes(read_bytes(&path)?)
+        .map_err(|e| Error::format(&path, format!("not a burnpack record ({e})")))?;
+    let model = config.model.init(device);
+    model
+        .try_load_record(record)
+        .map_err(|e| Error::format(&path, format!("weights do not match the model in config.toml ({e})")))
+}
+
+/// Rebuild a trainer from a checkpoint (model, EMA and optimizer state).
+pub fn restore(ckpt: &Path, pca: &PatchPca, device: &Device) -> Result<(LdaeTrainer, CheckpointState)> {
+    let (config, state) = read_meta(ckpt)?;
+    let ad = device.clone().autodiff();
+    let model = load_weights(ckpt, "model.bpk", &config, &ad)?;
+    let ema = load_weights(ckpt, "ema.bpk", &config, device)?;
+    let optim_path = ckpt.join("optim.bpk");
+    let optim = optimizer_of(&config)
+        .from_bytes(read_bytes(&optim_path)?)
+        .map_err(|e| Error::format(&optim_path, format!("invalid optimizer state ({e})")))?;
+    let trainer = LdaeTrainer {
+        objective: objective_of(&config),
+        pca: pca.tensors(config.ldae.latent_dim, &ad),
+        model,
+        ema,
+        optim,
+        config,
+        device: ad,
+    };
+    Ok((trainer, state))
+}

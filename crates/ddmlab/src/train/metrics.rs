@@ -1,0 +1,41 @@
+//! Run metrics as JSON lines (`metrics.jsonl`): one object per logged step.
+
+use std::io::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{IoContext, Result};
+
+/// One logged point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricLine {
+    pub step: usize,
+    /// Mean training loss since the previous line.
+    pub loss: f64,
+    pub lr: f64,
+    pub img_per_s: f64,
+    pub elapsed_s: f64,
+}
+
+/// Append one line.
+pub fn append(path: &Path, line: &MetricLine) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).at(path)?;
+    writeln!(f, "{}", serde_json::to_string(line).expect("metric serialises")).at(path)
+}
+
+/// Read every line (a torn last line from a kill is skipped).
+pub fn read(path: &Path) -> Result<Vec<MetricLine>> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(path).at(path)?;
+    Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+}
+
+/// Keep only the lines up to `step` (a resumed run rewrites what came after its checkpoint).
+pub fn truncate_after(path: &Path, step: usize) -> Result<()> {
+    let kept: Vec<MetricLine> = read(path)?.into_iter().filter(|m| m.step <= step).collect();
+    let text: String = kept.iter().map(|m| serde_json::to_string(m).expect("serialises") + "\n").collect();
+    crate::atomic::write_atomic(path, text.as_bytes())
+}

@@ -1,0 +1,14 @@
+//! Training: the learning-rate schedule, the EMA of weights, checkpoints, metrics and the
+//! pretraining loop. Progress is reported through [`observer::Observer`]; nothing here prints.
+
+pub mod checkpoint;
+pub mod ema;
+pub mod lr;
+pub mod metrics;
+pub mod observer;
+pub mod pretrain;
+pub mod step;
+
+pub use observer::{Observer, Silent, StepReport};
+pub use pretrain::{PretrainOptions, PretrainSummary, pretrain};
+pub use step::LdaeTrainer;

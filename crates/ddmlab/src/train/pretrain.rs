@@ -1,0 +1,242 @@
+//! The l-DAE pretraining loop with its run folder.
+//!
+//! ```text
+//! RUN/config.toml       the resolved config (total steps fixed once known)
+//! RUN/pca.safetensors   the fitted tokenizer
+//! RUN/metrics.jsonl     one line per `log_every` steps
+//! RUN/loss.png          the loss curve, redrawn at every checkpoint
+//! RUN/checkpoints/      see `checkpoint`
+//! ```
+//! Resuming restores model, EMA and optimizer state from `checkpoints/latest`; batches and noise
+//! are pure functions of `(seed, step)`, so the resumed loss trajectory equals the uninterrupted
+//! one.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use burn::tensor::Device;
+
+use super::checkpoint::{self, CheckpointState};
+use super::lr::lr_at;
+use super::metrics::{self, MetricLine};
+use super::observer::{Observer, StepReport};
+use super::step::LdaeTrainer;
+use crate::config::RunConfig;
+use crate::data::loader::{BatchPlan, Loader};
+use crate::data::{DataSource, ImageSet, Split};
+use crate::error::{Error, IoContext, Result};
+use crate::tokenizer::PatchPca;
+use crate::viz::plot::{Series, line_plot};
+
+/// How to run (not part of the run's identity, so not in the config).
+#[derive(Debug, Clone)]
+pub struct PretrainOptions {
+    /// Where `fashion-mnist` and `mnist` live.
+    pub data_root: PathBuf,
+    /// Continue from `checkpoints/latest` instead of refusing a non-empty run folder.
+    pub resume: bool,
+    /// Stop (with a checkpoint) once this many steps are done in total; for tests and sessions.
+    pub stop_after_steps: Option<usize>,
+    /// Stop (with a checkpoint) after this many minutes of this invocation.
+    pub stop_after_minutes: Option<f64>,
+}
+
+/// What a run reached.
+#[derive(Debug, Clone)]
+pub struct PretrainSummary {
+    pub run: PathBuf,
+    pub step: usize,
+    pub total_steps: usize,
+    pub last_loss: f64,
+    pub img_per_s: f64,
+    /// Every loss, one per step run in this invocation.
+    pub losses: Vec<f64>,
+}
+
+/// Load the training split of a config's data set (with `train_limit` applied).
+pub fn load_train_set(config: &RunConfig, data_root: &Path) -> Result<ImageSet> {
+    let source: DataSource = config.data.parse()?;
+    let set = source.load(data_root, Split::Train, config.model.image)?;
+    Ok(if config.train_limit > 0 { set.truncate(config.train_limit) } else { set })
+}
+
+/// Pretrain (or resume) the run in folder `run`.
+pub fn pretrain(
+    config: RunConfig,
+    run: &Path,
+    opts: &PretrainOptions,
+    device: &Device,
+    obs: &mut dyn Observer,
+) -> Result<PretrainSummary> {
+    let cfg_path = run.join("config.toml");
+    let resume_from = if opts.resume { checkpoint::latest(run)? } else { None };
+    let mut config = match (&resume_from, opts.resume && cfg_path.exists()) {
+        (Some(ckpt), _) => checkpoint::read_meta(ckpt)?.0,
+        (None, true) => RunConfig::from_toml(&std::fs::read_to_string(&cfg_path).at(&cfg_path)?, &cfg_path)?,
+        (None, false) => config,
+    };
+    config.validate()?;
+    if !opts.resume && checkpoint::latest(run)?.is_some() {
+        return Err(Error::config(
+            "out",
+            format!(
+                "{} already holds a run with checkpoints; pass --resume to continue it or choose another folder",
+                run.display()
+            ),
+        ));
+    }
+    std::fs::create_dir_all(run).at(run)?;
+    crate::atomic::write_atomic(&cfg_path, config.to_toml().as_bytes())?;
+
+    let set = Arc::new(load_train_set(&config, &opts.data_root)?);
+    obs.message(&format!("data: {} train images of {} from {}", set.len(), set.shape, config.data));
+    let pca_path = run.join("pca.safetensors");
+    let pca = if pca_path.exists() {
+        PatchPca::load(&pca_path)?
+    } else {
+        let pca = PatchPca::fit(&set, config.model.patch, config.ldae.pca_samples, config.train.seed)?;
+        pca.save(&pca_path)?;
+        let kept: f64 = pca.explained_variance_ratio()[..config.ldae.latent_dim].iter().sum();
+        obs.message(&format!(
+            "PCA: D = {}, d = {} keeps {:.1}% of the patch variance",
+            pca.dim(),
+            config.ldae.latent_dim,
+            100.0 * kept
+        ));
+        pca
+    };
+    let plan =
+        BatchPlan { seed: config.train.seed, batch_size: config.train.batch_size, augment: config.train.augment };
+
+    let (mut trainer, mut state) = match &resume_from {
+        Some(ckpt) => {
+            let (t, s) = checkpoint::restore(ckpt, &pca, device)?;
+            metrics::truncate_after(&run.join("metrics.jsonl"), s.step)?;
+            obs.message(&format!("resuming from {} (step {} of {})", ckpt.display(), s.step, s.total_steps));
+            (t, s)
+        }
+        None => {
+            let total = resolve_total_steps(&config, &set, &pca, &plan, device, obs)?;
+            config.train.steps = total;
+            crate::atomic::write_atomic(&cfg_path, config.to_toml().as_bytes())?;
+            (
+                LdaeTrainer::new(config.clone(), &pca, device),
+                CheckpointState { step: 0, total_steps: total, elapsed_s: 0.0 },
+            )
+        }
+    };
+    let total = state.total_steps;
+    let warmup = (config.train.warmup_frac * total as f64).round() as usize;
+    let stop_at = opts.stop_after_steps.unwrap_or(total).min(total);
+    let deadline = opts.stop_after_minutes.map(|m| Instant::now() + std::time::Duration::from_secs_f64(m * 60.0));
+    let mut summary = PretrainSummary {
+        run: run.to_path_buf(),
+        step: state.step,
+        total_steps: total,
+        last_loss: f64::NAN,
+        img_per_s: 0.0,
+        losses: Vec::new(),
+    };
+    obs.start(state.step, total);
+
+    let started = Instant::now();
+    let elapsed_before = state.elapsed_s;
+    let first_step = state.step;
+    let mut window = (0.0, 0usize);
+    for batch in Loader::spawn(set.clone(), plan, state.step, stop_at, 3) {
+        let step = batch.step;
+        let lr = lr_at(step, total, warmup, config.lr(), config.lr() * config.train.min_lr_frac);
+        let loss = trainer.step(&batch, lr).map_err(|e| match e {
+            Error::Diverged(msg) => Error::Diverged(format!(
+                "training diverged: {msg}; the last good checkpoint is {}",
+                checkpoint::latest(run)
+                    .ok()
+                    .flatten()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "none (no checkpoint yet)".into())
+            )),
+            other => other,
+        })?;
+        state.step = step + 1;
+        let run_s = started.elapsed().as_secs_f64();
+        state.elapsed_s = elapsed_before + run_s;
+        let img_per_s = ((state.step - first_step) * config.train.batch_size) as f64 / run_s.max(1e-9);
+        summary.losses.push(loss);
+        (summary.step, summary.last_loss, summary.img_per_s) = (state.step, loss, img_per_s);
+        obs.step(&StepReport { step: state.step, total, loss, lr, img_per_s });
+        window = (window.0 + loss, window.1 + 1);
+        if state.step % config.train.log_every == 0 || state.step == stop_at {
+            let line = MetricLine {
+                step: state.step,
+                loss: window.0 / window.1 as f64,
+                lr,
+                img_per_s,
+                elapsed_s: state.elapsed_s,
+            };
+            metrics::append(&run.join("metrics.jsonl"), &line)?;
+            window = (0.0, 0);
+        }
+        let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
+        if state.step % config.train.checkpoint_every == 0 || state.step == stop_at || out_of_time {
+            let path = checkpoint::save(run, &trainer, &state)?;
+            obs.checkpoint(&path);
+            plot_loss(run)?;
+        }
+        if out_of_time {
+            obs.message(&format!(
+                "stopped after the time limit at step {} of {total}; continue with --resume",
+                state.step
+            ));
+            break;
+        }
+    }
+    obs.finish();
+    Ok(summary)
+}
+
+/// Total steps from `steps`, else `epochs`, else the time budget (measured on this machine).
+fn resolve_total_steps(
+    config: &RunConfig,
+    set: &ImageSet,
+    pca: &PatchPca,
+    plan: &BatchPlan,
+    device: &Device,
+    obs: &mut dyn Observer,
+) -> Result<usize> {
+    let t = &config.train;
+    if t.steps > 0 {
+        return Ok(t.steps);
+    }
+    let per_epoch = plan.steps_per_epoch(set.len());
+    if t.epochs > 0.0 {
+        return Ok(((t.epochs * per_epoch as f64).ceil() as usize).max(1));
+    }
+    // Time the step on a throwaway trainer: one warm-up step, then three timed ones.
+    let mut probe = LdaeTrainer::new(config.clone(), pca, device);
+    probe.step(&plan.make(set, 0), 0.0)?;
+    let start = Instant::now();
+    for s in 1..4 {
+        probe.step(&plan.make(set, s), 0.0)?;
+    }
+    let per_step = start.elapsed().as_secs_f64() / 3.0;
+    // Checkpoints and metrics cost a little; keep 5% aside.
+    let total = ((t.time_budget_min * 60.0 * 0.95 / per_step).floor() as usize).max(1);
+    obs.message(&format!(
+        "time budget {:.1} min at {:.3} s/step -> {total} steps ({:.2} epochs)",
+        t.time_budget_min,
+        per_step,
+        total as f64 / per_epoch as f64
+    ));
+    Ok(total)
+}
+
+/// Redraw `loss.png` from `metrics.jsonl`.
+pub fn plot_loss(run: &Path) -> Result<()> {
+    let lines = metrics::read(&run.join("metrics.jsonl"))?;
+    if lines.len() < 2 {
+        return Ok(());
+    }
+    let series = Series { name: "train loss".into(), points: lines.iter().map(|m| (m.step as f64, m.loss)).collect() };
+    line_plot(&run.join("loss.png"), "l-DAE training loss", "step", "loss (weighted PCA residual)", &[series], true)
+}

@@ -1,0 +1,119 @@
+//! Line plots to PNG with `plotters` (loss curves, probe accuracy over training).
+//!
+//! Text is drawn with the Ubuntu Light font embedded by `epaint_default_fonts`, so plotting
+//! needs no system font library.
+
+use std::path::Path;
+use std::sync::Once;
+
+use plotters::prelude::*;
+
+use crate::error::{Error, Result};
+
+/// One named series of `(x, y)` points.
+pub struct Series {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // The embedded font always parses; if it ever did not, plots would lack text only.
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, epaint_default_fonts::UBUNTU_LIGHT);
+    });
+}
+
+const COLORS: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+/// Draw `series` into a 900x540 PNG at `path`; `log_y` uses a logarithmic y axis.
+pub fn line_plot(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series], log_y: bool) -> Result<()> {
+    register_font();
+    let pts = series
+        .iter()
+        .flat_map(|s| s.points.iter())
+        .filter(|(x, y)| x.is_finite() && y.is_finite() && (!log_y || *y > 0.0));
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, y) in pts {
+        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+    }
+    if x0 > x1 {
+        return Err(Error::Other(format!("nothing to plot in {}", path.display())));
+    }
+    if x1 - x0 < 1e-12 {
+        x1 = x0 + 1.0;
+    }
+    let pad = if log_y { 0.0 } else { (y1 - y0).max(1e-6) * 0.05 };
+    let (y0, y1) = if log_y { (y0 * 0.9, y1 * 1.1) } else { (y0 - pad, y1 + pad) };
+    let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let root = BitMapBackend::new(path, (900, 540)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut builder = ChartBuilder::on(&root);
+        builder.caption(title, ("sans-serif", 24)).margin(15).x_label_area_size(45).y_label_area_size(70);
+        let style = |s: &Series, i: usize| (s.name.clone(), COLORS[i % COLORS.len()]);
+        macro_rules! body {
+            ($chart:expr) => {{
+                let mut chart = $chart;
+                chart.configure_mesh().x_desc(x_label).y_desc(y_label).label_style(("sans-serif", 15)).draw()?;
+                for (i, s) in series.iter().enumerate() {
+                    let (name, color) = style(s, i);
+                    let pts: Vec<(f64, f64)> = s
+                        .points
+                        .iter()
+                        .copied()
+                        .filter(|(x, y)| x.is_finite() && y.is_finite() && (!log_y || *y > 0.0))
+                        .collect();
+                    chart
+                        .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
+                        .label(name)
+                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+                    if pts.len() <= 40 {
+                        chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
+                    }
+                }
+                if series.len() > 1 {
+                    chart
+                        .configure_series_labels()
+                        .background_style(WHITE.mix(0.8))
+                        .border_style(BLACK)
+                        .label_font(("sans-serif", 15))
+                        .draw()?;
+                }
+            }};
+        }
+        if log_y {
+            body!(builder.build_cartesian_2d(x0..x1, (y0..y1).log_scale())?);
+        } else {
+            body!(builder.build_cartesian_2d(x0..x1, y0..y1)?);
+        }
+        root.present()?;
+        Ok(())
+    };
+    draw().map_err(|e| Error::Other(format!("{}: cannot draw plot ({e})", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_plot_writes_a_png_with_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.png");
+        let s = Series { name: "loss".into(), points: (1..50).map(|i| (i as f64, 1.0 / i as f64)).collect() };
+        line_plot(&path, "Loss", "step", "loss", &[s], true).unwrap();
+        let img = image::open(&path).unwrap();
+        assert_eq!((img.width(), img.height()), (900, 540));
+    }
+}

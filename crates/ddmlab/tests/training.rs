@@ -1,0 +1,124 @@
+//! Claims about the training loop, on a synthetic Fashion-MNIST-shaped data set written to a
+//! temporary data root (tests never download).
+
+use std::path::Path;
+
+use burn::tensor::Device;
+use ddmlab::config::RunConfig;
+use ddmlab::data::idx::encode_idx;
+use ddmlab::models::preset;
+use ddmlab::train::{PretrainOptions, Silent, checkpoint, metrics, pretrain};
+
+/// 64 train / 32 test 28x28 images: class k is a bright horizontal band at rows 2k..2k+6.
+fn write_synthetic_fashion_mnist(root: &Path) {
+    let dir = root.join("fashion-mnist");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (prefix, n) in [("train", 64usize), ("t10k", 32)] {
+        let mut images = Vec::new();
+        let mut labels = Vec::new();
+        for i in 0..n {
+            let k = i % 10;
+            labels.push(k as u8);
+            for y in 0..28 {
+                for x in 0..28 {
+                    let band = (2 * k..2 * k + 6).contains(&y);
+                    images.push(if band { 200 } else { ((x * 7 + y * 3 + i) % 40) as u8 });
+                }
+            }
+        }
+        std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte")), encode_idx(&[n, 28, 28], &images)).unwrap();
+        std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), encode_idx(&[n], &labels)).unwrap();
+    }
+}
+
+/// A very small l-DAE config for tests.
+fn micro_config(steps: usize) -> RunConfig {
+    let mut c = preset("ldae-tiny").unwrap().config;
+    c.model.width = 32;
+    c.model.cond_width = 8;
+    c.model.depth = 2;
+    c.model.encoder_depth = 1;
+    c.model.heads = 2;
+    c.ldae.pca_samples = 2000;
+    c.train.batch_size = 16;
+    c.train.steps = steps;
+    c.train.checkpoint_every = 3;
+    c.train.log_every = 1;
+    c.train.warmup_frac = 0.2;
+    c
+}
+
+fn options(root: &Path, resume: bool, stop: Option<usize>) -> PretrainOptions {
+    PretrainOptions { data_root: root.to_path_buf(), resume, stop_after_steps: stop, stop_after_minutes: None }
+}
+
+#[test]
+fn resumed_run_reproduces_the_uninterrupted_loss_trajectory() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_synthetic_fashion_mnist(tmp.path());
+    let device = Device::flex();
+    let config = micro_config(8);
+
+    let whole =
+        pretrain(config.clone(), &tmp.path().join("a"), &options(tmp.path(), false, None), &device, &mut Silent)
+            .unwrap();
+    assert_eq!(whole.losses.len(), 8);
+
+    // The "killed" run: stops after step 5; its last checkpoint is step 5 (stop) but we roll back
+    // to step 3 to mimic a kill between checkpoints.
+    let run_b = tmp.path().join("b");
+    pretrain(config.clone(), &run_b, &options(tmp.path(), false, Some(5)), &device, &mut Silent).unwrap();
+    std::fs::remove_dir_all(run_b.join("checkpoints/step-000005")).unwrap();
+    std::fs::write(run_b.join("checkpoints/latest"), "step-000003").unwrap();
+    let resumed = pretrain(config, &run_b, &options(tmp.path(), true, None), &device, &mut Silent).unwrap();
+
+    assert_eq!(resumed.losses.len(), 5, "steps 4..8 run again");
+    for (a, b) in whole.losses[3..].iter().zip(&resumed.losses) {
+        // Equal up to float summation order (reloaded weights are laid out afresh): a wrong
+        // optimizer state, batch or noise draw shows up as differences of 1e-2 and more.
+        assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0), "uninterrupted {a} vs resumed {b}");
+    }
+    // The metrics file holds each step once, as if never interrupted.
+    let steps: Vec<usize> = metrics::read(&run_b.join("metrics.jsonl")).unwrap().iter().map(|m| m.step).collect();
+    assert_eq!(steps, (1..=8).collect::<Vec<_>>());
+    assert!(run_b.join("loss.png").exists());
+}
+
+#[test]
+fn a_run_folder_with_checkpoints_is_not_overwritten_without_resume() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_synthetic_fashion_mnist(tmp.path());
+    let run = tmp.path().join("r");
+    pretrain(micro_config(3), &run, &options(tmp.path(), false, None), &Device::flex(), &mut Silent).unwrap();
+    let err =
+        pretrain(micro_config(3), &run, &options(tmp.path(), false, None), &Device::flex(), &mut Silent).unwrap_err();
+    assert!(err.to_string().contains("--resume"), "{err}");
+    assert_eq!(checkpoint::list(&run).unwrap().len(), 1);
+}
+
+#[test]
+fn training_lowers_the_loss() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_synthetic_fashion_mnist(tmp.path());
+    let mut config = micro_config(40);
+    config.train.checkpoint_every = 40;
+    config.train.blr = 4e-3;
+    let s = pretrain(config, &tmp.path().join("r"), &options(tmp.path(), false, None), &Device::flex(), &mut Silent)
+        .unwrap();
+    let first: f64 = s.losses[..5].iter().sum::<f64>() / 5.0;
+    let last: f64 = s.losses[35..].iter().sum::<f64>() / 5.0;
+    assert!(last < 0.85 * first, "loss went from {first} to {last}");
+}
+
+#[test]
+fn a_diverging_run_stops_naming_the_step_and_last_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_synthetic_fashion_mnist(tmp.path());
+    let mut config = micro_config(30);
+    config.train.blr = 1e30;
+    config.train.warmup_frac = 0.0;
+    let err = pretrain(config, &tmp.path().join("r"), &options(tmp.path(), false, None), &Device::flex(), &mut Silent)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("diverged") && err.contains("at step") && err.contains("last good checkpoint"), "{err}");
+}
