@@ -201,6 +201,15 @@ pub struct BenchArgs {
     /// Timed steps (after 3 warm-up steps).
     #[arg(long, default_value_t = 20)]
     pub steps: usize,
+    /// Also run the identical step in PyTorch (bench/pytorch_ldae.py) and print the ratio.
+    #[arg(long)]
+    pub pytorch: bool,
+    /// The PyTorch reference script.
+    #[arg(long, default_value = "bench/pytorch_ldae.py")]
+    pub script: String,
+    /// The Python interpreter for --pytorch.
+    #[arg(long, default_value = "python3")]
+    pub python: String,
     #[command(flatten)]
     pub common: Common,
 }

@@ -2,7 +2,9 @@
 
 use std::time::Instant;
 
-use anyhow::Result;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
 use ddmlab::data::loader::Batch;
 use ddmlab::models::preset;
 use ddmlab::tokenizer::PatchPca;
@@ -41,12 +43,64 @@ pub fn run(args: BenchArgs) -> Result<()> {
         trainer.step(&batch(3 + s), 1e-4)?;
     }
     let secs = start.elapsed().as_secs_f64();
+    let ours = (args.steps * b) as f64 / secs;
+    let threads = rayon::current_num_threads();
     println!(
-        "ddmlab l-DAE train step, preset {} (batch {b}, {} threads): {:.1} img/s ({:.1} ms/step)",
+        "ddmlab  l-DAE train step, preset {} (batch {b}, {threads} threads): {ours:.1} img/s ({:.1} ms/step), peak RSS {:.0} MB",
         args.preset,
-        rayon::current_num_threads(),
-        (args.steps * b) as f64 / secs,
-        1000.0 * secs / args.steps as f64
+        1000.0 * secs / args.steps as f64,
+        peak_rss_mb().unwrap_or(f64::NAN)
     );
+    if args.pytorch {
+        let theirs = pytorch(&config, &args, threads)?;
+        println!(
+            "pytorch l-DAE train step, same preset (batch {b}, {threads} threads, torch {}): {:.1} img/s ({:.1} ms/step), peak RSS {:.0} MB",
+            theirs.torch, theirs.img_per_s, theirs.ms_per_step, theirs.peak_rss_mb
+        );
+        println!("ratio ddmlab / pytorch: {:.2}x", ours / theirs.img_per_s);
+    }
     Ok(())
+}
+
+/// What `bench/pytorch_ldae.py bench` prints.
+#[derive(serde::Deserialize)]
+struct TorchBench {
+    img_per_s: f64,
+    ms_per_step: f64,
+    peak_rss_mb: f64,
+    torch: String,
+}
+
+/// Run the PyTorch reference step with the same config, batch and threads.
+fn pytorch(config: &ddmlab::config::RunConfig, args: &BenchArgs, threads: usize) -> Result<TorchBench> {
+    let script = std::path::Path::new(&args.script);
+    if !script.exists() {
+        bail!("{}: not found (run from the repository root or pass --script)", script.display());
+    }
+    let dir = tempfile::tempdir()?;
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(&cfg, config.to_toml())?;
+    let out = Command::new(&args.python)
+        .arg(script)
+        .args(["bench", "--config"])
+        .arg(&cfg)
+        .args(["--batch-size", &args.batch_size.to_string(), "--steps", &args.steps.to_string()])
+        .args(["--threads", &threads.to_string()])
+        .output()
+        .with_context(|| format!("cannot start {}", args.python))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+        bail!("the PyTorch benchmark failed ({}): {last} (it needs `pip install torch numpy`)", out.status);
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().rev().find(|l| l.starts_with('{')).unwrap_or("");
+    serde_json::from_str(line).with_context(|| format!("unexpected output from the PyTorch benchmark: {text}"))
+}
+
+/// Peak resident memory of this process (Linux), in MB.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    Some(line.split_whitespace().nth(1)?.parse::<f64>().ok()? / 1024.0)
 }

@@ -18,6 +18,7 @@ use clap::Parser;
 use args::{Cli, Command};
 
 fn main() -> ExitCode {
+    setup::allocator();
     let cli = Cli::parse();
     let result = setup::threads(cli.threads).and_then(|()| match cli.command {
         Command::Data(a) => data::run(a),

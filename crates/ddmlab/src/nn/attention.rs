@@ -7,7 +7,7 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Tensor};
 
-use super::init::xavier_linear;
+use super::init::{linear_tokens, xavier_linear};
 
 /// Self-attention over all tokens (no mask).
 #[derive(Module, Debug)]
@@ -29,11 +29,11 @@ impl Attention {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let [b, l, w] = x.dims();
         let hd = w / self.heads;
-        let qkv = self.qkv.forward(x).reshape([b, l, 3, self.heads, hd]).permute([2, 0, 3, 1, 4]); // [3, B, H, L, hd]
+        let qkv = linear_tokens(&self.qkv, x).reshape([b, l, 3, self.heads, hd]).permute([2, 0, 3, 1, 4]); // [3, B, H, L, hd]
         let q = qkv.clone().slice_dim(0, 0..1).squeeze_dim::<4>(0); // [B, H, L, hd]
         let k = qkv.clone().slice_dim(0, 1..2).squeeze_dim::<4>(0);
         let v = qkv.slice_dim(0, 2..3).squeeze_dim::<4>(0);
         let out = attention(q, k, v, None, None, AttentionModuleOptions::default()); // [B, H, L, hd]
-        self.proj.forward(out.swap_dims(1, 2).reshape([b, l, w]))
+        linear_tokens(&self.proj, out.swap_dims(1, 2).reshape([b, l, w]))
     }
 }

@@ -11,7 +11,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::adaln::{layer_norm, modulate};
 use super::attention::Attention;
-use super::init::zero_linear;
+use super::init::{linear_tokens, zero_linear};
 use super::mlp::Mlp;
 
 const LN_EPS: f64 = 1e-6;
@@ -66,6 +66,6 @@ impl FinalLayer {
     pub fn forward(&self, x: Tensor<3>, c: Tensor<2>) -> Tensor<3> {
         let m = self.ada_ln.forward(silu(c)).chunk(2, 1);
         let [shift, scale]: [Tensor<2>; 2] = m.try_into().expect("chunk into 2");
-        self.proj.forward(modulate(layer_norm(x, LN_EPS), shift, scale))
+        linear_tokens(&self.proj, modulate(layer_norm(x, LN_EPS), shift, scale))
     }
 }

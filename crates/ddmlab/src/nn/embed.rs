@@ -5,7 +5,7 @@ use burn::nn::Linear;
 use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::init::{normal_linear, xavier_linear};
+use super::init::{linear_tokens, normal_linear, xavier_linear};
 use crate::tokenizer::patchify;
 
 /// A `p x p` stride-`p` convolution written as patchify + Linear (the same map as DiT's
@@ -25,7 +25,7 @@ impl PatchEmbed {
     /// # Shapes
     /// - `x`: `[B, C, H, W]`; returns `[B, L, width]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<3> {
-        self.proj.forward(patchify(x, self.patch))
+        linear_tokens(&self.proj, patchify(x, self.patch))
     }
 }
 

@@ -1,10 +1,14 @@
-//! The transformer MLP: Linear -> GELU (tanh approximation, as DiT) -> Linear.
+//! The transformer MLP: Linear -> GELU -> Linear.
+//!
+//! GELU is the exact (erf) form of ViT/MAE, not the tanh approximation DiT uses: burn has a
+//! fused forward and backward for it, while the tanh form is composed of eight element-wise ops
+//! (measured: 2.5x slower forward on flex). The two differ by less than 1e-3.
 
 use burn::module::Module;
 use burn::nn::Linear;
-use burn::tensor::{Device, Tensor, activation::gelu_approximate};
+use burn::tensor::{Device, Tensor, activation::gelu};
 
-use super::init::xavier_linear;
+use super::init::{linear_tokens, xavier_linear};
 
 /// Two linear layers with a GELU between them.
 #[derive(Module, Debug)]
@@ -22,6 +26,6 @@ impl Mlp {
     /// # Shapes
     /// - `x`: `[B, L, W]`; returns `[B, L, W]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.fc2.forward(gelu_approximate(self.fc1.forward(x)))
+        linear_tokens(&self.fc2, gelu(linear_tokens(&self.fc1, x)))
     }
 }
