@@ -32,7 +32,7 @@ impl Observer for Bar {
         if let Some(bar) = &self.bar {
             let msg = format!("loss {:.4}  lr {:.2e}  {:.0} img/s", r.loss, r.lr, r.img_per_s);
             bar.set_position(r.step as u64);
-            if bar.is_hidden() && (r.step % 10 == 0 || r.step == r.total) {
+            if bar.is_hidden() && (r.step.is_multiple_of(10) || r.step == r.total) {
                 // Not a terminal (a log file): a plain line now and then instead of a bar.
                 eprintln!("step {}/{}  {msg}", r.step, r.total);
             }
