@@ -1,7 +1,7 @@
 //! Tokenizers: how images become low-dimensional per-patch latents and back.
 //!
 //! l-DAE's finding is that a *low-dimensional latent* is what makes a denoiser learn good
-//! representations, and that a linear tokenizer, patch-wise PCA, is enough. [`patchify`] cuts
+//! representations, and that a linear tokenizer, patch-wise PCA, is enough. [`patchify()`] cuts
 //! images into patch vectors; [`pca::PatchPca`] fits and applies the PCA basis.
 
 pub mod patchify;
