@@ -190,8 +190,13 @@ pub fn plot_probe(path: &Path, rows: &[ProbeRow]) -> Result<()> {
     let steps: Vec<usize> = rows.iter().filter_map(|r| r.step).collect();
     let (lo, hi) = (steps.iter().copied().min().unwrap_or(0) as f64, steps.iter().copied().max().unwrap_or(1) as f64);
     let mut series = Vec::new();
-    let mut keys: Vec<(String, String)> = rows.iter().map(|r| (r.subject.clone(), r.pool.clone())).collect();
-    keys.dedup();
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for r in rows {
+        let key = (r.subject.clone(), r.pool.clone());
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
     for (subject, pool) in keys {
         let sel: Vec<&ProbeRow> = rows.iter().filter(|r| r.subject == subject && r.pool == pool).collect();
         let pts = |f: &dyn Fn(&ProbeRow) -> Option<f64>| -> Vec<(f64, f64)> {
