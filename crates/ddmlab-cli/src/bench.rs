@@ -1,8 +1,7 @@
 //! `ddmlab bench`: images per second of the l-DAE training step on synthetic images.
 
-use std::time::Instant;
-
 use std::process::Command;
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use ddmlab::data::loader::Batch;

@@ -7,7 +7,8 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Tensor};
 
-use super::init::{linear_tokens, xavier_linear};
+use super::init::xavier_linear;
+use super::linear::linear_tokens;
 
 /// Self-attention over all tokens (no mask).
 #[derive(Module, Debug)]

@@ -11,7 +11,8 @@ use burn::tensor::{Device, Tensor};
 
 use super::adaln::{layer_norm, modulate};
 use super::attention::Attention;
-use super::init::{linear_tokens, zero_linear};
+use super::init::zero_linear;
+use super::linear::linear_tokens;
 use super::mlp::Mlp;
 
 const LN_EPS: f64 = 1e-6;

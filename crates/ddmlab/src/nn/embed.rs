@@ -5,7 +5,8 @@ use burn::nn::Linear;
 use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::init::{linear_tokens, normal_linear, xavier_linear};
+use super::init::{normal_linear, xavier_linear};
+use super::linear::linear_tokens;
 use crate::tokenizer::patchify;
 
 /// A `p x p` stride-`p` convolution written as patchify + Linear (the same map as DiT's

@@ -1,7 +1,7 @@
 //! Weight initialisations used by DiT (`initialize_weights` in facebookresearch/DiT).
 
 use burn::nn::{Initializer, Linear, LinearConfig};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Device;
 
 /// A linear layer with Xavier-uniform weights and zero bias (DiT's default for every Linear).
 pub fn xavier_linear(d_in: usize, d_out: usize, device: &Device) -> Linear {
@@ -29,20 +29,4 @@ impl ZeroBias for Linear {
         self.bias = self.bias.map(|b| b.map(|t| t.zeros_like()));
         self
     }
-}
-
-/// Apply `layer` to every token of `x` as one `[B * L, W]` matrix product.
-///
-/// burn treats a `[B, L, W] x [W, O]` product as a batched matmul with a broadcast weight, whose
-/// backward forms a `[B, W, O]` weight gradient and then sums it over `B` (measured: most of the
-/// copies in a training step). Flattening the tokens first makes the weight gradient a single
-/// `[W, B * L] x [B * L, O]` product.
-///
-/// # Shapes
-/// - `x`: `[B, L, W]`; returns `[B, L, O]`
-pub fn linear_tokens(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
-    let [b, l, w] = x.dims();
-    let y = layer.forward(x.reshape([b * l, w])); // [B L, O]
-    let o = y.dims()[1];
-    y.reshape([b, l, o])
 }

@@ -8,7 +8,8 @@ use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::{Device, Tensor, activation::gelu};
 
-use super::init::{linear_tokens, xavier_linear};
+use super::init::xavier_linear;
+use super::linear::linear_tokens;
 
 /// Two linear layers with a GELU between them.
 #[derive(Module, Debug)]

@@ -8,10 +8,12 @@ pub mod attention;
 pub mod block;
 pub mod embed;
 pub mod init;
+pub mod linear;
 pub mod mlp;
 
 pub use adaln::{layer_norm, modulate};
 pub use attention::Attention;
 pub use block::{DitBlock, FinalLayer};
 pub use embed::{PatchEmbed, TimestepEmbedder, sincos_pos_embed_2d};
+pub use linear::linear_tokens;
 pub use mlp::Mlp;
