@@ -122,3 +122,58 @@ fn a_diverging_run_stops_naming_the_step_and_last_checkpoint() {
         .to_string();
     assert!(err.contains("diverged") && err.contains("at step") && err.contains("last good checkpoint"), "{err}");
 }
+
+/// Records the largest gradient difference between two gradient sets, relative to the largest
+/// gradient of each parameter.
+struct GradDiff<'a> {
+    a: &'a burn::optim::GradientsParams,
+    b: &'a burn::optim::GradientsParams,
+    worst: f32,
+    params: usize,
+}
+
+impl burn::module::ModuleVisitor for GradDiff<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<burn::tensor::Tensor<D>>) {
+        let (a, b) = match (self.a.get::<D>(param.id), self.b.get::<D>(param.id)) {
+            (Some(a), Some(b)) => (a, b),
+            (None, None) => return, // not on the loss's path (e.g. the encoder-only head)
+            (a, b) => {
+                panic!("parameter {} has a gradient in one set only ({} / {})", param.id, a.is_some(), b.is_some())
+            }
+        };
+        let scale = a.clone().abs().max().into_scalar::<f32>().max(1e-12);
+        let diff = (a - b).abs().max().into_scalar::<f32>();
+        self.worst = self.worst.max(diff / scale);
+        self.params += 1;
+    }
+}
+
+#[test]
+fn sharded_gradients_equal_the_single_pass_gradients() {
+    use burn::module::Module;
+    use ddmlab::data::loader::Batch;
+    use ddmlab::data::{ImageSet, ImageShape};
+    use ddmlab::tokenizer::PatchPca;
+
+    let config = micro_config(1);
+    let shape = ImageShape { channels: 1, height: 28, width: 28 };
+    let n = 13; // an odd batch: shards of unequal size
+    let images: Vec<u8> = (0..n * 28 * 28).map(|i| ((i * 37 + i / 28 * 11) % 256) as u8).collect();
+    let set = ImageSet { images, labels: vec![0; n], shape, classes: vec!["x".into()] };
+    let pca = PatchPca::fit(&set, config.model.patch, 2000, 0).unwrap();
+    let batch = Batch {
+        step: 5,
+        images: set.images.iter().map(|&p| p as f32 / 127.5 - 1.0).collect(),
+        labels: set.labels.clone(),
+    };
+    let mut trainer = ddmlab::train::LdaeTrainer::new(config, &pca, &Device::flex());
+    trainer.shards = 1;
+    let (loss_1, grads_1) = trainer.gradients(&batch);
+    trainer.shards = 3;
+    let (loss_3, grads_3) = trainer.gradients(&batch);
+    assert!((loss_1 - loss_3).abs() <= 1e-5 * loss_1.abs(), "loss {loss_1} vs {loss_3}");
+    let mut diff = GradDiff { a: &grads_1, b: &grads_3, worst: 0.0, params: 0 };
+    trainer.model.visit(&mut diff);
+    assert!(diff.params > 10, "visited {} parameters", diff.params);
+    assert!(diff.worst < 1e-4, "largest relative gradient difference {}", diff.worst);
+}

@@ -148,6 +148,7 @@ pub fn restore(ckpt: &Path, pca: &PatchPca, device: &Device) -> Result<(LdaeTrai
         optim,
         config,
         device: ad,
+        shards: rayon::current_num_threads(),
     };
     Ok((trainer, state))
 }

@@ -2,7 +2,9 @@
 //! AdamW update, EMA update. Shared by the pretraining loop and `ddmlab bench`.
 
 use burn::module::Module;
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer, grad_clipping::GradientClippingConfig};
+use burn::optim::{
+    AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer, grad_clipping::GradientClippingConfig,
+};
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::RngExt;
 use rand_distr::StandardNormal;
@@ -28,6 +30,8 @@ pub struct LdaeTrainer {
     pub optim: ModuleOptimizer,
     /// The autodiff device.
     pub device: Device,
+    /// Data-parallel shards per step (1: the whole batch in one pass).
+    pub shards: usize,
 }
 
 /// The objective a config describes.
@@ -68,6 +72,7 @@ impl LdaeTrainer {
             optim: optimizer_of(&config),
             config,
             device: ad,
+            shards: rayon::current_num_threads(),
         }
     }
 
@@ -84,24 +89,86 @@ impl LdaeTrainer {
     /// One optimisation step at learning rate `lr`; returns the loss before the update.
     /// A non-finite loss is an error and leaves the weights untouched.
     pub fn step(&mut self, batch: &Batch, lr: f64) -> Result<f64> {
-        let image = self.config.model.image;
-        let b = batch.labels.len();
-        let x0 = Tensor::<4>::from_data(
-            TensorData::new(batch.images.clone(), [b, image.channels, image.height, image.width]),
-            &self.device,
-        );
-        let terms = self.draw_terms(batch.step, b);
-        let x_t = self.objective.noisy_input(&self.pca, x0.clone(), &terms);
-        let pred = self.model.forward(x_t, &terms.t);
-        let loss = self.objective.loss(&self.pca, x0, pred, &terms.t);
-        let value = loss.clone().into_scalar::<f32>() as f64;
+        let (value, grads) = self.gradients(batch);
         if !value.is_finite() {
             return Err(Error::Diverged(format!("loss is {value} at step {}", batch.step + 1)));
         }
-        let grads = GradientsParams::from_grads(loss.backward(), &self.model);
         self.model = self.optim.step(lr, self.model.clone(), grads);
         let decay = ema_decay_at(self.config.train.ema_decay, batch.step);
         self.ema = update_ema(self.ema.clone(), &self.model, decay);
         Ok(value)
+    }
+
+    /// The batch loss and its gradient with respect to the weights.
+    ///
+    /// The batch is split into `self.shards` contiguous shards whose forward and backward
+    /// passes run concurrently (data parallelism on one device: burn's element-wise kernels
+    /// are single-threaded, so this is what keeps every core busy); each shard's mean loss is
+    /// weighted by its share of the batch, so the summed loss and gradient are the full
+    /// batch's, up to float summation order.
+    pub fn gradients(&self, batch: &Batch) -> (f64, GradientsParams) {
+        let b = batch.labels.len();
+        let terms = self.draw_terms(batch.step, b);
+        let shards = self.shards.clamp(1, b);
+        let bounds: Vec<(usize, usize)> = (0..shards).map(|i| (i * b / shards, (i + 1) * b / shards)).collect();
+        let results = run_shards(&bounds, &|lo, hi| self.shard_grads(batch, &terms, lo, hi, b));
+        let mut value = 0.0;
+        let mut accumulator = GradientsAccumulator::<DenoisingVit>::new();
+        for (loss, grads) in results {
+            value += loss;
+            accumulator.accumulate(&self.model, grads);
+        }
+        (value, accumulator.grads())
+    }
+
+    /// Forward and backward on images `lo..hi` of the batch; the loss is scaled by
+    /// `(hi - lo) / total` so that the shards' gradients sum to the full batch's.
+    /// Returns the scaled loss and the gradients.
+    fn shard_grads(
+        &self,
+        batch: &Batch,
+        terms: &LdaeTerms,
+        lo: usize,
+        hi: usize,
+        total: usize,
+    ) -> (f64, GradientsParams) {
+        let image = self.config.model.image;
+        let per_image = image.channels * image.height * image.width;
+        let per_noise = terms.eps.len() / total;
+        let n = hi - lo;
+        let x0 = Tensor::<4>::from_data(
+            TensorData::new(
+                batch.images[lo * per_image..hi * per_image].to_vec(),
+                [n, image.channels, image.height, image.width],
+            ),
+            &self.device,
+        );
+        let terms = LdaeTerms { t: terms.t[lo..hi].to_vec(), eps: terms.eps[lo * per_noise..hi * per_noise].to_vec() };
+        // A fork has fresh autodiff leaves: the shards' graphs stay separate (burn merges graphs
+        // that share a leaf and runs a merged graph's backward under one lock).
+        let model = self.model.clone().fork(&self.device);
+        let x_t = self.objective.noisy_input(&self.pca, x0.clone(), &terms);
+        let pred = model.forward(x_t, &terms.t);
+        let loss = self.objective.loss(&self.pca, x0, pred, &terms.t) * (n as f64 / total as f64);
+        let value = loss.clone().into_scalar::<f32>() as f64;
+        if !value.is_finite() {
+            return (value, GradientsParams::new());
+        }
+        (value, GradientsParams::from_grads(loss.backward(), &model))
+    }
+}
+
+/// Runs `f(lo, hi)` for every `(lo, hi)` in `bounds`, concurrently on the rayon pool,
+/// and returns the results in order.
+fn run_shards<T: Send>(bounds: &[(usize, usize)], f: &(dyn Fn(usize, usize) -> T + Sync)) -> Vec<T> {
+    match bounds {
+        [] => Vec::new(),
+        [(lo, hi)] => vec![f(*lo, *hi)],
+        _ => {
+            let (left, right) = bounds.split_at(bounds.len() / 2);
+            let (mut a, b) = rayon::join(|| run_shards(left, f), || run_shards(right, f));
+            a.extend(b);
+            a
+        }
     }
 }
