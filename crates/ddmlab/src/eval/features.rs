@@ -54,6 +54,9 @@ pub fn pixel_features(set: &ImageSet) -> Features {
 }
 
 /// Encoder features of every image of `set` at timestep `t`, for each requested pooling.
+///
+/// Batches run concurrently, one per worker thread (burn's element-wise kernels are
+/// single-threaded); the output order is the data set's.
 pub fn encoder_features(
     model: &DenoisingVit,
     set: &ImageSet,
@@ -62,20 +65,35 @@ pub fn encoder_features(
     batch: usize,
     device: &Device,
 ) -> Vec<Features> {
+    use rayon::prelude::*;
+
     let shape = set.shape;
-    let mut out: Vec<Features> = pools.iter().map(|_| Features { data: Vec::new(), dim: 0 }).collect();
-    for (images, labels) in ordered_batches(set, batch) {
+    let encode_batch = |(images, labels): (Vec<f32>, Vec<u32>)| -> Vec<(usize, Vec<f32>)> {
         let b = labels.len();
         let x = Tensor::<4>::from_data(TensorData::new(images, [b, shape.channels, shape.height, shape.width]), device);
         let tokens = model.encode(x, &vec![t; b]); // [B, L, W]
         let [_, l, w] = tokens.dims();
-        for (pool, f) in pools.iter().zip(out.iter_mut()) {
-            let v: Tensor<2> = match pool {
-                Pool::Avg => tokens.clone().mean_dim(1).reshape([b, w]),
-                Pool::Flat => tokens.clone().reshape([b, l * w]),
-            };
-            f.dim = v.dims()[1];
-            f.data.extend(v.into_data().try_into_vec::<f32>().expect("f32 features"));
+        pools
+            .iter()
+            .map(|pool| {
+                let v: Tensor<2> = match pool {
+                    Pool::Avg => tokens.clone().mean_dim(1).reshape([b, w]),
+                    Pool::Flat => tokens.clone().reshape([b, l * w]),
+                };
+                (v.dims()[1], v.into_data().try_into_vec::<f32>().expect("f32 features"))
+            })
+            .collect()
+    };
+    let mut out: Vec<Features> = pools.iter().map(|_| Features { data: Vec::new(), dim: 0 }).collect();
+    let mut batches = ordered_batches(set, batch).peekable();
+    let workers = rayon::current_num_threads().max(1);
+    while batches.peek().is_some() {
+        let group: Vec<_> = batches.by_ref().take(workers).collect();
+        for per_pool in group.into_par_iter().map(encode_batch).collect::<Vec<_>>() {
+            for ((dim, data), f) in per_pool.into_iter().zip(out.iter_mut()) {
+                f.dim = dim;
+                f.data.extend(data);
+            }
         }
     }
     out

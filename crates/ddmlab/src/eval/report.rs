@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::features::{Features, Pool, encoder_features, pixel_features};
 use super::knn::knn_top1;
 use super::probe::{ProbeConfig, linear_probe};
+use crate::atomic::write_atomic;
 use crate::config::RunConfig;
 use crate::data::{DataSource, ImageSet, Split};
 use crate::error::{Error, IoContext, Result};
@@ -60,6 +61,20 @@ pub struct ProbeRow {
     pub linear: f64,
     /// kNN top-1 (%), when computed.
     pub knn: Option<f64>,
+    /// The evaluation protocol the figures hold for (data counts, probe epochs and lr, kNN k):
+    /// rows from different protocols are kept apart.
+    #[serde(default)]
+    pub protocol: String,
+}
+
+impl ProbeOptions {
+    /// The protocol label of rows probed with these options on `train` / `test` images.
+    pub fn protocol(&self, train: usize, test: usize) -> String {
+        format!(
+            "{train} train / {test} test, probe {} epochs lr {}, kNN k={}",
+            self.probe.epochs, self.probe.lr, self.knn_k
+        )
+    }
 }
 
 fn evaluate(
@@ -77,7 +92,8 @@ fn evaluate(
     let linear = linear_probe(train, &tr.labels, test, &te.labels, tr.num_classes(), &opts.probe, device);
     let knn = (knn && opts.knn_k > 0)
         .then(|| knn_top1(train, &tr.labels, test, &te.labels, tr.num_classes(), opts.knn_k, 0.07, device));
-    ProbeRow { subject: subject.into(), step, pool: pool.into(), linear, knn }
+    let protocol = opts.protocol(tr.len(), te.len());
+    ProbeRow { subject: subject.into(), step, pool: pool.into(), linear, knn, protocol }
 }
 
 fn encoder_rows(
@@ -100,7 +116,9 @@ fn encoder_rows(
         .collect()
 }
 
-/// Probe a run; writes `probe.json`, `probe.md` and `probe.png` into it.
+/// Probe a run; merges the new rows into the run's `probe.json` (a row replaces the one of the
+/// same subject, step, pooling and protocol; others are kept), and rewrites `probe.md` and
+/// `probe.png` from the merged rows. Returns the merged rows.
 pub fn probe_run(run: &Path, opts: &ProbeOptions, device: &Device, obs: &mut dyn Observer) -> Result<Vec<ProbeRow>> {
     let all = checkpoint::list(run)?;
     if all.is_empty() {
@@ -152,11 +170,43 @@ pub fn probe_run(run: &Path, opts: &ProbeOptions, device: &Device, obs: &mut dyn
             rows.push(r);
         }
     }
-    std::fs::write(run.join("probe.json"), serde_json::to_string_pretty(&rows).expect("serialises"))
-        .at(run.join("probe.json"))?;
-    std::fs::write(run.join("probe.md"), format_table(&rows, &config)).at(run.join("probe.md"))?;
-    plot_probe(&run.join("probe.png"), &rows)?;
-    Ok(rows)
+    let protocol = opts.protocol(train.len(), test.len());
+    let merged = merge_rows(read_rows(&run.join("probe.json"))?, rows);
+    let json = serde_json::to_string_pretty(&merged).expect("serialises");
+    write_atomic(&run.join("probe.json"), json.as_bytes())?;
+    write_atomic(&run.join("probe.md"), format_table(&merged, &config).as_bytes())?;
+    let current: Vec<ProbeRow> = merged.iter().filter(|r| r.protocol == protocol).cloned().collect();
+    plot_probe(&run.join("probe.png"), &current)?;
+    Ok(merged)
+}
+
+/// The rows of an existing `probe.json` (none if the file does not exist).
+pub fn read_rows(path: &Path) -> Result<Vec<ProbeRow>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text).map_err(|e| {
+            Error::format(path, format!("not a probe result list ({e}); move it away to start a new one"))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e).at(path),
+    }
+}
+
+/// `old` with every row that `new` re-measures replaced, sorted: baselines first, then by
+/// subject, step and pooling.
+pub fn merge_rows(old: Vec<ProbeRow>, new: Vec<ProbeRow>) -> Vec<ProbeRow> {
+    let key = |r: &ProbeRow| (r.subject.clone(), r.step, r.pool.clone(), r.protocol.clone());
+    let mut rows: Vec<ProbeRow> = old.into_iter().filter(|o| !new.iter().any(|n| key(n) == key(o))).collect();
+    rows.extend(new);
+    rows.sort_by(|a, b| {
+        (a.step.is_some(), &a.protocol, &a.subject, a.step, &a.pool).cmp(&(
+            b.step.is_some(),
+            &b.protocol,
+            &b.subject,
+            b.step,
+            &b.pool,
+        ))
+    });
+    rows
 }
 
 /// One row as a line of text.
@@ -166,21 +216,37 @@ pub fn format_row(r: &ProbeRow) -> String {
     format!("{}{step} [{}]: linear {:.2}%  kNN {knn}%", r.subject, r.pool, r.linear)
 }
 
-/// The rows as a Markdown table.
+/// The rows as a Markdown table; a protocol column appears when the rows hold more than one.
 pub fn format_table(rows: &[ProbeRow], config: &RunConfig) -> String {
+    let mut protocols: Vec<&str> = rows.iter().map(|r| r.protocol.as_str()).collect();
+    protocols.dedup();
+    protocols.sort_unstable();
+    protocols.dedup();
+    let one = protocols.len() <= 1;
     let mut s = format!(
-        "Linear probe and kNN (k=20) top-1 on {} (features at t = {}; BN without affine -> linear)\n\n| features | step | pooling | linear probe top-1 | kNN top-1 |\n|---|---|---|---|---|\n",
-        config.data, config.ldae.probe_t
+        "Linear probe and kNN top-1 on {} (features at t = {}; BN without affine -> linear){}\n\n",
+        config.data,
+        config.ldae.probe_t,
+        if one { protocols.first().map(|p| format!("; {p}")).unwrap_or_default() } else { String::new() }
     );
+    s += if one {
+        "| features | step | pooling | linear probe top-1 | kNN top-1 |\n|---|---|---|---|---|\n"
+    } else {
+        "| features | step | pooling | linear probe top-1 | kNN top-1 | protocol |\n|---|---|---|---|---|---|\n"
+    };
     for r in rows {
         s += &format!(
-            "| {} | {} | {} | {:.2} | {} |\n",
+            "| {} | {} | {} | {:.2} | {} |",
             r.subject,
             r.step.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
             r.pool,
             r.linear,
             r.knn.map(|k| format!("{k:.2}")).unwrap_or_else(|| "-".into())
         );
+        if !one {
+            s += &format!(" {} |", r.protocol);
+        }
+        s += "\n";
     }
     s
 }
@@ -212,4 +278,41 @@ pub fn plot_probe(path: &Path, rows: &[ProbeRow]) -> Result<()> {
         }
     }
     line_plot(path, "Linear probe / kNN top-1 over pretraining", "pretraining step", "top-1 (%)", &series, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(subject: &str, step: Option<usize>, linear: f64, protocol: &str) -> ProbeRow {
+        ProbeRow {
+            subject: subject.into(),
+            step,
+            pool: "avg-pool".into(),
+            linear,
+            knn: None,
+            protocol: protocol.into(),
+        }
+    }
+
+    #[test]
+    fn merging_replaces_remeasured_rows_and_keeps_the_others() {
+        let old =
+            vec![row("l-DAE", Some(100), 70.0, "p"), row("l-DAE", Some(200), 75.0, "p"), row("raw", None, 80.0, "p")];
+        let new = vec![row("l-DAE", Some(200), 76.0, "p"), row("l-DAE", Some(200), 60.0, "q")];
+        let merged = merge_rows(old, new);
+        let linear: Vec<f64> = merged.iter().map(|r| r.linear).collect();
+        // baselines first; protocol "p" rows by step; the other protocol's row kept apart.
+        assert_eq!(linear, vec![80.0, 70.0, 76.0, 60.0]);
+    }
+
+    #[test]
+    fn a_corrupt_results_file_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("probe.json");
+        std::fs::write(&path, "{ not json").unwrap();
+        let err = read_rows(&path).unwrap_err().to_string();
+        assert!(err.contains("probe.json") && err.contains("not a probe result list"), "{err}");
+        assert!(read_rows(&dir.path().join("absent.json")).unwrap().is_empty());
+    }
 }
