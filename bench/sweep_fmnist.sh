@@ -2,12 +2,14 @@
 # The measured sweep behind the ldae-fmnist defaults (patch size and latent dimension d).
 # Every point trains for the same wall-clock budget (the schedule is fitted to it), on one
 # thread, two points at a time, then is probed with the same protocol on a data subset.
-# Usage: bench/sweep_fmnist.sh [MINUTES] [OUT_DIR]   (default 7 minutes, runs/sweep)
+# Usage: bench/sweep_fmnist.sh [MINUTES] [OUT_DIR] [POINT...]   (default 7 minutes, runs/sweep, the four
+# points below; a POINT is "name patch d", e.g. "p7-d8 7 8"; points run in pairs).
 set -euo pipefail
 MIN=${1:-7}
 OUT=${2:-runs/sweep}
 BIN=./target/release/ddmlab
 POINTS=("p4-d4 4 4" "p4-d8 4 8" "p7-d8 7 8" "p4-d2 4 2")
+if (($# > 2)); then POINTS=("${@:3}"); fi
 mkdir -p "$OUT"
 train() {
   local name=$1 patch=$2 d=$3

@@ -196,6 +196,12 @@ pub struct PcaArgs {
 pub struct BenchArgs {
     #[arg(long, default_value = "ldae-fmnist")]
     pub preset: String,
+    /// A TOML config file (the format of a run's config.toml) instead of a preset.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Override any config field, as for `pretrain`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
     #[arg(long, default_value_t = 256)]
     pub batch_size: usize,
     /// Timed steps (after 3 warm-up steps).

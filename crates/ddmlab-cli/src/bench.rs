@@ -5,7 +5,6 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use ddmlab::data::loader::Batch;
-use ddmlab::models::preset;
 use ddmlab::tokenizer::PatchPca;
 use ddmlab::train::LdaeTrainer;
 
@@ -13,7 +12,7 @@ use crate::args::BenchArgs;
 use crate::setup;
 
 pub fn run(args: BenchArgs) -> Result<()> {
-    let mut config = preset(&args.preset)?.config;
+    let mut config = crate::pretrain::base_config(&args.preset, args.config.as_deref(), &args.overrides)?;
     config.train.batch_size = args.batch_size;
     config.validate()?;
     let device = setup::device(&args.common.device)?;
@@ -45,15 +44,17 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let ours = (args.steps * b) as f64 / secs;
     let threads = rayon::current_num_threads();
     println!(
-        "ddmlab  l-DAE train step, preset {} (batch {b}, {threads} threads): {ours:.1} img/s ({:.1} ms/step), peak RSS {:.0} MB",
-        args.preset,
+        "ddmlab  l-DAE train step, {} (patch {}, d {}, batch {b}, {threads} threads): {ours:.1} img/s ({:.1} ms/step), peak RSS {:.0} MB",
+        args.config.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| format!("preset {}", args.preset)),
+        config.model.patch,
+        config.ldae.latent_dim,
         1000.0 * secs / args.steps as f64,
         peak_rss_mb().unwrap_or(f64::NAN)
     );
     if args.pytorch {
         let theirs = pytorch(&config, &args, threads)?;
         println!(
-            "pytorch l-DAE train step, same preset (batch {b}, {threads} threads, torch {}): {:.1} img/s ({:.1} ms/step), peak RSS {:.0} MB",
+            "pytorch l-DAE train step, same config (batch {b}, {threads} threads, torch {}): {:.1} img/s ({:.1} ms/step), peak RSS {:.0} MB",
             theirs.torch, theirs.img_per_s, theirs.ms_per_step, theirs.peak_rss_mb
         );
         println!("ratio ddmlab / pytorch: {:.2}x", ours / theirs.img_per_s);

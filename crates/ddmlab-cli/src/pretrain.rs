@@ -36,19 +36,25 @@ fn set_field(config: &RunConfig, assignment: &str) -> Result<RunConfig> {
     tree.try_into::<RunConfig>().map_err(|e| anyhow!("invalid --set `{assignment}`: {}", e.message()))
 }
 
-/// The config these flags describe, validated.
-pub fn resolve(args: &PretrainArgs) -> Result<RunConfig> {
-    let mut config = match &args.config {
+/// A preset, or a TOML file instead when given, with `--set` overrides applied (not validated).
+pub fn base_config(preset_name: &str, file: Option<&std::path::Path>, overrides: &[String]) -> Result<RunConfig> {
+    let mut config = match file {
         Some(path) => {
             let text =
                 std::fs::read_to_string(path).with_context(|| format!("{}: cannot read config", path.display()))?;
             RunConfig::from_toml(&text, path)?
         }
-        None => preset(&args.preset)?.config,
+        None => preset(preset_name)?.config,
     };
-    for s in &args.overrides {
+    for s in overrides {
         config = set_field(&config, s)?;
     }
+    Ok(config)
+}
+
+/// The config these flags describe, validated.
+pub fn resolve(args: &PretrainArgs) -> Result<RunConfig> {
+    let mut config = base_config(&args.preset, args.config.as_deref(), &args.overrides)?;
     let t = &mut config.train;
     if let Some(v) = &args.data {
         config.data = v.clone();

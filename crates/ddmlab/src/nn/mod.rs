@@ -7,6 +7,7 @@ pub mod adaln;
 pub mod attention;
 pub mod block;
 pub mod embed;
+pub mod gelu;
 pub mod init;
 pub mod linear;
 pub mod mlp;
