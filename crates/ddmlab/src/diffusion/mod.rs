@@ -2,11 +2,13 @@
 //! and samplers. Nothing here knows a network's type; samplers reach one through
 //! [`sampler::Denoiser`].
 
+pub mod ddpm;
 pub mod ldae;
 pub mod sampler;
 pub mod schedule;
 pub mod vp;
 
+pub use ddpm::{DdpmObjective, DdpmTerms};
 pub use ldae::{LdaeObjective, LdaeTerms};
 pub use sampler::{Denoiser, Guidance, Sampler, SamplerKind, TimestepMap};
 pub use schedule::SigmaSchedule;

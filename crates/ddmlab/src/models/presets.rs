@@ -81,6 +81,7 @@ fn vit(image: ImageShape, patch: usize, width: usize, depth: usize, heads: usize
         mlp_ratio: 4.0,
         cond_width: width / 4,
         freq_dim: 256,
+        num_classes: 0,
     }
 }
 

@@ -11,7 +11,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::data::ImageShape;
 use crate::error::{Error, Result};
-use crate::nn::{DitBlock, FinalLayer, PatchEmbed, TimestepEmbedder, sincos_pos_embed_2d};
+use crate::nn::{DitBlock, FinalLayer, LabelEmbedder, PatchEmbed, TimestepEmbedder, sincos_pos_embed_2d};
 use crate::tokenizer::unpatchify;
 
 /// Sizes of a [`DenoisingVit`].
@@ -36,6 +36,10 @@ pub struct VitConfig {
     pub cond_width: usize,
     /// Sinusoidal timestep features (DiT: 256).
     pub freq_dim: usize,
+    /// Classes of a class-conditional model (DiT); 0: the timestep is the only condition
+    /// (l-DAE). Label `num_classes` is the null class.
+    #[serde(default)]
+    pub num_classes: usize,
 }
 
 impl VitConfig {
@@ -96,6 +100,7 @@ impl VitConfig {
             patch_embed: PatchEmbed::new(self.patch, self.image.channels, self.width, device),
             pos_embed: sincos_pos_embed_2d(self.width, gh, gw, device),
             t_embed: TimestepEmbedder::new(self.freq_dim, self.cond_width, device),
+            y_embed: (self.num_classes > 0).then(|| LabelEmbedder::new(self.num_classes, self.cond_width, device)),
             blocks: (0..self.depth)
                 .map(|_| DitBlock::new(self.width, self.heads, hidden, self.cond_width, device))
                 .collect(),
@@ -119,6 +124,8 @@ pub struct DenoisingVit {
     /// Fixed 2-D sine-cosine positions, `[1, L, W]` (not trained, not saved).
     pub pos_embed: Tensor<3>,
     pub t_embed: TimestepEmbedder,
+    /// Class embedding, added to the timestep embedding (class-conditional models only).
+    pub y_embed: Option<LabelEmbedder>,
     pub blocks: Vec<DitBlock>,
     pub final_layer: FinalLayer,
     pub encoder_depth: usize,
@@ -128,13 +135,30 @@ pub struct DenoisingVit {
 }
 
 impl DenoisingVit {
+    /// The conditioning vector: timestep embedding, plus the class embedding for a
+    /// class-conditional model (the null class when `labels` is `None`). An unconditional
+    /// model ignores `labels`.
+    ///
+    /// # Shapes
+    /// - `t`, `labels`: `[B]`; returns `[B, cond]`
+    fn condition(&self, t: &[usize], labels: Option<&[usize]>, device: &Device) -> Tensor<2> {
+        let c = self.t_embed.forward(t, device);
+        match &self.y_embed {
+            None => c,
+            Some(y) => {
+                let null = vec![y.null_class(); t.len()];
+                c + y.forward(labels.unwrap_or(&null), device)
+            }
+        }
+    }
+
     /// Tokens and conditioning after the encoder blocks.
     ///
     /// # Shapes
-    /// - `x`: `[B, C, H, W]`; `t`: `[B]`; returns (`[B, L, W]`, `[B, cond]`)
-    fn run_encoder(&self, x: Tensor<4>, t: &[usize]) -> (Tensor<3>, Tensor<2>) {
+    /// - `x`: `[B, C, H, W]`; `t`, `labels`: `[B]`; returns (`[B, L, W]`, `[B, cond]`)
+    fn run_encoder(&self, x: Tensor<4>, t: &[usize], labels: Option<&[usize]>) -> (Tensor<3>, Tensor<2>) {
         let device = x.device();
-        let c = self.t_embed.forward(t, &device); // [B, cond]
+        let c = self.condition(t, labels, &device); // [B, cond]
         let mut h = self.patch_embed.forward(x) + self.pos_embed.clone(); // [B, L, W]
         for block in &self.blocks[..self.encoder_depth] {
             h = block.forward(h, c.clone());
@@ -147,15 +171,24 @@ impl DenoisingVit {
     /// # Shapes
     /// - `x`: `[B, C, H, W]`; `t`: `[B]`; returns `[B, L, W]`
     pub fn encode(&self, x: Tensor<4>, t: &[usize]) -> Tensor<3> {
-        self.run_encoder(x, t).0
+        self.run_encoder(x, t, None).0
     }
 
-    /// Predict the clean image from `x_t`.
+    /// Predict the clean image from `x_t` (l-DAE; the timestep is the only condition).
     ///
     /// # Shapes
     /// - `x_t`: `[B, C, H, W]`; `t`: `[B]`; returns `[B, C, H, W]`
     pub fn forward(&self, x_t: Tensor<4>, t: &[usize]) -> Tensor<4> {
-        let (mut h, c) = self.run_encoder(x_t, t);
+        self.forward_labelled(x_t, t, None)
+    }
+
+    /// The network's output (the target its objective sets: eps, x0 or v) for `x_t` at `t`,
+    /// with class `labels` for a class-conditional model (`None`: the null class).
+    ///
+    /// # Shapes
+    /// - `x_t`: `[B, C, H, W]`; `t`, `labels`: `[B]`; returns `[B, C, H, W]`
+    pub fn forward_labelled(&self, x_t: Tensor<4>, t: &[usize], labels: Option<&[usize]>) -> Tensor<4> {
+        let (mut h, c) = self.run_encoder(x_t, t, labels);
         for block in &self.blocks[self.encoder_depth..] {
             h = block.forward(h, c.clone());
         }

@@ -1,9 +1,9 @@
 //! Embeddings: patches to tokens, timesteps to vectors, and fixed 2-D sine-cosine positions.
 
 use burn::module::Module;
-use burn::nn::Linear;
+use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear};
 use burn::tensor::activation::silu;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::init::{normal_linear, xavier_linear};
 use super::linear::linear_tokens;
@@ -54,6 +54,39 @@ impl TimestepEmbedder {
         let freqs = timestep_features(t, self.freq_dim);
         let f = Tensor::<2>::from_data(TensorData::new(freqs, [t.len(), self.freq_dim]), device);
         self.fc2.forward(silu(self.fc1.forward(f)))
+    }
+}
+
+/// DiT's `LabelEmbedder`: a table of `num_classes + 1` vectors, the last one the learned null
+/// class that classifier-free guidance contrasts with (label dropout trains it).
+#[derive(Module, Debug)]
+pub struct LabelEmbedder {
+    pub table: Embedding,
+    pub num_classes: usize,
+}
+
+impl LabelEmbedder {
+    /// `num_classes` classes plus the null class, `width`-dim vectors, N(0, 0.02) as DiT.
+    pub fn new(num_classes: usize, width: usize, device: &Device) -> Self {
+        let table = EmbeddingConfig::new(num_classes + 1, width)
+            .with_initializer(Initializer::Normal { mean: 0.0, std: 0.02 })
+            .init(device);
+        LabelEmbedder { table, num_classes }
+    }
+
+    /// The null class's label.
+    pub fn null_class(&self) -> usize {
+        self.num_classes
+    }
+
+    /// # Shapes
+    /// - `labels`: `[B]` in `0..=num_classes` (host); returns `[B, width]`
+    pub fn forward(&self, labels: &[usize], device: &Device) -> Tensor<2> {
+        let b = labels.len();
+        let ids: Vec<i64> = labels.iter().map(|&y| y.min(self.num_classes) as i64).collect();
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, 1]), device);
+        let [_, w] = self.table.weight.val().dims();
+        self.table.forward(ids).reshape([b, w])
     }
 }
 

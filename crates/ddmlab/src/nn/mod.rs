@@ -15,6 +15,6 @@ pub mod mlp;
 pub use adaln::{layer_norm, modulate};
 pub use attention::Attention;
 pub use block::{DitBlock, FinalLayer};
-pub use embed::{PatchEmbed, TimestepEmbedder, sincos_pos_embed_2d};
+pub use embed::{LabelEmbedder, PatchEmbed, TimestepEmbedder, sincos_pos_embed_2d};
 pub use linear::linear_tokens;
 pub use mlp::Mlp;
