@@ -70,11 +70,9 @@ mod tests {
         let (g, s) = (schedule.gamma(500), schedule.sigma(500));
         let x0 = Tensor::<4>::from_data(TensorData::new(vec![0.5f32, -1.0], [2, 1, 1, 1]), &device);
         let terms = DdpmTerms { t: vec![500, 500], eps: vec![1.0, 2.0] };
-        for (kind, want) in [
-            (Prediction::Eps, [1.0, 2.0]),
-            (Prediction::X0, [0.5, -1.0]),
-            (Prediction::V, [g - s * 0.5, 2.0 * g + s]),
-        ] {
+        for (kind, want) in
+            [(Prediction::Eps, [1.0, 2.0]), (Prediction::X0, [0.5, -1.0]), (Prediction::V, [g - s * 0.5, 2.0 * g + s])]
+        {
             let objective = DdpmObjective { schedule: schedule.clone(), prediction: kind };
             let (x_t, target) = objective.noisy_input_and_target(x0.clone(), &terms);
             let x_t: Vec<f32> = x_t.into_data().try_into_vec().unwrap();
