@@ -164,8 +164,8 @@ impl Sampler {
                 let both = Tensor::cat(vec![x_t.clone(), x_t.clone()], 0);
                 let mut ys = y.to_vec();
                 ys.extend(std::iter::repeat_n(guide.null_class, b));
-                let pred = net.predict(both, &vec![t; 2 * b], Some(&ys));
-                let eps = eps_of(Tensor::cat(vec![x_t.clone(), x_t.clone()], 0), pred);
+                let pred = net.predict(both.clone(), &vec![t; 2 * b], Some(&ys));
+                let eps = eps_of(both, pred);
                 let cond = eps.clone().narrow(0, 0, b);
                 let uncond = eps.narrow(0, b, b);
                 uncond.clone() + (cond - uncond) * guide.scale

@@ -219,7 +219,6 @@ pub fn format_row(r: &ProbeRow) -> String {
 /// The rows as a Markdown table; a protocol column appears when the rows hold more than one.
 pub fn format_table(rows: &[ProbeRow], config: &RunConfig) -> String {
     let mut protocols: Vec<&str> = rows.iter().map(|r| r.protocol.as_str()).collect();
-    protocols.dedup();
     protocols.sort_unstable();
     protocols.dedup();
     let one = protocols.len() <= 1;

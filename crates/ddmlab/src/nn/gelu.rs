@@ -100,6 +100,17 @@ fn linearised_avx2(v: &mut [f32], c: &mut [f32]) {
     linearised_inline(v, c)
 }
 
+// Never called off x86-64 (`has_avx2` is false there); they keep the dispatch below plain.
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn values_avx2(v: &mut [f32]) {
+    values_inline(v)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn linearised_avx2(v: &mut [f32], c: &mut [f32]) {
+    linearised_inline(v, c)
+}
+
 fn has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -115,14 +126,12 @@ fn has_avx2() -> bool {
 pub fn gelu_slice(v: &mut [f32]) {
     let avx2 = has_avx2();
     v.par_chunks_mut(CHUNK).for_each(|chunk| {
-        #[cfg(target_arch = "x86_64")]
         if avx2 {
             // SAFETY: the CPU has AVX2 and FMA (checked above).
-            unsafe { values_avx2(chunk) };
-            return;
+            unsafe { values_avx2(chunk) }
+        } else {
+            values_inline(chunk)
         }
-        let _ = avx2;
-        values_inline(chunk)
     });
 }
 
@@ -131,14 +140,12 @@ pub fn gelu_linearised(v: &mut [f32]) -> Vec<f32> {
     let avx2 = has_avx2();
     let mut c = vec![0f32; v.len()];
     v.par_chunks_mut(CHUNK).zip(c.par_chunks_mut(CHUNK)).for_each(|(chunk, c)| {
-        #[cfg(target_arch = "x86_64")]
         if avx2 {
             // SAFETY: the CPU has AVX2 and FMA (checked above).
-            unsafe { linearised_avx2(chunk, c) };
-            return;
+            unsafe { linearised_avx2(chunk, c) }
+        } else {
+            linearised_inline(chunk, c)
         }
-        let _ = avx2;
-        linearised_inline(chunk, c)
     });
     c
 }

@@ -8,6 +8,7 @@ use burn::optim::{
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::RngExt;
 use rand_distr::StandardNormal;
+use rayon::prelude::*;
 
 use super::ema::{ema_decay_at, update_ema};
 use crate::config::RunConfig;
@@ -111,7 +112,7 @@ impl LdaeTrainer {
         let terms = self.draw_terms(batch.step, b);
         let shards = self.shards.clamp(1, b);
         let bounds: Vec<(usize, usize)> = (0..shards).map(|i| (i * b / shards, (i + 1) * b / shards)).collect();
-        let results = run_shards(&bounds, &|lo, hi| self.shard_grads(batch, &terms, lo, hi, b));
+        let results: Vec<_> = bounds.par_iter().map(|&(lo, hi)| self.shard_grads(batch, &terms, lo, hi, b)).collect();
         let mut value = 0.0;
         let mut accumulator = GradientsAccumulator::<DenoisingVit>::new();
         for (loss, grads) in results {
@@ -155,20 +156,5 @@ impl LdaeTrainer {
             return (value, GradientsParams::new());
         }
         (value, GradientsParams::from_grads(loss.backward(), &model))
-    }
-}
-
-/// Runs `f(lo, hi)` for every `(lo, hi)` in `bounds`, concurrently on the rayon pool,
-/// and returns the results in order.
-fn run_shards<T: Send>(bounds: &[(usize, usize)], f: &(dyn Fn(usize, usize) -> T + Sync)) -> Vec<T> {
-    match bounds {
-        [] => Vec::new(),
-        [(lo, hi)] => vec![f(*lo, *hi)],
-        _ => {
-            let (left, right) = bounds.split_at(bounds.len() / 2);
-            let (mut a, b) = rayon::join(|| run_shards(left, f), || run_shards(right, f));
-            a.extend(b);
-            a
-        }
     }
 }
