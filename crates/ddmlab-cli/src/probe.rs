@@ -10,19 +10,7 @@ use crate::progress::Bar;
 use crate::setup;
 
 pub fn run(args: ProbeArgs) -> Result<()> {
-    let checkpoints = match args.ckpt.as_str() {
-        "latest" => Checkpoints::Latest,
-        "all" => Checkpoints::All,
-        list => Checkpoints::Steps(
-            list.split(',')
-                .map(|s| {
-                    s.trim()
-                        .parse()
-                        .map_err(|_| anyhow!("invalid value for --ckpt: `{s}`, expected latest, all or step numbers"))
-                })
-                .collect::<Result<_>>()?,
-        ),
-    };
+    let checkpoints: Checkpoints = args.ckpt.parse()?;
     let pools = match args.pool.as_str() {
         "avg" => vec![Pool::Avg],
         "flat" => vec![Pool::Flat],

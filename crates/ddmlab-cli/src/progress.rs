@@ -5,6 +5,12 @@ use std::path::Path;
 use ddmlab::train::{Observer, StepReport};
 use indicatif::{ProgressBar, ProgressStyle};
 
+/// `bar` in ddmlab's style: `[====>   ] pos/len UNIT [elapsed<eta] message`.
+pub fn styled(bar: ProgressBar, unit: &str) -> ProgressBar {
+    let template = format!("{{bar:30.cyan/blue}} {{pos}}/{{len}}{unit} [{{elapsed_precise}}<{{eta_precise}}] {{msg}}");
+    bar.with_style(ProgressStyle::with_template(&template).expect("valid template").progress_chars("=> "))
+}
+
 pub struct Bar {
     bar: Option<ProgressBar>,
 }
@@ -17,12 +23,7 @@ impl Bar {
 
 impl Observer for Bar {
     fn start(&mut self, step: usize, total: usize) {
-        let bar = ProgressBar::new(total as u64);
-        bar.set_style(
-            ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
+        let bar = styled(ProgressBar::new(total as u64), "");
         bar.set_position(step as u64);
         bar.reset_eta();
         self.bar = Some(bar);

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::data::transform::Augment;
+use crate::diffusion::{BetaSchedule, Prediction};
 use crate::error::{Error, Result};
 use crate::models::VitConfig;
 
@@ -25,6 +26,79 @@ pub struct LdaeConfig {
     pub sigma_max: f64,
     /// The timestep at which the probe reads features (the paper: 10).
     pub probe_t: usize,
+}
+
+/// DDPM objective settings (DiT): a variance-preserving schedule, the prediction target, and
+/// label dropout for classifier-free guidance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DdpmConfig {
+    /// The beta schedule (`kind = "linear-beta" | "cosine" | "linear-gamma2"`).
+    pub schedule: BetaSchedule,
+    /// Diffusion steps `T` (1000).
+    pub timesteps: usize,
+    /// What the network predicts: `eps` (DDPM, DiT), `x0` or `v`.
+    pub prediction: Prediction,
+    /// Probability that a training label is replaced by the null class, so that one network
+    /// learns the conditional and the unconditional model (DiT: 0.1). Class-conditional
+    /// models only.
+    pub class_dropout: f64,
+    /// The timestep at which the probe reads features.
+    pub probe_t: usize,
+}
+
+/// What the network is trained to do. In TOML the variant is the section name: `[ldae]` or
+/// `[ddpm]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Objective {
+    /// l-DAE: noise in the patch-PCA latent, predict the clean image, weighted residual loss.
+    #[serde(rename = "ldae")]
+    Ldae(LdaeConfig),
+    /// DDPM on a variance-preserving schedule with an eps / x0 / v target and MSE (DiT).
+    #[serde(rename = "ddpm")]
+    Ddpm(DdpmConfig),
+}
+
+impl Objective {
+    /// The l-DAE settings, if this is the l-DAE objective.
+    pub fn ldae(&self) -> Option<&LdaeConfig> {
+        match self {
+            Objective::Ldae(l) => Some(l),
+            Objective::Ddpm(_) => None,
+        }
+    }
+
+    /// The DDPM settings, if this is the DDPM objective.
+    pub fn ddpm(&self) -> Option<&DdpmConfig> {
+        match self {
+            Objective::Ddpm(d) => Some(d),
+            Objective::Ldae(_) => None,
+        }
+    }
+
+    /// Diffusion steps `T`.
+    pub fn timesteps(&self) -> usize {
+        match self {
+            Objective::Ldae(l) => l.timesteps,
+            Objective::Ddpm(d) => d.timesteps,
+        }
+    }
+
+    /// The timestep at which the probe reads features.
+    pub fn probe_t(&self) -> usize {
+        match self {
+            Objective::Ldae(l) => l.probe_t,
+            Objective::Ddpm(d) => d.probe_t,
+        }
+    }
+
+    /// A short name for messages (`l-DAE`, `DDPM`).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Objective::Ldae(_) => "l-DAE",
+            Objective::Ddpm(_) => "DDPM",
+        }
+    }
 }
 
 /// Optimisation settings.
@@ -62,9 +136,11 @@ pub struct TrainConfig {
     pub log_every: usize,
 }
 
-/// Everything that defines a pretraining run.
+/// Everything that defines a training run.
+///
+/// (Unknown top-level keys are rejected by [`RunConfig::from_toml`]; serde cannot combine
+/// `deny_unknown_fields` with the flattened objective.)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RunConfig {
     /// The preset this config started from.
     pub preset: String,
@@ -73,9 +149,13 @@ pub struct RunConfig {
     /// Use only the first `train_limit` training images (0 = all).
     pub train_limit: usize,
     pub model: VitConfig,
-    pub ldae: LdaeConfig,
+    #[serde(flatten)]
+    pub objective: Objective,
     pub train: TrainConfig,
 }
+
+/// The top-level keys of a [`RunConfig`] in TOML.
+const TOP_LEVEL_KEYS: [&str; 7] = ["preset", "data", "train_limit", "model", "ldae", "ddpm", "train"];
 
 fn check(ok: bool, field: &str, msg: impl Into<String>) -> Result<()> {
     if ok { Ok(()) } else { Err(Error::config(field, msg)) }
@@ -86,26 +166,10 @@ impl RunConfig {
     pub fn validate(&self) -> Result<()> {
         self.model.validate()?;
         self.data.parse::<crate::data::DataSource>()?;
-        let l = &self.ldae;
-        let dim = self.model.patch * self.model.patch * self.model.image.channels;
-        check(
-            l.latent_dim >= 1 && l.latent_dim <= dim,
-            "ldae.latent_dim",
-            format!("{} must be in 1..={dim} (patch * patch * channels)", l.latent_dim),
-        )?;
-        check(l.pca_samples >= 2, "ldae.pca_samples", "must be at least 2")?;
-        check(
-            (0.0..=1.0).contains(&l.residual_weight),
-            "ldae.residual_weight",
-            format!("{} must be in [0, 1]", l.residual_weight),
-        )?;
-        check(l.timesteps >= 2, "ldae.timesteps", "must be at least 2")?;
-        check(l.sigma_max.is_finite() && l.sigma_max > 0.0, "ldae.sigma_max", "must be a positive number")?;
-        check(
-            l.probe_t < l.timesteps,
-            "ldae.probe_t",
-            format!("{} must be below ldae.timesteps {}", l.probe_t, l.timesteps),
-        )?;
+        match &self.objective {
+            Objective::Ldae(l) => self.validate_ldae(l)?,
+            Objective::Ddpm(d) => self.validate_ddpm(d)?,
+        }
         let t = &self.train;
         check(t.batch_size >= 1, "train.batch_size", "must be positive")?;
         check(t.blr.is_finite() && t.blr > 0.0, "train.blr", format!("{} must be a positive number", t.blr))?;
@@ -140,6 +204,56 @@ impl RunConfig {
         Ok(())
     }
 
+    fn validate_ldae(&self, l: &LdaeConfig) -> Result<()> {
+        let dim = self.model.patch * self.model.patch * self.model.image.channels;
+        check(
+            l.latent_dim >= 1 && l.latent_dim <= dim,
+            "ldae.latent_dim",
+            format!("{} must be in 1..={dim} (patch * patch * channels)", l.latent_dim),
+        )?;
+        check(l.pca_samples >= 2, "ldae.pca_samples", "must be at least 2")?;
+        check(
+            (0.0..=1.0).contains(&l.residual_weight),
+            "ldae.residual_weight",
+            format!("{} must be in [0, 1]", l.residual_weight),
+        )?;
+        check(l.timesteps >= 2, "ldae.timesteps", "must be at least 2")?;
+        check(l.sigma_max.is_finite() && l.sigma_max > 0.0, "ldae.sigma_max", "must be a positive number")?;
+        check(
+            l.probe_t < l.timesteps,
+            "ldae.probe_t",
+            format!("{} must be below ldae.timesteps {}", l.probe_t, l.timesteps),
+        )?;
+        check(self.model.num_classes == 0, "model.num_classes", "must be 0: the l-DAE network sees no label")
+    }
+
+    fn validate_ddpm(&self, d: &DdpmConfig) -> Result<()> {
+        check(d.timesteps >= 2, "ddpm.timesteps", "must be at least 2")?;
+        check(
+            (0.0..1.0).contains(&d.class_dropout),
+            "ddpm.class_dropout",
+            format!("{} must be in [0, 1)", d.class_dropout),
+        )?;
+        check(
+            d.probe_t < d.timesteps,
+            "ddpm.probe_t",
+            format!("{} must be below ddpm.timesteps {}", d.probe_t, d.timesteps),
+        )?;
+        match d.schedule {
+            BetaSchedule::LinearBeta { start, end } => check(
+                0.0 < start && start <= end && end < 1.0,
+                "ddpm.schedule",
+                format!("linear-beta needs 0 < start <= end < 1, got start {start}, end {end}"),
+            ),
+            BetaSchedule::Cosine { s, max_beta } => check(
+                s >= 0.0 && 0.0 < max_beta && max_beta < 1.0,
+                "ddpm.schedule",
+                format!("cosine needs s >= 0 and max_beta in (0, 1), got s {s}, max_beta {max_beta}"),
+            ),
+            BetaSchedule::LinearGamma2 => Ok(()),
+        }
+    }
+
     /// The peak learning rate `blr * batch / 256`.
     pub fn lr(&self) -> f64 {
         self.train.blr * self.train.batch_size as f64 / 256.0
@@ -152,6 +266,63 @@ impl RunConfig {
 
     /// Parse TOML text (unknown fields are errors).
     pub fn from_toml(text: &str, origin: &std::path::Path) -> Result<Self> {
-        toml::from_str(text).map_err(|e| Error::format(origin, format!("invalid config: {}", e.message())))
+        let invalid = |msg: String| Error::format(origin, format!("invalid config: {msg}"));
+        let table: toml::Table = toml::from_str(text).map_err(|e| invalid(e.message().to_string()))?;
+        if let Some(key) = table.keys().find(|k| !TOP_LEVEL_KEYS.contains(&k.as_str())) {
+            return Err(invalid(format!("unknown field `{key}`, expected one of {}", TOP_LEVEL_KEYS.join(", "))));
+        }
+        if table.contains_key("ldae") == table.contains_key("ddpm") {
+            return Err(invalid("exactly one objective section is needed: [ldae] or [ddpm]".into()));
+        }
+        toml::from_str(text).map_err(|e| invalid(e.message().to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::preset;
+
+    #[test]
+    fn configs_round_trip_through_toml_with_the_objective_as_a_section() {
+        for name in ["ldae-fmnist", "dit-fmnist"] {
+            let c = preset(name).unwrap().config;
+            let text = c.to_toml();
+            let section = if name.starts_with("ldae") { "[ldae]" } else { "[ddpm]" };
+            assert!(text.contains(section), "{name}:\n{text}");
+            assert_eq!(RunConfig::from_toml(&text, std::path::Path::new("c.toml")).unwrap(), c, "{name}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_missing_or_double_objectives_are_named() {
+        let path = std::path::Path::new("c.toml");
+        let text = preset("dit-tiny").unwrap().config.to_toml();
+        let err = RunConfig::from_toml(&format!("colour = 3\n{text}"), path).unwrap_err().to_string();
+        assert!(err.contains("c.toml") && err.contains("unknown field `colour`"), "{err}");
+        let ldae = preset("ldae-tiny").unwrap().config.to_toml();
+        let ldae_section = &ldae[ldae.find("[ldae]").unwrap()..ldae.find("[train]").unwrap()];
+        let err = RunConfig::from_toml(&format!("{text}\n{ldae_section}"), path).unwrap_err().to_string();
+        assert!(err.contains("exactly one objective"), "{err}");
+        let inner = text.replace("prediction = \"eps\"", "prediction = \"score\"");
+        let err = RunConfig::from_toml(&inner, path).unwrap_err().to_string();
+        assert!(err.contains("score"), "{err}");
+    }
+
+    #[test]
+    fn ddpm_fields_are_validated_by_name() {
+        let mut c = preset("dit-tiny").unwrap().config;
+        if let Objective::Ddpm(d) = &mut c.objective {
+            d.class_dropout = 1.0;
+        }
+        assert!(c.validate().unwrap_err().to_string().contains("ddpm.class_dropout"));
+        let mut c = preset("dit-tiny").unwrap().config;
+        if let Objective::Ddpm(d) = &mut c.objective {
+            d.schedule = BetaSchedule::LinearBeta { start: 0.02, end: 1e-4 };
+        }
+        assert!(c.validate().unwrap_err().to_string().contains("ddpm.schedule"));
+        let mut c = preset("ldae-tiny").unwrap().config;
+        c.model.num_classes = 10;
+        assert!(c.validate().unwrap_err().to_string().contains("model.num_classes"));
     }
 }

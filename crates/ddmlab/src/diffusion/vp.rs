@@ -169,6 +169,15 @@ pub struct Affine {
 }
 
 impl Prediction {
+    /// The name used in configs and plots (`eps`, `x0`, `v`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Prediction::Eps => "eps",
+            Prediction::X0 => "x0",
+            Prediction::V => "v",
+        }
+    }
+
     /// `x0` from `x_t` and a prediction of this kind at signal scale `g`, noise scale `s`.
     pub fn to_x0(self, g: f64, s: f64) -> Affine {
         match self {

@@ -1,6 +1,10 @@
-//! Judging representations: features from a frozen encoder, the linear probe and kNN.
+//! Judging models: representations (features from a frozen encoder, the linear probe and kNN)
+//! and generators (the FID Inception network, FID and KID).
 
 pub mod features;
+pub mod fid;
+pub mod gen_eval;
+pub mod inception;
 pub mod knn;
 pub mod probe;
 pub mod report;

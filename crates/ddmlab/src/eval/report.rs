@@ -18,13 +18,7 @@ use crate::models::DenoisingVit;
 use crate::train::{Observer, checkpoint};
 use crate::viz::plot::{Series, line_plot};
 
-/// Which checkpoints of a run to probe.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Checkpoints {
-    Latest,
-    All,
-    Steps(Vec<usize>),
-}
+pub use crate::train::checkpoint::Checkpoints;
 
 /// What `probe_run` does.
 #[derive(Debug, Clone)]
@@ -120,27 +114,7 @@ fn encoder_rows(
 /// same subject, step, pooling and protocol; others are kept), and rewrites `probe.md` and
 /// `probe.png` from the merged rows. Returns the merged rows.
 pub fn probe_run(run: &Path, opts: &ProbeOptions, device: &Device, obs: &mut dyn Observer) -> Result<Vec<ProbeRow>> {
-    let all = checkpoint::list(run)?;
-    if all.is_empty() {
-        return Err(Error::format(run.join("checkpoints"), "no checkpoint found; run `ddmlab pretrain` first"));
-    }
-    let chosen: Vec<(usize, PathBuf)> = match &opts.checkpoints {
-        Checkpoints::Latest => vec![
-            checkpoint::latest(run)?
-                .map(|p| (checkpoint::read_meta(&p).map(|m| m.1.step).unwrap_or(0), p))
-                .expect("listed"),
-        ],
-        Checkpoints::All => all,
-        Checkpoints::Steps(steps) => steps
-            .iter()
-            .map(|s| {
-                all.iter()
-                    .find(|(k, _)| k == s)
-                    .cloned()
-                    .ok_or_else(|| Error::config("ckpt", format!("no checkpoint at step {s} in {}", run.display())))
-            })
-            .collect::<Result<_>>()?,
-    };
+    let chosen = checkpoint::select(run, &opts.checkpoints)?;
     let (config, _) = checkpoint::read_meta(&chosen[0].1)?;
     let source: DataSource = config.data.parse()?;
     let limit = |s: ImageSet, n: usize| if n > 0 { s.truncate(n) } else { s };
@@ -148,7 +122,7 @@ pub fn probe_run(run: &Path, opts: &ProbeOptions, device: &Device, obs: &mut dyn
     let test = limit(source.load(&opts.data_root, Split::Test, config.model.image)?, opts.test_limit);
     obs.message(&format!("probing on {} train / {} test images of {}", train.len(), test.len(), config.data));
     let sets = (&train, &test);
-    let t = config.ldae.probe_t;
+    let t = config.objective.probe_t();
     let mut rows = Vec::new();
     if opts.baselines {
         let (ptr, pte) = (pixel_features(&train), pixel_features(&test));
@@ -225,7 +199,7 @@ pub fn format_table(rows: &[ProbeRow], config: &RunConfig) -> String {
     let mut s = format!(
         "Linear probe and kNN top-1 on {} (features at t = {}; BN without affine -> linear){}\n\n",
         config.data,
-        config.ldae.probe_t,
+        config.objective.probe_t(),
         if one { protocols.first().map(|p| format!("; {p}")).unwrap_or_default() } else { String::new() }
     );
     s += if one {

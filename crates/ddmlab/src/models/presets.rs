@@ -11,10 +11,21 @@
 //! - `ldae-b`, `ldae-l`: the paper's ImageNet-256 settings with DiT-B and DiT-L backbones
 //!   (patch 16, d = 32, batch 2048, base lr 1e-4, 400 epochs with 100 warm-up, no weight decay).
 //!   The encoder is the first half of the blocks (DiT-L: 12 of 24, "ViT-1/2L").
+//! - `dit-tiny`: a class-conditional DiT on Fashion-MNIST small enough for the tests.
+//! - `dit-fmnist`: the class-conditional Fashion-MNIST generator (pixel space, patch 4, width
+//!   192, 8 blocks, DDPM linear betas, eps prediction, 10% label dropout for guidance).
+//! - `dit-s`, `dit-b`, `dit-l`, `dit-xl`: DiT's four sizes (Peebles & Xie, Table 1: 12 x 384,
+//!   12 x 768, 24 x 1024, 28 x 1152) with DiT's recipe (AdamW lr 1e-4 at batch 256, no weight
+//!   decay, no warm-up, EMA 0.9999, T = 1000 linear betas, eps prediction, label dropout 0.1)
+//!   on ImageNet 256 in pixel space with patch 16, which gives the 256 tokens of DiT-*/2 on
+//!   the 32 x 32 VAE latent. DiT's conditioning is as wide as the tokens. DiT also learns the
+//!   reverse-process variance (a second output head trained with the variational bound); ddmlab
+//!   keeps the fixed posterior variance of DDPM's `L_simple`.
 
-use crate::config::{LdaeConfig, RunConfig, TrainConfig};
+use crate::config::{DdpmConfig, LdaeConfig, Objective, RunConfig, TrainConfig};
 use crate::data::ImageShape;
 use crate::data::transform::Augment;
+use crate::diffusion::{BetaSchedule, Prediction};
 use crate::error::{Error, Result};
 use crate::models::VitConfig;
 
@@ -46,6 +57,28 @@ fn ldae(latent_dim: usize, pca_samples: usize) -> LdaeConfig {
         sigma_max: std::f64::consts::SQRT_2,
         probe_t: 10,
     }
+}
+
+/// DDPM as DiT trains it: linear betas over T = 1000, eps prediction, 10% label dropout.
+fn ddpm() -> DdpmConfig {
+    DdpmConfig {
+        schedule: BetaSchedule::ddpm(),
+        timesteps: 1000,
+        prediction: Prediction::Eps,
+        class_dropout: 0.1,
+        probe_t: 10,
+    }
+}
+
+/// A class-conditional DiT: conditioning as wide as the tokens.
+fn dit(image: ImageShape, patch: usize, width: usize, depth: usize, heads: usize, classes: usize) -> VitConfig {
+    VitConfig { cond_width: width, num_classes: classes, ..vit(image, patch, width, depth, heads) }
+}
+
+/// DiT's optimisation: AdamW lr 1e-4 at batch 256 (PyTorch's betas), no weight decay, no
+/// warm-up, constant rate, EMA 0.9999.
+fn dit_train(epochs: f64) -> TrainConfig {
+    TrainConfig { beta2: 0.999, min_lr_frac: 1.0, ..train(256, 1e-4, epochs, 0.0) }
 }
 
 fn train(batch_size: usize, blr: f64, epochs: f64, warmup_frac: f64) -> TrainConfig {
@@ -97,7 +130,7 @@ fn registry() -> Vec<Preset> {
                 data: "fashion-mnist".into(),
                 train_limit: 0,
                 model: vit(fmnist, 4, 64, 4, 4),
-                ldae: ldae(4, 20_000),
+                objective: Objective::Ldae(ldae(4, 20_000)),
                 train: TrainConfig {
                     steps: 200,
                     checkpoint_every: 100,
@@ -114,7 +147,7 @@ fn registry() -> Vec<Preset> {
                 data: "fashion-mnist".into(),
                 train_limit: 0,
                 model: vit(fmnist, 7, 192, 8, 3),
-                ldae: ldae(8, 100_000),
+                objective: Objective::Ldae(ldae(8, 100_000)),
                 train: TrainConfig { ema_decay: 0.999, ..train(256, 1.5e-3, 20.0, 0.05) },
             },
         },
@@ -126,7 +159,7 @@ fn registry() -> Vec<Preset> {
                 data: "folder:imagenet".into(),
                 train_limit: 0,
                 model: vit(imagenet, 16, 768, 12, 12),
-                ldae: ldae(32, 1_000_000),
+                objective: Objective::Ldae(ldae(32, 1_000_000)),
                 train: train(2048, 1e-4, 400.0, 0.25),
             },
         },
@@ -138,11 +171,86 @@ fn registry() -> Vec<Preset> {
                 data: "folder:imagenet".into(),
                 train_limit: 0,
                 model: vit(imagenet, 16, 1024, 24, 16),
-                ldae: ldae(32, 1_000_000),
+                objective: Objective::Ldae(ldae(32, 1_000_000)),
                 train: train(2048, 1e-4, 400.0, 0.25),
             },
         },
+        Preset {
+            name: "dit-tiny",
+            about: "class-conditional DiT on Fashion-MNIST, width 64, 4 blocks, patch 4 (tests)",
+            config: RunConfig {
+                preset: "dit-tiny".into(),
+                data: "fashion-mnist".into(),
+                train_limit: 0,
+                model: dit(fmnist, 4, 64, 4, 4, 10),
+                objective: Objective::Ddpm(ddpm()),
+                train: TrainConfig {
+                    steps: 200,
+                    checkpoint_every: 100,
+                    ema_decay: 0.999,
+                    ..train(128, 1e-3, 0.0, 0.05)
+                },
+            },
+        },
+        Preset {
+            name: "dit-fmnist",
+            about: "class-conditional DiT on Fashion-MNIST pixels: width 192, 8 blocks, patch 4, eps, CFG dropout 0.1",
+            config: RunConfig {
+                preset: "dit-fmnist".into(),
+                data: "fashion-mnist".into(),
+                train_limit: 0,
+                model: dit(fmnist, 4, 192, 8, 3, 10),
+                objective: Objective::Ddpm(ddpm()),
+                train: TrainConfig { ema_decay: 0.999, min_lr_frac: 0.1, ..train(256, 5e-4, 20.0, 0.02) },
+            },
+        },
+        dit_imagenet(
+            "dit-s",
+            "paper setting, ImageNet 256 class-conditional: DiT-S (12 x 384, 6 heads), patch 16, eps, CFG dropout 0.1",
+            384,
+            12,
+            6,
+        ),
+        dit_imagenet(
+            "dit-b",
+            "paper setting, ImageNet 256 class-conditional: DiT-B (12 x 768, 12 heads), patch 16, eps, CFG dropout 0.1",
+            768,
+            12,
+            12,
+        ),
+        dit_imagenet(
+            "dit-l",
+            "paper setting, ImageNet 256 class-conditional: DiT-L (24 x 1024, 16 heads), patch 16, eps, CFG dropout 0.1",
+            1024,
+            24,
+            16,
+        ),
+        dit_imagenet(
+            "dit-xl",
+            "paper setting, ImageNet 256 class-conditional: DiT-XL (28 x 1152, 16 heads), patch 16, eps, CFG dropout 0.1",
+            1152,
+            28,
+            16,
+        ),
     ]
+}
+
+/// One of DiT's four sizes on ImageNet 256 (pixel space, patch 16: 256 tokens), DiT's recipe
+/// (400K steps at batch 256 = 80 epochs of 1.28M images).
+fn dit_imagenet(name: &'static str, about: &'static str, width: usize, depth: usize, heads: usize) -> Preset {
+    let imagenet = ImageShape { channels: 3, height: 256, width: 256 };
+    Preset {
+        name,
+        about,
+        config: RunConfig {
+            preset: name.into(),
+            data: "folder:imagenet".into(),
+            train_limit: 0,
+            model: dit(imagenet, 16, width, depth, heads, 1000),
+            objective: Objective::Ddpm(ddpm()),
+            train: dit_train(80.0),
+        },
+    }
 }
 
 #[cfg(test)]
@@ -162,8 +270,24 @@ mod tests {
         let l = preset("ldae-l").unwrap().config;
         assert_eq!((l.model.depth, l.model.width, l.model.encoder_depth), (24, 1024, 12));
         assert_eq!(l.model.cond_width, 256, "conditioning MLP at 1/4 of the width");
-        assert_eq!((l.model.patch, l.ldae.latent_dim, l.train.batch_size), (16, 32, 2048));
+        assert_eq!((l.model.patch, l.objective.ldae().unwrap().latent_dim, l.train.batch_size), (16, 32, 2048));
         assert!((l.lr() - 1e-4 * 8.0).abs() < 1e-12);
         assert_eq!(l.train.warmup_frac * l.train.epochs, 100.0, "100 warm-up epochs of 400");
+    }
+
+    #[test]
+    fn dit_presets_match_the_dit_paper() {
+        for (name, width, depth, heads) in
+            [("dit-s", 384, 12, 6), ("dit-b", 768, 12, 12), ("dit-l", 1024, 24, 16), ("dit-xl", 1152, 28, 16)]
+        {
+            let c = preset(name).unwrap().config;
+            assert_eq!((c.model.width, c.model.depth, c.model.heads), (width, depth, heads), "{name}");
+            assert_eq!(c.model.cond_width, width, "{name}: DiT conditions at the token width");
+            assert_eq!(c.model.tokens(), 256, "{name}: the token count of DiT-*/2 on 32 x 32 latents");
+            let d = c.objective.ddpm().unwrap();
+            assert_eq!((d.timesteps, d.prediction, d.class_dropout), (1000, Prediction::Eps, 0.1));
+            assert_eq!(d.schedule, BetaSchedule::ddpm());
+            assert!((c.lr() - 1e-4).abs() < 1e-15 && c.train.weight_decay == 0.0 && c.train.min_lr_frac == 1.0);
+        }
     }
 }

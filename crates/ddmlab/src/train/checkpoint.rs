@@ -14,7 +14,8 @@ use burn::module::Module;
 use burn::tensor::{Bytes, Device};
 use serde::{Deserialize, Serialize};
 
-use super::step::{LdaeTrainer, objective_of, optimizer_of};
+use super::objective::TrainObjective;
+use super::step::{Trainer, optimizer_of};
 use crate::atomic::write_atomic;
 use crate::config::RunConfig;
 use crate::error::{Error, IoContext, Result};
@@ -42,7 +43,7 @@ fn name_of(step: usize) -> String {
 }
 
 /// Write the trainer's state as checkpoint `state.step`; returns its folder.
-pub fn save(run: &Path, trainer: &LdaeTrainer, state: &CheckpointState) -> Result<PathBuf> {
+pub fn save(run: &Path, trainer: &Trainer, state: &CheckpointState) -> Result<PathBuf> {
     let dir = checkpoints_dir(run);
     std::fs::create_dir_all(&dir).at(&dir)?;
     let name = name_of(state.step);
@@ -105,6 +106,93 @@ pub fn list(run: &Path) -> Result<Vec<(usize, PathBuf)>> {
     Ok(out)
 }
 
+/// Which checkpoints of a run to evaluate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Checkpoints {
+    Latest,
+    All,
+    Steps(Vec<usize>),
+}
+
+impl std::str::FromStr for Checkpoints {
+    type Err = Error;
+
+    /// `latest`, `all`, or comma-separated step numbers.
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "latest" => Ok(Checkpoints::Latest),
+            "all" => Ok(Checkpoints::All),
+            list => Ok(Checkpoints::Steps(
+                list.split(',')
+                    .map(|v| {
+                        v.trim()
+                            .parse()
+                            .map_err(|_| Error::config("ckpt", format!("`{v}`: expected latest, all or step numbers")))
+                    })
+                    .collect::<Result<_>>()?,
+            )),
+        }
+    }
+}
+
+/// The `(step, folder)` of the checkpoints `which` selects in `run`, by step.
+pub fn select(run: &Path, which: &Checkpoints) -> Result<Vec<(usize, PathBuf)>> {
+    let all = list(run)?;
+    if all.is_empty() {
+        return Err(Error::format(checkpoints_dir(run), "no checkpoint found; train the run first"));
+    }
+    match which {
+        Checkpoints::Latest => {
+            let dir = latest(run)?.ok_or_else(|| Error::format(checkpoints_dir(run), "no `latest` pointer"))?;
+            Ok(vec![(read_meta(&dir)?.1.step, dir)])
+        }
+        Checkpoints::All => Ok(all),
+        Checkpoints::Steps(steps) => steps
+            .iter()
+            .map(|s| {
+                all.iter()
+                    .find(|(k, _)| k == s)
+                    .cloned()
+                    .ok_or_else(|| Error::config("ckpt", format!("no checkpoint at step {s} in {}", run.display())))
+            })
+            .collect(),
+    }
+}
+
+/// The checkpoint folder that `spec` names: `latest` or a step number of run folder `run`, or
+/// (without `run`) a checkpoint folder or a run folder (its latest checkpoint).
+pub fn resolve(run: Option<&Path>, spec: &str) -> Result<PathBuf> {
+    let latest_of = |run: &Path| {
+        latest(run)?.ok_or_else(|| {
+            Error::format(checkpoints_dir(run), "no checkpoint found; train the run first (`ddmlab train`)")
+        })
+    };
+    match run {
+        Some(run) if spec == "latest" => latest_of(run),
+        Some(run) => {
+            let step: usize = spec
+                .parse()
+                .map_err(|_| Error::config("ckpt", format!("`{spec}`: expected latest or a step number")))?;
+            list(run)?.into_iter().find(|(s, _)| *s == step).map(|(_, p)| p).ok_or_else(|| {
+                Error::config("ckpt", format!("no checkpoint at step {step} in {}", checkpoints_dir(run).display()))
+            })
+        }
+        None => {
+            let path = Path::new(spec);
+            if path.join("state.json").is_file() {
+                Ok(path.to_path_buf())
+            } else if checkpoints_dir(path).is_dir() {
+                latest_of(path)
+            } else {
+                Err(Error::config(
+                    "ckpt",
+                    format!("`{spec}` is neither a checkpoint folder nor a run folder (or pass --run RUN)"),
+                ))
+            }
+        }
+    }
+}
+
 fn read_bytes(path: &Path) -> Result<Bytes> {
     Ok(Bytes::from_bytes_vec(std::fs::read(path).at(path)?))
 }
@@ -130,8 +218,9 @@ pub fn load_weights(ckpt: &Path, file: &str, config: &RunConfig, device: &Device
         .map_err(|e| Error::format(&path, format!("weights do not match the model in config.toml ({e})")))
 }
 
-/// Rebuild a trainer from a checkpoint (model, EMA and optimizer state).
-pub fn restore(ckpt: &Path, pca: &PatchPca, device: &Device) -> Result<(LdaeTrainer, CheckpointState)> {
+/// Rebuild a trainer from a checkpoint (model, EMA and optimizer state); `pca` is the run's
+/// tokenizer (l-DAE only).
+pub fn restore(ckpt: &Path, pca: Option<&PatchPca>, device: &Device) -> Result<(Trainer, CheckpointState)> {
     let (config, state) = read_meta(ckpt)?;
     let ad = device.clone().autodiff();
     let model = load_weights(ckpt, "model.bpk", &config, &ad)?;
@@ -140,9 +229,8 @@ pub fn restore(ckpt: &Path, pca: &PatchPca, device: &Device) -> Result<(LdaeTrai
     let optim = optimizer_of(&config)
         .from_bytes(read_bytes(&optim_path)?)
         .map_err(|e| Error::format(&optim_path, format!("invalid optimizer state ({e})")))?;
-    let trainer = LdaeTrainer {
-        objective: objective_of(&config),
-        pca: pca.tensors(config.ldae.latent_dim, &ad),
+    let trainer = Trainer {
+        objective: TrainObjective::new(&config, pca, &ad)?,
         model,
         ema,
         optim,

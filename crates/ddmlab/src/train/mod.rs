@@ -5,10 +5,12 @@ pub mod checkpoint;
 pub mod ema;
 pub mod lr;
 pub mod metrics;
+pub mod objective;
 pub mod observer;
 pub mod pretrain;
 pub mod step;
 
+pub use objective::{Draws, TrainObjective};
 pub use observer::{Observer, Silent, StepReport};
 pub use pretrain::{PretrainOptions, PretrainSummary, pretrain};
-pub use step::LdaeTrainer;
+pub use step::Trainer;

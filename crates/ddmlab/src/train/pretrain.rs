@@ -1,8 +1,8 @@
-//! The l-DAE pretraining loop with its run folder.
+//! The training loop with its run folder (any objective: l-DAE pretraining, DDPM / DiT).
 //!
 //! ```text
 //! RUN/config.toml       the resolved config (total steps fixed once known)
-//! RUN/pca.safetensors   the fitted tokenizer
+//! RUN/pca.safetensors   the fitted tokenizer (l-DAE)
 //! RUN/metrics.jsonl     one line per `log_every` steps
 //! RUN/loss.png          the loss curve, redrawn at every checkpoint
 //! RUN/checkpoints/      see `checkpoint`
@@ -21,7 +21,7 @@ use super::checkpoint::{self, CheckpointState};
 use super::lr::lr_at;
 use super::metrics::{self, MetricLine};
 use super::observer::{Observer, StepReport};
-use super::step::LdaeTrainer;
+use super::step::Trainer;
 use crate::config::RunConfig;
 use crate::data::loader::{BatchPlan, Loader};
 use crate::data::{DataSource, ImageSet, Split};
@@ -91,37 +91,28 @@ pub fn pretrain(
 
     let set = Arc::new(load_train_set(&config, &opts.data_root)?);
     obs.message(&format!("data: {} train images of {} from {}", set.len(), set.shape, config.data));
-    let pca_path = run.join("pca.safetensors");
-    let pca = if pca_path.exists() {
-        PatchPca::load(&pca_path)?
-    } else {
-        let pca = PatchPca::fit(&set, config.model.patch, config.ldae.pca_samples, config.train.seed)?;
-        pca.save(&pca_path)?;
-        let kept: f64 = pca.explained_variance_ratio()[..config.ldae.latent_dim].iter().sum();
-        obs.message(&format!(
-            "PCA: D = {}, d = {} keeps {:.1}% of the patch variance",
-            pca.dim(),
-            config.ldae.latent_dim,
-            100.0 * kept
-        ));
-        pca
+    let pca = match config.objective.ldae() {
+        Some(l) => {
+            Some(load_or_fit_pca(run, &set, config.model.patch, l.latent_dim, l.pca_samples, config.train.seed, obs)?)
+        }
+        None => None,
     };
     let plan =
         BatchPlan { seed: config.train.seed, batch_size: config.train.batch_size, augment: config.train.augment };
 
     let (mut trainer, mut state) = match &resume_from {
         Some(ckpt) => {
-            let (t, s) = checkpoint::restore(ckpt, &pca, device)?;
+            let (t, s) = checkpoint::restore(ckpt, pca.as_ref(), device)?;
             metrics::truncate_after(&run.join("metrics.jsonl"), s.step)?;
             obs.message(&format!("resuming from {} (step {} of {})", ckpt.display(), s.step, s.total_steps));
             (t, s)
         }
         None => {
-            let total = resolve_total_steps(&config, &set, &pca, &plan, device, obs)?;
+            let total = resolve_total_steps(&config, &set, pca.as_ref(), &plan, device, obs)?;
             config.train.steps = total;
             crate::atomic::write_atomic(&cfg_path, config.to_toml().as_bytes())?;
             (
-                LdaeTrainer::new(config.clone(), &pca, device),
+                Trainer::new(config.clone(), pca.as_ref(), device)?,
                 CheckpointState { step: 0, total_steps: total, elapsed_s: 0.0 },
             )
         }
@@ -195,11 +186,32 @@ pub fn pretrain(
     Ok(summary)
 }
 
+/// The run's PCA tokenizer: loaded from `RUN/pca.safetensors`, or fitted on `set` and saved.
+fn load_or_fit_pca(
+    run: &Path,
+    set: &ImageSet,
+    patch: usize,
+    latent_dim: usize,
+    samples: usize,
+    seed: u64,
+    obs: &mut dyn Observer,
+) -> Result<PatchPca> {
+    let path = run.join("pca.safetensors");
+    if path.exists() {
+        return PatchPca::load(&path);
+    }
+    let pca = PatchPca::fit(set, patch, samples, seed)?;
+    pca.save(&path)?;
+    let kept: f64 = pca.explained_variance_ratio()[..latent_dim].iter().sum();
+    obs.message(&format!("PCA: D = {}, d = {latent_dim} keeps {:.1}% of the patch variance", pca.dim(), 100.0 * kept));
+    Ok(pca)
+}
+
 /// Total steps from `steps`, else `epochs`, else the time budget (measured on this machine).
 fn resolve_total_steps(
     config: &RunConfig,
     set: &ImageSet,
-    pca: &PatchPca,
+    pca: Option<&PatchPca>,
     plan: &BatchPlan,
     device: &Device,
     obs: &mut dyn Observer,
@@ -213,7 +225,7 @@ fn resolve_total_steps(
         return Ok(((t.epochs * per_epoch as f64).ceil() as usize).max(1));
     }
     // Time the step on a throwaway trainer: one warm-up step, then three timed ones.
-    let mut probe = LdaeTrainer::new(config.clone(), pca, device);
+    let mut probe = Trainer::new(config.clone(), pca, device)?;
     probe.step(&plan.make(set, 0), 0.0)?;
     let start = Instant::now();
     for s in 1..4 {
@@ -238,5 +250,13 @@ pub fn plot_loss(run: &Path) -> Result<()> {
         return Ok(());
     }
     let series = Series { name: "train loss".into(), points: lines.iter().map(|m| (m.step as f64, m.loss)).collect() };
-    line_plot(&run.join("loss.png"), "l-DAE training loss", "step", "loss (weighted PCA residual)", &[series], true)
+    let config_path = run.join("config.toml");
+    let config = RunConfig::from_toml(&std::fs::read_to_string(&config_path).at(&config_path)?, &config_path)?;
+    let (title, y) = match &config.objective {
+        crate::config::Objective::Ldae(_) => ("l-DAE training loss", "loss (weighted PCA residual)".to_string()),
+        crate::config::Objective::Ddpm(d) => {
+            ("DDPM training loss", format!("MSE of the {} prediction", d.prediction.label()))
+        }
+    };
+    line_plot(&run.join("loss.png"), title, "step", &y, &[series], true)
 }

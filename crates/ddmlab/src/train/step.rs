@@ -1,29 +1,26 @@
-//! One l-DAE training step: draw `(t, eps)`, build `x_t`, predict `x0`, weighted PCA loss,
-//! AdamW update, EMA update. Shared by the pretraining loop and `ddmlab bench`.
+//! One training step, whatever the objective: draw `(t, eps, labels)`, the objective's loss on
+//! data-parallel shards, AdamW update, EMA update. Shared by the training loop and `ddmlab bench`.
 
 use burn::module::Module;
 use burn::optim::{
     AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer, grad_clipping::GradientClippingConfig,
 };
 use burn::tensor::{Device, Tensor, TensorData};
-use rand::RngExt;
-use rand_distr::StandardNormal;
 use rayon::prelude::*;
 
 use super::ema::{ema_decay_at, update_ema};
+use super::objective::{Draws, TrainObjective};
 use crate::config::RunConfig;
-use crate::data::loader::{Batch, purpose, step_rng};
-use crate::diffusion::{LdaeObjective, LdaeTerms, SigmaSchedule};
+use crate::data::loader::Batch;
 use crate::error::{Error, Result};
 use crate::models::DenoisingVit;
-use crate::tokenizer::{PatchPca, PcaTensors};
+use crate::tokenizer::PatchPca;
 
 /// The state that a training step changes, plus what it needs.
-pub struct LdaeTrainer {
+pub struct Trainer {
     pub config: RunConfig,
-    pub objective: LdaeObjective,
-    /// The PCA basis on the training device.
-    pub pca: PcaTensors,
+    /// The objective, bound to the autodiff device.
+    pub objective: TrainObjective,
     /// The trained network (on the autodiff device).
     pub model: DenoisingVit,
     /// The EMA of its weights (on the plain device).
@@ -33,15 +30,6 @@ pub struct LdaeTrainer {
     pub device: Device,
     /// Data-parallel shards per step (1: the whole batch in one pass).
     pub shards: usize,
-}
-
-/// The objective a config describes.
-pub fn objective_of(config: &RunConfig) -> LdaeObjective {
-    LdaeObjective {
-        schedule: SigmaSchedule::linear(config.ldae.timesteps, config.ldae.sigma_max),
-        residual_weight: config.ldae.residual_weight,
-        patch: config.model.patch,
-    }
 }
 
 /// AdamW as the config sets it (burn's defaults differ from PyTorch's: set explicitly).
@@ -58,33 +46,27 @@ pub fn optimizer_of(config: &RunConfig) -> ModuleOptimizer {
     adam.init()
 }
 
-impl LdaeTrainer {
+impl Trainer {
     /// A fresh trainer: the network is initialised from `config.train.seed` on `device`
-    /// (a plain device; autodiff is added here).
-    pub fn new(config: RunConfig, pca: &PatchPca, device: &Device) -> Self {
+    /// (a plain device; autodiff is added here). `pca` is the run's tokenizer (l-DAE only).
+    pub fn new(config: RunConfig, pca: Option<&PatchPca>, device: &Device) -> Result<Self> {
         let ad = device.clone().autodiff();
         ad.seed(config.train.seed);
         let model = config.model.init(&ad);
-        LdaeTrainer {
-            objective: objective_of(&config),
-            pca: pca.tensors(config.ldae.latent_dim, &ad),
+        Ok(Trainer {
+            objective: TrainObjective::new(&config, pca, &ad)?,
             ema: model.valid(),
             model,
             optim: optimizer_of(&config),
             config,
             device: ad,
             shards: rayon::current_num_threads(),
-        }
+        })
     }
 
-    /// The noise draws for the batch of step `step`: a pure function of `(seed, step)`.
-    pub fn draw_terms(&self, step: usize, batch: usize) -> LdaeTerms {
-        let mut rng = step_rng(self.config.train.seed, purpose::NOISE, step as u64);
-        let l = self.config.model.tokens();
-        let d = self.config.ldae.latent_dim;
-        let t = (0..batch).map(|_| rng.random_range(0..self.objective.schedule.len())).collect();
-        let eps = (0..batch * l * d).map(|_| rng.sample::<f32, _>(StandardNormal)).collect();
-        LdaeTerms { t, eps }
+    /// The random draws for the batch of step `step`: a pure function of `(seed, step)`.
+    pub fn draws(&self, batch: &Batch) -> Draws {
+        self.objective.draw(self.config.train.seed, batch.step, &batch.labels)
     }
 
     /// One optimisation step at learning rate `lr`; returns the loss before the update.
@@ -109,10 +91,10 @@ impl LdaeTrainer {
     /// batch's, up to float summation order.
     pub fn gradients(&self, batch: &Batch) -> (f64, GradientsParams) {
         let b = batch.labels.len();
-        let terms = self.draw_terms(batch.step, b);
+        let draws = self.draws(batch);
         let shards = self.shards.clamp(1, b);
         let bounds: Vec<(usize, usize)> = (0..shards).map(|i| (i * b / shards, (i + 1) * b / shards)).collect();
-        let results: Vec<_> = bounds.par_iter().map(|&(lo, hi)| self.shard_grads(batch, &terms, lo, hi, b)).collect();
+        let results: Vec<_> = bounds.par_iter().map(|&(lo, hi)| self.shard_grads(batch, &draws, lo, hi, b)).collect();
         let mut value = 0.0;
         let mut accumulator = GradientsAccumulator::<DenoisingVit>::new();
         for (loss, grads) in results {
@@ -125,17 +107,9 @@ impl LdaeTrainer {
     /// Forward and backward on images `lo..hi` of the batch; the loss is scaled by
     /// `(hi - lo) / total` so that the shards' gradients sum to the full batch's.
     /// Returns the scaled loss and the gradients.
-    fn shard_grads(
-        &self,
-        batch: &Batch,
-        terms: &LdaeTerms,
-        lo: usize,
-        hi: usize,
-        total: usize,
-    ) -> (f64, GradientsParams) {
+    fn shard_grads(&self, batch: &Batch, draws: &Draws, lo: usize, hi: usize, total: usize) -> (f64, GradientsParams) {
         let image = self.config.model.image;
-        let per_image = image.channels * image.height * image.width;
-        let per_noise = terms.eps.len() / total;
+        let per_image = image.numel();
         let n = hi - lo;
         let x0 = Tensor::<4>::from_data(
             TensorData::new(
@@ -144,13 +118,11 @@ impl LdaeTrainer {
             ),
             &self.device,
         );
-        let terms = LdaeTerms { t: terms.t[lo..hi].to_vec(), eps: terms.eps[lo * per_noise..hi * per_noise].to_vec() };
+        let draws = draws.slice(lo, hi);
         // A fork has fresh autodiff leaves: the shards' graphs stay separate (burn merges graphs
         // that share a leaf and runs a merged graph's backward under one lock).
         let model = self.model.clone().fork(&self.device);
-        let x_t = self.objective.noisy_input(&self.pca, x0.clone(), &terms);
-        let pred = model.forward(x_t, &terms.t);
-        let loss = self.objective.loss(&self.pca, x0, pred, &terms.t) * (n as f64 / total as f64);
+        let loss = self.objective.loss(&model, x0, &draws) * (n as f64 / total as f64);
         let value = loss.clone().into_scalar::<f32>() as f64;
         if !value.is_finite() {
             return (value, GradientsParams::new());

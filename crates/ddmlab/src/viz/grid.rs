@@ -36,3 +36,16 @@ pub fn save_png(path: &Path, img: &DynamicImage) -> Result<()> {
     img.write_to(&mut buf, image::ImageFormat::Png).map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
     crate::atomic::write_atomic(path, buf.get_ref())
 }
+
+/// Save each `[C, H, W]` image in `[-1, 1]` as its own PNG at its path (folders are created).
+pub fn save_images(paths: &[std::path::PathBuf], images: &[Vec<f32>], shape: ImageShape) -> Result<()> {
+    for (path, img) in paths.iter().zip(images) {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::Other(format!("{}: cannot create ({e})", dir.display())))?;
+        }
+        let bytes: Vec<u8> = img.iter().map(|&v| from_unit(v)).collect();
+        save_png(path, &from_chw(&bytes, shape))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,103 @@
+//! `ddmlab sample`: images from a DiT run to a PNG grid (and optionally a folder of PNGs).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{Result, bail};
+use ddmlab::diffusion::SamplerKind;
+use ddmlab::generate::{SampleOptions, sample_images, sampler_of};
+use ddmlab::train::checkpoint;
+use ddmlab::viz::grid::{save_grid, save_images};
+use indicatif::ProgressBar;
+
+use crate::args::SampleArgs;
+use crate::progress::styled;
+use crate::setup;
+
+pub fn run(args: SampleArgs) -> Result<()> {
+    let ckpt = checkpoint::resolve(args.run.as_deref(), &args.ckpt)?;
+    let (config, state) = checkpoint::read_meta(&ckpt)?;
+    let kind = match args.sampler.as_str() {
+        "ddim" => SamplerKind::Ddim { eta: args.eta },
+        "ddpm" => SamplerKind::Ddpm,
+        other => bail!("invalid value for --sampler: `{other}`, expected ddim or ddpm"),
+    };
+    if !(args.eta.is_finite() && (0.0..=1.0).contains(&args.eta)) {
+        bail!("invalid value for --eta: {}, expected a number in [0, 1]", args.eta);
+    }
+    if args.batch_size == 0 {
+        bail!("invalid value for --batch-size: 0, expected at least 1");
+    }
+    let classes = config.model.num_classes;
+    let rows: Vec<usize> = if !args.class.is_empty() {
+        args.class.clone()
+    } else if classes > 0 {
+        (0..classes).collect()
+    } else {
+        vec![]
+    };
+    let per_row = match (args.n, rows.len()) {
+        (Some(0), _) => bail!("invalid value for --n: 0, expected at least 1"),
+        (Some(n), 0) => n,
+        (Some(n), r) => n.div_ceil(r),
+        (None, _) => 8,
+    };
+    let labels: Vec<usize> = rows.iter().flat_map(|&y| std::iter::repeat_n(y, per_row)).collect();
+    let n = if labels.is_empty() { per_row } else { labels.len() };
+    let opts = SampleOptions {
+        kind,
+        steps: args.steps,
+        cfg: args.cfg,
+        labels,
+        n,
+        seed: args.seed,
+        chunk: args.batch_size,
+        clip_x0: !args.no_clip,
+    };
+    let sampler = sampler_of(&config, &opts)?;
+    let device = setup::device(&args.common.device)?;
+    let weights = if args.no_ema { "model.bpk" } else { "ema.bpk" };
+    let model = checkpoint::load_weights(&ckpt, weights, &config, &device)?;
+
+    let per_chunk = sampler.map.0.len() as u64;
+    let bar = styled(ProgressBar::new(n.div_ceil(args.batch_size) as u64 * per_chunk), " sampler steps");
+    let done = AtomicU64::new(0);
+    let started = std::time::Instant::now();
+    let images = sample_images(&model, &config, &opts, &device, &|| {
+        let k = done.fetch_add(1, Ordering::Relaxed) + 1;
+        bar.set_position(k);
+        let imgs = (k as f64 / per_chunk as f64) * args.batch_size as f64;
+        bar.set_message(format!("{:.1} img/s", imgs.min(n as f64) / started.elapsed().as_secs_f64().max(1e-9)));
+    })?;
+    bar.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+
+    let shape = config.model.image;
+    let out = args.out.clone().unwrap_or_else(|| {
+        let base = args.run.clone().unwrap_or_else(|| ckpt.clone());
+        base.join(format!("samples-step{}-{}{}-cfg{}.png", state.step, args.sampler, args.steps, args.cfg))
+    });
+    let cols = if rows.is_empty() { (n as f64).sqrt().ceil() as usize } else { per_row };
+    let grid: Vec<Vec<Vec<f32>>> = images.chunks(cols).map(|r| r.to_vec()).collect();
+    let scale = (256 / shape.height.max(shape.width)).clamp(1, 4) as u32;
+    save_grid(&out, &grid, shape, scale)?;
+    println!(
+        "{}: {n} images from {} (step {}), {} {} steps, cfg {}, seed {} — {:.1} s ({:.2} img/s){}",
+        out.display(),
+        ckpt.display(),
+        state.step,
+        args.sampler,
+        sampler.map.0.len(),
+        args.cfg,
+        args.seed,
+        secs,
+        n as f64 / secs,
+        if rows.is_empty() { String::new() } else { format!("; rows are classes {rows:?}") }
+    );
+    if let Some(dir) = &args.folder {
+        let names: Vec<PathBuf> = (0..n).map(|i| dir.join(format!("{i:06}.png"))).collect();
+        save_images(&names, &images, shape)?;
+        println!("{}: {n} PNGs", dir.display());
+    }
+    Ok(())
+}

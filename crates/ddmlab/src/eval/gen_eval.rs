@@ -1,0 +1,258 @@
+//! `ddmlab gen-eval`: FID (and optionally KID) of a generator run's checkpoints at several
+//! guidance scales against a reference split, as a table, a JSON file and a curve over
+//! training steps.
+//!
+//! Samples are drawn class-balanced (image `i` has label `i mod classes`) and never written to
+//! disk: they go from the sampler through the Inception network in memory. Reference features
+//! are cached under `DATA/fid-cache/`.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+
+use super::fid::{FidSource, RawImage, Stats, frechet_distance, inception_features, kid, source_features};
+use super::inception::{FEATURE_DIM, InceptionV3};
+use crate::atomic::write_atomic;
+use crate::data::from_unit;
+use crate::diffusion::SamplerKind;
+use crate::error::{Error, IoContext, Result};
+use crate::generate::{SampleOptions, sample_images};
+use crate::train::Observer;
+use crate::train::checkpoint::{self, Checkpoints};
+use crate::viz::plot::{Series, line_plot};
+
+/// What [`gen_eval_run`] does.
+#[derive(Debug, Clone)]
+pub struct GenEvalOptions {
+    pub data_root: PathBuf,
+    /// The converted Inception weights.
+    pub weights: PathBuf,
+    pub checkpoints: Checkpoints,
+    /// Guidance scales to evaluate.
+    pub cfgs: Vec<f64>,
+    /// Images sampled per (checkpoint, scale), and taken from the reference.
+    pub n: usize,
+    pub reference: FidSource,
+    pub kind: SamplerKind,
+    pub steps: usize,
+    pub seed: u64,
+    /// Sampler chunk size.
+    pub chunk: usize,
+    /// Inception batch size.
+    pub inception_batch: usize,
+    pub ema: bool,
+    pub kid: bool,
+}
+
+impl GenEvalOptions {
+    /// `ddim-50` / `ddpm-250`.
+    pub fn sampler_label(&self) -> String {
+        match self.kind {
+            SamplerKind::Ddpm => format!("ddpm-{}", self.steps),
+            SamplerKind::Ddim { eta: 0.0 } => format!("ddim-{}", self.steps),
+            SamplerKind::Ddim { eta } => format!("ddim-{}-eta{eta}", self.steps),
+        }
+    }
+}
+
+/// One measured point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FidRow {
+    pub step: usize,
+    pub cfg: f64,
+    pub sampler: String,
+    /// Generated images (and reference images).
+    pub n: usize,
+    pub reference: String,
+    pub fid: f64,
+    pub kid: Option<f64>,
+    /// EMA weights (true) or the raw trained weights.
+    pub ema: bool,
+}
+
+impl FidRow {
+    fn key(&self) -> (usize, String, String, usize, String, bool) {
+        (self.step, format!("{}", self.cfg), self.sampler.clone(), self.n, self.reference.clone(), self.ema)
+    }
+}
+
+/// Evaluate a run; merges the new rows into `RUN/fid.json` (a row replaces the one with the same
+/// step, scale, sampler, count, reference and weights) and rewrites `fid.md` and `fid.png`.
+/// Returns the merged rows.
+pub fn gen_eval_run(run: &Path, opts: &GenEvalOptions, device: &Device, obs: &mut dyn Observer) -> Result<Vec<FidRow>> {
+    if opts.cfgs.is_empty() || opts.n < 2 {
+        return Err(Error::config("cfg", "at least one guidance scale and 2 images are needed"));
+    }
+    let chosen = checkpoint::select(run, &opts.checkpoints)?;
+    let net = InceptionV3::load(&opts.weights, device)?;
+    let started = std::time::Instant::now();
+    let reference = source_features(
+        &net,
+        &opts.reference,
+        &opts.data_root,
+        &opts.data_root.join("fid-cache"),
+        opts.n,
+        opts.inception_batch,
+        device,
+        &mut |n| obs.message(&format!("Inception features of {} ({n} images, cached afterwards)", opts.reference)),
+        &|_| (),
+    )?;
+    let n_ref = reference.len() / FEATURE_DIM;
+    if n_ref < opts.n {
+        obs.message(&format!("{} holds {n_ref} images: the reference uses all of them", opts.reference));
+    }
+    let ref_stats = Stats::of(&reference, FEATURE_DIM);
+    let mut rows = Vec::new();
+    for (step, ckpt) in &chosen {
+        let (config, _) = checkpoint::read_meta(ckpt)?;
+        let model = checkpoint::load_weights(ckpt, if opts.ema { "ema.bpk" } else { "model.bpk" }, &config, device)?;
+        let classes = config.model.num_classes;
+        let shape = config.model.image;
+        for &cfg in &opts.cfgs {
+            let t0 = std::time::Instant::now();
+            let sample = SampleOptions {
+                kind: opts.kind,
+                steps: opts.steps,
+                cfg,
+                labels: if classes > 0 { (0..opts.n).map(|i| i % classes).collect() } else { vec![] },
+                n: opts.n,
+                seed: opts.seed,
+                chunk: opts.chunk,
+                clip_x0: true,
+            };
+            let images: Vec<RawImage> = sample_images(&model, &config, &sample, device, &|| ())?
+                .into_iter()
+                .map(|img| RawImage {
+                    channels: shape.channels,
+                    height: shape.height,
+                    width: shape.width,
+                    pixels: img.iter().map(|&v| from_unit(v)).collect(),
+                })
+                .collect();
+            let sampled_s = t0.elapsed().as_secs_f64();
+            let features = inception_features(&net, &images, opts.inception_batch, device, &|_| ());
+            let fid = frechet_distance(&Stats::of(&features, FEATURE_DIM), &ref_stats);
+            let kid = opts.kid.then(|| kid(&features, &reference, FEATURE_DIM, 100, 1000, 0).0);
+            let row = FidRow {
+                step: *step,
+                cfg,
+                sampler: opts.sampler_label(),
+                n: opts.n,
+                reference: opts.reference.to_string(),
+                fid,
+                kid,
+                ema: opts.ema,
+            };
+            obs.message(&format!(
+                "{}  (sampling {sampled_s:.0} s, Inception {:.0} s; {:.0} s in all)",
+                format_row(&row),
+                t0.elapsed().as_secs_f64() - sampled_s,
+                started.elapsed().as_secs_f64()
+            ));
+            rows.push(row);
+        }
+    }
+    let json = run.join("fid.json");
+    let merged = merge_rows(read_rows(&json)?, rows);
+    write_atomic(&json, serde_json::to_string_pretty(&merged).expect("rows serialise").as_bytes())?;
+    write_atomic(&run.join("fid.md"), format_table(&merged).as_bytes())?;
+    plot_fid(&run.join("fid.png"), &merged)?;
+    Ok(merged)
+}
+
+/// Rows of `RUN/fid.json` (none when the file does not exist).
+pub fn read_rows(path: &Path) -> Result<Vec<FidRow>> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(path).at(path)?;
+    serde_json::from_str(&text).map_err(|e| Error::format(path, format!("not a FID result list ({e})")))
+}
+
+/// `old` with the rows of `new` added, re-measured ones replaced; sorted by sampler, count,
+/// scale and step.
+pub fn merge_rows(old: Vec<FidRow>, new: Vec<FidRow>) -> Vec<FidRow> {
+    let mut rows: Vec<FidRow> = old.into_iter().filter(|o| !new.iter().any(|n| n.key() == o.key())).collect();
+    rows.extend(new);
+    rows.sort_by(|a, b| {
+        (&a.sampler, a.n, &a.reference, a.ema)
+            .cmp(&(&b.sampler, b.n, &b.reference, b.ema))
+            .then(a.cfg.total_cmp(&b.cfg))
+            .then(a.step.cmp(&b.step))
+    });
+    rows
+}
+
+/// One row as a line.
+pub fn format_row(r: &FidRow) -> String {
+    format!(
+        "step {} cfg {} {} : FID-{} {:.2}{}",
+        r.step,
+        r.cfg,
+        r.sampler,
+        r.n,
+        r.fid,
+        r.kid.map(|k| format!("  KID {k:.5}")).unwrap_or_default()
+    )
+}
+
+/// The Markdown table of all rows.
+pub fn format_table(rows: &[FidRow]) -> String {
+    let mut s = String::from(
+        "| step | cfg w | sampler | images | reference | weights | FID | KID |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        s += &format!(
+            "| {} | {} | {} | {} | {} | {} | {:.2} | {} |\n",
+            r.step,
+            r.cfg,
+            r.sampler,
+            r.n,
+            r.reference,
+            if r.ema { "EMA" } else { "raw" },
+            r.fid,
+            r.kid.map(|k| format!("{k:.5}")).unwrap_or_else(|| "-".into())
+        );
+    }
+    s
+}
+
+/// FID over training steps, one line per (scale, sampler, count).
+pub fn plot_fid(path: &Path, rows: &[FidRow]) -> Result<()> {
+    let mut series: Vec<Series> = Vec::new();
+    for r in rows {
+        let name = format!("w = {} ({}, FID-{})", r.cfg, r.sampler, r.n);
+        match series.iter_mut().find(|s| s.name == name) {
+            Some(s) => s.points.push((r.step as f64, r.fid)),
+            None => series.push(Series { name, points: vec![(r.step as f64, r.fid)] }),
+        }
+    }
+    line_plot(path, "FID over training", "training step", "FID", &series, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(step: usize, cfg: f64, fid: f64) -> FidRow {
+        FidRow {
+            step,
+            cfg,
+            sampler: "ddim-50".into(),
+            n: 5000,
+            reference: "fashion-mnist:test".into(),
+            fid,
+            kid: None,
+            ema: true,
+        }
+    }
+
+    #[test]
+    fn merging_replaces_remeasured_points_and_sorts_by_scale_then_step() {
+        let old = vec![row(200, 1.0, 30.0), row(100, 1.0, 50.0), row(100, 2.0, 40.0)];
+        let merged = merge_rows(old, vec![row(200, 1.0, 25.0), row(300, 1.0, 20.0)]);
+        let got: Vec<(usize, f64, f64)> = merged.iter().map(|r| (r.step, r.cfg, r.fid)).collect();
+        assert_eq!(got, vec![(100, 1.0, 50.0), (200, 1.0, 25.0), (300, 1.0, 20.0), (100, 2.0, 40.0)]);
+    }
+}
