@@ -114,6 +114,8 @@ fn pretrain_probe_denoise_and_pca_run_end_to_end() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(run.join("denoise.png").exists());
 
+    fails_with(ddmlab(&["sample", "--run", run_s]), &["DDPM-objective", "l-DAE"]);
+
     let png = tmp.path().join("pca.png");
     let out = ddmlab(&["pca", "--run", run_s, "--out", png.to_str().unwrap()]);
     assert!(out.status.success() && png.exists(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -122,4 +124,49 @@ fn pretrain_probe_denoise_and_pca_run_end_to_end() {
     let out = ddmlab(&["pretrain", "--out", run_s, "--data-dir", data, "--resume"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("step 4/4"));
+}
+
+#[test]
+fn train_a_dit_sample_it_and_reject_bad_generation_requests() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_data(tmp.path());
+    let data = tmp.path().to_str().unwrap();
+    let run = tmp.path().join("dit");
+    let run_s = run.to_str().unwrap();
+    let mut args = vec!["train", "--preset", "dit-tiny", "--out", run_s, "--data-dir", data, "--steps", "3"];
+    args.extend(["--set", "model.width=32", "--set", "model.cond_width=32", "--set", "model.depth=2"]);
+    args.extend(["--set", "model.encoder_depth=1", "--set", "model.heads=2", "--batch-size", "8"]);
+    let out = ddmlab(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let grid = tmp.path().join("grid.png");
+    let folder = tmp.path().join("samples");
+    let out = ddmlab(&[
+        "sample",
+        "--run",
+        run_s,
+        "--steps",
+        "3",
+        "--n",
+        "10",
+        "--cfg",
+        "2",
+        "--out",
+        grid.to_str().unwrap(),
+        "--folder",
+        folder.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(grid.exists());
+    assert_eq!(std::fs::read_dir(&folder).unwrap().count(), 10);
+
+    fails_with(ddmlab(&["sample", "--run", run_s, "--class", "12"]), &["class", "0..=9"]);
+    fails_with(ddmlab(&["sample", "--run", run_s, "--sampler", "euler"]), &["--sampler", "ddim or ddpm"]);
+    fails_with(ddmlab(&["sample", "--run", run_s, "--ckpt", "77"]), &["no checkpoint at step 77"]);
+    fails_with(ddmlab(&["denoise", "--run", run_s, "--data-dir", data]), &["DDPM", "ddmlab sample"]);
+    let missing = tmp.path().join("absent");
+    fails_with(ddmlab(&["fid", missing.to_str().unwrap(), "fashion-mnist:test"]), &["absent", "neither a folder"]);
+    let weights = tmp.path().join("none.safetensors");
+    let args = ["fid", folder.to_str().unwrap(), "fashion-mnist:test", "--weights", weights.to_str().unwrap()];
+    fails_with(ddmlab(&args), &["none.safetensors", "data fetch inception"]);
 }
