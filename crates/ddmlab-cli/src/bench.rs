@@ -73,16 +73,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
 fn train_step(config: &RunConfig, args: &BenchArgs) -> Result<(f64, f64)> {
     let device = setup::device(&args.common.device)?;
     let shape = config.model.image;
-    let dim = config.model.patch * config.model.patch * shape.channels;
-    // An identity basis: speed does not depend on the basis values.
-    let pca = PatchPca {
-        patch: config.model.patch,
-        channels: shape.channels,
-        mean: vec![0.0; dim],
-        components: (0..dim * dim).map(|i| if i / dim == i % dim { 1.0 } else { 0.0 }).collect(),
-        eigenvalues: vec![1.0; dim],
-    };
-    let mut trainer = Trainer::new(config.clone(), Some(&pca), &device)?;
+    let mut trainer = Trainer::new(config.clone(), Some(&identity_pca(config)), &device)?;
     let b = args.batch_size;
     let classes = config.model.num_classes.max(1);
     let batch = |step: usize| Batch {
@@ -101,11 +92,26 @@ fn train_step(config: &RunConfig, args: &BenchArgs) -> Result<(f64, f64)> {
     Ok(((args.steps * b) as f64 / secs, 1000.0 * secs / args.steps as f64))
 }
 
+/// An identity PCA basis at the config's tokenizer patch: speed does not depend on the basis.
+fn identity_pca(config: &RunConfig) -> PatchPca {
+    let patch = config.pca_spec().map_or(config.model.patch, |s| s.0);
+    let channels = config.model.image.channels;
+    let dim = patch * patch * channels;
+    PatchPca {
+        patch,
+        channels,
+        mean: vec![0.0; dim],
+        components: (0..dim * dim).map(|i| if i / dim == i % dim { 1.0 } else { 0.0 }).collect(),
+        eigenvalues: vec![1.0; dim],
+    }
+}
+
 /// Images per second through one DDIM step, as `ddmlab sample` runs it (the batch split into
 /// one chunk per worker thread), with a freshly initialised network.
 fn sample_step(config: &RunConfig, args: &BenchArgs) -> Result<(f64, f64)> {
     let device = setup::device(&args.common.device)?;
-    let model = config.model.init(&device);
+    let model = config.network().init(&device);
+    let codec = ddmlab::train::objective::latent_codec(config, Some(&identity_pca(config)), &device)?;
     let threads = rayon::current_num_threads();
     let classes = config.model.num_classes;
     let b = args.batch_size;
@@ -119,9 +125,9 @@ fn sample_step(config: &RunConfig, args: &BenchArgs) -> Result<(f64, f64)> {
         chunk: b.div_ceil(threads),
         clip_x0: true,
     };
-    sample_images(&model, config, &opts(2), &device, &|| ())?;
+    sample_images(&model, config, codec.as_ref(), &opts(2), &device, &|| ())?;
     let start = Instant::now();
-    sample_images(&model, config, &opts(args.steps), &device, &|| ())?;
+    sample_images(&model, config, codec.as_ref(), &opts(args.steps), &device, &|| ())?;
     let secs = start.elapsed().as_secs_f64();
     Ok(((args.steps * b) as f64 / secs, 1000.0 * secs / args.steps as f64))
 }

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Result, bail};
 use ddmlab::diffusion::SamplerKind;
-use ddmlab::generate::{SampleOptions, sample_images, sampler_of};
+use ddmlab::generate::{SampleOptions, run_codec, sample_images, sampler_of};
 use ddmlab::train::checkpoint;
 use ddmlab::viz::grid::{save_grid, save_images};
 use indicatif::ProgressBar;
@@ -63,7 +63,8 @@ pub fn run(args: SampleArgs) -> Result<()> {
     let bar = styled(ProgressBar::new(n.div_ceil(args.batch_size) as u64 * per_chunk), " sampler steps");
     let done = AtomicU64::new(0);
     let started = std::time::Instant::now();
-    let images = sample_images(&model, &config, &opts, &device, &|| {
+    let codec = run_codec(&checkpoint::run_of(&ckpt), &config, &device)?;
+    let images = sample_images(&model, &config, codec.as_ref(), &opts, &device, &|| {
         let k = done.fetch_add(1, Ordering::Relaxed) + 1;
         bar.set_position(k);
         let imgs = (k as f64 / per_chunk as f64) * args.batch_size as f64;

@@ -170,3 +170,25 @@ fn train_a_dit_sample_it_and_reject_bad_generation_requests() {
     let args = ["fid", folder.to_str().unwrap(), "fashion-mnist:test", "--weights", weights.to_str().unwrap()];
     fails_with(ddmlab(&args), &["none.safetensors", "data fetch inception"]);
 }
+
+#[test]
+fn a_latent_space_dit_trains_samples_and_probes() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_data(tmp.path());
+    let data = tmp.path().to_str().unwrap();
+    let run = tmp.path().join("pca-dit");
+    let run_s = run.to_str().unwrap();
+    let mut args = vec!["train", "--preset", "dit-fmnist-pca", "--out", run_s, "--data-dir", data, "--steps", "2"];
+    args.extend(["--set", "model.width=32", "--set", "model.cond_width=32", "--set", "model.depth=2"]);
+    args.extend(["--set", "model.encoder_depth=1", "--set", "model.heads=2", "--batch-size", "8"]);
+    args.extend(["--set", "ddpm.latent.pca_samples=500"]);
+    let out = ddmlab(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(run.join("pca.safetensors").exists());
+    let grid = tmp.path().join("grid.png");
+    let out = ddmlab(&["sample", "--run", run_s, "--steps", "2", "--n", "10", "--out", grid.to_str().unwrap()]);
+    assert!(out.status.success() && grid.exists(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = ddmlab(&["probe", "--run", run_s, "--data-dir", data, "--epochs", "2", "--knn-k", "3", "--no-baselines"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("DDPM (EMA)"));
+}

@@ -45,6 +45,22 @@ pub struct DdpmConfig {
     pub class_dropout: f64,
     /// The timestep at which the probe reads features.
     pub probe_t: usize,
+    /// Diffuse in the patch-PCA latent (`[d, H/p, W/p]`, scaled to unit average variance)
+    /// instead of pixels; absent: pixel space.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latent: Option<PcaLatentConfig>,
+}
+
+/// The patch-PCA latent a latent-space DDPM runs in (see `tokenizer::LatentCodec`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PcaLatentConfig {
+    /// Patch side `p` of the tokenizer.
+    pub patch: usize,
+    /// Components kept per patch `d`: the latent's channels.
+    pub latent_dim: usize,
+    /// Patches sampled to fit the PCA basis.
+    pub pca_samples: usize,
 }
 
 /// What the network is trained to do. In TOML the variant is the section name: `[ldae]` or
@@ -162,9 +178,45 @@ fn check(ok: bool, field: &str, msg: impl Into<String>) -> Result<()> {
 }
 
 impl RunConfig {
+    /// The network's configuration: the model section, with the input shape of the latent for
+    /// a latent-space DDPM (`model.image` is always the data's image shape).
+    pub fn network(&self) -> VitConfig {
+        match self.objective.ddpm().and_then(|d| d.latent.as_ref()) {
+            Some(l) => VitConfig {
+                image: crate::tokenizer::LatentCodec::latent_shape(self.model.image, l.patch, l.latent_dim),
+                ..self.model.clone()
+            },
+            None => self.model.clone(),
+        }
+    }
+
+    /// The patch PCA this run fits, as `(patch, d, samples)`: l-DAE's tokenizer, or the latent
+    /// of a latent-space DDPM.
+    pub fn pca_spec(&self) -> Option<(usize, usize, usize)> {
+        match &self.objective {
+            Objective::Ldae(l) => Some((self.model.patch, l.latent_dim, l.pca_samples)),
+            Objective::Ddpm(d) => d.latent.as_ref().map(|l| (l.patch, l.latent_dim, l.pca_samples)),
+        }
+    }
+
     /// Check every field; the first bad one is named in the error.
     pub fn validate(&self) -> Result<()> {
-        self.model.validate()?;
+        if let Some(l) = self.objective.ddpm().and_then(|d| d.latent.as_ref()) {
+            let crate::data::ImageShape { channels, height, width } = self.model.image;
+            check(
+                l.patch > 0 && height % l.patch == 0 && width % l.patch == 0,
+                "ddpm.latent.patch",
+                format!("{} must divide the image size {height}x{width}", l.patch),
+            )?;
+            let dim = l.patch * l.patch * channels;
+            check(
+                (1..=dim).contains(&l.latent_dim),
+                "ddpm.latent.latent_dim",
+                format!("{} must be in 1..={dim} (patch * patch * channels)", l.latent_dim),
+            )?;
+            check(l.pca_samples >= 2, "ddpm.latent.pca_samples", "must be at least 2")?;
+        }
+        self.network().validate()?;
         self.data.parse::<crate::data::DataSource>()?;
         match &self.objective {
             Objective::Ldae(l) => self.validate_ldae(l)?,
@@ -324,5 +376,16 @@ mod tests {
         let mut c = preset("ldae-tiny").unwrap().config;
         c.model.num_classes = 10;
         assert!(c.validate().unwrap_err().to_string().contains("model.num_classes"));
+        let mut c = preset("dit-tiny").unwrap().config;
+        if let Objective::Ddpm(d) = &mut c.objective {
+            d.latent = Some(PcaLatentConfig { patch: 5, latent_dim: 8, pca_samples: 100 });
+        }
+        assert!(c.validate().unwrap_err().to_string().contains("ddpm.latent.patch"));
+        // Patch 4 on 28 x 28 gives a 7 x 7 latent grid, which DiT patch 4 does not divide.
+        if let Objective::Ddpm(d) = &mut c.objective {
+            d.latent = Some(PcaLatentConfig { patch: 4, latent_dim: 8, pca_samples: 100 });
+        }
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("model.patch") && err.contains("7x7"), "{err}");
     }
 }

@@ -1,5 +1,6 @@
 //! Sampling images from a trained DDPM-objective network: the network is wrapped as a
-//! [`Denoiser`], images are drawn in chunks (each chunk seeded from `(seed, chunk index)`, so the
+//! [`Denoiser`] (a latent-space model samples latents, decoded by the run's PCA), images are
+//! drawn in chunks (each chunk seeded from `(seed, chunk index)`, so the
 //! output depends only on the seed and the chunk size), and chunks run concurrently, one per
 //! worker thread (burn's element-wise kernels are single-threaded).
 
@@ -10,6 +11,8 @@ use crate::config::RunConfig;
 use crate::diffusion::{Denoiser, Guidance, Prediction, Sampler, SamplerKind, TimestepMap, VpSchedule};
 use crate::error::{Error, Result};
 use crate::models::DenoisingVit;
+use crate::tokenizer::{LatentCodec, PatchPca};
+use crate::train::objective::latent_codec;
 
 /// A network as the samplers see it: its output read as the objective's prediction.
 pub struct VitDenoiser<'a> {
@@ -88,19 +91,37 @@ pub fn sampler_of(config: &RunConfig, opts: &SampleOptions) -> Result<Sampler> {
     })
 }
 
+/// The latent codec of a latent-space run, from `RUN/pca.safetensors` (`None` in pixel space).
+pub fn run_codec(run: &std::path::Path, config: &RunConfig, device: &Device) -> Result<Option<LatentCodec>> {
+    if config.objective.ddpm().and_then(|d| d.latent.as_ref()).is_none() {
+        return Ok(None);
+    }
+    let pca = PatchPca::load(&run.join("pca.safetensors"))?;
+    latent_codec(config, Some(&pca), device)
+}
+
 /// Draw `opts.n` images; `on_step` is called once per sampler step of every chunk (from worker
-/// threads). Returns `[C, H, W]` images in `[-1, 1]`, in label order.
+/// threads). A latent-space model needs its `codec` (see [`run_codec`]): it samples latents
+/// (unclipped) and decodes them. Returns `[C, H, W]` images in `[-1, 1]`, in label order.
 pub fn sample_images(
     model: &DenoisingVit,
     config: &RunConfig,
+    codec: Option<&LatentCodec>,
     opts: &SampleOptions,
     device: &Device,
     on_step: &(dyn Fn() + Sync),
 ) -> Result<Vec<Vec<f32>>> {
-    let sampler = sampler_of(config, opts)?;
+    let mut sampler = sampler_of(config, opts)?;
     let d = config.objective.ddpm().expect("checked by sampler_of");
+    if d.latent.is_some() != codec.is_some() {
+        return Err(Error::Other("a latent-space model samples with its PCA codec, a pixel-space one without".into()));
+    }
+    if codec.is_some() {
+        sampler.clip_x0 = false; // the latent has no fixed range; images are clipped after decoding
+    }
     let net = VitDenoiser { model, prediction: d.prediction };
-    let shape = config.model.image;
+    let shape = config.network().image;
+    let out_numel = config.model.image.numel();
     let chunk = opts.chunk.max(1);
     let labels = (!opts.labels.is_empty()).then_some(&opts.labels);
     let chunks: Vec<(usize, usize)> =
@@ -110,13 +131,17 @@ pub fn sample_images(
         let seed = opts.seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let x = sampler
             .sample(&net, [b, shape.channels, shape.height, shape.width], y, seed, device, &mut |_, _| on_step());
+        let x = match codec {
+            Some(codec) => codec.decode(x).clamp(-1.0, 1.0), // [b, C, H, W]
+            None => x,
+        };
         x.into_data().try_into_vec::<f32>().expect("f32 samples")
     };
     let workers = rayon::current_num_threads().max(1);
     let mut out = Vec::with_capacity(opts.n);
     for group in chunks.chunks(workers) {
         for values in group.par_iter().map(run).collect::<Vec<_>>() {
-            out.extend(values.chunks(shape.numel()).map(|c| c.to_vec()));
+            out.extend(values.chunks(out_numel).map(|c| c.to_vec()));
         }
     }
     if out.iter().flatten().any(|v| !v.is_finite()) {

@@ -80,22 +80,63 @@ fn sampling_is_deterministic_per_seed_and_guided_samples_differ() {
     let count = || {
         calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     };
-    let a = sample_images(&model, &config, &opts, &device, &count).unwrap();
+    let a = sample_images(&model, &config, None, &opts, &device, &count).unwrap();
     assert_eq!(calls.into_inner(), 3 * 5, "3 chunks of 5 steps");
     assert_eq!(a.len(), 5);
     assert!(a.iter().all(|img| img.len() == 28 * 28 && img.iter().all(|v| (-1.0..=1.0).contains(v))));
-    let again = sample_images(&model, &config, &opts, &device, &|| ()).unwrap();
+    let again = sample_images(&model, &config, None, &opts, &device, &|| ()).unwrap();
     assert_eq!(a, again, "same seed, same images");
-    let other = sample_images(&model, &config, &SampleOptions { seed: 8, ..opts.clone() }, &device, &|| ()).unwrap();
+    let other =
+        sample_images(&model, &config, None, &SampleOptions { seed: 8, ..opts.clone() }, &device, &|| ()).unwrap();
     assert_ne!(a, other, "another seed, other images");
-    let guided = sample_images(&model, &config, &SampleOptions { cfg: 3.0, ..opts.clone() }, &device, &|| ()).unwrap();
+    let guided =
+        sample_images(&model, &config, None, &SampleOptions { cfg: 3.0, ..opts.clone() }, &device, &|| ()).unwrap();
     assert_ne!(a, guided, "guidance changes the samples");
 
     // Bad requests name what is wrong.
-    let err = sample_images(&model, &config, &SampleOptions { labels: vec![11; 5], ..opts.clone() }, &device, &|| ())
-        .unwrap_err()
-        .to_string();
+    let err =
+        sample_images(&model, &config, None, &SampleOptions { labels: vec![11; 5], ..opts.clone() }, &device, &|| ())
+            .unwrap_err()
+            .to_string();
     assert!(err.contains("class") && err.contains("0..=9"), "{err}");
-    let err = sample_images(&model, &config, &SampleOptions { steps: 0, ..opts }, &device, &|| ()).unwrap_err();
+    let err = sample_images(&model, &config, None, &SampleOptions { steps: 0, ..opts }, &device, &|| ()).unwrap_err();
     assert!(err.to_string().contains("steps"), "{err}");
+}
+
+#[test]
+fn a_latent_space_dit_trains_on_pca_latents_and_samples_images() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_synthetic_fashion_mnist(tmp.path());
+    let device = Device::flex();
+    let mut config = micro_dit(4);
+    config.model.patch = 1; // one token per latent cell: 7 x 7
+    if let Objective::Ddpm(d) = &mut config.objective {
+        d.latent = Some(ddmlab::config::PcaLatentConfig { patch: 4, latent_dim: 8, pca_samples: 2000 });
+    }
+    config.validate().unwrap();
+    let net = config.network();
+    assert_eq!((net.image.channels, net.image.height, net.tokens()), (8, 7, 49));
+    let run = tmp.path().join("r");
+    let s = pretrain(config, &run, &options(tmp.path(), false, None), &device, &mut Silent).unwrap();
+    assert!(s.losses.iter().all(|l| l.is_finite()));
+    assert!(run.join("pca.safetensors").exists(), "the latent's PCA is fitted and saved with the run");
+
+    let ckpt = checkpoint::resolve(Some(&run), "latest").unwrap();
+    let (config, _) = checkpoint::read_meta(&ckpt).unwrap();
+    let model = checkpoint::load_weights(&ckpt, "ema.bpk", &config, &device).unwrap();
+    let codec = ddmlab::generate::run_codec(&run, &config, &device).unwrap().expect("a latent codec");
+    let opts = SampleOptions {
+        kind: SamplerKind::Ddim { eta: 0.0 },
+        steps: 4,
+        cfg: 2.0,
+        labels: vec![1, 2, 3],
+        n: 3,
+        seed: 0,
+        chunk: 3,
+        clip_x0: true,
+    };
+    let images = sample_images(&model, &config, Some(&codec), &opts, &device, &|| ()).unwrap();
+    assert!(images.iter().all(|img| img.len() == 28 * 28 && img.iter().all(|v| (-1.0..=1.0).contains(v))));
+    let err = sample_images(&model, &config, None, &opts, &device, &|| ()).unwrap_err().to_string();
+    assert!(err.contains("PCA codec"), "{err}");
 }

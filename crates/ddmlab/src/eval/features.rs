@@ -9,6 +9,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::data::{ImageSet, loader::ordered_batches};
 use crate::models::DenoisingVit;
+use crate::tokenizer::LatentCodec;
 
 /// How encoder tokens become one vector per image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +54,8 @@ pub fn pixel_features(set: &ImageSet) -> Features {
     Features { data: set.images.iter().map(|&v| crate::data::to_unit(v)).collect(), dim: set.shape.numel() }
 }
 
-/// Encoder features of every image of `set` at timestep `t`, for each requested pooling.
+/// Encoder features of every image of `set` at timestep `t`, for each requested pooling; a
+/// latent-space network reads the images' latents through `codec`.
 ///
 /// Batches run concurrently, one per worker thread (burn's element-wise kernels are
 /// single-threaded); the output order is the data set's.
@@ -63,6 +65,7 @@ pub fn encoder_features(
     t: usize,
     pools: &[Pool],
     batch: usize,
+    codec: Option<&LatentCodec>,
     device: &Device,
 ) -> Vec<Features> {
     use rayon::prelude::*;
@@ -71,6 +74,10 @@ pub fn encoder_features(
     let encode_batch = |(images, labels): (Vec<f32>, Vec<u32>)| -> Vec<(usize, Vec<f32>)> {
         let b = labels.len();
         let x = Tensor::<4>::from_data(TensorData::new(images, [b, shape.channels, shape.height, shape.width]), device);
+        let x = match codec {
+            Some(codec) => codec.encode(x), // [B, d, H/p, W/p]
+            None => x,
+        };
         let tokens = model.encode(x, &vec![t; b]); // [B, L, W]
         let [_, l, w] = tokens.dims();
         pools

@@ -15,6 +15,7 @@ use crate::config::RunConfig;
 use crate::data::{DataSource, ImageSet, Split};
 use crate::error::{Error, IoContext, Result};
 use crate::models::DenoisingVit;
+use crate::tokenizer::LatentCodec;
 use crate::train::{Observer, checkpoint};
 use crate::viz::plot::{Series, line_plot};
 
@@ -97,10 +98,11 @@ fn encoder_rows(
     t: usize,
     sets: (&ImageSet, &ImageSet),
     opts: &ProbeOptions,
+    codec: Option<&LatentCodec>,
     device: &Device,
 ) -> Vec<ProbeRow> {
-    let train = encoder_features(model, sets.0, t, &opts.pools, opts.batch_size, device);
-    let test = encoder_features(model, sets.1, t, &opts.pools, opts.batch_size, device);
+    let train = encoder_features(model, sets.0, t, &opts.pools, opts.batch_size, codec, device);
+    let test = encoder_features(model, sets.1, t, &opts.pools, opts.batch_size, codec, device);
     opts.pools
         .iter()
         .zip(train.iter().zip(&test))
@@ -123,14 +125,15 @@ pub fn probe_run(run: &Path, opts: &ProbeOptions, device: &Device, obs: &mut dyn
     obs.message(&format!("probing on {} train / {} test images of {}", train.len(), test.len(), config.data));
     let sets = (&train, &test);
     let t = config.objective.probe_t();
+    let codec = crate::generate::run_codec(run, &config, device)?;
     let mut rows = Vec::new();
     if opts.baselines {
         let (ptr, pte) = (pixel_features(&train), pixel_features(&test));
         rows.push(evaluate("raw pixels", None, "pixels", &ptr, &pte, sets, opts, true, device));
         obs.message(&format_row(rows.last().expect("pushed")));
         device.seed(config.train.seed);
-        let random = config.model.init(device);
-        for r in encoder_rows("random-init encoder", None, &random, t, sets, opts, device) {
+        let random = config.network().init(device);
+        for r in encoder_rows("random-init encoder", None, &random, t, sets, opts, codec.as_ref(), device) {
             obs.message(&format_row(&r));
             rows.push(r);
         }
@@ -138,8 +141,9 @@ pub fn probe_run(run: &Path, opts: &ProbeOptions, device: &Device, obs: &mut dyn
     for (step, ckpt) in &chosen {
         let file = if opts.ema { "ema.bpk" } else { "model.bpk" };
         let model = checkpoint::load_weights(ckpt, file, &config, device)?;
-        let subject = if opts.ema { "l-DAE (EMA)" } else { "l-DAE" };
-        for r in encoder_rows(subject, Some(*step), &model, t, sets, opts, device) {
+        let label = config.objective.label();
+        let subject = if opts.ema { format!("{label} (EMA)") } else { label.to_string() };
+        for r in encoder_rows(&subject, Some(*step), &model, t, sets, opts, codec.as_ref(), device) {
             obs.message(&format_row(&r));
             rows.push(r);
         }

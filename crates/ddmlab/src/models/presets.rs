@@ -14,6 +14,8 @@
 //! - `dit-tiny`: a class-conditional DiT on Fashion-MNIST small enough for the tests.
 //! - `dit-fmnist`: the class-conditional Fashion-MNIST generator (pixel space, patch 4, width
 //!   192, 8 blocks, DDPM linear betas, eps prediction, 10% label dropout for guidance).
+//! - `dit-fmnist-pca`: the same DiT in the patch-PCA latent space (patch 4, d = 8 of 16: a
+//!   7 x 7 x 8 latent scaled to unit variance, one token per latent cell), decoded by inverse PCA.
 //! - `dit-s`, `dit-b`, `dit-l`, `dit-xl`: DiT's four sizes (Peebles & Xie, Table 1: 12 x 384,
 //!   12 x 768, 24 x 1024, 28 x 1152) with DiT's recipe (AdamW lr 1e-4 at batch 256, no weight
 //!   decay, no warm-up, EMA 0.9999, T = 1000 linear betas, eps prediction, label dropout 0.1)
@@ -22,7 +24,7 @@
 //!   reverse-process variance (a second output head trained with the variational bound); ddmlab
 //!   keeps the fixed posterior variance of DDPM's `L_simple`.
 
-use crate::config::{DdpmConfig, LdaeConfig, Objective, RunConfig, TrainConfig};
+use crate::config::{DdpmConfig, LdaeConfig, Objective, PcaLatentConfig, RunConfig, TrainConfig};
 use crate::data::ImageShape;
 use crate::data::transform::Augment;
 use crate::diffusion::{BetaSchedule, Prediction};
@@ -67,6 +69,7 @@ fn ddpm() -> DdpmConfig {
         prediction: Prediction::Eps,
         class_dropout: 0.1,
         probe_t: 10,
+        latent: None,
     }
 }
 
@@ -201,6 +204,21 @@ fn registry() -> Vec<Preset> {
                 train_limit: 0,
                 model: dit(fmnist, 4, 192, 8, 3, 10),
                 objective: Objective::Ddpm(ddpm()),
+                train: TrainConfig { ema_decay: 0.999, min_lr_frac: 0.1, ..train(256, 5e-4, 20.0, 0.02) },
+            },
+        },
+        Preset {
+            name: "dit-fmnist-pca",
+            about: "class-conditional DiT on the patch-PCA latent of Fashion-MNIST (patch 4, d=8: 7x7x8), DiT patch 1",
+            config: RunConfig {
+                preset: "dit-fmnist-pca".into(),
+                data: "fashion-mnist".into(),
+                train_limit: 0,
+                model: dit(fmnist, 1, 192, 8, 3, 10),
+                objective: Objective::Ddpm(DdpmConfig {
+                    latent: Some(PcaLatentConfig { patch: 4, latent_dim: 8, pca_samples: 100_000 }),
+                    ..ddpm()
+                }),
                 train: TrainConfig { ema_decay: 0.999, min_lr_frac: 0.1, ..train(256, 5e-4, 20.0, 0.02) },
             },
         },

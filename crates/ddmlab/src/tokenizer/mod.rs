@@ -4,8 +4,10 @@
 //! representations, and that a linear tokenizer, patch-wise PCA, is enough. [`patchify()`] cuts
 //! images into patch vectors; [`pca::PatchPca`] fits and applies the PCA basis.
 
+pub mod latent;
 pub mod patchify;
 pub mod pca;
 
+pub use latent::LatentCodec;
 pub use patchify::{patchify, unpatchify};
 pub use pca::{PatchPca, PcaTensors};

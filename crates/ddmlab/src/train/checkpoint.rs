@@ -33,6 +33,11 @@ pub struct CheckpointState {
     pub elapsed_s: f64,
 }
 
+/// The run folder of checkpoint folder `ckpt` (`RUN/checkpoints/step-N` -> `RUN`).
+pub fn run_of(ckpt: &Path) -> PathBuf {
+    ckpt.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default()
+}
+
 /// The folder holding a run's checkpoints.
 pub fn checkpoints_dir(run: &Path) -> PathBuf {
     run.join("checkpoints")
@@ -212,7 +217,7 @@ pub fn load_weights(ckpt: &Path, file: &str, config: &RunConfig, device: &Device
     let path = ckpt.join(file);
     let record = burn::store::ModuleRecord::from_bytes(read_bytes(&path)?)
         .map_err(|e| Error::format(&path, format!("not a burnpack record ({e})")))?;
-    let model = config.model.init(device);
+    let model = config.network().init(device);
     model
         .try_load_record(record)
         .map_err(|e| Error::format(&path, format!("weights do not match the model in config.toml ({e})")))

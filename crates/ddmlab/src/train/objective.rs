@@ -11,7 +11,7 @@ use crate::data::loader::{purpose, step_rng};
 use crate::diffusion::{DdpmObjective, DdpmTerms, LdaeObjective, LdaeTerms, SigmaSchedule, VpSchedule};
 use crate::error::{Error, Result};
 use crate::models::DenoisingVit;
-use crate::tokenizer::{PatchPca, PcaTensors};
+use crate::tokenizer::{LatentCodec, PatchPca, PcaTensors};
 
 /// The l-DAE objective a config describes.
 pub fn ldae_objective_of(config: &RunConfig) -> Option<LdaeObjective> {
@@ -30,14 +30,33 @@ pub fn ddpm_objective_of(config: &RunConfig) -> Option<DdpmObjective> {
         .map(|d| DdpmObjective { schedule: VpSchedule::new(d.schedule, d.timesteps), prediction: d.prediction })
 }
 
+/// The latent codec of a latent-space DDPM run (`None` in pixel space); `pca` is the run's
+/// fitted basis.
+pub fn latent_codec(config: &RunConfig, pca: Option<&PatchPca>, device: &Device) -> Result<Option<LatentCodec>> {
+    match config.objective.ddpm().and_then(|d| d.latent.as_ref()) {
+        None => Ok(None),
+        Some(l) => {
+            let pca = pca.ok_or_else(|| Error::Other("a latent-space DDPM needs the run's PCA basis".into()))?;
+            Ok(Some(LatentCodec::new(pca, l.latent_dim, config.model.image, device)))
+        }
+    }
+}
+
 /// An objective ready to train.
 pub enum TrainObjective {
     /// l-DAE with its PCA basis on the training device.
     /// `noise_per_image` is `L d`.
     Ldae { objective: LdaeObjective, pca: Box<PcaTensors>, noise_per_image: usize },
     /// DDPM; `num_classes > 0` makes the network class-conditional, with labels dropped to the
-    /// null class with probability `class_dropout`. `noise_per_image` is `C H W`.
-    Ddpm { objective: DdpmObjective, num_classes: usize, class_dropout: f64, noise_per_image: usize },
+    /// null class with probability `class_dropout`. `noise_per_image` is `C H W` of the
+    /// network's input: the image, or the patch-PCA latent when `latent` is set.
+    Ddpm {
+        objective: DdpmObjective,
+        num_classes: usize,
+        class_dropout: f64,
+        noise_per_image: usize,
+        latent: Option<Box<LatentCodec>>,
+    },
 }
 
 /// The random draws of one batch (a pure function of `(seed, step)`).
@@ -80,7 +99,8 @@ impl TrainObjective {
                 objective: ddpm_objective_of(config).expect("DDPM config"),
                 num_classes: config.model.num_classes,
                 class_dropout: d.class_dropout,
-                noise_per_image: config.model.image.numel(),
+                noise_per_image: config.network().image.numel(),
+                latent: latent_codec(config, pca, device)?.map(Box::new),
             }),
         }
     }
@@ -113,7 +133,8 @@ impl TrainObjective {
         Draws { t, eps, labels }
     }
 
-    /// The mean loss of the network on clean images `x0` with the draws `draws`.
+    /// The mean loss of the network on clean images `x0` with the draws `draws` (a latent-space
+    /// DDPM encodes `x0` first).
     ///
     /// # Shapes
     /// - `x0`: `[B, C, H, W]`; `draws`: `B` images; returns `[1]`
@@ -125,7 +146,11 @@ impl TrainObjective {
                 let pred = model.forward(x_t, &terms.t);
                 objective.loss(pca, x0, pred, &terms.t)
             }
-            TrainObjective::Ddpm { objective, .. } => {
+            TrainObjective::Ddpm { objective, latent, .. } => {
+                let x0 = match latent {
+                    Some(codec) => codec.encode(x0), // [B, d, H/p, W/p]
+                    None => x0,
+                };
                 let terms = DdpmTerms { t: draws.t.clone(), eps: draws.eps.clone() };
                 let (x_t, target) = objective.noisy_input_and_target(x0, &terms);
                 let out = model.forward_labelled(x_t, &terms.t, draws.labels.as_deref());

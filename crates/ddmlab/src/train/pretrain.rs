@@ -91,10 +91,8 @@ pub fn pretrain(
 
     let set = Arc::new(load_train_set(&config, &opts.data_root)?);
     obs.message(&format!("data: {} train images of {} from {}", set.len(), set.shape, config.data));
-    let pca = match config.objective.ldae() {
-        Some(l) => {
-            Some(load_or_fit_pca(run, &set, config.model.patch, l.latent_dim, l.pca_samples, config.train.seed, obs)?)
-        }
+    let pca = match config.pca_spec() {
+        Some((patch, d, samples)) => Some(load_or_fit_pca(run, &set, patch, d, samples, config.train.seed, obs)?),
         None => None,
     };
     let plan =

@@ -52,7 +52,7 @@ impl Trainer {
     pub fn new(config: RunConfig, pca: Option<&PatchPca>, device: &Device) -> Result<Self> {
         let ad = device.clone().autodiff();
         ad.seed(config.train.seed);
-        let model = config.model.init(&ad);
+        let model = config.network().init(&ad);
         Ok(Trainer {
             objective: TrainObjective::new(&config, pca, &ad)?,
             ema: model.valid(),
