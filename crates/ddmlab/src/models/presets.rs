@@ -12,8 +12,10 @@
 //!   (patch 16, d = 32, batch 2048, base lr 1e-4, 400 epochs with 100 warm-up, no weight decay).
 //!   The encoder is the first half of the blocks (DiT-L: 12 of 24, "ViT-1/2L").
 //! - `dit-tiny`: a class-conditional DiT on Fashion-MNIST small enough for the tests.
-//! - `dit-fmnist`: the class-conditional Fashion-MNIST generator (pixel space, patch 4, width
-//!   192, 8 blocks, DDPM linear betas, eps prediction, 10% label dropout for guidance).
+//! - `dit-fmnist`: the class-conditional Fashion-MNIST generator (pixel space, patch 4: 49
+//!   tokens, width 128, 8 blocks, DDPM linear betas, eps prediction, 10% label dropout for
+//!   guidance; AdamW base lr 5e-4, 2% warm-up, cosine to 10%, EMA 0.999). Width 128 rather than
+//!   192 halves the cost of training and of the thousands of sampling passes FID needs on a CPU.
 //! - `dit-fmnist-pca`: the same DiT in the patch-PCA latent space (patch 4, d = 8 of 16: a
 //!   7 x 7 x 8 latent scaled to unit variance, one token per latent cell), decoded by inverse PCA.
 //! - `dit-s`, `dit-b`, `dit-l`, `dit-xl`: DiT's four sizes (Peebles & Xie, Table 1: 12 x 384,
@@ -197,12 +199,12 @@ fn registry() -> Vec<Preset> {
         },
         Preset {
             name: "dit-fmnist",
-            about: "class-conditional DiT on Fashion-MNIST pixels: width 192, 8 blocks, patch 4, eps, CFG dropout 0.1",
+            about: "class-conditional DiT on Fashion-MNIST pixels: width 128, 8 blocks, patch 4, eps, CFG dropout 0.1",
             config: RunConfig {
                 preset: "dit-fmnist".into(),
                 data: "fashion-mnist".into(),
                 train_limit: 0,
-                model: dit(fmnist, 4, 192, 8, 3, 10),
+                model: dit(fmnist, 4, 128, 8, 4, 10),
                 objective: Objective::Ddpm(ddpm()),
                 train: TrainConfig { ema_decay: 0.999, min_lr_frac: 0.1, ..train(256, 5e-4, 20.0, 0.02) },
             },
@@ -214,7 +216,7 @@ fn registry() -> Vec<Preset> {
                 preset: "dit-fmnist-pca".into(),
                 data: "fashion-mnist".into(),
                 train_limit: 0,
-                model: dit(fmnist, 1, 192, 8, 3, 10),
+                model: dit(fmnist, 1, 128, 8, 4, 10),
                 objective: Objective::Ddpm(DdpmConfig {
                     latent: Some(PcaLatentConfig { patch: 4, latent_dim: 8, pca_samples: 100_000 }),
                     ..ddpm()
