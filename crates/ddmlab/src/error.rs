@@ -20,8 +20,9 @@ pub enum Error {
     /// A data or checkpoint file exists but its contents are not what was expected.
     #[error("{path}: {msg}")]
     Format { path: PathBuf, msg: String },
-    /// A configuration value is out of its valid range.
-    #[error("invalid config value `{field}`: {msg}")]
+    /// A configuration value or option is out of its valid range (`field` names it: a config
+    /// field such as `train.blr` or an option such as `--cfg`).
+    #[error("invalid value for `{field}`: {msg}")]
     Config { field: String, msg: String },
     /// Training diverged.
     #[error("{0}")]

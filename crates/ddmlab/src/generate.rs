@@ -54,20 +54,23 @@ pub struct SampleOptions {
 pub fn sampler_of(config: &RunConfig, opts: &SampleOptions) -> Result<Sampler> {
     let d = config.objective.ddpm().ok_or_else(|| {
         Error::config(
-            "run",
+            "--run",
             format!("sampling needs a DDPM-objective run (a DiT preset); this run trains {}", config.objective.label()),
         )
     })?;
     if opts.cfg != 1.0 && config.model.num_classes == 0 {
-        return Err(Error::config("cfg", "classifier-free guidance needs a class-conditional model (num_classes > 0)"));
+        return Err(Error::config(
+            "--cfg",
+            "classifier-free guidance needs a class-conditional model (num_classes > 0)",
+        ));
     }
     if !(opts.cfg.is_finite() && opts.cfg >= 0.0) {
-        return Err(Error::config("cfg", format!("{} must be a non-negative number", opts.cfg)));
+        return Err(Error::config("--cfg", format!("{} must be a non-negative number", opts.cfg)));
     }
     let classes = config.model.num_classes;
     if let Some(&y) = opts.labels.iter().find(|&&y| classes == 0 || y > classes) {
         return Err(Error::config(
-            "class",
+            "--class",
             if classes == 0 {
                 format!("{y}: this model is unconditional, it takes no class")
             } else {
@@ -76,10 +79,10 @@ pub fn sampler_of(config: &RunConfig, opts: &SampleOptions) -> Result<Sampler> {
         ));
     }
     if !opts.labels.is_empty() && opts.labels.len() != opts.n {
-        return Err(Error::config("n", format!("{} images but {} labels", opts.n, opts.labels.len())));
+        return Err(Error::config("--n", format!("{} images but {} labels", opts.n, opts.labels.len())));
     }
     if opts.steps == 0 || opts.steps > d.timesteps {
-        return Err(Error::config("steps", format!("{} must be in 1..={}", opts.steps, d.timesteps)));
+        return Err(Error::config("--steps", format!("{} must be in 1..={}", opts.steps, d.timesteps)));
     }
     Ok(Sampler {
         schedule: VpSchedule::new(d.schedule, d.timesteps),

@@ -56,7 +56,7 @@ impl std::str::FromStr for FidSource {
             return Ok(FidSource::Folder(path));
         }
         Err(Error::config(
-            "source",
+            "source (A or B)",
             format!("`{s}` is neither a folder nor a data-set split such as fashion-mnist:test or mnist:train"),
         ))
     }

@@ -82,7 +82,7 @@ impl FidRow {
 /// Returns the merged rows.
 pub fn gen_eval_run(run: &Path, opts: &GenEvalOptions, device: &Device, obs: &mut dyn Observer) -> Result<Vec<FidRow>> {
     if opts.cfgs.is_empty() || opts.n < 2 {
-        return Err(Error::config("cfg", "at least one guidance scale and 2 images are needed"));
+        return Err(Error::config("--cfg", "at least one guidance scale and 2 images are needed"));
     }
     let chosen = checkpoint::select(run, &opts.checkpoints)?;
     let net = InceptionV3::load(&opts.weights, device)?;

@@ -130,9 +130,9 @@ impl std::str::FromStr for Checkpoints {
             list => Ok(Checkpoints::Steps(
                 list.split(',')
                     .map(|v| {
-                        v.trim()
-                            .parse()
-                            .map_err(|_| Error::config("ckpt", format!("`{v}`: expected latest, all or step numbers")))
+                        v.trim().parse().map_err(|_| {
+                            Error::config("--ckpt", format!("`{v}`: expected latest, all or step numbers"))
+                        })
                     })
                     .collect::<Result<_>>()?,
             )),
@@ -158,7 +158,7 @@ pub fn select(run: &Path, which: &Checkpoints) -> Result<Vec<(usize, PathBuf)>> 
                 all.iter()
                     .find(|(k, _)| k == s)
                     .cloned()
-                    .ok_or_else(|| Error::config("ckpt", format!("no checkpoint at step {s} in {}", run.display())))
+                    .ok_or_else(|| Error::config("--ckpt", format!("no checkpoint at step {s} in {}", run.display())))
             })
             .collect(),
     }
@@ -177,9 +177,9 @@ pub fn resolve(run: Option<&Path>, spec: &str) -> Result<PathBuf> {
         Some(run) => {
             let step: usize = spec
                 .parse()
-                .map_err(|_| Error::config("ckpt", format!("`{spec}`: expected latest or a step number")))?;
+                .map_err(|_| Error::config("--ckpt", format!("`{spec}`: expected latest or a step number")))?;
             list(run)?.into_iter().find(|(s, _)| *s == step).map(|(_, p)| p).ok_or_else(|| {
-                Error::config("ckpt", format!("no checkpoint at step {step} in {}", checkpoints_dir(run).display()))
+                Error::config("--ckpt", format!("no checkpoint at step {step} in {}", checkpoints_dir(run).display()))
             })
         }
         None => {
@@ -190,7 +190,7 @@ pub fn resolve(run: Option<&Path>, spec: &str) -> Result<PathBuf> {
                 latest_of(path)
             } else {
                 Err(Error::config(
-                    "ckpt",
+                    "--ckpt",
                     format!("`{spec}` is neither a checkpoint folder nor a run folder (or pass --run RUN)"),
                 ))
             }
