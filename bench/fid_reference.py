@@ -114,7 +114,7 @@ def fid(fa, fb):
 
     mu1, mu2 = fa.mean(0), fb.mean(0)
     s1, s2 = np.cov(fa, rowvar=False), np.cov(fb, rowvar=False)
-    covmean, _ = scipy.linalg.sqrtm(s2 @ s1, disp=False)
+    covmean = scipy.linalg.sqrtm(s2 @ s1)
     return float(np.real(np.square(mu2 - mu1).sum() + np.trace(s2 + s1 - 2 * covmean)))
 
 

@@ -252,9 +252,7 @@ pub fn plot_loss(run: &Path) -> Result<()> {
     let config = RunConfig::from_toml(&std::fs::read_to_string(&config_path).at(&config_path)?, &config_path)?;
     let (title, y) = match &config.objective {
         crate::config::Objective::Ldae(_) => ("l-DAE training loss", "loss (weighted PCA residual)".to_string()),
-        crate::config::Objective::Ddpm(d) => {
-            ("DDPM training loss", format!("MSE of the {} prediction", d.prediction.label()))
-        }
+        crate::config::Objective::Ddpm(d) => ("DDPM training loss", format!("{}-prediction MSE", d.prediction.label())),
     };
     line_plot(&run.join("loss.png"), title, "step", &y, &[series], true)
 }

@@ -65,7 +65,14 @@ pub fn line_plot(path: &Path, title: &str, x_label: &str, y_label: &str, series:
         macro_rules! body {
             ($chart:expr) => {{
                 let mut chart = $chart;
-                chart.configure_mesh().x_desc(x_label).y_desc(y_label).label_style(("sans-serif", 15)).draw()?;
+                chart
+                    .configure_mesh()
+                    .x_desc(x_label)
+                    .y_desc(y_label)
+                    .x_label_formatter(&|v| tick_label(*v))
+                    .y_label_formatter(&|v| tick_label(*v))
+                    .label_style(("sans-serif", 15))
+                    .draw()?;
                 for (i, s) in series.iter().enumerate() {
                     let (name, color) = style(s, i);
                     let pts: Vec<(f64, f64)> = s
@@ -103,9 +110,37 @@ pub fn line_plot(path: &Path, title: &str, x_label: &str, y_label: &str, series:
     draw().map_err(|e| Error::Other(format!("{}: cannot draw plot ({e})", path.display())))
 }
 
+/// An axis value with at most three significant digits and no trailing zeros (`2000`, `0.07`,
+/// `85.5`): plotters' default prints float noise such as `0.7000000000001`.
+pub fn tick_label(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return format!("{v}");
+    }
+    let decimals = (2 - v.abs().log10().floor() as i32).max(0) as usize;
+    let text = format!("{v:.decimals$}");
+    if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.').to_string() } else { text }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tick_labels_keep_three_significant_digits_without_float_noise() {
+        let cases = [
+            (2000.0, "2000"),
+            (200.0, "200"),
+            (0.7000000000001, "0.7"),
+            (0.07, "0.07"),
+            (85.54, "85.5"),
+            (1.0, "1"),
+            (-0.25, "-0.25"),
+            (0.0, "0"),
+        ];
+        for (v, want) in cases {
+            assert_eq!(tick_label(v), want, "{v}");
+        }
+    }
 
     #[test]
     fn line_plot_writes_a_png_with_text() {

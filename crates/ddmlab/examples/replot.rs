@@ -1,0 +1,34 @@
+//! Redraw a run's plots from its result files (after a change to the plotting code):
+//! `loss.png` from `metrics.jsonl`, `probe.png` from `probe.json`, `fid.png` from `fid.json`,
+//! whichever the run has.
+//!
+//! ```sh
+//! cargo run --release --example replot -- RUN
+//! ```
+use std::path::PathBuf;
+
+fn main() -> ddmlab::Result<()> {
+    let Some(run) = std::env::args().nth(1).map(PathBuf::from) else {
+        eprintln!("usage: replot RUN");
+        std::process::exit(2);
+    };
+    if run.join("metrics.jsonl").exists() {
+        ddmlab::train::pretrain::plot_loss(&run)?;
+        println!("{}", run.join("loss.png").display());
+    }
+    let probe = run.join("probe.json");
+    if probe.exists() {
+        let text = std::fs::read_to_string(&probe).map_err(|e| ddmlab::Error::io(&probe, e))?;
+        let rows: Vec<ddmlab::eval::report::ProbeRow> =
+            serde_json::from_str(&text).map_err(|e| ddmlab::Error::format(&probe, e.to_string()))?;
+        ddmlab::eval::report::plot_probe(&run.join("probe.png"), &rows)?;
+        println!("{}", run.join("probe.png").display());
+    }
+    let fid = run.join("fid.json");
+    if fid.exists() {
+        let rows = ddmlab::eval::gen_eval::read_rows(&fid)?;
+        ddmlab::eval::gen_eval::plot_fid(&run.join("fid.png"), &rows)?;
+        println!("{}", run.join("fid.png").display());
+    }
+    Ok(())
+}
