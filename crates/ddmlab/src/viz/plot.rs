@@ -37,7 +37,9 @@ const COLORS: [RGBColor; 10] = [
     RGBColor(23, 190, 207),
 ];
 
-/// Draw `series` into a 900x540 PNG at `path`; `log_y` uses a logarithmic y axis.
+/// Draw `series` into a 900x540 PNG at `path`; `log_y` uses a logarithmic y axis when the
+/// values span at least a decade (over less, a log axis has no labelled tick and reads worse
+/// than a linear one).
 pub fn line_plot(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series], log_y: bool) -> Result<()> {
     register_font();
     let pts = series
@@ -54,6 +56,7 @@ pub fn line_plot(path: &Path, title: &str, x_label: &str, y_label: &str, series:
     if x1 - x0 < 1e-12 {
         x1 = x0 + 1.0;
     }
+    let log_y = log_y && y1 >= 10.0 * y0;
     let pad = if log_y { 0.0 } else { (y1 - y0).max(1e-6) * 0.05 };
     let (y0, y1) = if log_y { (y0 * 0.9, y1 * 1.1) } else { (y0 - pad, y1 + pad) };
     let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
