@@ -13,7 +13,7 @@ scipy, pillow):
   bench/fid_reference.py features --weights default_1.pt --images fashion-mnist:test:8 \
       --data-dir data --out crates/ddmlab/tests/fixtures/inception-fmnist-test8.safetensors
   # FID between two image sources (folders of PNGs or data-set names with a count)
-  bench/fid_reference.py fid --weights default_1.pt fashion-mnist:train:5000 fashion-mnist:test:5000
+  bench/fid_reference.py fid fashion-mnist:train:5000 fashion-mnist:test:5000 --weights default_1.pt
   # FID (numpy / scipy) of two of ddmlab's cached feature files: the statistic alone
   bench/fid_reference.py fid-cached data/fid-cache/fashion-mnist-train-5000.safetensors \
       data/fid-cache/fashion-mnist-test-5000.safetensors
