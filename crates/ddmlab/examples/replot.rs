@@ -18,9 +18,7 @@ fn main() -> ddmlab::Result<()> {
     }
     let probe = run.join("probe.json");
     if probe.exists() {
-        let text = std::fs::read_to_string(&probe).map_err(|e| ddmlab::Error::io(&probe, e))?;
-        let rows: Vec<ddmlab::eval::report::ProbeRow> =
-            serde_json::from_str(&text).map_err(|e| ddmlab::Error::format(&probe, e.to_string()))?;
+        let rows = ddmlab::eval::report::read_rows(&probe)?;
         ddmlab::eval::report::plot_probe(&run.join("probe.png"), &rows)?;
         println!("{}", run.join("probe.png").display());
     }

@@ -88,10 +88,13 @@ impl FidSource {
     /// The feature-cache file of a named set under `cache_dir` (folders are not cached: their
     /// contents change between runs).
     pub fn cache_path(&self, cache_dir: &Path, n: usize) -> Option<PathBuf> {
+        self.cache_stem().map(|stem| cache_dir.join(format!("{stem}{n}.safetensors")))
+    }
+
+    /// The cache file name up to the image count (`fashion-mnist-test-`); `None` for folders.
+    fn cache_stem(&self) -> Option<String> {
         match self {
-            FidSource::DataSet { .. } => {
-                Some(cache_dir.join(format!("{}-{n}.safetensors", self.to_string().replace(':', "-"))))
-            }
+            FidSource::DataSet { .. } => Some(format!("{}-", self.to_string().replace(':', "-"))),
             FidSource::Folder(_) => None,
         }
     }
@@ -131,23 +134,21 @@ pub fn source_features(
     Ok(features)
 }
 
-/// Cache files of `source` holding `n` or more images, the exact count first, then the
-/// smallest larger one.
+/// Cache files of `source` holding `n` or more images, smallest count (the exact one) first.
 fn cached_at_least(source: &FidSource, cache_dir: &Path, n: usize) -> Vec<PathBuf> {
-    let Some(exact) = source.cache_path(cache_dir, n) else { return Vec::new() };
-    let stem = source.to_string().replace(':', "-") + "-";
-    let mut larger: Vec<(usize, PathBuf)> = std::fs::read_dir(cache_dir)
+    let Some(stem) = source.cache_stem() else { return Vec::new() };
+    let mut found: Vec<(usize, PathBuf)> = std::fs::read_dir(cache_dir)
         .into_iter()
         .flatten()
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().into_string().ok()?;
             let m: usize = name.strip_prefix(&stem)?.strip_suffix(".safetensors")?.parse().ok()?;
-            (m > n).then(|| (m, e.path()))
+            (m >= n).then(|| (m, e.path()))
         })
         .collect();
-    larger.sort();
-    std::iter::once(exact).filter(|p| p.exists()).chain(larger.into_iter().map(|(_, p)| p)).collect()
+    found.sort();
+    found.into_iter().map(|(_, p)| p).collect()
 }
 
 /// The first `limit` images of a data set (0: all).
