@@ -162,6 +162,15 @@ pub struct ProbeArgs {
     pub train_limit: usize,
     #[arg(long, default_value_t = 0)]
     pub test_limit: usize,
+    /// Condition the encoder on this timestep (default: the run's probe_t, the paper's 10).
+    #[arg(long)]
+    pub t: Option<usize>,
+    /// Read the first N blocks as the encoder (default: the model's encoder_depth).
+    #[arg(long)]
+    pub encoder_depth: Option<usize>,
+    /// Noise the probe input at --t as in training (default: the clean image).
+    #[arg(long)]
+    pub noisy: bool,
     #[command(flatten)]
     pub common: Common,
 }

@@ -6,6 +6,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use ddmlab::config::LegacyRunConfig;
 use ddmlab::config::RunConfig;
 use ddmlab::data::fetch::inception_path;
 use ddmlab::data::loader::Batch;
@@ -13,7 +14,8 @@ use ddmlab::diffusion::SamplerKind;
 use ddmlab::eval::fid::{FidSource, inception_features};
 use ddmlab::eval::inception::InceptionV3;
 use ddmlab::generate::{SampleOptions, sample_images};
-use ddmlab::tokenizer::PatchPca;
+use ddmlab::tokenizer::patch_ae::PatchAutoencoder;
+use ddmlab::tokenizer::{FittedTokenizer, PatchPca, TokenizerSpec};
 use ddmlab::train::Trainer;
 
 use crate::args::BenchArgs;
@@ -47,7 +49,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let task = if args.sample {
         format!("DDIM step (cfg {})", args.cfg)
     } else {
-        format!("{} train step", config.objective.label())
+        format!("{} train step", if config.denoise.is_generator() { "DDPM" } else { "denoising" })
     };
     println!(
         "ddmlab  {task}, {what} (patch {}, width {}, depth {}, batch {}, {threads} threads): {ours:.1} img/s ({ms:.1} ms/step), peak RSS {:.0} MB",
@@ -73,7 +75,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
 fn train_step(config: &RunConfig, args: &BenchArgs) -> Result<(f64, f64)> {
     let device = setup::device(&args.common.device)?;
     let shape = config.model.image;
-    let mut trainer = Trainer::new(config.clone(), Some(&identity_pca(config)), &device)?;
+    let mut trainer = Trainer::new(config.clone(), &synthetic_tokenizer(config), &device)?;
     let b = args.batch_size;
     let classes = config.model.num_classes.max(1);
     let batch = |step: usize| Batch {
@@ -92,17 +94,43 @@ fn train_step(config: &RunConfig, args: &BenchArgs) -> Result<(f64, f64)> {
     Ok(((args.steps * b) as f64 / secs, 1000.0 * secs / args.steps as f64))
 }
 
-/// An identity PCA basis at the config's tokenizer patch: speed does not depend on the basis.
-fn identity_pca(config: &RunConfig) -> PatchPca {
-    let patch = config.pca_spec().map_or(config.model.patch, |s| s.0);
-    let channels = config.model.image.channels;
+/// A tokenizer of the config's kind and sizes with identity-like weights: speed does not
+/// depend on the values.
+fn synthetic_tokenizer(config: &RunConfig) -> FittedTokenizer {
+    let spec = &config.denoise.tokenizer;
+    let (patch, channels) = (spec.patch(), config.model.image.channels);
     let dim = patch * patch * channels;
-    PatchPca {
-        patch,
-        channels,
-        mean: vec![0.0; dim],
-        components: (0..dim * dim).map(|i| if i / dim == i % dim { 1.0 } else { 0.0 }).collect(),
-        eigenvalues: vec![1.0; dim],
+    let d = spec.latent_dim(channels);
+    let eye = |r: usize, c: usize| -> Vec<f64> { (0..r * c).map(|i| if i / c == i % c { 1.0 } else { 0.0 }).collect() };
+    match spec {
+        TokenizerSpec::Pca { latent_dim, .. } => FittedTokenizer::Pca {
+            pca: PatchPca {
+                patch,
+                channels,
+                mean: vec![0.0; dim],
+                components: eye(dim, dim),
+                eigenvalues: vec![1.0; dim],
+            },
+            latent_dim: *latent_dim,
+            unit: false,
+        },
+        TokenizerSpec::PatchAe { .. } | TokenizerSpec::PatchVae { .. } => {
+            let variational = matches!(spec, TokenizerSpec::PatchVae { .. });
+            FittedTokenizer::PatchAe(PatchAutoencoder {
+                patch,
+                channels,
+                latent_dim: d,
+                variational,
+                enc_w: eye(dim, d),
+                enc_b: vec![0.0; d],
+                logvar_w: if variational { vec![0.0; dim * d] } else { vec![] },
+                logvar_b: if variational { vec![-4.0; d] } else { vec![] },
+                dec_w: eye(d, dim),
+                dec_b: vec![0.0; dim],
+                scale: 1.0,
+            })
+        }
+        TokenizerSpec::Pixels { .. } => FittedTokenizer::Pixels { patch, channels, scale: 1.0 },
     }
 }
 
@@ -111,7 +139,7 @@ fn identity_pca(config: &RunConfig) -> PatchPca {
 fn sample_step(config: &RunConfig, args: &BenchArgs) -> Result<(f64, f64)> {
     let device = setup::device(&args.common.device)?;
     let model = config.network().init(&device);
-    let codec = ddmlab::train::objective::latent_codec(config, Some(&identity_pca(config)), &device)?;
+    let tokenizer = synthetic_tokenizer(config).bind(config.model.image, &device);
     let threads = rayon::current_num_threads();
     let classes = config.model.num_classes;
     let b = args.batch_size;
@@ -125,9 +153,9 @@ fn sample_step(config: &RunConfig, args: &BenchArgs) -> Result<(f64, f64)> {
         chunk: b.div_ceil(threads),
         clip_x0: true,
     };
-    sample_images(&model, config, codec.as_ref(), &opts(2), &device, &|| ())?;
+    sample_images(&model, config, tokenizer.as_ref(), &opts(2), &device, &|| ())?;
     let start = Instant::now();
-    sample_images(&model, config, codec.as_ref(), &opts(args.steps), &device, &|| ())?;
+    sample_images(&model, config, tokenizer.as_ref(), &opts(args.steps), &device, &|| ())?;
     let secs = start.elapsed().as_secs_f64();
     Ok(((args.steps * b) as f64 / secs, 1000.0 * secs / args.steps as f64))
 }
@@ -183,9 +211,16 @@ fn pytorch_model(config: &RunConfig, args: &BenchArgs, command: &str, threads: u
     if !script.exists() {
         bail!("{}: not found (run from the repository root or pass --script)", script.display());
     }
+    // The reference script reads the two objective sections it implements ([ldae], [ddpm]).
+    let Some(legacy) = LegacyRunConfig::downgrade(config) else {
+        bail!(
+            "the PyTorch reference implements l-DAE and DiT (pixel or PCA-latent DDPM) objectives; this config trains {}",
+            config.denoise.label(config.model.image.channels)
+        );
+    };
     let dir = tempfile::tempdir()?;
     let cfg = dir.path().join("config.toml");
-    std::fs::write(&cfg, config.to_toml())?;
+    std::fs::write(&cfg, toml::to_string_pretty(&legacy)?)?;
     let out = Command::new(&args.python)
         .arg(script)
         .args([command, "--config"])

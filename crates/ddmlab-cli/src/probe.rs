@@ -38,6 +38,9 @@ pub fn run(args: ProbeArgs) -> Result<()> {
         train_limit: args.train_limit,
         test_limit: args.test_limit,
         batch_size: 500,
+        t: args.t,
+        encoder_depth: args.encoder_depth,
+        noisy: args.noisy,
     };
     let rows = probe_run(&args.run, &opts, &device, &mut Bar::new())?;
     let latest = checkpoint::latest(&args.run)?.ok_or_else(|| anyhow!("no checkpoint"))?;

@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Result, bail};
 use ddmlab::diffusion::SamplerKind;
-use ddmlab::generate::{SampleOptions, run_codec, sample_images, sampler_of};
-use ddmlab::train::checkpoint;
+use ddmlab::generate::{SampleOptions, sample_images, sampler_of};
+use ddmlab::train::{checkpoint, run_folder};
 use ddmlab::viz::grid::{save_grid, save_images};
 use indicatif::ProgressBar;
 
@@ -56,15 +56,14 @@ pub fn run(args: SampleArgs) -> Result<()> {
     };
     let sampler = sampler_of(&config, &opts)?;
     let device = setup::device(&args.common.device)?;
-    let weights = if args.no_ema { "model.bpk" } else { "ema.bpk" };
-    let model = checkpoint::load_weights(&ckpt, weights, &config, &device)?;
+    let model = run_folder::load_model(&ckpt, &config, !args.no_ema, &device)?;
 
     let per_chunk = sampler.map.0.len() as u64;
     let bar = styled(ProgressBar::new(n.div_ceil(args.batch_size) as u64 * per_chunk), " sampler steps");
     let done = AtomicU64::new(0);
     let started = std::time::Instant::now();
-    let codec = run_codec(&checkpoint::run_of(&ckpt), &config, &device)?;
-    let images = sample_images(&model, &config, codec.as_ref(), &opts, &device, &|| {
+    let tokenizer = run_folder::load_tokenizer(&checkpoint::run_of(&ckpt), &config)?.bind(config.model.image, &device);
+    let images = sample_images(&model, &config, tokenizer.as_ref(), &opts, &device, &|| {
         let k = done.fetch_add(1, Ordering::Relaxed) + 1;
         bar.set_position(k);
         let imgs = (k as f64 / per_chunk as f64) * args.batch_size as f64;

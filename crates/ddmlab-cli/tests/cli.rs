@@ -49,7 +49,7 @@ const MICRO: [&str; 14] = [
     "--set",
     "model.heads=2",
     "--set",
-    "ldae.pca_samples=500",
+    "denoise.tokenizer.samples=500",
     "--batch-size",
     "8",
 ];
@@ -105,7 +105,7 @@ fn pretrain_probe_denoise_and_pca_run_end_to_end() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(
-        stdout.contains("raw pixels") && stdout.contains("random-init encoder") && stdout.contains("l-DAE (EMA)"),
+        stdout.contains("raw pixels") && stdout.contains("random-init encoder") && stdout.contains("ldae-tiny (EMA)"),
         "{stdout}"
     );
     assert!(run.join("probe.png").exists() && run.join("probe.json").exists());
@@ -114,7 +114,7 @@ fn pretrain_probe_denoise_and_pca_run_end_to_end() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(run.join("denoise.png").exists());
 
-    fails_with(ddmlab(&["sample", "--run", run_s]), &["DDPM-objective", "l-DAE"]);
+    fails_with(ddmlab(&["sample", "--run", run_s]), &["needs a generator", "image on patch PCA"]);
 
     let png = tmp.path().join("pca.png");
     let out = ddmlab(&["pca", "--run", run_s, "--out", png.to_str().unwrap()]);
@@ -163,7 +163,10 @@ fn train_a_dit_sample_it_and_reject_bad_generation_requests() {
     fails_with(ddmlab(&["sample", "--run", run_s, "--class", "12"]), &["class", "0..=9"]);
     fails_with(ddmlab(&["sample", "--run", run_s, "--sampler", "euler"]), &["--sampler", "ddim or ddpm"]);
     fails_with(ddmlab(&["sample", "--run", run_s, "--ckpt", "77"]), &["no checkpoint at step 77"]);
-    fails_with(ddmlab(&["denoise", "--run", run_s, "--data-dir", data]), &["DDPM", "ddmlab sample"]);
+    // The denoising figure works for any objective: a DiT's eps prediction implies x0_hat.
+    let out = ddmlab(&["denoise", "--run", run_s, "--data-dir", data, "--n", "2", "--t", "100,900"]);
+    assert!(out.status.success() && run.join("denoise.png").exists(), "{}", String::from_utf8_lossy(&out.stderr));
+    fails_with(ddmlab(&["denoise", "--run", run_s, "--data-dir", data, "--t", "5000"]), &["--t", "below 1000"]);
     let missing = tmp.path().join("absent");
     fails_with(ddmlab(&["fid", missing.to_str().unwrap(), "fashion-mnist:test"]), &["absent", "neither a folder"]);
     let weights = tmp.path().join("none.safetensors");
@@ -181,7 +184,7 @@ fn a_latent_space_dit_trains_samples_and_probes() {
     let mut args = vec!["train", "--preset", "dit-fmnist-pca", "--out", run_s, "--data-dir", data, "--steps", "2"];
     args.extend(["--set", "model.width=32", "--set", "model.cond_width=32", "--set", "model.depth=2"]);
     args.extend(["--set", "model.encoder_depth=1", "--set", "model.heads=2", "--batch-size", "8"]);
-    args.extend(["--set", "ddpm.latent.pca_samples=500"]);
+    args.extend(["--set", "denoise.tokenizer.samples=500"]);
     let out = ddmlab(&args);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(run.join("pca.safetensors").exists());
@@ -190,5 +193,5 @@ fn a_latent_space_dit_trains_samples_and_probes() {
     assert!(out.status.success() && grid.exists(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = ddmlab(&["probe", "--run", run_s, "--data-dir", data, "--epochs", "2", "--knn-k", "3", "--no-baselines"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("DDPM (EMA)"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("dit-fmnist-pca (EMA)"));
 }

@@ -3,8 +3,9 @@
 //! For the first 128 test images of the run's data set and `t` in 10..990, prints the network's
 //! eps-prediction MSE with the true labels and with the null class (their gap is how much the
 //! class condition is used), and the MSE of the implied `x0_hat = (x_t - sigma_t eps_hat) /
-//! gamma_t` (what the samplers see before clipping). A pixel-space DDPM with eps prediction only;
-//! it reads the network output as eps whatever the run's prediction is.
+//! gamma_t` (what the samplers see before clipping). A pixel-space DDPM with eps prediction only
+//! (the pixel tokenizer, unscaled); it reads the network output as eps whatever the run's
+//! prediction is.
 //!
 //! ```sh
 //! cargo run --release --example eps_error -- runs/dit/checkpoints/step-002000 [ema.bpk|model.bpk] [DATA_DIR]
@@ -14,6 +15,7 @@ use std::path::Path;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use ddmlab::diffusion::VpSchedule;
+use ddmlab::tokenizer::{patchify, unpatchify};
 use ddmlab::train::checkpoint;
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
@@ -29,8 +31,11 @@ fn main() -> ddmlab::Result<()> {
     let device = Device::flex();
     let (config, _) = checkpoint::read_meta(ckpt)?;
     let model = checkpoint::load_weights(ckpt, file, &config, &device)?;
-    let d = config.objective.ddpm().ok_or_else(|| ddmlab::Error::Other("not a DDPM-objective run".into()))?;
-    let schedule = VpSchedule::new(d.schedule, d.timesteps);
+    let d = &config.denoise;
+    let beta =
+        d.noise.beta().filter(|_| d.is_generator()).ok_or_else(|| ddmlab::Error::Other("not a DDPM run".into()))?;
+    let schedule = VpSchedule::new(beta, d.timesteps);
+    let p = config.model.patch;
     let source: ddmlab::data::DataSource = config.data.parse()?;
     let set = source.load(data_root, ddmlab::data::Split::Test, config.model.image)?;
     let b = 128.min(set.len());
@@ -50,8 +55,11 @@ fn main() -> ddmlab::Result<()> {
         let x_t = x0.clone() * g + eps.clone() * s;
         let ts = vec![t; b];
         let mse = |pred: Tensor<4>| -> f32 { (pred - eps.clone()).square().mean().into_scalar() };
-        let cond = model.forward_labelled(x_t.clone(), &ts, (classes > 0).then_some(&labels[..]));
-        let uncond = model.forward_labelled(x_t.clone(), &ts, (classes > 0).then_some(&null[..]));
+        let net = |y: &[usize]| {
+            let out = model.forward(patchify(x_t.clone(), p), &ts, (classes > 0).then_some(y));
+            unpatchify(out, p, shape.channels, shape.height, shape.width)
+        };
+        let (cond, uncond) = (net(&labels), net(&null));
         let x0_err: f32 = ((x_t - cond.clone() * s) / g - x0.clone()).square().mean().into_scalar();
         println!("| {t} | {:.5} | {:.5} | {x0_err:.4} |", mse(cond), mse(uncond));
     }

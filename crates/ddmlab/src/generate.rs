@@ -1,6 +1,8 @@
-//! Sampling images from a trained DDPM-objective network: the network is wrapped as a
-//! [`Denoiser`] (a latent-space model samples latents, decoded by the run's PCA), images are
-//! drawn in chunks (each chunk seeded from `(seed, chunk index)`, so the
+//! Sampling images from a trained generator (a variance-preserving objective in a tokenizer's
+//! latent, see `DenoiseConfig::is_generator`): the network is wrapped as a [`Denoiser`] over the
+//! latent viewed as an image (`Tokenizer::tokens_to_grid`: the image itself for the pixel tokenizer,
+//! `[d, H/p, W/p]` for the others), samples are decoded by the tokenizer; images are drawn in
+//! chunks (each chunk seeded from `(seed, chunk index)`, so the
 //! output depends only on the seed and the chunk size), and chunks run concurrently, one per
 //! worker thread (burn's element-wise kernels are single-threaded).
 
@@ -11,12 +13,13 @@ use crate::config::RunConfig;
 use crate::diffusion::{Denoiser, Guidance, Prediction, Sampler, SamplerKind, TimestepMap, VpSchedule};
 use crate::error::{Error, Result};
 use crate::models::DenoisingVit;
-use crate::tokenizer::{LatentCodec, PatchPca};
-use crate::train::objective::latent_codec;
+use crate::tokenizer::{LatentScale, Tokenizer, TokenizerSpec};
 
-/// A network as the samplers see it: its output read as the objective's prediction.
+/// A network as the samplers see it: the latent grid to tokens, the network, its output back to
+/// the grid, read as the objective's prediction.
 pub struct VitDenoiser<'a> {
     pub model: &'a DenoisingVit,
+    pub tokenizer: &'a dyn Tokenizer,
     pub prediction: Prediction,
 }
 
@@ -26,7 +29,8 @@ impl Denoiser for VitDenoiser<'_> {
     }
 
     fn predict(&self, x_t: Tensor<4>, t: &[usize], labels: Option<&[usize]>) -> Tensor<4> {
-        self.model.forward_labelled(x_t, t, labels)
+        let tokens = self.tokenizer.grid_to_tokens(x_t); // [B, L, d]
+        self.tokenizer.tokens_to_grid(self.model.forward(tokens, t, labels))
     }
 }
 
@@ -52,12 +56,10 @@ pub struct SampleOptions {
 
 /// The sampler a run's config and the options describe.
 pub fn sampler_of(config: &RunConfig, opts: &SampleOptions) -> Result<Sampler> {
-    let d = config.objective.ddpm().ok_or_else(|| {
-        Error::config(
-            "--run",
-            format!("sampling needs a DDPM-objective run (a DiT preset); this run trains {}", config.objective.label()),
-        )
-    })?;
+    let d = &config.denoise;
+    let Some(beta) = d.noise.beta().filter(|_| d.is_generator()) else {
+        return Err(Error::config("--run", not_a_generator(config)));
+    };
     if opts.cfg != 1.0 && config.model.num_classes == 0 {
         return Err(Error::config(
             "--cfg",
@@ -85,7 +87,7 @@ pub fn sampler_of(config: &RunConfig, opts: &SampleOptions) -> Result<Sampler> {
         return Err(Error::config("--steps", format!("{} must be in 1..={}", opts.steps, d.timesteps)));
     }
     Ok(Sampler {
-        schedule: VpSchedule::new(d.schedule, d.timesteps),
+        schedule: VpSchedule::new(beta, d.timesteps),
         kind: opts.kind,
         map: TimestepMap::evenly_spaced(d.timesteps, opts.steps),
         guidance: (config.model.num_classes > 0)
@@ -94,36 +96,37 @@ pub fn sampler_of(config: &RunConfig, opts: &SampleOptions) -> Result<Sampler> {
     })
 }
 
-/// The latent codec of a latent-space run, from `RUN/pca.safetensors` (`None` in pixel space).
-pub fn run_codec(run: &std::path::Path, config: &RunConfig, device: &Device) -> Result<Option<LatentCodec>> {
-    if config.objective.ddpm().and_then(|d| d.latent.as_ref()).is_none() {
-        return Ok(None);
-    }
-    let pca = PatchPca::load(&run.join("pca.safetensors"))?;
-    latent_codec(config, Some(&pca), device)
+fn not_a_generator(config: &RunConfig) -> String {
+    format!(
+        "sampling needs a generator: a variance-preserving schedule in the latent, read and predicted there (a \
+         DiT preset); this run trains {}",
+        config.denoise.label(config.model.image.channels)
+    )
+}
+
+/// Whether `x0_hat` may be clipped to `[-1, 1]` at every step: only when the sampler runs on
+/// unscaled pixels.
+pub fn can_clip(config: &RunConfig) -> bool {
+    matches!(config.denoise.tokenizer, TokenizerSpec::Pixels { scale: LatentScale::None, .. })
 }
 
 /// Draw `opts.n` images; `on_step` is called once per sampler step of every chunk (from worker
-/// threads). A latent-space model needs its `codec` (see [`run_codec`]): it samples latents
-/// (unclipped) and decodes them. Returns `[C, H, W]` images in `[-1, 1]`, in label order.
+/// threads). The sampler runs on the run's `tokenizer` latent (clipping `x0_hat` only on
+/// unscaled pixels) and the samples are decoded and clipped to `[-1, 1]`. Returns `[C, H, W]`
+/// images, in label order.
 pub fn sample_images(
     model: &DenoisingVit,
     config: &RunConfig,
-    codec: Option<&LatentCodec>,
+    tokenizer: &dyn Tokenizer,
     opts: &SampleOptions,
     device: &Device,
     on_step: &(dyn Fn() + Sync),
 ) -> Result<Vec<Vec<f32>>> {
     let mut sampler = sampler_of(config, opts)?;
-    let d = config.objective.ddpm().expect("checked by sampler_of");
-    if d.latent.is_some() != codec.is_some() {
-        return Err(Error::Other("a latent-space model samples with its PCA codec, a pixel-space one without".into()));
-    }
-    if codec.is_some() {
-        sampler.clip_x0 = false; // the latent has no fixed range; images are clipped after decoding
-    }
-    let net = VitDenoiser { model, prediction: d.prediction };
-    let shape = config.network().image;
+    sampler.clip_x0 = opts.clip_x0 && can_clip(config);
+    let prediction = config.denoise.target.prediction().expect("checked by sampler_of");
+    let net = VitDenoiser { model, tokenizer, prediction };
+    let shape = tokenizer.grid_shape();
     let out_numel = config.model.image.numel();
     let chunk = opts.chunk.max(1);
     let labels = (!opts.labels.is_empty()).then_some(&opts.labels);
@@ -134,10 +137,7 @@ pub fn sample_images(
         let seed = opts.seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let x = sampler
             .sample(&net, [b, shape.channels, shape.height, shape.width], y, seed, device, &mut |_, _| on_step());
-        let x = match codec {
-            Some(codec) => codec.decode(x).clamp(-1.0, 1.0), // [b, C, H, W]
-            None => x,
-        };
+        let x = tokenizer.decode(tokenizer.grid_to_tokens(x)).clamp(-1.0, 1.0); // [b, C, H, W]
         x.into_data().try_into_vec::<f32>().expect("f32 samples")
     };
     let workers = rayon::current_num_threads().max(1);

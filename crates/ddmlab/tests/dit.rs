@@ -4,11 +4,11 @@
 mod common;
 
 use burn::tensor::Device;
-use ddmlab::config::{Objective, RunConfig};
+use ddmlab::config::RunConfig;
 use ddmlab::diffusion::SamplerKind;
 use ddmlab::generate::{SampleOptions, sample_images};
 use ddmlab::models::preset;
-use ddmlab::train::{Silent, checkpoint, pretrain};
+use ddmlab::train::{Silent, checkpoint, pretrain, run_folder};
 
 use common::{micro, options, write_synthetic_fashion_mnist};
 
@@ -27,6 +27,7 @@ fn resumed_dit_run_reproduces_the_uninterrupted_loss_trajectory() {
         pretrain(config.clone(), &tmp.path().join("a"), &options(tmp.path(), false, None), &device, &mut Silent)
             .unwrap();
     assert!(!tmp.path().join("a/pca.safetensors").exists(), "a pixel-space DiT fits no PCA");
+    assert!(tmp.path().join("a/pixels.safetensors").exists(), "its pixel tokenizer is saved with the run");
 
     let run_b = tmp.path().join("b");
     pretrain(config.clone(), &run_b, &options(tmp.path(), false, Some(3)), &device, &mut Silent).unwrap();
@@ -37,7 +38,7 @@ fn resumed_dit_run_reproduces_the_uninterrupted_loss_trajectory() {
     }
     // The saved config says what was trained.
     let (saved, _) = checkpoint::read_meta(&checkpoint::latest(&run_b).unwrap().unwrap()).unwrap();
-    assert!(matches!(saved.objective, Objective::Ddpm(_)) && saved.model.num_classes == 10);
+    assert!(saved.denoise.is_generator() && saved.model.num_classes == 10);
 }
 
 #[test]
@@ -66,6 +67,8 @@ fn sampling_is_deterministic_per_seed_and_guided_samples_differ() {
     let ckpt = checkpoint::resolve(Some(&run), "latest").unwrap();
     let (config, _) = checkpoint::read_meta(&ckpt).unwrap();
     let model = checkpoint::load_weights(&ckpt, "model.bpk", &config, &device).unwrap();
+    let tok = run_folder::load_tokenizer(&run, &config).unwrap().bind(config.model.image, &device);
+    let tok = tok.as_ref();
     let opts = SampleOptions {
         kind: SamplerKind::Ddim { eta: 0.0 },
         steps: 5,
@@ -80,26 +83,26 @@ fn sampling_is_deterministic_per_seed_and_guided_samples_differ() {
     let count = || {
         calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     };
-    let a = sample_images(&model, &config, None, &opts, &device, &count).unwrap();
+    let a = sample_images(&model, &config, tok, &opts, &device, &count).unwrap();
     assert_eq!(calls.into_inner(), 3 * 5, "3 chunks of 5 steps");
     assert_eq!(a.len(), 5);
     assert!(a.iter().all(|img| img.len() == 28 * 28 && img.iter().all(|v| (-1.0..=1.0).contains(v))));
-    let again = sample_images(&model, &config, None, &opts, &device, &|| ()).unwrap();
+    let again = sample_images(&model, &config, tok, &opts, &device, &|| ()).unwrap();
     assert_eq!(a, again, "same seed, same images");
     let other =
-        sample_images(&model, &config, None, &SampleOptions { seed: 8, ..opts.clone() }, &device, &|| ()).unwrap();
+        sample_images(&model, &config, tok, &SampleOptions { seed: 8, ..opts.clone() }, &device, &|| ()).unwrap();
     assert_ne!(a, other, "another seed, other images");
     let guided =
-        sample_images(&model, &config, None, &SampleOptions { cfg: 3.0, ..opts.clone() }, &device, &|| ()).unwrap();
+        sample_images(&model, &config, tok, &SampleOptions { cfg: 3.0, ..opts.clone() }, &device, &|| ()).unwrap();
     assert_ne!(a, guided, "guidance changes the samples");
 
     // Bad requests name what is wrong.
     let err =
-        sample_images(&model, &config, None, &SampleOptions { labels: vec![11; 5], ..opts.clone() }, &device, &|| ())
+        sample_images(&model, &config, tok, &SampleOptions { labels: vec![11; 5], ..opts.clone() }, &device, &|| ())
             .unwrap_err()
             .to_string();
     assert!(err.contains("class") && err.contains("0..=9"), "{err}");
-    let err = sample_images(&model, &config, None, &SampleOptions { steps: 0, ..opts }, &device, &|| ()).unwrap_err();
+    let err = sample_images(&model, &config, tok, &SampleOptions { steps: 0, ..opts }, &device, &|| ()).unwrap_err();
     assert!(err.to_string().contains("steps"), "{err}");
 }
 
@@ -109,13 +112,16 @@ fn a_latent_space_dit_trains_on_pca_latents_and_samples_images() {
     write_synthetic_fashion_mnist(tmp.path());
     let device = Device::flex();
     let mut config = micro_dit(4);
-    config.model.patch = 1; // one token per latent cell: 7 x 7
-    if let Objective::Ddpm(d) = &mut config.objective {
-        d.latent = Some(ddmlab::config::PcaLatentConfig { patch: 4, latent_dim: 8, pca_samples: 2000 });
-    }
+    config.denoise.tokenizer = ddmlab::tokenizer::TokenizerSpec::Pca {
+        patch: 4,
+        latent_dim: 8,
+        samples: 2000,
+        scale: ddmlab::tokenizer::LatentScale::Unit,
+        seed: 0,
+    };
     config.validate().unwrap();
     let net = config.network();
-    assert_eq!((net.image.channels, net.image.height, net.tokens()), (8, 7, 49));
+    assert_eq!((net.in_dim, net.out_dim, net.tokens()), (Some(8), Some(8), 49), "one token of d = 8 per 4x4 patch");
     let run = tmp.path().join("r");
     let s = pretrain(config, &run, &options(tmp.path(), false, None), &device, &mut Silent).unwrap();
     assert!(s.losses.iter().all(|l| l.is_finite()));
@@ -124,7 +130,8 @@ fn a_latent_space_dit_trains_on_pca_latents_and_samples_images() {
     let ckpt = checkpoint::resolve(Some(&run), "latest").unwrap();
     let (config, _) = checkpoint::read_meta(&ckpt).unwrap();
     let model = checkpoint::load_weights(&ckpt, "ema.bpk", &config, &device).unwrap();
-    let codec = ddmlab::generate::run_codec(&run, &config, &device).unwrap().expect("a latent codec");
+    let tok = run_folder::load_tokenizer(&run, &config).unwrap().bind(config.model.image, &device);
+    assert_eq!(tok.grid_shape().channels, 8, "the sampler runs on the [d, H/p, W/p] latent");
     let opts = SampleOptions {
         kind: SamplerKind::Ddim { eta: 0.0 },
         steps: 4,
@@ -135,8 +142,6 @@ fn a_latent_space_dit_trains_on_pca_latents_and_samples_images() {
         chunk: 3,
         clip_x0: true,
     };
-    let images = sample_images(&model, &config, Some(&codec), &opts, &device, &|| ()).unwrap();
+    let images = sample_images(&model, &config, tok.as_ref(), &opts, &device, &|| ()).unwrap();
     assert!(images.iter().all(|img| img.len() == 28 * 28 && img.iter().all(|v| (-1.0..=1.0).contains(v))));
-    let err = sample_images(&model, &config, None, &opts, &device, &|| ()).unwrap_err().to_string();
-    assert!(err.contains("PCA codec"), "{err}");
 }

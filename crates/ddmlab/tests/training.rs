@@ -129,7 +129,8 @@ fn sharded_gradients_equal_the_single_pass_gradients() {
         images: set.images.iter().map(|&p| p as f32 / 127.5 - 1.0).collect(),
         labels: set.labels.clone(),
     };
-    let mut trainer = ddmlab::train::Trainer::new(config, Some(&pca), &Device::flex()).unwrap();
+    let fitted = ddmlab::tokenizer::FittedTokenizer::Pca { pca, latent_dim: 4, unit: false };
+    let mut trainer = ddmlab::train::Trainer::new(config, &fitted, &Device::flex()).unwrap();
     trainer.shards = 1;
     let (loss_1, grads_1) = trainer.gradients(&batch);
     trainer.shards = 3;

@@ -41,6 +41,7 @@ pub mod purpose {
     pub const NOISE: u64 = 3;
     pub const PCA: u64 = 4;
     pub const LABEL_DROP: u64 = 5;
+    pub const TOKENIZER: u64 = 6;
 }
 
 /// How a training run draws its batches.

@@ -79,6 +79,23 @@ impl ImageSet {
         self
     }
 
+    /// Every image resized to `shape`'s height and width (bilinear, the `image` crate's
+    /// triangle filter, which averages over the footprint when shrinking).
+    pub fn resized(self, shape: ImageShape) -> Self {
+        use rayon::prelude::*;
+        let from = self.shape;
+        let images: Vec<u8> = (0..self.len())
+            .into_par_iter()
+            .flat_map_iter(|i| {
+                let img = transform::from_chw(self.image(i), from);
+                let out =
+                    img.resize_exact(shape.width as u32, shape.height as u32, image::imageops::FilterType::Triangle);
+                transform::to_chw(&out, from.channels)
+            })
+            .collect();
+        ImageSet { images, shape: ImageShape { channels: from.channels, ..shape }, ..self }
+    }
+
     /// The number of classes.
     pub fn num_classes(&self) -> usize {
         self.classes.len()

@@ -98,6 +98,12 @@ impl DataSource {
     /// Load one split. `root` is the data root for named sets; `shape` is the model's input
     /// shape: fixed-size sets must match it exactly, folders are resized to it.
     pub fn load(&self, root: &Path, split: Split, shape: ImageShape) -> Result<ImageSet> {
+        self.load_as(root, split, shape, false)
+    }
+
+    /// [`DataSource::load`], resizing fixed-size sets to `shape` (bilinear) when `resize` is
+    /// set and the channels agree.
+    pub fn load_as(&self, root: &Path, split: Split, shape: ImageShape, resize: bool) -> Result<ImageSet> {
         let set = match self {
             DataSource::FashionMnist | DataSource::Mnist => {
                 let name = self.fetch_name().expect("named set");
@@ -138,6 +144,8 @@ impl DataSource {
                 read_image_folder(&sub, shape.channels, shape.height)?
             }
         };
+        let set =
+            if resize && set.shape != shape && set.shape.channels == shape.channels { set.resized(shape) } else { set };
         if set.shape != shape {
             return Err(Error::config(
                 "image_size",

@@ -4,12 +4,19 @@
 //! a small timestep (`t = 10` of 1000), and its output tokens are pooled. Average pooling is the
 //! paper's protocol; flattening the tokens keeps the spatial layout, which matters at small
 //! scale. Raw pixels are the baseline every representation should beat.
+//!
+//! The encoder reads what its objective feeds it: the image's patches, or its tokenizer latent.
+//! The paper's probe ablations change the timestep, the number of blocks read as the encoder,
+//! and whether the input is noised at that timestep (`FeatureSpec`).
 
 use burn::tensor::{Device, Tensor, TensorData};
+use rand::SeedableRng;
+use rand_distr::{Distribution, StandardNormal};
 
 use crate::data::{ImageSet, loader::ordered_batches};
+use crate::diffusion::denoise::{InputSpace, NoiseSpace};
 use crate::models::DenoisingVit;
-use crate::tokenizer::LatentCodec;
+use crate::tokenizer::{Tokenizer, patchify};
 
 /// How encoder tokens become one vector per image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,31 +61,80 @@ pub fn pixel_features(set: &ImageSet) -> Features {
     Features { data: set.images.iter().map(|&v| crate::data::to_unit(v)).collect(), dim: set.shape.numel() }
 }
 
-/// Encoder features of every image of `set` at timestep `t`, for each requested pooling; a
-/// latent-space network reads the images' latents through `codec`.
+/// What the encoder reads and how deep it is read.
+pub struct FeatureSpec<'a> {
+    /// The run's tokenizer (the network reads its latent, or the image's patches).
+    pub tokenizer: &'a dyn Tokenizer,
+    pub input: InputSpace,
+    pub noise_space: NoiseSpace,
+    /// The timestep the encoder is conditioned on.
+    pub t: usize,
+    /// `(gamma_t, sigma_t)` to noise the input at `t` as in training (seeded per image); `None`:
+    /// the clean input (the paper's protocol).
+    pub noise: Option<(f64, f64)>,
+    /// Blocks read as the encoder.
+    pub depth: usize,
+    pub seed: u64,
+}
+
+impl FeatureSpec<'_> {
+    /// The network's input tokens for clean images `x` (batch `index` of the set, which seeds
+    /// the noise of a noisy probe).
+    ///
+    /// # Shapes
+    /// - `x`: `[B, C, H, W]`; returns `[B, L, in]`
+    pub fn tokens(&self, x: Tensor<4>, index: usize) -> Tensor<3> {
+        let tok = self.tokenizer;
+        let p = tok.patch();
+        let Some((g, s)) = self.noise else {
+            return match self.input {
+                InputSpace::Latent => tok.encode(x),
+                InputSpace::Image => patchify(x, p),
+            };
+        };
+        let device = x.device();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.seed ^ (index as u64 + 1).wrapping_mul(0x9E37_79B9));
+        let mut gaussian = |dims: [usize; 3]| {
+            let n = dims.iter().product();
+            let v: Vec<f32> = (0..n).map(|_| StandardNormal.sample(&mut rng)).collect();
+            Tensor::<3>::from_data(TensorData::new(v, dims), &device)
+        };
+        match self.noise_space {
+            NoiseSpace::Latent => {
+                let z = tok.encode(x);
+                let z_t = z.clone() * g + gaussian(z.dims()) * s;
+                match self.input {
+                    InputSpace::Latent => z_t,
+                    InputSpace::Image => patchify(tok.decode(z_t), p),
+                }
+            }
+            NoiseSpace::Pixels => {
+                let xp = patchify(x, p);
+                xp.clone() * g + gaussian(xp.dims()) * s
+            }
+        }
+    }
+}
+
+/// Encoder features of every image of `set` as `spec` reads them, for each requested pooling.
 ///
 /// Batches run concurrently, one per worker thread (burn's element-wise kernels are
 /// single-threaded); the output order is the data set's.
 pub fn encoder_features(
     model: &DenoisingVit,
     set: &ImageSet,
-    t: usize,
+    spec: &FeatureSpec<'_>,
     pools: &[Pool],
     batch: usize,
-    codec: Option<&LatentCodec>,
     device: &Device,
 ) -> Vec<Features> {
     use rayon::prelude::*;
 
     let shape = set.shape;
-    let encode_batch = |(images, labels): (Vec<f32>, Vec<u32>)| -> Vec<(usize, Vec<f32>)> {
+    let encode_batch = |(index, (images, labels)): (usize, (Vec<f32>, Vec<u32>))| -> Vec<(usize, Vec<f32>)> {
         let b = labels.len();
         let x = Tensor::<4>::from_data(TensorData::new(images, [b, shape.channels, shape.height, shape.width]), device);
-        let x = match codec {
-            Some(codec) => codec.encode(x), // [B, d, H/p, W/p]
-            None => x,
-        };
-        let tokens = model.encode(x, &vec![t; b]); // [B, L, W]
+        let tokens = model.encode_to(spec.tokens(x, index), &vec![spec.t; b], spec.depth); // [B, L, W]
         let [_, l, w] = tokens.dims();
         pools
             .iter()
@@ -92,7 +148,7 @@ pub fn encoder_features(
             .collect()
     };
     let mut out: Vec<Features> = pools.iter().map(|_| Features { data: Vec::new(), dim: 0 }).collect();
-    let mut batches = ordered_batches(set, batch).peekable();
+    let mut batches = ordered_batches(set, batch).enumerate().peekable();
     let workers = rayon::current_num_threads().max(1);
     while batches.peek().is_some() {
         let group: Vec<_> = batches.by_ref().take(workers).collect();

@@ -17,9 +17,10 @@ use crate::atomic::write_atomic;
 use crate::data::from_unit;
 use crate::diffusion::SamplerKind;
 use crate::error::{Error, IoContext, Result};
-use crate::generate::{SampleOptions, run_codec, sample_images};
+use crate::generate::{SampleOptions, sample_images};
 use crate::train::Observer;
 use crate::train::checkpoint::{self, Checkpoints};
+use crate::train::run_folder;
 use crate::viz::plot::{Series, line_plot};
 
 /// What [`gen_eval_run`] does.
@@ -106,8 +107,8 @@ pub fn gen_eval_run(run: &Path, opts: &GenEvalOptions, device: &Device, obs: &mu
     let mut rows = Vec::new();
     for (step, ckpt) in &chosen {
         let (config, _) = checkpoint::read_meta(ckpt)?;
-        let model = checkpoint::load_weights(ckpt, if opts.ema { "ema.bpk" } else { "model.bpk" }, &config, device)?;
-        let codec = run_codec(run, &config, device)?;
+        let model = run_folder::load_model(ckpt, &config, opts.ema, device)?;
+        let tokenizer = run_folder::load_tokenizer(run, &config)?.bind(config.model.image, device);
         let classes = config.model.num_classes;
         let shape = config.model.image;
         for &cfg in &opts.cfgs {
@@ -122,7 +123,7 @@ pub fn gen_eval_run(run: &Path, opts: &GenEvalOptions, device: &Device, obs: &mu
                 chunk: opts.chunk,
                 clip_x0: true,
             };
-            let images: Vec<RawImage> = sample_images(&model, &config, codec.as_ref(), &sample, device, &|| ())?
+            let images: Vec<RawImage> = sample_images(&model, &config, tokenizer.as_ref(), &sample, device, &|| ())?
                 .into_iter()
                 .map(|img| RawImage {
                     channels: shape.channels,

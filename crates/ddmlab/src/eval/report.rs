@@ -7,16 +7,15 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
-use super::features::{Features, Pool, encoder_features, pixel_features};
+use super::features::{FeatureSpec, Features, Pool, encoder_features, pixel_features};
 use super::knn::knn_top1;
 use super::probe::{ProbeConfig, linear_probe};
 use crate::atomic::write_atomic;
 use crate::config::RunConfig;
-use crate::data::{DataSource, ImageSet, Split};
+use crate::data::{ImageSet, Split};
 use crate::error::{Error, IoContext, Result};
 use crate::models::DenoisingVit;
-use crate::tokenizer::LatentCodec;
-use crate::train::{Observer, checkpoint};
+use crate::train::{Observer, checkpoint, run_folder};
 use crate::viz::plot::{Series, line_plot};
 
 pub use crate::train::checkpoint::Checkpoints;
@@ -41,6 +40,12 @@ pub struct ProbeOptions {
     pub test_limit: usize,
     /// Feature-extraction batch size.
     pub batch_size: usize,
+    /// The timestep the encoder is conditioned on (default: the config's `probe_t`).
+    pub t: Option<usize>,
+    /// Blocks read as the encoder (default: the model's `encoder_depth`).
+    pub encoder_depth: Option<usize>,
+    /// Noise the probe input at `t` as in training instead of reading the clean image.
+    pub noisy: bool,
 }
 
 /// One line of the table.
@@ -63,12 +68,23 @@ pub struct ProbeRow {
 }
 
 impl ProbeOptions {
-    /// The protocol label of rows probed with these options on `train` / `test` images.
+    /// The protocol label of rows probed with these options on `train` / `test` images; the
+    /// ablation settings appear only where they differ from the paper's protocol.
     pub fn protocol(&self, train: usize, test: usize) -> String {
-        format!(
+        let mut s = format!(
             "{train} train / {test} test, probe {} epochs lr {}, kNN k={}",
             self.probe.epochs, self.probe.lr, self.knn_k
-        )
+        );
+        if let Some(t) = self.t {
+            s += &format!(", t={t}");
+        }
+        if let Some(d) = self.encoder_depth {
+            s += &format!(", encoder depth {d}");
+        }
+        if self.noisy {
+            s += ", noisy input";
+        }
+        s
     }
 }
 
@@ -95,14 +111,14 @@ fn encoder_rows(
     subject: &str,
     step: Option<usize>,
     model: &DenoisingVit,
-    t: usize,
+    spec: &FeatureSpec<'_>,
     sets: (&ImageSet, &ImageSet),
     opts: &ProbeOptions,
-    codec: Option<&LatentCodec>,
     device: &Device,
 ) -> Vec<ProbeRow> {
-    let train = encoder_features(model, sets.0, t, &opts.pools, opts.batch_size, codec, device);
-    let test = encoder_features(model, sets.1, t, &opts.pools, opts.batch_size, codec, device);
+    let train = encoder_features(model, sets.0, spec, &opts.pools, opts.batch_size, device);
+    let test_spec = FeatureSpec { seed: spec.seed ^ 0x7E57, ..*spec };
+    let test = encoder_features(model, sets.1, &test_spec, &opts.pools, opts.batch_size, device);
     opts.pools
         .iter()
         .zip(train.iter().zip(&test))
@@ -118,14 +134,14 @@ fn encoder_rows(
 pub fn probe_run(run: &Path, opts: &ProbeOptions, device: &Device, obs: &mut dyn Observer) -> Result<Vec<ProbeRow>> {
     let chosen = checkpoint::select(run, &opts.checkpoints)?;
     let (config, _) = checkpoint::read_meta(&chosen[0].1)?;
-    let source: DataSource = config.data.parse()?;
     let limit = |s: ImageSet, n: usize| if n > 0 { s.truncate(n) } else { s };
-    let train = limit(source.load(&opts.data_root, Split::Train, config.model.image)?, opts.train_limit);
-    let test = limit(source.load(&opts.data_root, Split::Test, config.model.image)?, opts.test_limit);
+    let all_train = RunConfig { train_limit: 0, ..config.clone() };
+    let train = limit(run_folder::load_split(&all_train, &opts.data_root, Split::Train)?, opts.train_limit);
+    let test = limit(run_folder::load_split(&config, &opts.data_root, Split::Test)?, opts.test_limit);
     obs.message(&format!("probing on {} train / {} test images of {}", train.len(), test.len(), config.data));
     let sets = (&train, &test);
-    let t = config.objective.probe_t();
-    let codec = crate::generate::run_codec(run, &config, device)?;
+    let tokenizer = run_folder::load_tokenizer(run, &config)?.bind(config.model.image, device);
+    let spec = feature_spec_of(&config, opts, tokenizer.as_ref())?;
     let mut rows = Vec::new();
     if opts.baselines {
         let (ptr, pte) = (pixel_features(&train), pixel_features(&test));
@@ -133,17 +149,16 @@ pub fn probe_run(run: &Path, opts: &ProbeOptions, device: &Device, obs: &mut dyn
         obs.message(&format_row(rows.last().expect("pushed")));
         device.seed(config.train.seed);
         let random = config.network().init(device);
-        for r in encoder_rows("random-init encoder", None, &random, t, sets, opts, codec.as_ref(), device) {
+        for r in encoder_rows("random-init encoder", None, &random, &spec, sets, opts, device) {
             obs.message(&format_row(&r));
             rows.push(r);
         }
     }
     for (step, ckpt) in &chosen {
-        let file = if opts.ema { "ema.bpk" } else { "model.bpk" };
-        let model = checkpoint::load_weights(ckpt, file, &config, device)?;
-        let label = config.objective.label();
+        let model = run_folder::load_model(ckpt, &config, opts.ema, device)?;
+        let label = &config.preset;
         let subject = if opts.ema { format!("{label} (EMA)") } else { label.to_string() };
-        for r in encoder_rows(&subject, Some(*step), &model, t, sets, opts, codec.as_ref(), device) {
+        for r in encoder_rows(&subject, Some(*step), &model, &spec, sets, opts, device) {
             obs.message(&format_row(&r));
             rows.push(r);
         }
@@ -156,6 +171,33 @@ pub fn probe_run(run: &Path, opts: &ProbeOptions, device: &Device, obs: &mut dyn
     let current: Vec<ProbeRow> = merged.iter().filter(|r| r.protocol == protocol).cloned().collect();
     plot_probe(&run.join("probe.png"), &current)?;
     Ok(merged)
+}
+
+/// What the encoder of a run with `config` and its bound `tokenizer` reads under `opts`.
+pub fn feature_spec_of<'a>(
+    config: &RunConfig,
+    opts: &ProbeOptions,
+    tokenizer: &'a dyn crate::tokenizer::Tokenizer,
+) -> Result<FeatureSpec<'a>> {
+    let d = &config.denoise;
+    let t = opts.t.unwrap_or(d.probe_t);
+    if t >= d.timesteps {
+        return Err(Error::config("--t", format!("{t} must be below the run's {} timesteps", d.timesteps)));
+    }
+    let depth = opts.encoder_depth.unwrap_or(config.model.encoder_depth);
+    if depth == 0 || depth > config.model.depth {
+        return Err(Error::config("--encoder-depth", format!("{depth} must be in 1..={}", config.model.depth)));
+    }
+    let tables = d.noise.tables(d.timesteps);
+    Ok(FeatureSpec {
+        tokenizer,
+        input: d.input,
+        noise_space: d.noise_space,
+        t,
+        noise: opts.noisy.then(|| (tables.gamma[t], tables.sigma[t])),
+        depth,
+        seed: config.train.seed,
+    })
 }
 
 /// The rows of an existing `probe.json` (none if the file does not exist).
@@ -203,7 +245,7 @@ pub fn format_table(rows: &[ProbeRow], config: &RunConfig) -> String {
     let mut s = format!(
         "Linear probe and kNN top-1 on {} (features at t = {}; BN without affine -> linear){}\n\n",
         config.data,
-        config.objective.probe_t(),
+        config.denoise.probe_t,
         if one { protocols.first().map(|p| format!("; {p}")).unwrap_or_default() } else { String::new() }
     );
     s += if one {

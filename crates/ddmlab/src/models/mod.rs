@@ -1,5 +1,6 @@
 //! Networks and the one preset registry.
 
+pub mod ladder;
 pub mod presets;
 pub mod vit;
 

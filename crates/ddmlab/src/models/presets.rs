@@ -18,6 +18,8 @@
 //!   192 halves the cost of training and of the thousands of sampling passes FID needs on a CPU.
 //! - `dit-fmnist-pca`: the same DiT in the patch-PCA latent space (patch 4, d = 8 of 16: a
 //!   7 x 7 x 8 latent scaled to unit variance, one token per latent cell), decoded by inverse PCA.
+//! - `ladder-*`: the l-DAE paper's deconstruction ladder (Tables 1-3) on Fashion-MNIST, each
+//!   row the row before plus the change the paper names; see `ladder`.
 //! - `dit-s`, `dit-b`, `dit-l`, `dit-xl`: DiT's four sizes (Peebles & Xie, Table 1: 12 x 384,
 //!   12 x 768, 24 x 1024, 28 x 1152) with DiT's recipe (AdamW lr 1e-4 at batch 256, no weight
 //!   decay, no warm-up, EMA 0.9999, T = 1000 linear betas, eps prediction, label dropout 0.1)
@@ -26,12 +28,14 @@
 //!   reverse-process variance (a second output head trained with the variational bound); ddmlab
 //!   keeps the fixed posterior variance of DDPM's `L_simple`.
 
-use crate::config::{DdpmConfig, LdaeConfig, Objective, PcaLatentConfig, RunConfig, TrainConfig};
+use crate::config::{DenoiseConfig, RunConfig, TrainConfig};
 use crate::data::ImageShape;
 use crate::data::transform::Augment;
-use crate::diffusion::{BetaSchedule, Prediction};
+use crate::diffusion::denoise::{InputSpace, NoiseSpace, Target};
+use crate::diffusion::{LossWeight, NoiseSchedule};
 use crate::error::{Error, Result};
 use crate::models::VitConfig;
+use crate::tokenizer::{LatentScale, TokenizerSpec};
 
 /// A named starting configuration and a line describing it.
 pub struct Preset {
@@ -52,27 +56,44 @@ pub fn preset(name: &str) -> Result<Preset> {
     })
 }
 
-fn ldae(latent_dim: usize, pca_samples: usize) -> LdaeConfig {
-    LdaeConfig {
-        latent_dim,
-        pca_samples,
-        residual_weight: 0.1,
+/// l-DAE (paper §4.4): patch PCA keeping `d` of `p p C` (unscaled), noise in the latent with
+/// `sigma_t` linear in `[0, sqrt 2]`, the image as input, the original image as target with
+/// residual weight 0.1, `lambda_t = 1 / (1 + sigma_t^2)`.
+pub fn ldae(patch: usize, latent_dim: usize, samples: usize) -> DenoiseConfig {
+    DenoiseConfig {
         timesteps: 1000,
-        sigma_max: std::f64::consts::SQRT_2,
+        noise_space: NoiseSpace::Latent,
+        input: InputSpace::Image,
+        target: Target::Image,
+        residual_weight: Some(0.1),
+        loss_weight: LossWeight::InvOnePlusSigma2,
+        class_dropout: 0.0,
         probe_t: 10,
+        tokenizer: TokenizerSpec::Pca { patch, latent_dim, samples, scale: LatentScale::None, seed: 0 },
+        noise: NoiseSchedule::ldae(),
     }
 }
 
-/// DDPM as DiT trains it: linear betas over T = 1000, eps prediction, 10% label dropout.
-fn ddpm() -> DdpmConfig {
-    DdpmConfig {
-        schedule: BetaSchedule::ddpm(),
+/// DDPM as DiT trains it on `tokenizer`'s latent: linear betas over T = 1000, eps prediction,
+/// uniform weight, 10% label dropout.
+pub fn ddpm(tokenizer: TokenizerSpec) -> DenoiseConfig {
+    DenoiseConfig {
         timesteps: 1000,
-        prediction: Prediction::Eps,
+        noise_space: NoiseSpace::Latent,
+        input: InputSpace::Latent,
+        target: Target::Eps,
+        residual_weight: None,
+        loss_weight: LossWeight::Uniform,
         class_dropout: 0.1,
         probe_t: 10,
-        latent: None,
+        tokenizer,
+        noise: NoiseSchedule::ddpm(),
     }
+}
+
+/// The pixel "tokenizer" at patch `p`, unscaled (a pixel-space DiT).
+fn pixels(patch: usize) -> TokenizerSpec {
+    TokenizerSpec::Pixels { patch, scale: LatentScale::None }
 }
 
 /// A class-conditional DiT: conditioning as wide as the tokens.
@@ -86,7 +107,8 @@ fn dit_train(epochs: f64) -> TrainConfig {
     TrainConfig { beta2: 0.999, min_lr_frac: 1.0, ..train(256, 1e-4, epochs, 0.0) }
 }
 
-fn train(batch_size: usize, blr: f64, epochs: f64, warmup_frac: f64) -> TrainConfig {
+/// AdamW (0.9, 0.95) without weight decay, linear warm-up then cosine to 0, EMA 0.9999.
+pub fn train(batch_size: usize, blr: f64, epochs: f64, warmup_frac: f64) -> TrainConfig {
     TrainConfig {
         batch_size,
         blr,
@@ -108,7 +130,9 @@ fn train(batch_size: usize, blr: f64, epochs: f64, warmup_frac: f64) -> TrainCon
     }
 }
 
-fn vit(image: ImageShape, patch: usize, width: usize, depth: usize, heads: usize) -> VitConfig {
+/// A ViT with l-DAE's conditioning (a quarter of the width) and the first half of the blocks as
+/// the encoder.
+pub fn vit(image: ImageShape, patch: usize, width: usize, depth: usize, heads: usize) -> VitConfig {
     VitConfig {
         image,
         patch,
@@ -120,13 +144,15 @@ fn vit(image: ImageShape, patch: usize, width: usize, depth: usize, heads: usize
         cond_width: width / 4,
         freq_dim: 256,
         num_classes: 0,
+        in_dim: None,
+        out_dim: None,
     }
 }
 
 fn registry() -> Vec<Preset> {
     let fmnist = ImageShape { channels: 1, height: 28, width: 28 };
     let imagenet = ImageShape { channels: 3, height: 256, width: 256 };
-    vec![
+    let mut presets = vec![
         Preset {
             name: "ldae-tiny",
             about: "Fashion-MNIST, width 64, 4 blocks, patch 4, d=4: trains in about a minute (tests)",
@@ -134,8 +160,9 @@ fn registry() -> Vec<Preset> {
                 preset: "ldae-tiny".into(),
                 data: "fashion-mnist".into(),
                 train_limit: 0,
+                resize: false,
                 model: vit(fmnist, 4, 64, 4, 4),
-                objective: Objective::Ldae(ldae(4, 20_000)),
+                denoise: ldae(4, 4, 20_000),
                 train: TrainConfig {
                     steps: 200,
                     checkpoint_every: 100,
@@ -151,8 +178,9 @@ fn registry() -> Vec<Preset> {
                 preset: "ldae-fmnist".into(),
                 data: "fashion-mnist".into(),
                 train_limit: 0,
+                resize: false,
                 model: vit(fmnist, 7, 192, 8, 3),
-                objective: Objective::Ldae(ldae(8, 100_000)),
+                denoise: ldae(7, 8, 100_000),
                 train: TrainConfig { ema_decay: 0.999, ..train(256, 1.5e-3, 20.0, 0.05) },
             },
         },
@@ -163,8 +191,9 @@ fn registry() -> Vec<Preset> {
                 preset: "ldae-b".into(),
                 data: "folder:imagenet".into(),
                 train_limit: 0,
+                resize: false,
                 model: vit(imagenet, 16, 768, 12, 12),
-                objective: Objective::Ldae(ldae(32, 1_000_000)),
+                denoise: ldae(16, 32, 1_000_000),
                 train: train(2048, 1e-4, 400.0, 0.25),
             },
         },
@@ -175,8 +204,9 @@ fn registry() -> Vec<Preset> {
                 preset: "ldae-l".into(),
                 data: "folder:imagenet".into(),
                 train_limit: 0,
+                resize: false,
                 model: vit(imagenet, 16, 1024, 24, 16),
-                objective: Objective::Ldae(ldae(32, 1_000_000)),
+                denoise: ldae(16, 32, 1_000_000),
                 train: train(2048, 1e-4, 400.0, 0.25),
             },
         },
@@ -187,8 +217,9 @@ fn registry() -> Vec<Preset> {
                 preset: "dit-tiny".into(),
                 data: "fashion-mnist".into(),
                 train_limit: 0,
+                resize: false,
                 model: dit(fmnist, 4, 64, 4, 4, 10),
-                objective: Objective::Ddpm(ddpm()),
+                denoise: ddpm(pixels(4)),
                 train: TrainConfig {
                     steps: 200,
                     checkpoint_every: 100,
@@ -204,22 +235,27 @@ fn registry() -> Vec<Preset> {
                 preset: "dit-fmnist".into(),
                 data: "fashion-mnist".into(),
                 train_limit: 0,
+                resize: false,
                 model: dit(fmnist, 4, 128, 8, 4, 10),
-                objective: Objective::Ddpm(ddpm()),
+                denoise: ddpm(pixels(4)),
                 train: TrainConfig { ema_decay: 0.999, min_lr_frac: 0.1, ..train(256, 5e-4, 20.0, 0.02) },
             },
         },
         Preset {
             name: "dit-fmnist-pca",
-            about: "class-conditional DiT on the patch-PCA latent of Fashion-MNIST (patch 4, d=8: 7x7x8), DiT patch 1",
+            about: "class-conditional DiT on the patch-PCA latent of Fashion-MNIST (patch 4, d=8: 7x7 tokens of 8)",
             config: RunConfig {
                 preset: "dit-fmnist-pca".into(),
                 data: "fashion-mnist".into(),
                 train_limit: 0,
-                model: dit(fmnist, 1, 128, 8, 4, 10),
-                objective: Objective::Ddpm(DdpmConfig {
-                    latent: Some(PcaLatentConfig { patch: 4, latent_dim: 8, pca_samples: 100_000 }),
-                    ..ddpm()
+                resize: false,
+                model: dit(fmnist, 4, 128, 8, 4, 10),
+                denoise: ddpm(TokenizerSpec::Pca {
+                    patch: 4,
+                    latent_dim: 8,
+                    samples: 100_000,
+                    scale: LatentScale::Unit,
+                    seed: 0,
                 }),
                 train: TrainConfig { ema_decay: 0.999, min_lr_frac: 0.1, ..train(256, 5e-4, 20.0, 0.02) },
             },
@@ -252,7 +288,13 @@ fn registry() -> Vec<Preset> {
             28,
             16,
         ),
-    ]
+    ];
+    presets.extend(super::ladder::rungs().into_iter().map(|r| Preset {
+        name: r.name,
+        about: r.about,
+        config: r.config,
+    }));
+    presets
 }
 
 /// One of DiT's four sizes on ImageNet 256 (pixel space, patch 16: 256 tokens), DiT's recipe
@@ -266,8 +308,9 @@ fn dit_imagenet(name: &'static str, about: &'static str, width: usize, depth: us
             preset: name.into(),
             data: "folder:imagenet".into(),
             train_limit: 0,
+            resize: false,
             model: dit(imagenet, 16, width, depth, heads, 1000),
-            objective: Objective::Ddpm(ddpm()),
+            denoise: ddpm(pixels(16)),
             train: dit_train(80.0),
         },
     }
@@ -290,7 +333,7 @@ mod tests {
         let l = preset("ldae-l").unwrap().config;
         assert_eq!((l.model.depth, l.model.width, l.model.encoder_depth), (24, 1024, 12));
         assert_eq!(l.model.cond_width, 256, "conditioning MLP at 1/4 of the width");
-        assert_eq!((l.model.patch, l.objective.ldae().unwrap().latent_dim, l.train.batch_size), (16, 32, 2048));
+        assert_eq!((l.model.patch, l.denoise.tokenizer.latent_dim(3), l.train.batch_size), (16, 32, 2048));
         assert!((l.lr() - 1e-4 * 8.0).abs() < 1e-12);
         assert_eq!(l.train.warmup_frac * l.train.epochs, 100.0, "100 warm-up epochs of 400");
     }
@@ -304,9 +347,9 @@ mod tests {
             assert_eq!((c.model.width, c.model.depth, c.model.heads), (width, depth, heads), "{name}");
             assert_eq!(c.model.cond_width, width, "{name}: DiT conditions at the token width");
             assert_eq!(c.model.tokens(), 256, "{name}: the token count of DiT-*/2 on 32 x 32 latents");
-            let d = c.objective.ddpm().unwrap();
-            assert_eq!((d.timesteps, d.prediction, d.class_dropout), (1000, Prediction::Eps, 0.1));
-            assert_eq!(d.schedule, BetaSchedule::ddpm());
+            let d = &c.denoise;
+            assert_eq!((d.timesteps, d.target, d.class_dropout), (1000, Target::Eps, 0.1));
+            assert_eq!(d.noise, NoiseSchedule::ddpm());
             assert!((c.lr() - 1e-4).abs() < 1e-15 && c.train.weight_decay == 0.0 && c.train.min_lr_frac == 1.0);
         }
     }

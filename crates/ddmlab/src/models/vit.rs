@@ -1,10 +1,13 @@
-//! The l-DAE network: a plain ViT encoder-decoder made of DiT blocks with adaLN conditioned on
-//! the timestep only (paper §4.1 and Fig. 1).
+//! The denoising network of every objective: a plain ViT encoder-decoder made of DiT blocks
+//! with adaLN conditioned on the timestep (l-DAE paper §4.1 and Fig. 1), and on the class for
+//! a class-conditional DiT.
 //!
-//! `x_t -> patch embed + fixed 2-D sin-cos positions -> blocks[0..E] (the encoder) ->
-//! blocks[E..N] (the decoder) -> final adaLN layer -> patches -> image`. The conditioning MLP
-//! is `cond_width` wide, a quarter of the token width in the paper's setting. The encoder's
-//! output tokens are the representation judged by the linear probe. No class label enters.
+//! `tokens [B, L, in] -> linear embed + fixed 2-D sin-cos positions -> blocks[0..E] (the
+//! encoder) -> blocks[E..N] (the decoder) -> final adaLN layer -> [B, L, out]`. The tokens are
+//! whatever the objective feeds it: patchified images (`in = p p C`) or a tokenizer's latents
+//! (`in = d`); the output width is its own setting (`d` for a latent target, `p p C` for an
+//! image). The conditioning MLP is `cond_width` wide, a quarter of the token width in l-DAE's
+//! setting. The encoder's output tokens are the representation judged by the linear probe.
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
@@ -12,15 +15,14 @@ use burn::tensor::{Device, Tensor};
 use crate::data::ImageShape;
 use crate::error::{Error, Result};
 use crate::nn::{DitBlock, FinalLayer, LabelEmbedder, PatchEmbed, TimestepEmbedder, sincos_pos_embed_2d};
-use crate::tokenizer::unpatchify;
 
 /// Sizes of a [`DenoisingVit`].
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VitConfig {
-    /// Input and output image shape.
+    /// The data's image shape `[C, H, W]`.
     pub image: ImageShape,
-    /// Patch side `p`.
+    /// Patch side `p`: one token per `p x p` patch, `L = (H/p)(W/p)`.
     pub patch: usize,
     /// Token width `W`.
     pub width: usize,
@@ -40,6 +42,12 @@ pub struct VitConfig {
     /// (l-DAE). Label `num_classes` is the null class.
     #[serde(default)]
     pub num_classes: usize,
+    /// Token input width (default `p p C`); a run sets it from its objective.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_dim: Option<usize>,
+    /// Token output width (default `p p C`); a run sets it from its objective.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out_dim: Option<usize>,
 }
 
 impl VitConfig {
@@ -81,6 +89,9 @@ impl VitConfig {
                 format!("{} must be in 1..={}", self.encoder_depth, self.depth),
             ));
         }
+        if self.in_dim == Some(0) || self.out_dim == Some(0) {
+            return Err(Error::config("model.in_dim", "token widths must be positive"));
+        }
         if !(self.mlp_ratio > 0.0 && self.mlp_ratio.is_finite()) {
             return Err(Error::config("model.mlp_ratio", "must be a positive number"));
         }
@@ -92,27 +103,26 @@ impl VitConfig {
         (self.image.height / self.patch) * (self.image.width / self.patch)
     }
 
+    /// Values per patch, `p p C`.
+    pub fn patch_dim(&self) -> usize {
+        self.patch * self.patch * self.image.channels
+    }
+
     /// Build the network on `device` (random init from the device's RNG).
     pub fn init(&self, device: &Device) -> DenoisingVit {
         let hidden = (self.width as f64 * self.mlp_ratio).round() as usize;
         let (gh, gw) = (self.image.height / self.patch, self.image.width / self.patch);
+        let in_dim = self.in_dim.unwrap_or(self.patch_dim());
         DenoisingVit {
-            patch_embed: PatchEmbed::new(self.patch, self.image.channels, self.width, device),
+            patch_embed: PatchEmbed::from_width(in_dim, self.patch, self.width, device),
             pos_embed: sincos_pos_embed_2d(self.width, gh, gw, device),
             t_embed: TimestepEmbedder::new(self.freq_dim, self.cond_width, device),
             y_embed: (self.num_classes > 0).then(|| LabelEmbedder::new(self.num_classes, self.cond_width, device)),
             blocks: (0..self.depth)
                 .map(|_| DitBlock::new(self.width, self.heads, hidden, self.cond_width, device))
                 .collect(),
-            final_layer: FinalLayer::new(
-                self.width,
-                self.patch * self.patch * self.image.channels,
-                self.cond_width,
-                device,
-            ),
+            final_layer: FinalLayer::new(self.width, self.out_dim.unwrap_or(self.patch_dim()), self.cond_width, device),
             encoder_depth: self.encoder_depth,
-            patch: self.patch,
-            image: [self.image.channels, self.image.height, self.image.width],
         }
     }
 }
@@ -129,9 +139,6 @@ pub struct DenoisingVit {
     pub blocks: Vec<DitBlock>,
     pub final_layer: FinalLayer,
     pub encoder_depth: usize,
-    pub patch: usize,
-    /// `[C, H, W]`.
-    pub image: [usize; 3],
 }
 
 impl DenoisingVit {
@@ -152,48 +159,53 @@ impl DenoisingVit {
         }
     }
 
-    /// Tokens and conditioning after the encoder blocks.
+    /// Tokens and conditioning after the first `depth` blocks.
     ///
     /// # Shapes
-    /// - `x`: `[B, C, H, W]`; `t`, `labels`: `[B]`; returns (`[B, L, W]`, `[B, cond]`)
-    fn run_encoder(&self, x: Tensor<4>, t: &[usize], labels: Option<&[usize]>) -> (Tensor<3>, Tensor<2>) {
-        let device = x.device();
+    /// - `tokens`: `[B, L, in]`; `t`, `labels`: `[B]`; returns (`[B, L, W]`, `[B, cond]`)
+    fn run_blocks(
+        &self,
+        tokens: Tensor<3>,
+        t: &[usize],
+        labels: Option<&[usize]>,
+        depth: usize,
+    ) -> (Tensor<3>, Tensor<2>) {
+        let device = tokens.device();
         let c = self.condition(t, labels, &device); // [B, cond]
-        let mut h = self.patch_embed.forward(x) + self.pos_embed.clone(); // [B, L, W]
-        for block in &self.blocks[..self.encoder_depth] {
+        let mut h = self.patch_embed.forward_tokens(tokens) + self.pos_embed.clone(); // [B, L, W]
+        for block in &self.blocks[..depth] {
             h = block.forward(h, c.clone());
         }
         (h, c)
     }
 
-    /// The encoder's output tokens: the representation.
+    /// The encoder's output tokens: the representation (the null class for a
+    /// class-conditional model).
     ///
     /// # Shapes
-    /// - `x`: `[B, C, H, W]`; `t`: `[B]`; returns `[B, L, W]`
-    pub fn encode(&self, x: Tensor<4>, t: &[usize]) -> Tensor<3> {
-        self.run_encoder(x, t, None).0
+    /// - `tokens`: `[B, L, in]`; `t`: `[B]`; returns `[B, L, W]`
+    pub fn encode(&self, tokens: Tensor<3>, t: &[usize]) -> Tensor<3> {
+        self.encode_to(tokens, t, self.encoder_depth)
     }
 
-    /// Predict the clean image from `x_t` (l-DAE; the timestep is the only condition).
+    /// The tokens after the first `depth` blocks (the probe's encoder-depth ablation).
     ///
     /// # Shapes
-    /// - `x_t`: `[B, C, H, W]`; `t`: `[B]`; returns `[B, C, H, W]`
-    pub fn forward(&self, x_t: Tensor<4>, t: &[usize]) -> Tensor<4> {
-        self.forward_labelled(x_t, t, None)
+    /// - `tokens`: `[B, L, in]`; `t`: `[B]`; returns `[B, L, W]`
+    pub fn encode_to(&self, tokens: Tensor<3>, t: &[usize], depth: usize) -> Tensor<3> {
+        self.run_blocks(tokens, t, None, depth.min(self.blocks.len())).0
     }
 
-    /// The network's output (the target its objective sets: eps, x0 or v) for `x_t` at `t`,
-    /// with class `labels` for a class-conditional model (`None`: the null class).
+    /// The network's output (the target its objective sets) for input tokens at `t`, with
+    /// class `labels` for a class-conditional model (`None`: the null class).
     ///
     /// # Shapes
-    /// - `x_t`: `[B, C, H, W]`; `t`, `labels`: `[B]`; returns `[B, C, H, W]`
-    pub fn forward_labelled(&self, x_t: Tensor<4>, t: &[usize], labels: Option<&[usize]>) -> Tensor<4> {
-        let (mut h, c) = self.run_encoder(x_t, t, labels);
+    /// - `tokens`: `[B, L, in]`; `t`, `labels`: `[B]`; returns `[B, L, out]`
+    pub fn forward(&self, tokens: Tensor<3>, t: &[usize], labels: Option<&[usize]>) -> Tensor<3> {
+        let (mut h, c) = self.run_blocks(tokens, t, labels, self.encoder_depth);
         for block in &self.blocks[self.encoder_depth..] {
             h = block.forward(h, c.clone());
         }
-        let patches = self.final_layer.forward(h, c); // [B, L, p p C]
-        let [ch, height, width] = self.image;
-        unpatchify(patches, self.patch, ch, height, width)
+        self.final_layer.forward(h, c) // [B, L, out]
     }
 }

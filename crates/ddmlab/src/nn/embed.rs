@@ -23,10 +23,22 @@ impl PatchEmbed {
         PatchEmbed { proj: xavier_linear(patch * patch * channels, width, device), patch }
     }
 
+    /// Tokens of `in_dim` values (patch vectors or latents) to `width`-dim tokens; `patch` is
+    /// the grid's patch side, kept for reference.
+    pub fn from_width(in_dim: usize, patch: usize, width: usize, device: &Device) -> Self {
+        PatchEmbed { proj: xavier_linear(in_dim, width, device), patch }
+    }
+
     /// # Shapes
     /// - `x`: `[B, C, H, W]`; returns `[B, L, width]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<3> {
-        linear_tokens(&self.proj, patchify(x, self.patch))
+        self.forward_tokens(patchify(x, self.patch))
+    }
+
+    /// # Shapes
+    /// - `tokens`: `[B, L, in]`; returns `[B, L, width]`
+    pub fn forward_tokens(&self, tokens: Tensor<3>) -> Tensor<3> {
+        linear_tokens(&self.proj, tokens)
     }
 }
 

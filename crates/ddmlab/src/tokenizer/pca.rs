@@ -6,20 +6,18 @@
 //! `x = V_d z + mu`. The full basis is kept because the l-DAE loss weighs the residual
 //! coordinates `d+1..D` too. No gradient training is involved.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::RngExt;
-use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
 use super::patchify::patch_vector;
-use crate::atomic::write_atomic;
+use super::store::{self, Named};
 use crate::data::{
     ImageSet, ImageShape,
     loader::{purpose, step_rng},
 };
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 
 /// A fitted patch-PCA basis (all `D` components).
 #[derive(Debug, Clone, PartialEq)]
@@ -44,23 +42,8 @@ impl PatchPca {
 
     /// Fit on `num_patches` grid-aligned patches drawn uniformly from `set` (seeded).
     pub fn fit(set: &ImageSet, patch: usize, num_patches: usize, seed: u64) -> Result<Self> {
-        let ImageShape { channels, height, width } = set.shape;
-        if patch == 0 || height % patch != 0 || width % patch != 0 {
-            return Err(Error::config("patch_size", format!("{patch} must divide the image size {height}x{width}")));
-        }
-        if set.is_empty() || num_patches < 2 {
-            return Err(Error::config("pca_samples", "PCA needs a non-empty data set and at least 2 patches"));
-        }
-        let dim = patch * patch * channels;
-        let (gh, gw) = (height / patch, width / patch);
-        let mut rng = step_rng(seed, purpose::PCA, 0);
-        let mut samples = nalgebra::DMatrix::<f64>::zeros(num_patches, dim);
-        for r in 0..num_patches {
-            let img = set.image_f32(rng.random_range(0..set.len()));
-            let v = patch_vector(&img, channels, width, patch, rng.random_range(0..gh), rng.random_range(0..gw));
-            samples.row_mut(r).copy_from_slice(&v);
-        }
-        Ok(Self::from_samples(&samples, patch, channels))
+        let samples = sample_patches(set, patch, num_patches, seed)?;
+        Ok(Self::from_samples(&samples, patch, set.shape.channels))
     }
 
     /// PCA of the rows of `samples` (`[n, D]`).
@@ -135,56 +118,55 @@ impl PatchPca {
     /// the metadata), atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
         let dim = self.dim();
-        let bytes = |v: &[f64]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
-        let (m, c, e) = (bytes(&self.mean), bytes(&self.components), bytes(&self.eigenvalues));
-        let view = |b, shape| TensorView::new(Dtype::F64, shape, b).expect("sizes match");
-        let tensors = vec![
-            ("mean", view(&m[..], vec![dim])),
-            ("components", view(&c[..], vec![dim, dim])),
-            ("eigenvalues", view(&e[..], vec![dim])),
-        ];
-        let meta = HashMap::from([
-            ("patch".to_string(), self.patch.to_string()),
-            ("channels".to_string(), self.channels.to_string()),
-        ]);
-        let out = safetensors::serialize(tensors, Some(meta)).map_err(|e| Error::format(path, e.to_string()))?;
-        write_atomic(path, &out)
+        store::save(
+            path,
+            &[
+                Named { name: "mean", shape: vec![dim], values: &self.mean },
+                Named { name: "components", shape: vec![dim, dim], values: &self.components },
+                Named { name: "eigenvalues", shape: vec![dim], values: &self.eigenvalues },
+            ],
+            &[("patch", self.patch.to_string()), ("channels", self.channels.to_string())],
+        )
     }
 
     /// Load what [`PatchPca::save`] wrote.
     pub fn load(path: &Path) -> Result<Self> {
-        let raw = std::fs::read(path).at(path)?;
-        let bad = |msg: String| Error::format(path, msg);
-        let (_, meta) = SafeTensors::read_metadata(&raw).map_err(|e| bad(format!("not a safetensors file ({e})")))?;
-        let st = SafeTensors::deserialize(&raw).map_err(|e| bad(format!("not a safetensors file ({e})")))?;
-        let field = |k: &str| -> Result<usize> {
-            meta.metadata()
-                .as_ref()
-                .and_then(|m| m.get(k))
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(|| bad(format!("metadata `{k}` missing")))
-        };
-        let (patch, channels) = (field("patch")?, field("channels")?);
+        let file = store::Loaded::read(path)?;
+        let (patch, channels): (usize, usize) = (file.number("patch")?, file.number("channels")?);
         let dim = patch * patch * channels;
-        let read = |name: &str, len: usize| -> Result<Vec<f64>> {
-            let t = st.tensor(name).map_err(|e| bad(format!("tensor `{name}`: {e}")))?;
-            if t.dtype() != Dtype::F64 || t.shape().iter().product::<usize>() != len {
-                return Err(bad(format!(
-                    "tensor `{name}` is {:?} {:?}, expected F64 with {len} values",
-                    t.dtype(),
-                    t.shape()
-                )));
-            }
-            Ok(t.data().chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes"))).collect())
-        };
+        if dim == 0 {
+            return Err(file.bad("metadata `patch` and `channels` must be positive"));
+        }
         Ok(PatchPca {
             patch,
             channels,
-            mean: read("mean", dim)?,
-            components: read("components", dim * dim)?,
-            eigenvalues: read("eigenvalues", dim)?,
+            mean: file.tensor("mean", dim)?,
+            components: file.tensor("components", dim * dim)?,
+            eigenvalues: file.tensor("eigenvalues", dim)?,
         })
     }
+}
+
+/// `num_patches` grid-aligned patch vectors drawn uniformly from `set` (seeded), as the rows
+/// of an `[n, D]` matrix: what every patch-wise tokenizer is fitted on.
+pub fn sample_patches(set: &ImageSet, patch: usize, num_patches: usize, seed: u64) -> Result<nalgebra::DMatrix<f64>> {
+    let ImageShape { channels, height, width } = set.shape;
+    if patch == 0 || height % patch != 0 || width % patch != 0 {
+        return Err(Error::config("tokenizer.patch", format!("{patch} must divide the image size {height}x{width}")));
+    }
+    if set.is_empty() || num_patches < 2 {
+        return Err(Error::config("tokenizer.samples", "fitting needs a non-empty data set and at least 2 patches"));
+    }
+    let dim = patch * patch * channels;
+    let (gh, gw) = (height / patch, width / patch);
+    let mut rng = step_rng(seed, purpose::PCA, 0);
+    let mut samples = nalgebra::DMatrix::<f64>::zeros(num_patches, dim);
+    for r in 0..num_patches {
+        let img = set.image_f32(rng.random_range(0..set.len()));
+        let v = patch_vector(&img, channels, width, patch, rng.random_range(0..gh), rng.random_range(0..gw));
+        samples.row_mut(r).copy_from_slice(&v);
+    }
+    Ok(samples)
 }
 
 /// The part of a [`PatchPca`] the model needs, on a device (f32).
@@ -227,5 +209,57 @@ impl PcaTensors {
         let [b, l, dim] = e.dims();
         let d = self.v_d.dims()[1];
         e.reshape([b * l, dim]).matmul(self.v_d.clone()).reshape([b, l, d])
+    }
+}
+
+/// Patch PCA as a [`super::Tokenizer`] on a device: `z = s V_d^T (x_p - mu)`, `x_p = V_d z / s + mu`.
+#[derive(Debug, Clone)]
+pub struct PcaTokenizer {
+    pub tensors: PcaTensors,
+    pub patch: usize,
+    pub image: ImageShape,
+    /// The latent scale `s`: 1, or `1 / sqrt(mean of the kept eigenvalues)` for unit variance.
+    pub scale: f64,
+}
+
+impl PcaTokenizer {
+    /// `pca` keeping `d` components for images of `image`, with latent scale `scale`.
+    pub fn new(pca: &PatchPca, d: usize, unit: bool, image: ImageShape, device: &Device) -> Self {
+        let scale = if unit {
+            let mean_var = pca.eigenvalues[..d].iter().sum::<f64>() / d as f64;
+            1.0 / mean_var.max(1e-12).sqrt()
+        } else {
+            1.0
+        };
+        PcaTokenizer { tensors: pca.tensors(d, device), patch: pca.patch, image, scale }
+    }
+}
+
+impl super::Tokenizer for PcaTokenizer {
+    fn patch(&self) -> usize {
+        self.patch
+    }
+
+    fn latent_dim(&self) -> usize {
+        self.tensors.v_d.dims()[1]
+    }
+
+    fn image(&self) -> ImageShape {
+        self.image
+    }
+
+    fn encode(&self, x: Tensor<4>) -> Tensor<3> {
+        let z = self.tensors.encode(super::patchify(x, self.patch)); // [B, L, d]
+        if self.scale == 1.0 { z } else { z * self.scale }
+    }
+
+    fn decode(&self, z: Tensor<3>) -> Tensor<4> {
+        let ImageShape { channels, height, width } = self.image;
+        let z = if self.scale == 1.0 { z } else { z / self.scale };
+        super::unpatchify(self.tensors.decode(z), self.patch, channels, height, width)
+    }
+
+    fn residual_basis(&self) -> Option<Tensor<2>> {
+        Some(self.tensors.v_d.clone())
     }
 }

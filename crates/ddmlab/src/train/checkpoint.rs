@@ -20,7 +20,7 @@ use crate::atomic::write_atomic;
 use crate::config::RunConfig;
 use crate::error::{Error, IoContext, Result};
 use crate::models::DenoisingVit;
-use crate::tokenizer::PatchPca;
+use crate::tokenizer::FittedTokenizer;
 
 /// The scalar state of a run at a checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -223,9 +223,9 @@ pub fn load_weights(ckpt: &Path, file: &str, config: &RunConfig, device: &Device
         .map_err(|e| Error::format(&path, format!("weights do not match the model in config.toml ({e})")))
 }
 
-/// Rebuild a trainer from a checkpoint (model, EMA and optimizer state); `pca` is the run's
-/// tokenizer (l-DAE only).
-pub fn restore(ckpt: &Path, pca: Option<&PatchPca>, device: &Device) -> Result<(Trainer, CheckpointState)> {
+/// Rebuild a trainer from a checkpoint (model, EMA and optimizer state) with the run's fitted
+/// `tokenizer`.
+pub fn restore(ckpt: &Path, tokenizer: &FittedTokenizer, device: &Device) -> Result<(Trainer, CheckpointState)> {
     let (config, state) = read_meta(ckpt)?;
     let ad = device.clone().autodiff();
     let model = load_weights(ckpt, "model.bpk", &config, &ad)?;
@@ -235,7 +235,7 @@ pub fn restore(ckpt: &Path, pca: Option<&PatchPca>, device: &Device) -> Result<(
         .from_bytes(read_bytes(&optim_path)?)
         .map_err(|e| Error::format(&optim_path, format!("invalid optimizer state ({e})")))?;
     let trainer = Trainer {
-        objective: TrainObjective::new(&config, pca, &ad)?,
+        objective: TrainObjective::new(&config, tokenizer, &ad),
         model,
         ema,
         optim,

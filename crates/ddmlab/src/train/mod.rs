@@ -8,6 +8,7 @@ pub mod metrics;
 pub mod objective;
 pub mod observer;
 pub mod pretrain;
+pub mod run_folder;
 pub mod step;
 
 pub use objective::{Draws, TrainObjective};

@@ -1,62 +1,32 @@
-//! The objective a run trains, bound to what it needs on the training device, and the random
-//! draws of one batch. The training step is the same for every objective: draw, split into
-//! shards, loss, backward; only [`TrainObjective::draw`] and [`TrainObjective::loss`] differ.
+//! The objective a run trains, bound to what it needs on the training device (its tokenizer),
+//! and the random draws of one batch. The training step is the same for every objective: draw,
+//! split into shards, loss, backward; only [`TrainObjective::draw`] and
+//! [`TrainObjective::loss`] depend on the settings.
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 use rand::RngExt;
 use rand_distr::StandardNormal;
 
-use crate::config::{Objective, RunConfig};
+use crate::config::RunConfig;
 use crate::data::loader::{purpose, step_rng};
-use crate::diffusion::{DdpmObjective, DdpmTerms, LdaeObjective, LdaeTerms, SigmaSchedule, VpSchedule};
-use crate::error::{Error, Result};
+use crate::diffusion::denoise::DenoiseObjective;
 use crate::models::DenoisingVit;
-use crate::tokenizer::{LatentCodec, PatchPca, PcaTensors};
-
-/// The l-DAE objective a config describes.
-pub fn ldae_objective_of(config: &RunConfig) -> Option<LdaeObjective> {
-    config.objective.ldae().map(|l| LdaeObjective {
-        schedule: SigmaSchedule::linear(l.timesteps, l.sigma_max),
-        residual_weight: l.residual_weight,
-        patch: config.model.patch,
-    })
-}
-
-/// The DDPM objective a config describes.
-pub fn ddpm_objective_of(config: &RunConfig) -> Option<DdpmObjective> {
-    config
-        .objective
-        .ddpm()
-        .map(|d| DdpmObjective { schedule: VpSchedule::new(d.schedule, d.timesteps), prediction: d.prediction })
-}
-
-/// The latent codec of a latent-space DDPM run (`None` in pixel space); `pca` is the run's
-/// fitted basis.
-pub fn latent_codec(config: &RunConfig, pca: Option<&PatchPca>, device: &Device) -> Result<Option<LatentCodec>> {
-    match config.objective.ddpm().and_then(|d| d.latent.as_ref()) {
-        None => Ok(None),
-        Some(l) => {
-            let pca = pca.ok_or_else(|| Error::Other("a latent-space DDPM needs the run's PCA basis".into()))?;
-            Ok(Some(LatentCodec::new(pca, l.latent_dim, config.model.image, device)))
-        }
-    }
-}
+use crate::tokenizer::{FittedTokenizer, Tokenizer};
 
 /// An objective ready to train.
-pub enum TrainObjective {
-    /// l-DAE with its PCA basis on the training device.
-    /// `noise_per_image` is `L d`.
-    Ldae { objective: LdaeObjective, pca: Box<PcaTensors>, noise_per_image: usize },
-    /// DDPM; `num_classes > 0` makes the network class-conditional, with labels dropped to the
-    /// null class with probability `class_dropout`. `noise_per_image` is `C H W` of the
-    /// network's input: the image, or the patch-PCA latent when `latent` is set.
-    Ddpm {
-        objective: DdpmObjective,
-        num_classes: usize,
-        class_dropout: f64,
-        noise_per_image: usize,
-        latent: Option<Box<LatentCodec>>,
-    },
+#[derive(Debug)]
+pub struct TrainObjective {
+    pub objective: DenoiseObjective,
+    /// The run's fitted tokenizer on the training device.
+    pub tokenizer: Box<dyn Tokenizer>,
+    /// Classes of a class-conditional network (0: unconditional); label `num_classes` is the
+    /// null class, drawn with probability `class_dropout`.
+    pub num_classes: usize,
+    pub class_dropout: f64,
+    /// Noise values per image: `L d` (latent) or `C H W` (pixels).
+    pub noise_per_image: usize,
+    /// Whether the noise is laid out as images (see `diffusion::denoise`).
+    pub noise_pixels: bool,
 }
 
 /// The random draws of one batch (a pure function of `(seed, step)`).
@@ -64,99 +34,96 @@ pub enum TrainObjective {
 pub struct Draws {
     /// `t`, `[B]`.
     pub t: Vec<usize>,
-    /// The noise, `[B, ...]` row-major (l-DAE: `[B, L, d]`; DDPM: `[B, C, H, W]`).
+    /// The noise, `[B, ...]` row-major (latent: `[B, L, d]`; pixels: `[B, C, H, W]`).
     pub eps: Vec<f32>,
     /// Class labels after dropout (`num_classes` is the null class), `[B]`; `None` for an
     /// unconditional network.
     pub labels: Option<Vec<usize>>,
+    /// The posterior noise of a stochastic tokenizer (a VAE's sample), `[B, L, d]`.
+    pub tok_noise: Option<Vec<f32>>,
 }
 
 impl Draws {
     /// Images `lo..hi` of the batch.
     pub fn slice(&self, lo: usize, hi: usize) -> Draws {
-        let per = self.eps.len() / self.t.len().max(1);
+        let n = self.t.len().max(1);
+        let part = |v: &Vec<f32>| {
+            let per = v.len() / n;
+            v[lo * per..hi * per].to_vec()
+        };
         Draws {
             t: self.t[lo..hi].to_vec(),
-            eps: self.eps[lo * per..hi * per].to_vec(),
+            eps: part(&self.eps),
             labels: self.labels.as_ref().map(|l| l[lo..hi].to_vec()),
+            tok_noise: self.tok_noise.as_ref().map(part),
         }
     }
 }
 
 impl TrainObjective {
-    /// Bind the config's objective to `device`; l-DAE needs the run's fitted PCA.
-    pub fn new(config: &RunConfig, pca: Option<&PatchPca>, device: &Device) -> Result<Self> {
-        match &config.objective {
-            Objective::Ldae(l) => {
-                let pca = pca.ok_or_else(|| Error::Other("the l-DAE objective needs the run's PCA basis".into()))?;
-                Ok(TrainObjective::Ldae {
-                    objective: ldae_objective_of(config).expect("l-DAE config"),
-                    pca: Box::new(pca.tensors(l.latent_dim, device)),
-                    noise_per_image: config.model.tokens() * l.latent_dim,
-                })
-            }
-            Objective::Ddpm(d) => Ok(TrainObjective::Ddpm {
-                objective: ddpm_objective_of(config).expect("DDPM config"),
-                num_classes: config.model.num_classes,
-                class_dropout: d.class_dropout,
-                noise_per_image: config.network().image.numel(),
-                latent: latent_codec(config, pca, device)?.map(Box::new),
-            }),
+    /// Bind the config's objective to `device` with the run's fitted tokenizer.
+    pub fn new(config: &RunConfig, tokenizer: &FittedTokenizer, device: &Device) -> Self {
+        let d = &config.denoise;
+        let tokenizer = tokenizer.bind(config.model.image, device);
+        let noise_pixels = d.noise_is_pixels();
+        let noise_per_image =
+            if noise_pixels { config.model.image.numel() } else { config.model.tokens() * tokenizer.latent_dim() };
+        TrainObjective {
+            objective: d.objective(),
+            tokenizer,
+            num_classes: config.model.num_classes,
+            class_dropout: d.class_dropout,
+            noise_per_image,
+            noise_pixels,
         }
     }
 
     /// The draws of batch `step` of a run seeded `seed`, for images with class `labels`.
-    /// `t` is uniform over `0..T`, the noise standard normal; for a class-conditional DDPM
-    /// model each label is replaced by the null class with probability `class_dropout` (a
-    /// stream of its own, so l-DAE's draws do not depend on it).
+    /// `t` is uniform over `0..T`, the noise standard normal; for a class-conditional model
+    /// each label is replaced by the null class with probability `class_dropout`, and a VAE's
+    /// posterior noise comes from a stream of its own (so the others do not depend on them).
     pub fn draw(&self, seed: u64, step: usize, labels: &[u32]) -> Draws {
         let b = labels.len();
         let mut rng = step_rng(seed, purpose::NOISE, step as u64);
-        let (timesteps, noise) = match self {
-            TrainObjective::Ldae { objective, noise_per_image, .. } => (objective.schedule.len(), *noise_per_image),
-            TrainObjective::Ddpm { objective, noise_per_image, .. } => (objective.schedule.len(), *noise_per_image),
-        };
-        let t = (0..b).map(|_| rng.random_range(0..timesteps)).collect();
-        let eps = (0..b * noise).map(|_| rng.sample::<f32, _>(StandardNormal)).collect();
-        let labels = match self {
-            TrainObjective::Ddpm { num_classes, class_dropout, .. } if *num_classes > 0 => {
-                let mut drop = step_rng(seed, purpose::LABEL_DROP, step as u64);
-                Some(
-                    labels
-                        .iter()
-                        .map(|&y| if drop.random::<f64>() < *class_dropout { *num_classes } else { y as usize })
-                        .collect(),
-                )
-            }
-            _ => None,
-        };
-        Draws { t, eps, labels }
+        let t = (0..b).map(|_| rng.random_range(0..self.objective.tables.len())).collect();
+        let eps = (0..b * self.noise_per_image).map(|_| rng.sample::<f32, _>(StandardNormal)).collect();
+        let labels = (self.num_classes > 0).then(|| {
+            let mut drop = step_rng(seed, purpose::LABEL_DROP, step as u64);
+            labels
+                .iter()
+                .map(|&y| if drop.random::<f64>() < self.class_dropout { self.num_classes } else { y as usize })
+                .collect()
+        });
+        let tok_noise = self.tokenizer.stochastic().then(|| {
+            let mut rng = step_rng(seed, purpose::TOKENIZER, step as u64);
+            let per = self.noise_per_image_latent();
+            (0..b * per).map(|_| rng.sample::<f32, _>(StandardNormal)).collect()
+        });
+        Draws { t, eps, labels, tok_noise }
     }
 
-    /// The mean loss of the network on clean images `x0` with the draws `draws` (a latent-space
-    /// DDPM encodes `x0` first).
+    fn noise_per_image_latent(&self) -> usize {
+        let image = self.tokenizer.image();
+        let p = self.tokenizer.patch();
+        (image.height / p) * (image.width / p) * self.tokenizer.latent_dim()
+    }
+
+    /// The mean loss of the network on clean images `x0` with the draws `draws`.
     ///
     /// # Shapes
     /// - `x0`: `[B, C, H, W]`; `draws`: `B` images; returns `[1]`
     pub fn loss(&self, model: &DenoisingVit, x0: Tensor<4>, draws: &Draws) -> Tensor<1> {
-        match self {
-            TrainObjective::Ldae { objective, pca, .. } => {
-                let terms = LdaeTerms { t: draws.t.clone(), eps: draws.eps.clone() };
-                let x_t = objective.noisy_input(pca, x0.clone(), &terms);
-                let pred = model.forward(x_t, &terms.t);
-                objective.loss(pca, x0, pred, &terms.t)
-            }
-            TrainObjective::Ddpm { objective, latent, .. } => {
-                let x0 = match latent {
-                    Some(codec) => codec.encode(x0), // [B, d, H/p, W/p]
-                    None => x0,
-                };
-                let terms = DdpmTerms { t: draws.t.clone(), eps: draws.eps.clone() };
-                let (x_t, target) = objective.noisy_input_and_target(x0, &terms);
-                let out = model.forward_labelled(x_t, &terms.t, draws.labels.as_deref());
-                objective.loss(out, target)
-            }
-        }
+        let device = x0.device();
+        let b = draws.t.len();
+        let tok = self.tokenizer.as_ref();
+        let eps = self.objective.noise_tokens(tok, draws.eps.clone(), b, self.noise_pixels, &device);
+        let tok_noise = draws.tok_noise.as_ref().map(|v| {
+            let d = tok.latent_dim();
+            Tensor::<3>::from_data(TensorData::new(v.clone(), [b, v.len() / (b * d), d]), &device)
+        });
+        let (input, target) = self.objective.input_and_target(tok, x0, &draws.t, eps, tok_noise);
+        let out = model.forward(input, &draws.t, draws.labels.as_deref()); // [B, L, out]
+        self.objective.loss(tok, out, target, &draws.t)
     }
 }
 
@@ -165,13 +132,20 @@ mod tests {
     use super::*;
     use crate::models::preset;
 
+    fn fitted(config: &RunConfig) -> FittedTokenizer {
+        match config.denoise.tokenizer {
+            crate::tokenizer::TokenizerSpec::Pixels { patch, .. } => {
+                FittedTokenizer::Pixels { patch, channels: config.model.image.channels, scale: 1.0 }
+            }
+            _ => unreachable!("pixel presets only"),
+        }
+    }
+
     #[test]
     fn label_dropout_replaces_labels_by_the_null_class_at_its_rate() {
         let mut config = preset("dit-tiny").unwrap().config;
-        if let Objective::Ddpm(d) = &mut config.objective {
-            d.class_dropout = 0.25;
-        }
-        let objective = TrainObjective::new(&config, None, &Device::flex()).unwrap();
+        config.denoise.class_dropout = 0.25;
+        let objective = TrainObjective::new(&config, &fitted(&config), &Device::flex());
         let labels: Vec<u32> = (0..4000).map(|i| (i % 10) as u32).collect();
         let draws = objective.draw(0, 3, &labels);
         let dropped = draws.labels.as_ref().unwrap();
@@ -188,10 +162,9 @@ mod tests {
     fn unconditional_objectives_draw_no_labels() {
         let mut config = preset("dit-tiny").unwrap().config;
         config.model.num_classes = 0;
-        let objective = TrainObjective::new(&config, None, &Device::flex()).unwrap();
-        assert!(objective.draw(0, 0, &[1, 2]).labels.is_none());
-        let ldae = preset("ldae-tiny").unwrap().config;
-        let err = TrainObjective::new(&ldae, None, &Device::flex()).err().expect("needs a PCA").to_string();
-        assert!(err.contains("PCA"), "{err}");
+        config.denoise.class_dropout = 0.0;
+        let objective = TrainObjective::new(&config, &fitted(&config), &Device::flex());
+        let draws = objective.draw(0, 0, &[1, 2]);
+        assert!(draws.labels.is_none() && draws.tok_noise.is_none());
     }
 }

@@ -1,12 +1,7 @@
 //! The training loop with its run folder (any objective: l-DAE pretraining, DDPM / DiT).
 //!
-//! ```text
-//! RUN/config.toml       the resolved config (total steps fixed once known)
-//! RUN/pca.safetensors   the fitted tokenizer (l-DAE)
-//! RUN/metrics.jsonl     one line per `log_every` steps
-//! RUN/loss.png          the loss curve, redrawn at every checkpoint
-//! RUN/checkpoints/      see `checkpoint`
-//! ```
+//! The run folder's files are listed in `run_folder`; the config's total steps are fixed there
+//! once known, the tokenizer is fitted (or loaded) before the first step.
 //! Resuming restores model, EMA and optimizer state from `checkpoints/latest`; batches and noise
 //! are pure functions of `(seed, step)`, so the resumed loss trajectory equals the uninterrupted
 //! one.
@@ -21,12 +16,13 @@ use super::checkpoint::{self, CheckpointState};
 use super::lr::lr_at;
 use super::metrics::{self, MetricLine};
 use super::observer::{Observer, StepReport};
+use super::run_folder;
 use super::step::Trainer;
 use crate::config::RunConfig;
 use crate::data::loader::{BatchPlan, Loader};
-use crate::data::{DataSource, ImageSet, Split};
+use crate::data::{ImageSet, Split};
 use crate::error::{Error, IoContext, Result};
-use crate::tokenizer::PatchPca;
+use crate::tokenizer::FittedTokenizer;
 use crate::viz::plot::{Series, line_plot};
 
 /// How to run (not part of the run's identity, so not in the config).
@@ -56,9 +52,7 @@ pub struct PretrainSummary {
 
 /// Load the training split of a config's data set (with `train_limit` applied).
 pub fn load_train_set(config: &RunConfig, data_root: &Path) -> Result<ImageSet> {
-    let source: DataSource = config.data.parse()?;
-    let set = source.load(data_root, Split::Train, config.model.image)?;
-    Ok(if config.train_limit > 0 { set.truncate(config.train_limit) } else { set })
+    run_folder::load_split(config, data_root, Split::Train)
 }
 
 /// Pretrain (or resume) the run in folder `run`.
@@ -69,7 +63,7 @@ pub fn pretrain(
     device: &Device,
     obs: &mut dyn Observer,
 ) -> Result<PretrainSummary> {
-    let cfg_path = run.join("config.toml");
+    let cfg_path = run_folder::config_path(run);
     let resume_from = if opts.resume { checkpoint::latest(run)? } else { None };
     let mut config = match (&resume_from, opts.resume && cfg_path.exists()) {
         (Some(ckpt), _) => checkpoint::read_meta(ckpt)?.0,
@@ -91,26 +85,23 @@ pub fn pretrain(
 
     let set = Arc::new(load_train_set(&config, &opts.data_root)?);
     obs.message(&format!("data: {} train images of {} from {}", set.len(), set.shape, config.data));
-    let pca = match config.pca_spec() {
-        Some((patch, d, samples)) => Some(load_or_fit_pca(run, &set, patch, d, samples, config.train.seed, obs)?),
-        None => None,
-    };
+    let tokenizer = run_folder::load_or_fit_tokenizer(run, &config, &set, device, obs)?;
     let plan =
         BatchPlan { seed: config.train.seed, batch_size: config.train.batch_size, augment: config.train.augment };
 
     let (mut trainer, mut state) = match &resume_from {
         Some(ckpt) => {
-            let (t, s) = checkpoint::restore(ckpt, pca.as_ref(), device)?;
-            metrics::truncate_after(&run.join("metrics.jsonl"), s.step)?;
+            let (t, s) = checkpoint::restore(ckpt, &tokenizer, device)?;
+            metrics::truncate_after(&run_folder::metrics_path(run), s.step)?;
             obs.message(&format!("resuming from {} (step {} of {})", ckpt.display(), s.step, s.total_steps));
             (t, s)
         }
         None => {
-            let total = resolve_total_steps(&config, &set, pca.as_ref(), &plan, device, obs)?;
+            let total = resolve_total_steps(&config, &set, &tokenizer, &plan, device, obs)?;
             config.train.steps = total;
             crate::atomic::write_atomic(&cfg_path, config.to_toml().as_bytes())?;
             (
-                Trainer::new(config.clone(), pca.as_ref(), device)?,
+                Trainer::new(config.clone(), &tokenizer, device)?,
                 CheckpointState { step: 0, total_steps: total, elapsed_s: 0.0 },
             )
         }
@@ -163,7 +154,7 @@ pub fn pretrain(
                 img_per_s,
                 elapsed_s: state.elapsed_s,
             };
-            metrics::append(&run.join("metrics.jsonl"), &line)?;
+            metrics::append(&run_folder::metrics_path(run), &line)?;
             window = (0.0, 0);
         }
         let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
@@ -184,32 +175,11 @@ pub fn pretrain(
     Ok(summary)
 }
 
-/// The run's PCA tokenizer: loaded from `RUN/pca.safetensors`, or fitted on `set` and saved.
-fn load_or_fit_pca(
-    run: &Path,
-    set: &ImageSet,
-    patch: usize,
-    latent_dim: usize,
-    samples: usize,
-    seed: u64,
-    obs: &mut dyn Observer,
-) -> Result<PatchPca> {
-    let path = run.join("pca.safetensors");
-    if path.exists() {
-        return PatchPca::load(&path);
-    }
-    let pca = PatchPca::fit(set, patch, samples, seed)?;
-    pca.save(&path)?;
-    let kept: f64 = pca.explained_variance_ratio()[..latent_dim].iter().sum();
-    obs.message(&format!("PCA: D = {}, d = {latent_dim} keeps {:.1}% of the patch variance", pca.dim(), 100.0 * kept));
-    Ok(pca)
-}
-
 /// Total steps from `steps`, else `epochs`, else the time budget (measured on this machine).
 fn resolve_total_steps(
     config: &RunConfig,
     set: &ImageSet,
-    pca: Option<&PatchPca>,
+    tokenizer: &FittedTokenizer,
     plan: &BatchPlan,
     device: &Device,
     obs: &mut dyn Observer,
@@ -223,7 +193,7 @@ fn resolve_total_steps(
         return Ok(((t.epochs * per_epoch as f64).ceil() as usize).max(1));
     }
     // Time the step on a throwaway trainer: one warm-up step, then three timed ones.
-    let mut probe = Trainer::new(config.clone(), pca, device)?;
+    let mut probe = Trainer::new(config.clone(), tokenizer, device)?;
     probe.step(&plan.make(set, 0), 0.0)?;
     let start = Instant::now();
     for s in 1..4 {
@@ -243,16 +213,16 @@ fn resolve_total_steps(
 
 /// Redraw `loss.png` from `metrics.jsonl`.
 pub fn plot_loss(run: &Path) -> Result<()> {
-    let lines = metrics::read(&run.join("metrics.jsonl"))?;
+    let lines = metrics::read(&run_folder::metrics_path(run))?;
     if lines.len() < 2 {
         return Ok(());
     }
     let series = Series { name: "train loss".into(), points: lines.iter().map(|m| (m.step as f64, m.loss)).collect() };
-    let config_path = run.join("config.toml");
-    let config = RunConfig::from_toml(&std::fs::read_to_string(&config_path).at(&config_path)?, &config_path)?;
-    let (title, y) = match &config.objective {
-        crate::config::Objective::Ldae(_) => ("l-DAE training loss", "loss (weighted PCA residual)".to_string()),
-        crate::config::Objective::Ddpm(d) => ("DDPM training loss", format!("{}-prediction MSE", d.prediction.label())),
+    let config = run_folder::read_config(run)?;
+    let title = format!("training loss: {}", config.denoise.label(config.model.image.channels));
+    let y = match config.denoise.target {
+        crate::diffusion::denoise::Target::Image => "loss (weighted squared error per patch)".to_string(),
+        t => format!("{}-prediction loss", t.label()),
     };
-    line_plot(&run.join("loss.png"), title, "step", &y, &[series], true)
+    line_plot(&run.join("loss.png"), &title, "step", &y, &[series], true)
 }

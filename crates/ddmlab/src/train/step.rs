@@ -14,7 +14,7 @@ use crate::config::RunConfig;
 use crate::data::loader::Batch;
 use crate::error::{Error, Result};
 use crate::models::DenoisingVit;
-use crate::tokenizer::PatchPca;
+use crate::tokenizer::FittedTokenizer;
 
 /// The state that a training step changes, plus what it needs.
 pub struct Trainer {
@@ -48,13 +48,13 @@ pub fn optimizer_of(config: &RunConfig) -> ModuleOptimizer {
 
 impl Trainer {
     /// A fresh trainer: the network is initialised from `config.train.seed` on `device`
-    /// (a plain device; autodiff is added here). `pca` is the run's tokenizer (l-DAE only).
-    pub fn new(config: RunConfig, pca: Option<&PatchPca>, device: &Device) -> Result<Self> {
+    /// (a plain device; autodiff is added here) with the run's fitted `tokenizer`.
+    pub fn new(config: RunConfig, tokenizer: &FittedTokenizer, device: &Device) -> Result<Self> {
         let ad = device.clone().autodiff();
         ad.seed(config.train.seed);
         let model = config.network().init(&ad);
         Ok(Trainer {
-            objective: TrainObjective::new(&config, pca, &ad)?,
+            objective: TrainObjective::new(&config, tokenizer, &ad),
             ema: model.valid(),
             model,
             optim: optimizer_of(&config),

@@ -29,14 +29,15 @@ pub fn write_synthetic_fashion_mnist(root: &Path) {
 }
 
 /// `config` shrunk to a 2-block, 32-wide network on batches of 16, checkpointing every 3 steps.
+#[allow(dead_code)] // not every test binary that includes `common` shrinks a preset
 pub fn micro(mut c: RunConfig, steps: usize) -> RunConfig {
     c.model.width = 32;
     c.model.cond_width = if c.model.num_classes > 0 { 32 } else { 8 };
     c.model.depth = 2;
     c.model.encoder_depth = 1;
     c.model.heads = 2;
-    if let ddmlab::config::Objective::Ldae(l) = &mut c.objective {
-        l.pca_samples = 2000;
+    if let ddmlab::tokenizer::TokenizerSpec::Pca { samples, .. } = &mut c.denoise.tokenizer {
+        *samples = 2000;
     }
     c.train.batch_size = 16;
     c.train.steps = steps;

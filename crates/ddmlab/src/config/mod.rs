@@ -1,0 +1,282 @@
+//! The typed configuration of a pretraining run: model, tokenizer/objective, optimisation and
+//! data. A preset fills it, flags and TOML files override it, [`RunConfig::validate`] checks
+//! every field before any library code runs, and the resolved config is saved in the run folder
+//! and in every checkpoint.
+
+pub mod denoise;
+pub mod legacy;
+
+use serde::{Deserialize, Serialize};
+
+pub use denoise::DenoiseConfig;
+pub use legacy::{DdpmConfig, LdaeConfig, LegacyRunConfig, PcaLatentConfig};
+
+use crate::data::transform::Augment;
+use crate::error::{Error, Result};
+use crate::models::VitConfig;
+
+/// Optimisation settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub batch_size: usize,
+    /// Base learning rate; the actual one is `blr * batch_size / 256`.
+    pub blr: f64,
+    /// Total optimisation steps. `0` means: derive from `epochs` (or from `time_budget_min`).
+    pub steps: usize,
+    /// Epochs over the training set (used when `steps` is 0).
+    pub epochs: f64,
+    /// When positive and `steps` is 0: measure the step time and fit the run into this many
+    /// minutes (the schedule is fixed from then on and saved with the run).
+    pub time_budget_min: f64,
+    /// Linear warm-up length as a fraction of the total steps.
+    pub warmup_frac: f64,
+    /// The learning rate at the end of the cosine, as a fraction of the peak.
+    pub min_lr_frac: f64,
+    pub weight_decay: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    /// AdamW epsilon (PyTorch's default 1e-8; burn's default differs).
+    pub adam_eps: f64,
+    /// Clip the global gradient norm to this value (0 = off).
+    pub grad_clip: f64,
+    /// EMA decay of the weights (warmed up as `min(decay, (1 + s) / (10 + s))`).
+    pub ema_decay: f64,
+    pub augment: Augment,
+    pub seed: u64,
+    /// Write a checkpoint every this many steps (and at the end).
+    pub checkpoint_every: usize,
+    /// Append a metrics line every this many steps.
+    pub log_every: usize,
+}
+
+/// Everything that defines a training run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// The preset this config started from.
+    pub preset: String,
+    /// Data set spec (`fashion-mnist`, `mnist`, `cifar10:DIR`, `folder:DIR`, ...).
+    pub data: String,
+    /// Use only the first `train_limit` training images (0 = all).
+    pub train_limit: usize,
+    /// Resize the data set's images to `model.image` on load (bilinear); without it a size
+    /// mismatch is an error. The pixel-tokenizer rows of the ladder use it to keep the
+    /// sequence length fixed while the patch grows.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resize: bool,
+    pub model: VitConfig,
+    /// The denoising objective.
+    pub denoise: DenoiseConfig,
+    pub train: TrainConfig,
+}
+
+/// The top-level keys of a [`RunConfig`] in TOML, and the two objective sections of configs
+/// written before `[denoise]`.
+const TOP_LEVEL_KEYS: [&str; 9] =
+    ["preset", "data", "train_limit", "resize", "model", "denoise", "train", "ldae", "ddpm"];
+
+/// `Ok` when `ok`, else the config error naming `field`.
+fn check(ok: bool, field: &str, msg: impl Into<String>) -> Result<()> {
+    if ok { Ok(()) } else { Err(Error::config(field, msg)) }
+}
+
+impl RunConfig {
+    /// The network's configuration: the model section with its token input and output widths
+    /// set by the objective (`model.image` is the data's shape, `model.patch` the token grid's).
+    pub fn network(&self) -> VitConfig {
+        let c = self.model.image.channels;
+        VitConfig { in_dim: Some(self.denoise.in_dim(c)), out_dim: Some(self.denoise.out_dim(c)), ..self.model.clone() }
+    }
+
+    /// Check every field; the first bad one is named in the error.
+    pub fn validate(&self) -> Result<()> {
+        let d = &self.denoise;
+        d.validate(self.model.image, self.model.num_classes)?;
+        check(
+            self.model.patch == d.tokenizer.patch(),
+            "model.patch",
+            format!(
+                "{} must equal denoise.tokenizer.patch {}: one token per tokenizer patch",
+                self.model.patch,
+                d.tokenizer.patch()
+            ),
+        )?;
+        let c = self.model.image.channels;
+        for (field, set, want) in
+            [("model.in_dim", self.model.in_dim, d.in_dim(c)), ("model.out_dim", self.model.out_dim, d.out_dim(c))]
+        {
+            if let Some(v) = set {
+                check(
+                    v == want,
+                    field,
+                    format!("{v} disagrees with the objective, which needs {want} (or leave it out)"),
+                )?;
+            }
+        }
+        self.network().validate()?;
+        self.data.parse::<crate::data::DataSource>()?;
+        let t = &self.train;
+        check(t.batch_size >= 1, "train.batch_size", "must be positive")?;
+        check(t.blr.is_finite() && t.blr > 0.0, "train.blr", format!("{} must be a positive number", t.blr))?;
+        check(
+            t.steps > 0 || t.epochs > 0.0 || t.time_budget_min > 0.0,
+            "train.steps",
+            "one of train.steps, train.epochs, train.time_budget_min must be positive",
+        )?;
+        check(t.epochs.is_finite() && t.epochs >= 0.0, "train.epochs", "must be a non-negative number")?;
+        check(
+            t.time_budget_min.is_finite() && t.time_budget_min >= 0.0,
+            "train.time_budget_min",
+            "must be a non-negative number",
+        )?;
+        check(
+            (0.0..1.0).contains(&t.warmup_frac),
+            "train.warmup_frac",
+            format!("{} must be in [0, 1)", t.warmup_frac),
+        )?;
+        check((0.0..=1.0).contains(&t.min_lr_frac), "train.min_lr_frac", "must be in [0, 1]")?;
+        check(t.weight_decay >= 0.0 && t.weight_decay.is_finite(), "train.weight_decay", "must be non-negative")?;
+        check((0.0..1.0).contains(&t.beta1), "train.beta1", "must be in [0, 1)")?;
+        check((0.0..1.0).contains(&t.beta2), "train.beta2", "must be in [0, 1)")?;
+        check(t.adam_eps > 0.0 && t.adam_eps.is_finite(), "train.adam_eps", "must be positive")?;
+        check(t.grad_clip >= 0.0 && t.grad_clip.is_finite(), "train.grad_clip", "must be non-negative (0 = off)")?;
+        check((0.0..1.0).contains(&t.ema_decay), "train.ema_decay", format!("{} must be in [0, 1)", t.ema_decay))?;
+        check(t.checkpoint_every >= 1, "train.checkpoint_every", "must be positive")?;
+        check(t.log_every >= 1, "train.log_every", "must be positive")?;
+        if let Augment::RandomResizedCrop { min_scale, .. } = t.augment {
+            check(min_scale > 0.0 && min_scale <= 1.0, "train.augment.min_scale", "must be in (0, 1]")?;
+        }
+        Ok(())
+    }
+
+    /// The peak learning rate `blr * batch / 256`.
+    pub fn lr(&self) -> f64 {
+        self.train.blr * self.train.batch_size as f64 / 256.0
+    }
+
+    /// As TOML text.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("RunConfig serialises")
+    }
+
+    /// Parse TOML text (unknown fields are errors). A config with an `[ldae]` or `[ddpm]`
+    /// section (written before `[denoise]`) is read as the equivalent `[denoise]` config.
+    pub fn from_toml(text: &str, origin: &std::path::Path) -> Result<Self> {
+        let invalid = |msg: String| Error::format(origin, format!("invalid config: {msg}"));
+        let table: toml::Table = toml::from_str(text).map_err(|e| invalid(e.message().to_string()))?;
+        if let Some(key) = table.keys().find(|k| !TOP_LEVEL_KEYS.contains(&k.as_str())) {
+            return Err(invalid(format!("unknown field `{key}`, expected one of {}", TOP_LEVEL_KEYS[..7].join(", "))));
+        }
+        let sections = ["denoise", "ldae", "ddpm"].iter().filter(|k| table.contains_key(**k)).count();
+        if sections != 1 {
+            return Err(invalid(
+                "exactly one objective section is needed: [denoise] (or the older [ldae] / [ddpm])".into(),
+            ));
+        }
+        if table.contains_key("denoise") {
+            toml::from_str(text).map_err(|e| invalid(e.message().to_string()))
+        } else {
+            let legacy: LegacyRunConfig = toml::from_str(text).map_err(|e| invalid(e.message().to_string()))?;
+            Ok(legacy.upgrade())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diffusion::NoiseSchedule;
+    use crate::diffusion::denoise::{InputSpace, NoiseSpace, Target};
+    use crate::models::preset;
+    use crate::tokenizer::{LatentScale, TokenizerSpec};
+
+    #[test]
+    fn configs_round_trip_through_toml_with_the_objective_as_a_section() {
+        for name in ["ldae-fmnist", "dit-fmnist", "dit-fmnist-pca"] {
+            let c = preset(name).unwrap().config;
+            let text = c.to_toml();
+            assert!(text.contains("[denoise]") && text.contains("[denoise.tokenizer]"), "{name}:\n{text}");
+            assert_eq!(RunConfig::from_toml(&text, std::path::Path::new("c.toml")).unwrap(), c, "{name}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_missing_or_double_objectives_are_named() {
+        let path = std::path::Path::new("c.toml");
+        let text = preset("dit-tiny").unwrap().config.to_toml();
+        let err = RunConfig::from_toml(&format!("colour = 3\n{text}"), path).unwrap_err().to_string();
+        assert!(err.contains("c.toml") && err.contains("unknown field `colour`"), "{err}");
+        let err = RunConfig::from_toml(&format!("{text}\n[ldae]\nlatent_dim = 4\n"), path).unwrap_err().to_string();
+        assert!(err.contains("exactly one objective"), "{err}");
+        let inner = text.replace("target = \"eps\"", "target = \"score\"");
+        let err = RunConfig::from_toml(&inner, path).unwrap_err().to_string();
+        assert!(err.contains("score"), "{err}");
+    }
+
+    #[test]
+    fn invalid_combinations_are_one_error_naming_the_field() {
+        type Change = Box<dyn Fn(&mut RunConfig)>;
+        let cases: Vec<(&str, Change, &str)> = vec![
+            ("dit-tiny", Box::new(|c| c.denoise.class_dropout = 1.0), "denoise.class_dropout"),
+            (
+                "dit-tiny",
+                Box::new(|c| c.denoise.noise = NoiseSchedule::LinearBeta { start: 0.02, end: 1e-4 }),
+                "denoise.noise",
+            ),
+            ("dit-tiny", Box::new(|c| c.model.num_classes = 0), "denoise.class_dropout"),
+            // A residual weight without a tokenizer that has a residual.
+            (
+                "dit-tiny",
+                Box::new(|c| {
+                    c.denoise.target = Target::Image;
+                    c.denoise.residual_weight = Some(0.1);
+                }),
+                "denoise.residual_weight",
+            ),
+            // A residual weight on a latent target.
+            ("ldae-tiny", Box::new(|c| c.denoise.target = Target::X0), "denoise.residual_weight"),
+            (
+                "ldae-tiny",
+                Box::new(|c| {
+                    c.denoise.noise_space = NoiseSpace::Pixels;
+                    c.denoise.target = Target::Eps;
+                    c.denoise.residual_weight = None;
+                }),
+                "denoise.target",
+            ),
+            (
+                "ldae-tiny",
+                Box::new(|c| {
+                    c.denoise.noise_space = NoiseSpace::Pixels;
+                    c.denoise.input = InputSpace::Latent;
+                }),
+                "denoise.input",
+            ),
+            (
+                "ldae-tiny",
+                Box::new(|c| {
+                    c.denoise.tokenizer =
+                        TokenizerSpec::Pca { patch: 5, latent_dim: 4, samples: 100, scale: LatentScale::None, seed: 0 }
+                }),
+                "denoise.tokenizer.patch",
+            ),
+            (
+                "ldae-tiny",
+                Box::new(|c| {
+                    c.denoise.tokenizer =
+                        TokenizerSpec::Pca { patch: 7, latent_dim: 4, samples: 100, scale: LatentScale::None, seed: 0 }
+                }),
+                "model.patch",
+            ),
+            ("ldae-tiny", Box::new(|c| c.model.out_dim = Some(3)), "model.out_dim"),
+        ];
+        for (name, change, field) in cases {
+            let mut c = preset(name).unwrap().config;
+            change(&mut c);
+            let err =
+                c.validate().err().unwrap_or_else(|| panic!("{name}: expected an error naming {field}")).to_string();
+            assert!(err.contains(&format!("`{field}`")), "{name}, expected {field}: {err}");
+        }
+    }
+}

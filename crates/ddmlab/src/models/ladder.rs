@@ -1,0 +1,399 @@
+//! The l-DAE paper's deconstruction ladder (Tables 1-3) on Fashion-MNIST, as presets: each rung
+//! is the rung it names as its parent plus the one change the paper's row names, and declares
+//! the config keys that change (a test checks that nothing else does).
+//!
+//! Scale: the backbone of `ldae-fmnist` (width 192, 8 blocks with the first 4 as the encoder,
+//! 3 heads, conditioning at a quarter of the width, 16 tokens of 7x7 patches) and its
+//! optimisation (batch 256, base lr 1.5e-3, 5% warm-up, cosine, EMA 0.999); `ddmlab
+//! deconstruct` sets the same number of steps for every rung of a table. Tokenizers are scaled
+//! to unit latent variance throughout, as latent diffusion scales its VAE latent, so that the
+//! variance-preserving schedules of the first rungs see unit-variance data and only the paper's
+//! named changes move along the ladder.
+//!
+//! - **Table 1** (generation-oriented -> self-supervised), from a class-conditional DiT in the
+//!   patch-PCA latent (d = 8, DDPM linear betas, eps): remove class conditioning; replace the
+//!   noise schedule by `gamma_t^2` linear from 1 to 0. (The conv VAE's perceptual and
+//!   adversarial rows come with the conv tokenizer.)
+//! - **Table 2** (tokenizer x latent dimension), each from Table 1's last rung: patch PCA at
+//!   d = 2, 4, 8, 16, 32 (of D = 49); patch AE and VAE at d = 4, 8, 16; pixels at patch 2, 4, 7
+//!   (d = D = 4, 16, 49), with images resized to 4p x 4p so that there are always 16 tokens
+//!   (the paper's Fig. 5).
+//! - **Table 3** (toward a classical DAE), from patch PCA d = 8: predict clean data
+//!   (`lambda_t = gamma_t^2`); remove input scaling (`gamma_t = 1`, `sigma_t` linear to
+//!   `sqrt 2`, `lambda_t = 1/(1+sigma_t^2)`); operate in image space (inverse PCA on the input);
+//!   inverse PCA on the output too (predict `D(z0)`); predict the original image with the
+//!   residual weight 0.1 (l-DAE); a single noise level `sqrt(1/3)`. Beside them: the noise
+//!   target kept after removing input scaling (our reading of the table's eps footnote), and the
+//!   same network as a pixel-space DAE (claim (h)).
+
+use crate::config::RunConfig;
+use crate::data::ImageShape;
+use crate::diffusion::LossWeight;
+use crate::diffusion::NoiseSchedule;
+use crate::diffusion::denoise::{InputSpace, Target};
+use crate::models::presets::{ddpm, train, vit};
+use crate::tokenizer::{LatentScale, TokenizerSpec};
+
+/// Which of the paper's tables a rung belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Table {
+    One,
+    Two,
+    Three,
+}
+
+impl Table {
+    /// `1`, `2`, `3`.
+    pub fn number(self) -> usize {
+        match self {
+            Table::One => 1,
+            Table::Two => 2,
+            Table::Three => 3,
+        }
+    }
+}
+
+/// One rung of the ladder.
+pub struct Rung {
+    pub name: &'static str,
+    pub about: &'static str,
+    pub table: Table,
+    /// The rung this one changes (`None` for the baseline).
+    pub parent: Option<&'static str>,
+    /// The config keys (dotted TOML paths) that differ from the parent.
+    pub changes: Vec<&'static str>,
+    /// The paper's linear-probe top-1 for the matching row (ImageNet, DiT-L, 400 epochs), and
+    /// its FID-50K where given.
+    pub paper_probe: Option<f64>,
+    pub paper_fid: Option<f64>,
+    /// The paper's row this is compared with, when the correspondence is not one to one.
+    pub paper_row: &'static str,
+    pub config: RunConfig,
+}
+
+const PATCH: usize = 7;
+const BASE_D: usize = 8;
+const SAMPLES: usize = 100_000;
+
+fn pca(latent_dim: usize) -> TokenizerSpec {
+    TokenizerSpec::Pca { patch: PATCH, latent_dim, samples: SAMPLES, scale: LatentScale::Unit, seed: 0 }
+}
+
+fn patch_ae(latent_dim: usize, variational: bool) -> TokenizerSpec {
+    if variational {
+        TokenizerSpec::PatchVae {
+            patch: PATCH,
+            latent_dim,
+            samples: SAMPLES,
+            steps: 3000,
+            kl_weight: 1e-3,
+            scale: LatentScale::Unit,
+            seed: 0,
+        }
+    } else {
+        TokenizerSpec::PatchAe {
+            patch: PATCH,
+            latent_dim,
+            samples: SAMPLES,
+            steps: 3000,
+            scale: LatentScale::Unit,
+            seed: 0,
+        }
+    }
+}
+
+/// The keys that change from a patch-7 PCA tokenizer to pixels at patch `p`.
+fn pixel_changes(p: usize) -> Vec<&'static str> {
+    let mut keys = vec![
+        "denoise.tokenizer.kind",
+        "denoise.tokenizer.latent_dim",
+        "denoise.tokenizer.samples",
+        "denoise.tokenizer.seed",
+    ];
+    if p != PATCH {
+        keys.extend(["resize", "model.image.height", "model.image.width", "model.patch", "denoise.tokenizer.patch"]);
+    }
+    keys
+}
+
+/// The class-conditional DiT baseline of Table 1 on the patch-PCA latent.
+fn baseline() -> RunConfig {
+    let fmnist = ImageShape { channels: 1, height: 28, width: 28 };
+    RunConfig {
+        preset: "ladder-t1-dit".into(),
+        data: "fashion-mnist".into(),
+        train_limit: 0,
+        resize: false,
+        model: crate::models::VitConfig { num_classes: 10, ..vit(fmnist, PATCH, 192, 8, 3) },
+        denoise: ddpm(pca(BASE_D)),
+        train: crate::config::TrainConfig { ema_decay: 0.999, steps: 700, ..train(256, 1.5e-3, 0.0, 0.05) },
+    }
+}
+
+/// Every rung, parents before children.
+pub fn rungs() -> Vec<Rung> {
+    let mut out: Vec<Rung> = Vec::new();
+    let mut add = |name: &'static str,
+                   about: &'static str,
+                   table: Table,
+                   parent: Option<&'static str>,
+                   changes: &[&'static str],
+                   paper: (Option<f64>, Option<f64>, &'static str),
+                   change: &dyn Fn(&mut RunConfig)| {
+        let mut config = match parent {
+            Some(p) => out.iter().find(|r| r.name == p).expect("parents come first").config.clone(),
+            None => baseline(),
+        };
+        change(&mut config);
+        config.preset = name.into();
+        out.push(Rung {
+            name,
+            about,
+            table,
+            parent,
+            changes: changes.to_vec(),
+            paper_probe: paper.0,
+            paper_fid: paper.1,
+            paper_row: paper.2,
+            config,
+        });
+    };
+    use Table::*;
+    add(
+        "ladder-t1-dit",
+        "ladder T1: class-conditional DiT on patch PCA d=8 (unit scale), DDPM linear betas, eps",
+        One,
+        None,
+        &[],
+        (Some(57.5), Some(11.6), "DiT baseline"),
+        &|_| {},
+    );
+    add(
+        "ladder-t1-uncond",
+        "ladder T1: remove class conditioning",
+        One,
+        Some("ladder-t1-dit"),
+        &["model.num_classes", "denoise.class_dropout"],
+        (Some(62.5), Some(30.9), "remove class conditioning"),
+        &|c| {
+            c.model.num_classes = 0;
+            c.denoise.class_dropout = 0.0;
+        },
+    );
+    add(
+        "ladder-t1-gamma2",
+        "ladder T1: replace the noise schedule (gamma_t^2 linear from 1 to 0)",
+        One,
+        Some("ladder-t1-uncond"),
+        &["denoise.noise.kind", "denoise.noise.start", "denoise.noise.end"],
+        (Some(63.4), Some(93.2), "replace the noise schedule"),
+        &|c| c.denoise.noise = NoiseSchedule::LinearGamma2,
+    );
+    // Table 2: each tokenizer and latent size from Table 1's last rung (its PCA d = 8 row is that
+    // rung itself). The paper's d (of D = 768) is matched to ours (of D = 49) by rank.
+    for (name, d, paper, row) in [
+        ("ladder-t2-pca-d2", 2, Some(56.0), "patch PCA d=8"),
+        ("ladder-t2-pca-d4", 4, Some(63.4), "patch PCA d=16"),
+        ("ladder-t2-pca-d16", 16, Some(60.0), "patch PCA d=64"),
+        ("ladder-t2-pca-d32", 32, Some(53.9), "patch PCA d=128"),
+    ] {
+        add(
+            name,
+            "ladder T2: patch PCA at another latent size",
+            Two,
+            Some("ladder-t1-gamma2"),
+            &["denoise.tokenizer.latent_dim"],
+            (paper, None, row),
+            &move |c| c.denoise.tokenizer = pca(d),
+        );
+    }
+    for (name, d, variational, paper, row) in [
+        ("ladder-t2-ae-d4", 4, false, Some(64.7), "patch AE d=16"),
+        ("ladder-t2-ae-d8", 8, false, Some(64.6), "patch AE d=32"),
+        ("ladder-t2-ae-d16", 16, false, Some(59.9), "patch AE d=64"),
+        ("ladder-t2-vae-d4", 4, true, Some(64.9), "patch VAE d=16"),
+        ("ladder-t2-vae-d8", 8, true, Some(64.8), "patch VAE d=32"),
+        ("ladder-t2-vae-d16", 16, true, Some(56.8), "patch VAE d=64"),
+    ] {
+        let mut changes = vec!["denoise.tokenizer.kind", "denoise.tokenizer.steps"];
+        if d != BASE_D {
+            changes.push("denoise.tokenizer.latent_dim");
+        }
+        if variational {
+            changes.push("denoise.tokenizer.kl_weight");
+        }
+        let about = if variational {
+            "ladder T2: patch VAE tokenizer (linear, KL 1e-3)"
+        } else {
+            "ladder T2: patch AE tokenizer (linear)"
+        };
+        add(name, about, Two, Some("ladder-t1-gamma2"), &changes, (paper, None, row), &move |c| {
+            c.denoise.tokenizer = patch_ae(d, variational)
+        });
+    }
+    for (name, p, paper, row) in [
+        ("ladder-t2-pixels-p2", 2, None, "pixels, small d"),
+        ("ladder-t2-pixels-p4", 4, None, "pixels"),
+        ("ladder-t2-pixels-p7", 7, Some(23.6), "pixels d=D=768"),
+    ] {
+        add(
+            name,
+            "ladder T2: pixels (no compression, d = p p), images resized to 4p x 4p: 16 tokens",
+            Two,
+            Some("ladder-t1-gamma2"),
+            &pixel_changes(p),
+            (paper, None, row),
+            &move |c| {
+                c.resize = p * 4 != 28;
+                c.model.image = ImageShape { channels: 1, height: 4 * p, width: 4 * p };
+                c.model.patch = p;
+                c.denoise.tokenizer = TokenizerSpec::Pixels { patch: p, scale: LatentScale::Unit };
+            },
+        );
+    }
+    add(
+        "ladder-t3-x0",
+        "ladder T3: predict clean data instead of noise (lambda_t = gamma_t^2)",
+        Three,
+        Some("ladder-t1-gamma2"),
+        &["denoise.target", "denoise.loss_weight"],
+        (Some(62.4), None, "predict clean data"),
+        &|c| {
+            c.denoise.target = Target::X0;
+            c.denoise.loss_weight = LossWeight::Gamma2;
+        },
+    );
+    add(
+        "ladder-t3-no-scaling",
+        "ladder T3: remove input scaling (gamma_t = 1, sigma_t linear to sqrt 2, lambda_t = 1/(1+sigma_t^2))",
+        Three,
+        Some("ladder-t3-x0"),
+        &["denoise.noise.kind", "denoise.noise.sigma_max", "denoise.loss_weight"],
+        (Some(63.6), None, "remove input scaling"),
+        &|c| {
+            c.denoise.noise = NoiseSchedule::ldae();
+            c.denoise.loss_weight = LossWeight::InvOnePlusSigma2;
+        },
+    );
+    add(
+        "ladder-t3-eps",
+        "ladder T3 (footnote): without input scaling, keep predicting the noise",
+        Three,
+        Some("ladder-t3-no-scaling"),
+        &["denoise.target"],
+        (None, None, "eps target (footnote)"),
+        &|c| c.denoise.target = Target::Eps,
+    );
+    add(
+        "ladder-t3-image-input",
+        "ladder T3: operate in image space (inverse PCA on the input)",
+        Three,
+        Some("ladder-t3-no-scaling"),
+        &["denoise.input"],
+        (Some(63.6), None, "inverse PCA on the input"),
+        &|c| c.denoise.input = InputSpace::Image,
+    );
+    add(
+        "ladder-t3-image-output",
+        "ladder T3: inverse PCA on the output too (predict the decoded clean latent)",
+        Three,
+        Some("ladder-t3-image-input"),
+        &["denoise.target"],
+        (Some(63.9), None, "inverse PCA on the output"),
+        &|c| c.denoise.target = Target::DecodedX0,
+    );
+    add(
+        "ladder-t3-ldae",
+        "ladder T3: predict the original image (PCA-residual weight 0.1) = l-DAE",
+        Three,
+        Some("ladder-t3-image-output"),
+        &["denoise.target", "denoise.residual_weight"],
+        (Some(64.5), None, "predict the original image (l-DAE)"),
+        &|c| {
+            c.denoise.target = Target::Image;
+            c.denoise.residual_weight = Some(0.1);
+        },
+    );
+    add(
+        "ladder-t3-single-level",
+        "ladder T3: a single noise level sigma = sqrt(1/3)",
+        Three,
+        Some("ladder-t3-ldae"),
+        &["denoise.noise.kind", "denoise.noise.sigma_max", "denoise.noise.sigma"],
+        (Some(61.5), None, "single noise level"),
+        &|c| c.denoise.noise = NoiseSchedule::Constant { sigma: (1.0f64 / 3.0).sqrt() },
+    );
+    add(
+        "ladder-t3-pixel-dae",
+        "ladder T3: the same network as a pixel-space DAE (pixels tokenizer, no residual)",
+        Three,
+        Some("ladder-t3-ldae"),
+        &[&pixel_changes(PATCH)[..], &["denoise.residual_weight"]].concat(),
+        (None, None, "pixel-space DAE"),
+        &|c| {
+            c.denoise.residual_weight = None;
+            c.denoise.tokenizer = TokenizerSpec::Pixels { patch: PATCH, scale: LatentScale::Unit };
+        },
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every leaf of a TOML tree as `dotted.key = value`.
+    fn leaves(prefix: &str, v: &toml::Value, out: &mut std::collections::BTreeMap<String, String>) {
+        match v {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    leaves(&key, v, out);
+                }
+            }
+            other => {
+                out.insert(prefix.to_string(), other.to_string());
+            }
+        }
+    }
+
+    #[test]
+    fn each_rung_differs_from_its_parent_only_in_the_keys_it_names() {
+        let all = rungs();
+        for r in &all {
+            r.config.validate().unwrap_or_else(|e| panic!("{}: {e}", r.name));
+            let Some(parent) = r.parent else { continue };
+            let parent = &all.iter().find(|p| p.name == parent).expect("parent exists").config;
+            let (mut a, mut b) = (Default::default(), Default::default());
+            leaves("", &toml::Value::try_from(parent).unwrap(), &mut a);
+            leaves("", &toml::Value::try_from(&r.config).unwrap(), &mut b);
+            let mut changed: Vec<String> = a
+                .keys()
+                .chain(b.keys())
+                .filter(|k| k.as_str() != "preset" && a.get(*k) != b.get(*k))
+                .cloned()
+                .collect();
+            changed.sort();
+            changed.dedup();
+            let mut declared: Vec<String> = r.changes.iter().map(|s| s.to_string()).collect();
+            declared.sort();
+            assert_eq!(changed, declared, "{}: changed keys vs declared", r.name);
+        }
+    }
+
+    #[test]
+    fn the_ladder_ends_at_ldae_and_every_table_shares_one_backbone() {
+        let all = rungs();
+        let ldae = &all.iter().find(|r| r.name == "ladder-t3-ldae").unwrap().config;
+        let d = &ldae.denoise;
+        assert_eq!(
+            (d.input, d.target, d.residual_weight, d.noise),
+            (InputSpace::Image, Target::Image, Some(0.1), NoiseSchedule::ldae())
+        );
+        assert_eq!(ldae.model.num_classes, 0);
+        for r in &all {
+            let m = &r.config.model;
+            assert_eq!((m.width, m.depth, m.encoder_depth, m.tokens()), (192, 8, 4, 16), "{}", r.name);
+        }
+    }
+}
