@@ -4,6 +4,7 @@
 mod args;
 mod bench;
 mod data;
+mod deconstruct;
 mod denoise;
 mod fid;
 mod gen_eval;
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
         Command::Fid(a) => fid::run(a),
         Command::GenEval(a) => gen_eval::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Deconstruct(a) => deconstruct::run(a),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,6 @@
 //! `ddmlab pretrain`: preset or TOML file -> overrides -> validated `RunConfig` -> library.
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use ddmlab::config::RunConfig;
 use ddmlab::models::preset;
 use ddmlab::train::{PretrainOptions, pretrain};
@@ -8,33 +8,6 @@ use ddmlab::train::{PretrainOptions, pretrain};
 use crate::args::PretrainArgs;
 use crate::progress::Bar;
 use crate::setup;
-
-/// Set `key` (a dotted path such as `train.blr`) to `value` (TOML syntax; bare words are strings).
-fn set_field(config: &RunConfig, assignment: &str) -> Result<RunConfig> {
-    let (key, raw) =
-        assignment.split_once('=').ok_or_else(|| anyhow!("invalid --set `{assignment}`, expected KEY=VALUE"))?;
-    let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
-    let mut tree = toml::Value::try_from(config).expect("config serialises");
-    let mut node = &mut tree;
-    let parts: Vec<&str> = key.trim().split('.').collect();
-    for (i, part) in parts.iter().enumerate() {
-        let table = node
-            .as_table_mut()
-            .ok_or_else(|| anyhow!("invalid --set `{key}`: `{}` is not a section", parts[..i].join(".")))?;
-        if !table.contains_key(*part) {
-            bail!("invalid --set `{key}`: no field `{part}` (see a run's config.toml for the field names)");
-        }
-        if i + 1 == parts.len() {
-            table.insert(part.to_string(), value.clone());
-            break;
-        }
-        node = table.get_mut(*part).expect("checked");
-    }
-    tree.try_into::<RunConfig>().map_err(|e| anyhow!("invalid --set `{assignment}`: {}", e.message()))
-}
 
 /// A preset, or a TOML file instead when given, with `--set` overrides applied (not validated).
 pub fn base_config(preset_name: &str, file: Option<&std::path::Path>, overrides: &[String]) -> Result<RunConfig> {
@@ -47,7 +20,7 @@ pub fn base_config(preset_name: &str, file: Option<&std::path::Path>, overrides:
         None => preset(preset_name)?.config,
     };
     for s in overrides {
-        config = set_field(&config, s)?;
+        config = config.with_override(s)?;
     }
     Ok(config)
 }

@@ -16,6 +16,7 @@
 pub mod atomic;
 pub mod config;
 pub mod data;
+pub mod deconstruct;
 pub mod diffusion;
 pub mod error;
 pub mod eval;

@@ -150,6 +150,37 @@ impl RunConfig {
         Ok(())
     }
 
+    /// The config with `assignment` (`KEY=VALUE`, `KEY` a dotted path such as `train.blr`,
+    /// `VALUE` in TOML syntax; a bare word is a string) applied; not validated.
+    pub fn with_override(&self, assignment: &str) -> Result<RunConfig> {
+        let invalid = |msg: String| Error::config("--set", msg);
+        let (key, raw) =
+            assignment.split_once('=').ok_or_else(|| invalid(format!("`{assignment}`, expected KEY=VALUE")))?;
+        let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+        let mut tree = toml::Value::try_from(self).expect("config serialises");
+        let mut node = &mut tree;
+        let parts: Vec<&str> = key.trim().split('.').collect();
+        for (i, part) in parts.iter().enumerate() {
+            let table = node
+                .as_table_mut()
+                .ok_or_else(|| invalid(format!("`{key}`: `{}` is not a section", parts[..i].join("."))))?;
+            if !table.contains_key(*part) {
+                return Err(invalid(format!(
+                    "`{key}`: no field `{part}` (see a run's config.toml for the field names)"
+                )));
+            }
+            if i + 1 == parts.len() {
+                table.insert(part.to_string(), value.clone());
+                break;
+            }
+            node = table.get_mut(*part).expect("checked");
+        }
+        tree.try_into::<RunConfig>().map_err(|e| invalid(format!("`{assignment}`: {}", e.message())))
+    }
+
     /// The peak learning rate `blr * batch / 256`.
     pub fn lr(&self) -> f64 {
         self.train.blr * self.train.batch_size as f64 / 256.0

@@ -126,7 +126,12 @@ fn baseline() -> RunConfig {
         resize: false,
         model: crate::models::VitConfig { num_classes: 10, ..vit(fmnist, PATCH, 192, 8, 3) },
         denoise: ddpm(pca(BASE_D)),
-        train: crate::config::TrainConfig { ema_decay: 0.999, steps: 700, ..train(256, 1.5e-3, 0.0, 0.05) },
+        train: crate::config::TrainConfig {
+            ema_decay: 0.999,
+            steps: 600,
+            checkpoint_every: 100,
+            ..train(256, 1.5e-3, 0.0, 0.05)
+        },
     }
 }
 

@@ -75,7 +75,7 @@ impl FittedTokenizer {
                     kl_weight,
                     steps,
                     batch_size: 1024,
-                    lr: 3e-3,
+                    lr: 1e-2,
                     seed,
                 };
                 let (mut ae, curve) = PatchAutoencoder::train(&patches, patch, channels, &how, device);

@@ -116,7 +116,13 @@ impl PatchAutoencoder {
         let d = how.latent_dim;
         let n_val = (n / 10).clamp(1, 5000).min(n - 1);
         let n_train = n - n_val;
-        let flat: Vec<f64> = (0..n).flat_map(|r| patches.row(r).iter().copied().collect::<Vec<_>>()).collect();
+        // Train on centred patches (the mean patch of the training rows): an uncentred input
+        // leaves the biases to absorb a large offset and slows Adam down by an order of
+        // magnitude. The mean is folded back into the biases afterwards.
+        let centre: Vec<f64> =
+            (0..dim).map(|i| (0..n_train).map(|r| patches[(r, i)]).sum::<f64>() / n_train as f64).collect();
+        let flat: Vec<f64> =
+            (0..n).flat_map(|r| (0..dim).map(move |i| (r, i))).map(|(r, i)| patches[(r, i)] - centre[i]).collect();
         let ad = device.clone().autodiff();
         ad.seed(how.seed);
         let mut net = AeNet {
@@ -171,17 +177,25 @@ impl PatchAutoencoder {
         let net = net.valid();
         let weight = |l: &Linear| host(l.weight.val());
         let bias = |l: &Linear| l.bias.as_ref().map(|b| host1(b.val())).expect("linear layers keep their bias");
+        // x W + b on centred x is x W + (b - c W) on raw x; the decoder adds the centre back.
+        let fold = |w: Vec<f64>, b: Vec<f64>| -> Vec<f64> {
+            (0..d).map(|k| b[k] - (0..dim).map(|i| centre[i] * w[i * d + k]).sum::<f64>()).collect()
+        };
+        let (enc_w, logvar_w) = (weight(&net.enc), net.logvar.as_ref().map(weight).unwrap_or_default());
+        let enc_b = fold(enc_w.clone(), bias(&net.enc));
+        let logvar_b = net.logvar.as_ref().map(|l| fold(logvar_w.clone(), bias(l))).unwrap_or_default();
+        let dec_b: Vec<f64> = bias(&net.dec).iter().zip(&centre).map(|(b, c)| b + c).collect();
         let fitted = PatchAutoencoder {
             patch,
             channels,
             latent_dim: d,
             variational: how.variational,
-            enc_w: weight(&net.enc),
-            enc_b: bias(&net.enc),
-            logvar_w: net.logvar.as_ref().map(weight).unwrap_or_default(),
-            logvar_b: net.logvar.as_ref().map(bias).unwrap_or_default(),
+            enc_w,
+            enc_b,
+            logvar_w,
+            logvar_b,
             dec_w: weight(&net.dec),
-            dec_b: bias(&net.dec),
+            dec_b,
             scale: 1.0,
         };
         (fitted, curve)

@@ -39,3 +39,32 @@ pub fn truncate_after(path: &Path, step: usize) -> Result<()> {
     let text: String = kept.iter().map(|m| serde_json::to_string(m).expect("serialises") + "\n").collect();
     crate::atomic::write_atomic(path, text.as_bytes())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncating_keeps_every_number_bit_for_bit() {
+        // Regression: without serde_json's float_roundtrip, 0.9629848301410675 read back as
+        // ...676, so a resumed run's metrics differed from the uninterrupted run's.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        let lines: Vec<MetricLine> = [0.9629848301410675, 0.1 + 0.2, 1e-300, 123456.789012345]
+            .iter()
+            .enumerate()
+            .map(|(i, &loss)| MetricLine {
+                step: i + 1,
+                loss,
+                lr: loss / 3.0,
+                img_per_s: 1.0 / loss,
+                elapsed_s: loss * 7.0,
+            })
+            .collect();
+        for l in &lines {
+            append(&path, l).unwrap();
+        }
+        truncate_after(&path, 3).unwrap();
+        assert_eq!(read(&path).unwrap(), lines[..3].to_vec());
+    }
+}

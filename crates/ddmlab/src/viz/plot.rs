@@ -1,4 +1,5 @@
-//! Line plots to PNG with `plotters` (loss curves, probe accuracy over training).
+//! Line plots and bar charts to PNG with `plotters` (loss curves, probe accuracy over training,
+//! the ladder's tables).
 //!
 //! Text is drawn with the Ubuntu Light font embedded by `epaint_default_fonts`, so plotting
 //! needs no system font library.
@@ -106,6 +107,73 @@ pub fn line_plot(path: &Path, title: &str, x_label: &str, y_label: &str, series:
             body!(builder.build_cartesian_2d(x0..x1, (y0..y1).log_scale())?);
         } else {
             body!(builder.build_cartesian_2d(x0..x1, y0..y1)?);
+        }
+        root.present()?;
+        Ok(())
+    };
+    draw().map_err(|e| Error::Other(format!("{}: cannot draw plot ({e})", path.display())))
+}
+
+/// One horizontal bar: a label, its value (a mean) and the individual values behind it (seeds,
+/// drawn as dots).
+pub struct Bar {
+    pub label: String,
+    pub value: f64,
+    pub points: Vec<f64>,
+}
+
+/// Horizontal bars, first on top, into a 1000-pixel-wide PNG at `path` (the x axis spans the
+/// values with a margin, not from zero: differences of a point are what the ladder reads).
+pub fn bar_plot(path: &Path, title: &str, x_label: &str, bars: &[Bar]) -> Result<()> {
+    register_font();
+    let values: Vec<f64> =
+        bars.iter().flat_map(|b| b.points.iter().copied().chain([b.value])).filter(|v| v.is_finite()).collect();
+    if values.is_empty() {
+        return Err(Error::Other(format!("nothing to plot in {}", path.display())));
+    }
+    let (lo, hi) = values.iter().fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+    let pad = ((hi - lo) * 0.15).max(0.5);
+    let (x0, x1) = (lo - pad, hi + pad);
+    let n = bars.len();
+    let height = (120 + 34 * n).max(300) as u32;
+    let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let root = BitMapBackend::new(path, (1000, height)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 22))
+            .margin(15)
+            .x_label_area_size(45)
+            .y_label_area_size(330)
+            .build_cartesian_2d(x0..x1, -0.5..(n as f64 - 0.5))?;
+        let name = |v: &f64| -> String {
+            let i = v.round();
+            if (v - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < n {
+                bars[n - 1 - i as usize].label.clone()
+            } else {
+                String::new()
+            }
+        };
+        chart
+            .configure_mesh()
+            .x_desc(x_label)
+            .y_labels(n.max(1))
+            .y_label_formatter(&name)
+            .x_label_formatter(&|v| tick_label(*v))
+            .label_style(("sans-serif", 14))
+            .disable_y_mesh()
+            .draw()?;
+        for (k, bar) in bars.iter().enumerate() {
+            let y = (n - 1 - k) as f64;
+            let color = COLORS[0];
+            if bar.value.is_finite() {
+                chart.draw_series(std::iter::once(Rectangle::new(
+                    [(x0, y - 0.35), (bar.value, y + 0.35)],
+                    color.mix(0.55).filled(),
+                )))?;
+            }
+            chart.draw_series(
+                bar.points.iter().filter(|v| v.is_finite()).map(|&v| Circle::new((v, y), 4, BLACK.filled())),
+            )?;
         }
         root.present()?;
         Ok(())

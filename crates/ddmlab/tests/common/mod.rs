@@ -1,5 +1,8 @@
 //! Helpers shared by the integration tests.
 
+// Each test binary includes this module and uses only some of it.
+#![allow(dead_code)]
+
 use std::path::Path;
 
 use ddmlab::config::RunConfig;
@@ -29,7 +32,6 @@ pub fn write_synthetic_fashion_mnist(root: &Path) {
 }
 
 /// `config` shrunk to a 2-block, 32-wide network on batches of 16, checkpointing every 3 steps.
-#[allow(dead_code)] // not every test binary that includes `common` shrinks a preset
 pub fn micro(mut c: RunConfig, steps: usize) -> RunConfig {
     c.model.width = 32;
     c.model.cond_width = if c.model.num_classes > 0 { 32 } else { 8 };
