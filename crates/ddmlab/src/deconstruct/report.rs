@@ -11,11 +11,12 @@ use std::path::Path;
 
 use super::{FINAL_RUNG, Plan, members, run_dir};
 use crate::atomic::write_atomic;
-use crate::error::Result;
+use crate::error::{Error, IoContext, Result};
 use crate::eval::Pool;
 use crate::eval::gen_eval;
 use crate::eval::report::read_rows;
 use crate::models::ladder::{Rung, Table, rungs};
+use crate::tokenizer::FitReport;
 use crate::viz::plot::{Bar, Series, bar_plot, line_plot};
 
 /// The probe protocols the report reads: the ladder's, and the ablation settings of the sweeps.
@@ -365,6 +366,52 @@ fn claims(rows: &[RowResult], depth: &[(usize, Vec<f64>)]) -> Vec<Claim> {
     out
 }
 
+/// The fitted tokenizers of the ladder: held-out reconstruction error per kind and latent size,
+/// with the error at the start of training for the trained ones.
+fn tokenizer_table(out: &Path) -> Result<String> {
+    let mut reports: Vec<(String, FitReport)> = Vec::new();
+    let dir = out.join("tokenizers");
+    if dir.is_dir() {
+        for entry in std::fs::read_dir(&dir).at(&dir)? {
+            let path = entry.at(&dir)?.path().join("tokenizer-fit.json");
+            if path.exists() {
+                let text = std::fs::read_to_string(&path).at(&path)?;
+                let report: FitReport =
+                    serde_json::from_str(&text).map_err(|e| Error::format(&path, format!("not a fit report ({e})")))?;
+                let key = path
+                    .parent()
+                    .and_then(|p| p.file_name())
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                reports.push((key, report));
+            }
+        }
+    }
+    reports.sort_by(|a, b| (&a.1.kind, a.1.latent_dim).cmp(&(&b.1.kind, b.1.latent_dim)));
+    let mut s = String::from(
+        "Held-out reconstruction error of each fitted tokenizer (mean squared error per pixel in [-1, 1] units; PCA: \
+         the variance its kept components leave out, for every d of the ladder; AE / VAE: at the start and \
+         end of training).\n\n| tokenizer | d | error at start | error fitted | fit time (s) |\n|---|---|---|---|---|\n",
+    );
+    for (key, r) in &reports {
+        if r.kind == "pca" {
+            // One PCA serves every d: the error of each is the variance its components leave out.
+            let pca = crate::tokenizer::PatchPca::load(&dir.join(key).join("pca.safetensors"))?;
+            for d in [2, 4, 8, 16, 32].into_iter().filter(|&d| d <= pca.dim()) {
+                let err = pca.eigenvalues[d..].iter().sum::<f64>() / pca.dim() as f64;
+                s += &format!("| pca (`{key}`) | {d} | - | {err:.5} | {:.1} |\n", r.seconds);
+            }
+            continue;
+        }
+        let start = if r.curve.len() > 1 { format!("{:.5}", r.curve[0].1) } else { "-".into() };
+        s += &format!(
+            "| {} (`{key}`) | {} | {start} | {:.5} | {:.1} |\n",
+            r.kind, r.latent_dim, r.reconstruction_mse, r.seconds
+        );
+    }
+    Ok(s)
+}
+
 /// Write every table, chart, the ablations and the verdicts into `out`, and `deconstruct.md`
 /// with all of them.
 pub fn write_all(out: &Path, plan: &Plan, with_fid: bool, protocols: &Protocols) -> Result<()> {
@@ -466,6 +513,10 @@ pub fn write_all(out: &Path, plan: &Plan, with_fid: bool, protocols: &Protocols)
         )?;
     }
     doc += &format!("## Ablations of the last rung\n\n{abl}\n![depth](ablation-depth.png) ![t](ablation-t.png)\n\n");
+
+    let tokenizers = tokenizer_table(out)?;
+    write_atomic(&out.join("tokenizers.md"), tokenizers.as_bytes())?;
+    doc += &format!("## Tokenizers\n\n{tokenizers}\n");
 
     let claims = claims(&everything, &depth);
     let mut verdicts = String::from("| claim | verdict | evidence |\n|---|---|---|\n");
