@@ -30,7 +30,7 @@ fn main() -> ddmlab::Result<()> {
     let data_root = Path::new(args.get(3).map_or("data", String::as_str));
     let device = Device::flex();
     let (config, _) = checkpoint::read_meta(ckpt)?;
-    let model = checkpoint::load_weights(ckpt, file, &config, &device)?;
+    let model: ddmlab::models::DenoisingVit = checkpoint::load_weights(ckpt, file, &config, &device)?;
     let d = &config.denoise;
     let beta =
         d.noise.beta().filter(|_| d.is_generator()).ok_or_else(|| ddmlab::Error::Other("not a DDPM run".into()))?;

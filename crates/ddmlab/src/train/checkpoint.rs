@@ -10,16 +10,14 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::module::Module;
 use burn::tensor::{Bytes, Device};
 use serde::{Deserialize, Serialize};
 
 use super::objective::TrainObjective;
-use super::step::{Trainer, optimizer_of};
+use super::step::{Network, Objective, Trainer, optimizer_of};
 use crate::atomic::write_atomic;
 use crate::config::RunConfig;
 use crate::error::{Error, IoContext, Result};
-use crate::models::DenoisingVit;
 use crate::tokenizer::FittedTokenizer;
 
 /// The scalar state of a run at a checkpoint.
@@ -48,7 +46,11 @@ fn name_of(step: usize) -> String {
 }
 
 /// Write the trainer's state as checkpoint `state.step`; returns its folder.
-pub fn save(run: &Path, trainer: &Trainer, state: &CheckpointState) -> Result<PathBuf> {
+pub fn save<M: Network, O: Objective<M>>(
+    run: &Path,
+    trainer: &Trainer<M, O>,
+    state: &CheckpointState,
+) -> Result<PathBuf> {
     let dir = checkpoints_dir(run);
     std::fs::create_dir_all(&dir).at(&dir)?;
     let name = name_of(state.step);
@@ -212,30 +214,41 @@ pub fn read_meta(ckpt: &Path) -> Result<(RunConfig, CheckpointState)> {
     Ok((config, state))
 }
 
-/// Load weights into a freshly built network of `config` on `device`.
-pub fn load_weights(ckpt: &Path, file: &str, config: &RunConfig, device: &Device) -> Result<DenoisingVit> {
+/// Load weights into a freshly built network of `config` on `device` (any [`Network`]; the
+/// denoising ViT unless the caller asks for another).
+pub fn load_weights<M: Network>(ckpt: &Path, file: &str, config: &RunConfig, device: &Device) -> Result<M> {
     let path = ckpt.join(file);
     let record = burn::store::ModuleRecord::from_bytes(read_bytes(&path)?)
         .map_err(|e| Error::format(&path, format!("not a burnpack record ({e})")))?;
-    let model = config.network().init(device);
+    let model = M::build(config, device);
     model
         .try_load_record(record)
         .map_err(|e| Error::format(&path, format!("weights do not match the model in config.toml ({e})")))
 }
 
-/// Rebuild a trainer from a checkpoint (model, EMA and optimizer state) with the run's fitted
-/// `tokenizer`.
+/// Rebuild a denoising trainer from a checkpoint (model, EMA and optimizer state) with the run's
+/// fitted `tokenizer`.
 pub fn restore(ckpt: &Path, tokenizer: &FittedTokenizer, device: &Device) -> Result<(Trainer, CheckpointState)> {
+    restore_with(ckpt, device, |config, ad| TrainObjective::new(config, tokenizer, ad))
+}
+
+/// Rebuild a trainer of any network and objective from a checkpoint; `objective` builds the
+/// objective on the autodiff device.
+pub fn restore_with<M: Network, O: Objective<M>>(
+    ckpt: &Path,
+    device: &Device,
+    objective: impl FnOnce(&RunConfig, &Device) -> O,
+) -> Result<(Trainer<M, O>, CheckpointState)> {
     let (config, state) = read_meta(ckpt)?;
     let ad = device.clone().autodiff();
-    let model = load_weights(ckpt, "model.bpk", &config, &ad)?;
-    let ema = load_weights(ckpt, "ema.bpk", &config, device)?;
+    let model = load_weights::<M>(ckpt, "model.bpk", &config, &ad)?;
+    let ema = load_weights::<M>(ckpt, "ema.bpk", &config, device)?;
     let optim_path = ckpt.join("optim.bpk");
     let optim = optimizer_of(&config)
         .from_bytes(read_bytes(&optim_path)?)
         .map_err(|e| Error::format(&optim_path, format!("invalid optimizer state ({e})")))?;
     let trainer = Trainer {
-        objective: TrainObjective::new(&config, tokenizer, &ad),
+        objective: objective(&config, &ad),
         model,
         ema,
         optim,

@@ -14,4 +14,4 @@ pub mod step;
 pub use objective::{Draws, TrainObjective};
 pub use observer::{Observer, Silent, StepReport};
 pub use pretrain::{PretrainOptions, PretrainSummary, pretrain};
-pub use step::Trainer;
+pub use step::{Network, Objective, Trainer};

@@ -1,5 +1,10 @@
-//! One training step, whatever the objective: draw `(t, eps, labels)`, the objective's loss on
-//! data-parallel shards, AdamW update, EMA update. Shared by the training loop and `ddmlab bench`.
+//! One training step, whatever the network and objective: draw `(t, eps, labels, ...)`, the
+//! objective's loss on data-parallel shards, AdamW update, EMA update. Shared by the training
+//! loop and `ddmlab bench`.
+//!
+//! The step knows a network only through [`Network`] (any burn module that a run's config can
+//! build) and an objective through [`Objective`] (the draws of a batch and a loss); today's
+//! `DenoisingVit` with the denoising objective is one pair, and the default.
 
 use burn::module::Module;
 use burn::optim::{
@@ -16,15 +21,50 @@ use crate::error::{Error, Result};
 use crate::models::DenoisingVit;
 use crate::tokenizer::FittedTokenizer;
 
+/// A network the training loop and checkpoints can handle.
+pub trait Network: Module + Sync + 'static {
+    /// A freshly initialised network of `config` on `device` (random init from the device's RNG).
+    fn build(config: &RunConfig, device: &Device) -> Self;
+}
+
+impl Network for DenoisingVit {
+    fn build(config: &RunConfig, device: &Device) -> Self {
+        config.network().init(device)
+    }
+}
+
+/// What the training step needs of an objective for network `M`.
+pub trait Objective<M>: Send + Sync {
+    /// The random draws of batch `step` of a run seeded `seed`, for images with class
+    /// `labels`: a pure function of `(seed, step)`.
+    fn draw(&self, seed: u64, step: usize, labels: &[u32]) -> Draws;
+
+    /// The mean loss of `model` on clean images `x0` with `draws`.
+    ///
+    /// # Shapes
+    /// - `x0`: `[B, C, H, W]`; `draws`: `B` images; returns `[1]`
+    fn loss(&self, model: &M, x0: Tensor<4>, draws: &Draws) -> Tensor<1>;
+}
+
+impl Objective<DenoisingVit> for TrainObjective {
+    fn draw(&self, seed: u64, step: usize, labels: &[u32]) -> Draws {
+        TrainObjective::draw(self, seed, step, labels)
+    }
+
+    fn loss(&self, model: &DenoisingVit, x0: Tensor<4>, draws: &Draws) -> Tensor<1> {
+        TrainObjective::loss(self, model, x0, draws)
+    }
+}
+
 /// The state that a training step changes, plus what it needs.
-pub struct Trainer {
+pub struct Trainer<M: Network = DenoisingVit, O: Objective<M> = TrainObjective> {
     pub config: RunConfig,
     /// The objective, bound to the autodiff device.
-    pub objective: TrainObjective,
+    pub objective: O,
     /// The trained network (on the autodiff device).
-    pub model: DenoisingVit,
+    pub model: M,
     /// The EMA of its weights (on the plain device).
-    pub ema: DenoisingVit,
+    pub ema: M,
     pub optim: ModuleOptimizer,
     /// The autodiff device.
     pub device: Device,
@@ -47,21 +87,34 @@ pub fn optimizer_of(config: &RunConfig) -> ModuleOptimizer {
 }
 
 impl Trainer {
-    /// A fresh trainer: the network is initialised from `config.train.seed` on `device`
-    /// (a plain device; autodiff is added here) with the run's fitted `tokenizer`.
+    /// A fresh trainer of the denoising objective: the network is initialised from
+    /// `config.train.seed` on `device` (a plain device; autodiff is added here) with the run's
+    /// fitted `tokenizer`.
     pub fn new(config: RunConfig, tokenizer: &FittedTokenizer, device: &Device) -> Result<Self> {
+        Ok(Trainer::with_objective(config, device, |config, ad| TrainObjective::new(config, tokenizer, ad)))
+    }
+}
+
+impl<M: Network, O: Objective<M>> Trainer<M, O> {
+    /// A fresh trainer of any network and objective: `objective` builds the objective on the
+    /// autodiff device.
+    pub fn with_objective(
+        config: RunConfig,
+        device: &Device,
+        objective: impl FnOnce(&RunConfig, &Device) -> O,
+    ) -> Self {
         let ad = device.clone().autodiff();
         ad.seed(config.train.seed);
-        let model = config.network().init(&ad);
-        Ok(Trainer {
-            objective: TrainObjective::new(&config, tokenizer, &ad),
+        let model = M::build(&config, &ad);
+        Trainer {
+            objective: objective(&config, &ad),
             ema: model.valid(),
             model,
             optim: optimizer_of(&config),
             config,
             device: ad,
             shards: rayon::current_num_threads(),
-        })
+        }
     }
 
     /// The random draws for the batch of step `step`: a pure function of `(seed, step)`.
@@ -96,7 +149,7 @@ impl Trainer {
         let bounds: Vec<(usize, usize)> = (0..shards).map(|i| (i * b / shards, (i + 1) * b / shards)).collect();
         let results: Vec<_> = bounds.par_iter().map(|&(lo, hi)| self.shard_grads(batch, &draws, lo, hi, b)).collect();
         let mut value = 0.0;
-        let mut accumulator = GradientsAccumulator::<DenoisingVit>::new();
+        let mut accumulator = GradientsAccumulator::<M>::new();
         for (loss, grads) in results {
             value += loss;
             accumulator.accumulate(&self.model, grads);
