@@ -99,8 +99,15 @@ fn a_table_runs_every_rung_and_seed_and_a_rerun_redoes_only_what_is_unfinished()
     let err = deconstruct(&DeconstructOptions { steps: 5, ..opts.clone() }, &device, &mut Silent).unwrap_err();
     assert!(err.to_string().contains("3 steps"), "{err}");
 
+    // A rung whose results are all there is done even without its checkpoints (a results-only
+    // copy of the folder, as kept in the repository, resumes).
+    std::fs::remove_dir_all(done.join("checkpoints")).unwrap();
+    deconstruct(&opts, &device, &mut Silent).unwrap();
+    assert!(!done.join("checkpoints").exists(), "not retrained");
+
     // A corrupt tokenizer of an unfinished rung is one error naming the file.
     std::fs::remove_dir_all(killed.join("checkpoints")).unwrap();
+    std::fs::remove_file(killed.join("probe.json")).unwrap();
     std::fs::write(killed.join("pca.safetensors"), b"garbage").unwrap();
     let err = deconstruct(&opts, &device, &mut Silent).unwrap_err().to_string();
     assert!(err.contains("pca.safetensors") && err.contains("not a safetensors"), "{err}");

@@ -248,6 +248,32 @@ pub fn deconstruct(opts: &DeconstructOptions, device: &Device, obs: &mut dyn Obs
             }
             let run = run_dir(&opts.out, rung.name, seed);
             let config = rung_config(rung, opts, seed)?;
+            // FID where the paper gives one (Table 1): every rung there is a generator.
+            let fid_weights =
+                opts.inception.as_ref().filter(|_| config.denoise.is_generator() && rung.paper_fid.is_some());
+            // The probe ablations of the last rung, measured right after it trains.
+            let sweeps: Vec<ProbeOptions> = if opts.sweeps && rung.name == FINAL_RUNG {
+                let mut settings: Vec<(Option<usize>, Option<usize>, bool)> =
+                    (1..=depth).map(|d| (None, Some(d), false)).collect();
+                settings.extend(SWEEP_T.iter().map(|&t| (Some(t), None, false)));
+                settings.extend(SWEEP_T.iter().filter(|&&t| t > 0).map(|&t| (Some(t), None, true)));
+                settings.into_iter().map(|(t, d, noisy)| probe_options(opts, t, d, noisy)).collect()
+            } else {
+                Vec::new()
+            };
+            let mut missing_sweeps = Vec::new();
+            for o in &sweeps {
+                if !has_probe_row(&run, &o.protocol(train_n, test_n), opts.steps)? {
+                    missing_sweeps.push(o.clone());
+                }
+            }
+            // A rung whose results are all there is done, with or without its checkpoints (a
+            // results-only copy of the folder resumes too).
+            let needs_probe = !has_probe_row(&run, &protocol, opts.steps)?;
+            let needs_fid = fid_weights.is_some() && !has_fid_row(&run, opts.steps, opts.fid_n)?;
+            if !needs_probe && !needs_fid && missing_sweeps.is_empty() {
+                continue;
+            }
             if !finished(&run)? {
                 fit_shared_tokenizer(&opts.out, rung, &config, opts, device, obs)?;
                 std::fs::create_dir_all(&run).at(&run)?;
@@ -267,38 +293,18 @@ pub fn deconstruct(opts: &DeconstructOptions, device: &Device, obs: &mut dyn Obs
                 }
                 prune_checkpoints(&run)?;
             }
-            if !has_probe_row(&run, &protocol, opts.steps)? {
+            if needs_probe {
                 probe_report::probe_run(&run, &probe_opts, device, obs)?;
             }
-            // FID where the paper gives one (Table 1): every rung there is a generator.
-            if let Some(weights) = &opts.inception
-                && config.denoise.is_generator()
-                && rung.paper_fid.is_some()
-                && !has_fid_row(&run, opts.steps, opts.fid_n)?
-            {
+            if let Some(weights) = fid_weights.filter(|_| needs_fid) {
                 gen_eval::gen_eval_run(&run, &fid_options(opts, weights)?, device, obs)?;
             }
-        }
-    }
-    if opts.sweeps && names.contains(&FINAL_RUNG) {
-        for &seed in &opts.seeds {
-            let run = run_dir(&opts.out, FINAL_RUNG, seed);
-            let mut settings: Vec<(Option<usize>, Option<usize>, bool)> =
-                (1..=depth).map(|d| (None, Some(d), false)).collect();
-            settings.extend(SWEEP_T.iter().map(|&t| (Some(t), None, false)));
-            settings.extend(SWEEP_T.iter().filter(|&&t| t > 0).map(|&t| (Some(t), None, true)));
-            if !finished(&run)? {
-                continue;
-            }
-            for (t, depth, noisy) in settings {
+            for o in &missing_sweeps {
                 if minutes_left(deadline).is_some_and(|m| m <= 0.0) {
                     obs.message("stopped at the time limit; run the same command again to continue");
                     return report::write_all(&opts.out, &plan, opts.inception.is_some(), &protocols);
                 }
-                let o = probe_options(opts, t, depth, noisy);
-                if !has_probe_row(&run, &o.protocol(train_n, test_n), opts.steps)? {
-                    probe_report::probe_run(&run, &o, device, obs)?;
-                }
+                probe_report::probe_run(&run, o, device, obs)?;
             }
         }
     }
