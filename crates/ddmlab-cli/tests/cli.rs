@@ -112,6 +112,15 @@ fn pretrain_probe_denoise_and_pca_run_end_to_end() {
     );
     assert!(run.join("probe.png").exists() && run.join("probe.json").exists());
 
+    // The probe ablations: rows of their own protocol beside the default ones; bad depths named.
+    let args = ["probe", "--run", run_s, "--data-dir", data, "--epochs", "2", "--knn-k", "3", "--no-baselines"];
+    let out = ddmlab(&[&args[..], &["--encoder-depth", "2", "--t", "50", "--noisy"]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let table = std::fs::read_to_string(run.join("probe.md")).unwrap();
+    assert!(table.contains("t=50, encoder depth 2, noisy input") && table.contains("kNN k=3 |"), "{table}");
+    fails_with(ddmlab(&[&args[..], &["--encoder-depth", "3"]].concat()), &["--encoder-depth", "1..=2"]);
+    fails_with(ddmlab(&[&args[..], &["--t", "1000"]].concat()), &["--t", "below"]);
+
     let out = ddmlab(&["denoise", "--run", run_s, "--data-dir", data, "--n", "4"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(run.join("denoise.png").exists());
