@@ -196,3 +196,22 @@ fn the_trainer_and_checkpoints_take_any_network_and_objective() {
     let (a, b) = (trainer.step(&batch(4), 1e-3).unwrap(), back.step(&batch(4), 1e-3).unwrap());
     assert!((a - b).abs() <= 1e-6 * a.abs().max(1.0), "continued {a} vs restored {b}");
 }
+
+#[test]
+fn a_fresh_start_drops_the_metrics_of_an_attempt_that_left_no_checkpoint() {
+    // Regression: a run folder copied without its checkpoints (or killed before the first one)
+    // kept its old metric lines, and the new run appended the same steps again.
+    let tmp = tempfile::tempdir().unwrap();
+    write_synthetic_fashion_mnist(tmp.path());
+    let run = tmp.path().join("r");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::write(
+        run.join("metrics.jsonl"),
+        "{\"step\":1,\"loss\":9.0,\"lr\":0.0,\"img_per_s\":1.0,\"elapsed_s\":1.0}\n",
+    )
+    .unwrap();
+    pretrain(micro_config(2), &run, &options(tmp.path(), false, None), &Device::flex(), &mut Silent).unwrap();
+    let lines = metrics::read(&run.join("metrics.jsonl")).unwrap();
+    assert_eq!(lines.iter().map(|m| m.step).collect::<Vec<_>>(), vec![1, 2]);
+    assert!(lines[0].loss != 9.0);
+}

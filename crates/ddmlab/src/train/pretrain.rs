@@ -97,6 +97,8 @@ pub fn pretrain(
             (t, s)
         }
         None => {
+            // A fresh start keeps no metrics of an earlier attempt that left no checkpoint.
+            metrics::truncate_after(&run_folder::metrics_path(run), 0)?;
             let total = resolve_total_steps(&config, &set, &tokenizer, &plan, device, obs)?;
             config.train.steps = total;
             crate::atomic::write_atomic(&cfg_path, config.to_toml().as_bytes())?;
