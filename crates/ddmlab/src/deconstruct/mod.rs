@@ -26,7 +26,7 @@ use crate::diffusion::SamplerKind;
 use crate::error::{Error, IoContext, Result};
 use crate::eval::fid::FidSource;
 use crate::eval::gen_eval::{self, GenEvalOptions};
-use crate::eval::report::{self as probe_report, Checkpoints, ProbeOptions, ProbeRow};
+use crate::eval::report::{self as probe_report, Checkpoints, ProbeOptions};
 use crate::eval::{Pool, ProbeConfig};
 use crate::models::ladder::{Rung, Table, rungs};
 use crate::train::{Observer, PretrainOptions, checkpoint, pretrain, run_folder};
@@ -243,8 +243,7 @@ pub fn deconstruct(opts: &DeconstructOptions, device: &Device, obs: &mut dyn Obs
         let rung = all.iter().find(|r| r.name == *name).expect("members are rungs");
         for &seed in &opts.seeds {
             if minutes_left(deadline).is_some_and(|m| m <= 0.0) {
-                obs.message("stopped at the time limit; run the same command again to continue");
-                return report::write_all(&opts.out, &plan, opts.inception.is_some(), &protocols);
+                return stop(obs, &opts.out, &plan, opts.inception.is_some(), &protocols);
             }
             let run = run_dir(&opts.out, rung.name, seed);
             let config = rung_config(rung, opts, seed)?;
@@ -288,8 +287,7 @@ pub fn deconstruct(opts: &DeconstructOptions, device: &Device, obs: &mut dyn Obs
                 };
                 pretrain(config.clone(), &run, &train_opts, device, obs)?;
                 if !finished(&run)? {
-                    obs.message("stopped at the time limit; run the same command again to continue");
-                    return report::write_all(&opts.out, &plan, opts.inception.is_some(), &protocols);
+                    return stop(obs, &opts.out, &plan, opts.inception.is_some(), &protocols);
                 }
                 prune_checkpoints(&run)?;
             }
@@ -301,8 +299,7 @@ pub fn deconstruct(opts: &DeconstructOptions, device: &Device, obs: &mut dyn Obs
             }
             for o in &missing_sweeps {
                 if minutes_left(deadline).is_some_and(|m| m <= 0.0) {
-                    obs.message("stopped at the time limit; run the same command again to continue");
-                    return report::write_all(&opts.out, &plan, opts.inception.is_some(), &protocols);
+                    return stop(obs, &opts.out, &plan, opts.inception.is_some(), &protocols);
                 }
                 probe_report::probe_run(&run, o, device, obs)?;
             }
@@ -357,6 +354,12 @@ fn copy_shared_tokenizer(out: &Path, config: &crate::config::RunConfig, run: &Pa
     Ok(())
 }
 
+/// Stop at the time limit: say so and write the report of what is done.
+fn stop(obs: &mut dyn Observer, out: &Path, plan: &Plan, with_fid: bool, protocols: &report::Protocols) -> Result<()> {
+    obs.message("stopped at the time limit; run the same command again to continue");
+    report::write_all(out, plan, with_fid, protocols)
+}
+
 /// Remove every checkpoint of a finished run but the last (what the tables read).
 fn prune_checkpoints(run: &Path) -> Result<()> {
     let Some(latest) = checkpoint::latest(run)? else { return Ok(()) };
@@ -370,8 +373,7 @@ fn prune_checkpoints(run: &Path) -> Result<()> {
 
 /// Whether `RUN/probe.json` holds the avg-pool row of step `step` under `protocol`.
 pub fn has_probe_row(run: &Path, protocol: &str, step: usize) -> Result<bool> {
-    let rows: Vec<ProbeRow> = probe_report::read_rows(&run.join("probe.json"))?;
-    Ok(rows.iter().any(|r| r.step == Some(step) && r.pool == Pool::Avg.label() && r.protocol == protocol))
+    Ok(report::probe_of(run, protocol, step)?.is_some())
 }
 
 /// Whether `RUN/fid.json` holds the unguided FID-`n` row of step `step`.

@@ -76,7 +76,7 @@ fn fmt_opt(v: Option<f64>) -> String {
 }
 
 /// The linear-probe (and kNN) figures of `run` under `protocol` at `step`.
-fn probe_of(run: &Path, protocol: &str, step: usize) -> Result<Option<(f64, Option<f64>)>> {
+pub(super) fn probe_of(run: &Path, protocol: &str, step: usize) -> Result<Option<(f64, Option<f64>)>> {
     let rows = read_rows(&run.join("probe.json"))?;
     Ok(rows
         .iter()

@@ -25,6 +25,8 @@ pub struct TrainObjective {
     pub class_dropout: f64,
     /// Noise values per image: `L d` (latent) or `C H W` (pixels).
     pub noise_per_image: usize,
+    /// Latent values per image, `L d` (a stochastic tokenizer's posterior noise).
+    pub latent_per_image: usize,
     /// Whether the noise is laid out as images (see `diffusion::denoise`).
     pub noise_pixels: bool,
 }
@@ -66,14 +68,15 @@ impl TrainObjective {
         let d = &config.denoise;
         let tokenizer = tokenizer.bind(config.model.image, device);
         let noise_pixels = d.noise_is_pixels();
-        let noise_per_image =
-            if noise_pixels { config.model.image.numel() } else { config.model.tokens() * tokenizer.latent_dim() };
+        let latent_per_image = config.model.tokens() * tokenizer.latent_dim();
+        let noise_per_image = if noise_pixels { config.model.image.numel() } else { latent_per_image };
         TrainObjective {
             objective: d.objective(),
             tokenizer,
             num_classes: config.model.num_classes,
             class_dropout: d.class_dropout,
             noise_per_image,
+            latent_per_image,
             noise_pixels,
         }
     }
@@ -96,16 +99,9 @@ impl TrainObjective {
         });
         let tok_noise = self.tokenizer.stochastic().then(|| {
             let mut rng = step_rng(seed, purpose::TOKENIZER, step as u64);
-            let per = self.noise_per_image_latent();
-            (0..b * per).map(|_| rng.sample::<f32, _>(StandardNormal)).collect()
+            (0..b * self.latent_per_image).map(|_| rng.sample::<f32, _>(StandardNormal)).collect()
         });
         Draws { t, eps, labels, tok_noise }
-    }
-
-    fn noise_per_image_latent(&self) -> usize {
-        let image = self.tokenizer.image();
-        let p = self.tokenizer.patch();
-        (image.height / p) * (image.width / p) * self.tokenizer.latent_dim()
     }
 
     /// The mean loss of the network on clean images `x0` with the draws `draws`.
