@@ -50,6 +50,71 @@ pub enum Command {
     /// The l-DAE paper's deconstruction ladder (Tables 1-3): train, probe and tabulate every
     /// rung beside the paper's numbers, with verdicts on its claims. Resumable: run it again.
     Deconstruct(DeconstructArgs),
+    /// Conv KL tokenizers (latent diffusion's autoencoder): train one with its losses, or
+    /// evaluate a run's checkpoint (PSNR, rFID, reconstruction grid).
+    #[command(subcommand)]
+    Tokenizer(TokenizerCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenizerCommand {
+    /// Train (or resume) a conv tokenizer run: the perceptual classifier, then the
+    /// autoencoder and its discriminator; PSNR / rFID at every checkpoint.
+    Train(TokenizerTrainArgs),
+    /// Evaluate a tokenizer run's checkpoint on the test split.
+    Eval(TokenizerEvalArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TokenizerTrainArgs {
+    /// Tokenizer preset (kl-tiny, kl-fmnist, kl-f8).
+    #[arg(long, default_value = "kl-fmnist")]
+    pub preset: String,
+    /// A TOML config file (the format of a tokenizer run's config.toml) instead of a preset.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Run folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Continue the run in --out from its latest checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// Total optimisation steps (train.steps).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Stop cleanly (with a checkpoint) after this many minutes; continue later with --resume.
+    #[arg(long)]
+    pub stop_after: Option<f64>,
+    /// Override any config field, e.g. --set loss.perceptual_weight=0 --set model.z_channels=4.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// Inception weights for rFID (default: DATA_DIR/inception/fid-inception-2015-12-05.safetensors;
+    /// PSNR only when absent).
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// Print the resolved config and exit.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Args, Debug)]
+pub struct TokenizerEvalArgs {
+    /// Tokenizer run folder.
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Checkpoint: latest or a step number.
+    #[arg(long, default_value = "latest")]
+    pub ckpt: String,
+    /// Test images to reconstruct (default: the run's train.eval_images).
+    #[arg(long)]
+    pub n: Option<usize>,
+    /// Inception weights for rFID (default: DATA_DIR/inception/fid-inception-2015-12-05.safetensors).
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: Common,
 }
 
 #[derive(Args, Debug)]

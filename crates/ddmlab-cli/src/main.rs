@@ -14,6 +14,7 @@ mod probe;
 mod progress;
 mod sample;
 mod setup;
+mod tokenizer;
 
 use std::process::ExitCode;
 
@@ -42,6 +43,7 @@ fn main() -> ExitCode {
         Command::GenEval(a) => gen_eval::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Deconstruct(a) => deconstruct::run(a),
+        Command::Tokenizer(c) => tokenizer::run(c),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

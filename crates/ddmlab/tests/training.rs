@@ -42,7 +42,8 @@ fn resumed_run_reproduces_the_uninterrupted_loss_trajectory() {
         assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0), "uninterrupted {a} vs resumed {b}");
     }
     // The metrics file holds each step once, as if never interrupted.
-    let steps: Vec<usize> = metrics::read(&run_b.join("metrics.jsonl")).unwrap().iter().map(|m| m.step).collect();
+    let steps: Vec<usize> =
+        metrics::read::<metrics::MetricLine>(&run_b.join("metrics.jsonl")).unwrap().iter().map(|m| m.step).collect();
     assert_eq!(steps, (1..=8).collect::<Vec<_>>());
     assert!(run_b.join("loss.png").exists());
 }
@@ -211,7 +212,7 @@ fn a_fresh_start_drops_the_metrics_of_an_attempt_that_left_no_checkpoint() {
     )
     .unwrap();
     pretrain(micro_config(2), &run, &options(tmp.path(), false, None), &Device::flex(), &mut Silent).unwrap();
-    let lines = metrics::read(&run.join("metrics.jsonl")).unwrap();
+    let lines = metrics::read::<metrics::MetricLine>(&run.join("metrics.jsonl")).unwrap();
     assert_eq!(lines.iter().map(|m| m.step).collect::<Vec<_>>(), vec![1, 2]);
     assert!(lines[0].loss != 9.0);
 }

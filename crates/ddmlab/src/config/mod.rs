@@ -5,6 +5,7 @@
 
 pub mod denoise;
 pub mod legacy;
+pub mod tokenizer;
 
 use serde::{Deserialize, Serialize};
 
@@ -153,32 +154,7 @@ impl RunConfig {
     /// The config with `assignment` (`KEY=VALUE`, `KEY` a dotted path such as `train.blr`,
     /// `VALUE` in TOML syntax; a bare word is a string) applied; not validated.
     pub fn with_override(&self, assignment: &str) -> Result<RunConfig> {
-        let invalid = |msg: String| Error::config("--set", msg);
-        let (key, raw) =
-            assignment.split_once('=').ok_or_else(|| invalid(format!("`{assignment}`, expected KEY=VALUE")))?;
-        let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
-            .ok()
-            .and_then(|mut t| t.remove("v"))
-            .unwrap_or_else(|| toml::Value::String(raw.to_string()));
-        let mut tree = toml::Value::try_from(self).expect("config serialises");
-        let mut node = &mut tree;
-        let parts: Vec<&str> = key.trim().split('.').collect();
-        for (i, part) in parts.iter().enumerate() {
-            let table = node
-                .as_table_mut()
-                .ok_or_else(|| invalid(format!("`{key}`: `{}` is not a section", parts[..i].join("."))))?;
-            if !table.contains_key(*part) {
-                return Err(invalid(format!(
-                    "`{key}`: no field `{part}` (see a run's config.toml for the field names)"
-                )));
-            }
-            if i + 1 == parts.len() {
-                table.insert(part.to_string(), value.clone());
-                break;
-            }
-            node = table.get_mut(*part).expect("checked");
-        }
-        tree.try_into::<RunConfig>().map_err(|e| invalid(format!("`{assignment}`: {}", e.message())))
+        with_override(self, assignment)
     }
 
     /// The peak learning rate `blr * batch / 256`.
@@ -212,6 +188,35 @@ impl RunConfig {
             Ok(legacy.upgrade())
         }
     }
+}
+
+/// `config` with one `KEY=VALUE` assignment applied (`train.steps=300`, `model.width=96`):
+/// the value is read as TOML (a bare word as a string) and the key must name an existing field.
+pub fn with_override<T: Serialize + serde::de::DeserializeOwned>(config: &T, assignment: &str) -> Result<T> {
+    let invalid = |msg: String| Error::config("--set", msg);
+    let (key, raw) =
+        assignment.split_once('=').ok_or_else(|| invalid(format!("`{assignment}`, expected KEY=VALUE")))?;
+    let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let mut tree = toml::Value::try_from(config).expect("config serialises");
+    let mut node = &mut tree;
+    let parts: Vec<&str> = key.trim().split('.').collect();
+    for (i, part) in parts.iter().enumerate() {
+        let table = node
+            .as_table_mut()
+            .ok_or_else(|| invalid(format!("`{key}`: `{}` is not a section", parts[..i].join("."))))?;
+        if !table.contains_key(*part) {
+            return Err(invalid(format!("`{key}`: no field `{part}` (see a run's config.toml for the field names)")));
+        }
+        if i + 1 == parts.len() {
+            table.insert(part.to_string(), value.clone());
+            break;
+        }
+        node = table.get_mut(*part).expect("checked");
+    }
+    tree.try_into::<T>().map_err(|e| invalid(format!("`{assignment}`: {}", e.message())))
 }
 
 #[cfg(test)]

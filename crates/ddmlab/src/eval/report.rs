@@ -147,8 +147,7 @@ pub fn probe_run(run: &Path, opts: &ProbeOptions, device: &Device, obs: &mut dyn
         let (ptr, pte) = (pixel_features(&train), pixel_features(&test));
         rows.push(evaluate("raw pixels", None, "pixels", &ptr, &pte, sets, opts, true, device));
         obs.message(&format_row(rows.last().expect("pushed")));
-        device.seed(config.train.seed);
-        let random = config.network().init(device);
+        let random = crate::nn::init::seeded(device, config.train.seed, || config.network().init(device));
         for r in encoder_rows("random-init encoder", None, &random, &spec, sets, opts, device) {
             obs.message(&format_row(&r));
             rows.push(r);

@@ -27,7 +27,20 @@
 //!   the 32 x 32 VAE latent. DiT's conditioning is as wide as the tokens. DiT also learns the
 //!   reverse-process variance (a second output head trained with the variational bound); ddmlab
 //!   keeps the fixed posterior variance of DDPM's `L_simple`.
+//!
+//! Conv tokenizers (`ddmlab tokenizer train --preset ...`, [`tokenizer_preset`]):
+//! - `kl-tiny`: a KL autoencoder on 16 x 16 Fashion-MNIST small enough for the tests.
+//! - `kl-fmnist`: latent diffusion's KL autoencoder scaled to Fashion-MNIST: images resized to
+//!   32 x 32 so that a stride-4 encoder gives an 8 x 8 latent whose 2 x 2 cells make the same
+//!   16 tokens as patch-7 PCA (with 2 channels, d = 8 per token, PCA's default); widths
+//!   16 / 32 / 64, one residual block per level, mid attention; L1 + KL 1e-6 + perceptual
+//!   (a classifier trained on the labels) + PatchGAN (hinge, adaptive weight 0.5, on from half
+//!   way); Adam (0.5, 0.9) at latent diffusion's 4.5e-6 x batch.
+//! - `kl-f8`: latent diffusion's KL-f8 (the tokenizer of DiT and of the l-DAE paper's Table 1)
+//!   on ImageNet 256: widths 128 x (1, 2, 4, 4), 2 residual blocks, 4 latent channels,
+//!   disc from step 50001, batch 12 (its recipe's per-GPU batch on one device).
 
+use crate::config::tokenizer::{AeLossConfig, AeTrainConfig, PerceptualConfig, Reconstruction, TokenizerRunConfig};
 use crate::config::{DenoiseConfig, RunConfig, TrainConfig};
 use crate::data::ImageShape;
 use crate::data::transform::Augment;
@@ -35,6 +48,7 @@ use crate::diffusion::denoise::{InputSpace, NoiseSpace, Target};
 use crate::diffusion::{LossWeight, NoiseSchedule};
 use crate::error::{Error, Result};
 use crate::models::VitConfig;
+use crate::models::conv_ae::ConvAeConfig;
 use crate::tokenizer::{LatentScale, TokenizerSpec};
 
 /// A named starting configuration and a line describing it.
@@ -316,6 +330,130 @@ fn dit_imagenet(name: &'static str, about: &'static str, width: usize, depth: us
     }
 }
 
+/// A named starting configuration of a conv tokenizer's training run.
+pub struct TokenizerPreset {
+    pub name: &'static str,
+    pub about: &'static str,
+    pub config: TokenizerRunConfig,
+}
+
+/// The names of all tokenizer presets.
+pub fn tokenizer_preset_names() -> Vec<&'static str> {
+    tokenizer_registry().into_iter().map(|p| p.name).collect()
+}
+
+/// The tokenizer preset called `name`.
+pub fn tokenizer_preset(name: &str) -> Result<TokenizerPreset> {
+    tokenizer_registry().into_iter().find(|p| p.name == name).ok_or_else(|| {
+        Error::config(
+            "preset",
+            format!("unknown tokenizer preset `{name}`, expected one of: {}", tokenizer_preset_names().join(", ")),
+        )
+    })
+}
+
+/// Latent diffusion's autoencoder losses: L1, KL 1e-6, perceptual 1.0, disc 0.5 from `disc_start`.
+fn ldm_losses(disc_start: usize, disc_channels: usize, disc_layers: usize) -> AeLossConfig {
+    AeLossConfig {
+        reconstruction: Reconstruction::L1,
+        kl_weight: 1e-6,
+        perceptual_weight: 1.0,
+        disc_weight: 0.5,
+        disc_start,
+        disc_channels,
+        disc_layers,
+    }
+}
+
+/// Adam (0.5, 0.9) at latent diffusion's `4.5e-6 x batch`.
+fn ae_train(steps: usize, batch_size: usize, checkpoint_every: usize, eval_images: usize) -> AeTrainConfig {
+    AeTrainConfig {
+        steps,
+        batch_size,
+        lr: 4.5e-6 * batch_size as f64,
+        beta1: 0.5,
+        beta2: 0.9,
+        seed: 0,
+        log_every: (steps / 100).clamp(1, 50),
+        checkpoint_every,
+        eval_images,
+    }
+}
+
+fn tokenizer_registry() -> Vec<TokenizerPreset> {
+    let grey = |side: usize| ImageShape { channels: 1, height: side, width: side };
+    vec![
+        TokenizerPreset {
+            name: "kl-tiny",
+            about: "KL autoencoder on 16x16 Fashion-MNIST, for tests (seconds)",
+            config: TokenizerRunConfig {
+                preset: "kl-tiny".into(),
+                data: "fashion-mnist".into(),
+                train_limit: 512,
+                resize: true,
+                model: ConvAeConfig {
+                    image: grey(16),
+                    channels: 8,
+                    channel_mult: vec![1, 2],
+                    res_blocks: 1,
+                    z_channels: 2,
+                    groups: 4,
+                },
+                loss: ldm_losses(4, 8, 1),
+                perceptual: PerceptualConfig { widths: vec![8, 16], steps: 10, batch_size: 32, lr: 1e-3 },
+                train: ae_train(8, 8, 4, 16),
+            },
+        },
+        TokenizerPreset {
+            name: "kl-fmnist",
+            about: "KL autoencoder, stride 4 on 32x32 Fashion-MNIST (16 tokens of 2x2x2 = d 8), LDM losses",
+            config: TokenizerRunConfig {
+                preset: "kl-fmnist".into(),
+                data: "fashion-mnist".into(),
+                train_limit: 0,
+                resize: true,
+                model: ConvAeConfig {
+                    image: grey(32),
+                    channels: 16,
+                    channel_mult: vec![1, 2, 4],
+                    res_blocks: 1,
+                    z_channels: 2,
+                    groups: 8,
+                },
+                loss: ldm_losses(1500, 32, 2),
+                perceptual: PerceptualConfig { widths: vec![32, 64, 128], steps: 1000, batch_size: 128, lr: 1e-3 },
+                train: ae_train(3000, 32, 500, 1000),
+            },
+        },
+        TokenizerPreset {
+            name: "kl-f8",
+            about: "latent diffusion's KL-f8 on ImageNet 256 (DiT's tokenizer): 4 channels, stride 8",
+            config: TokenizerRunConfig {
+                preset: "kl-f8".into(),
+                data: "folder:imagenet".into(),
+                train_limit: 0,
+                resize: true,
+                model: ConvAeConfig {
+                    image: ImageShape { channels: 3, height: 256, width: 256 },
+                    channels: 128,
+                    channel_mult: vec![1, 2, 4, 4],
+                    res_blocks: 2,
+                    z_channels: 4,
+                    groups: 32,
+                },
+                loss: ldm_losses(50_001, 64, 3),
+                perceptual: PerceptualConfig {
+                    widths: vec![64, 128, 256, 512, 512],
+                    steps: 100_000,
+                    batch_size: 256,
+                    lr: 1e-3,
+                },
+                train: ae_train(200_000, 12, 5000, 5000),
+            },
+        },
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,6 +464,18 @@ mod tests {
             p.config.validate().unwrap_or_else(|e| panic!("{}: {e}", p.name));
             assert_eq!(p.config.preset, p.name);
         }
+    }
+
+    #[test]
+    fn every_tokenizer_preset_validates_and_kl_f8_is_latent_diffusions() {
+        for p in tokenizer_registry() {
+            p.config.validate().unwrap_or_else(|e| panic!("{}: {e}", p.name));
+            assert_eq!(p.config.preset, p.name);
+        }
+        let f8 = tokenizer_preset("kl-f8").unwrap().config;
+        assert_eq!((f8.model.stride(), f8.model.z_channels, f8.model.latent_shape().height), (8, 4, 32));
+        let fm = tokenizer_preset("kl-fmnist").unwrap().config;
+        assert_eq!(fm.model.latent_shape().height, 8, "2x2 cells of an 8x8 latent: 16 tokens");
     }
 
     #[test]

@@ -30,3 +30,16 @@ impl ZeroBias for Linear {
         self
     }
 }
+
+/// Seed `device`'s generator with `seed` and run `init` (which draws initial weights from it)
+/// while no other thread of the process can draw from it.
+///
+/// burn's generator is per device and process-wide: two runs initialising at once in one
+/// process (tests, a run beside an evaluation) would interleave their draws and neither would
+/// get the weights its seed names.
+pub fn seeded<T>(device: &Device, seed: u64, init: impl FnOnce() -> T) -> T {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    device.seed(seed);
+    init()
+}

@@ -124,8 +124,7 @@ impl PatchAutoencoder {
         let flat: Vec<f64> =
             (0..n).flat_map(|r| (0..dim).map(move |i| (r, i))).map(|(r, i)| patches[(r, i)] - centre[i]).collect();
         let ad = device.clone().autodiff();
-        ad.seed(how.seed);
-        let mut net = AeNet {
+        let mut net = crate::nn::init::seeded(&ad, how.seed, || AeNet {
             enc: xavier_linear(dim, d, &ad),
             logvar: how.variational.then(|| {
                 let mut l = zero_linear(dim, d, &ad);
@@ -134,7 +133,7 @@ impl PatchAutoencoder {
                 l
             }),
             dec: xavier_linear(d, dim, &ad),
-        };
+        });
         let mut optim = AdamWConfig::new().with_weight_decay(0.0).init();
         let val = rows(&flat[n_train * dim..], n_val, dim, device);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(how.seed ^ 0xAE);

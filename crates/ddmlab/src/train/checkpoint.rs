@@ -51,27 +51,46 @@ pub fn save<M: Network, O: Objective<M>>(
     trainer: &Trainer<M, O>,
     state: &CheckpointState,
 ) -> Result<PathBuf> {
+    let name = name_of(state.step);
+    let rec = |e: burn::store::RecordError| Error::Other(format!("serialising checkpoint {name}: {e}"));
+    let model = trainer.model.valid().into_record().into_bytes().map_err(rec)?;
+    let ema = trainer.ema.clone().into_record().into_bytes().map_err(rec)?;
+    let optim = trainer.optim.into_bytes().map_err(rec)?;
+    let state = serde_json::to_string_pretty(state).expect("serialises");
+    let config = trainer.config.to_toml();
+    save_files(
+        run,
+        &name,
+        &[
+            ("model.bpk", &model[..]),
+            ("ema.bpk", &ema[..]),
+            ("optim.bpk", &optim[..]),
+            ("state.json", state.as_bytes()),
+            ("config.toml", config.as_bytes()),
+        ],
+    )
+}
+
+/// Write checkpoint folder `step` of `run` holding `files` (name, bytes): under a temporary
+/// name, each file synced, renamed into place, then `latest` pointed at it. Every kind of run
+/// (a denoiser, a conv tokenizer) checkpoints through this.
+pub fn save_step_files(run: &Path, step: usize, files: &[(&str, &[u8])]) -> Result<PathBuf> {
+    save_files(run, &name_of(step), files)
+}
+
+fn save_files(run: &Path, name: &str, files: &[(&str, &[u8])]) -> Result<PathBuf> {
     let dir = checkpoints_dir(run);
     std::fs::create_dir_all(&dir).at(&dir)?;
-    let name = name_of(state.step);
-    let final_dir = dir.join(&name);
+    let final_dir = dir.join(name);
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).at(&tmp)?;
     }
     std::fs::create_dir(&tmp).at(&tmp)?;
-    let rec = |e: burn::store::RecordError| Error::Other(format!("serialising checkpoint {name}: {e}"));
-    let model = trainer.model.valid().into_record().into_bytes().map_err(rec)?;
-    let ema = trainer.ema.clone().into_record().into_bytes().map_err(rec)?;
-    let optim = trainer.optim.into_bytes().map_err(rec)?;
-    std::fs::write(tmp.join("model.bpk"), &model[..]).at(tmp.join("model.bpk"))?;
-    std::fs::write(tmp.join("ema.bpk"), &ema[..]).at(tmp.join("ema.bpk"))?;
-    std::fs::write(tmp.join("optim.bpk"), &optim[..]).at(tmp.join("optim.bpk"))?;
-    std::fs::write(tmp.join("state.json"), serde_json::to_string_pretty(state).expect("serialises"))
-        .at(tmp.join("state.json"))?;
-    std::fs::write(tmp.join("config.toml"), trainer.config.to_toml()).at(tmp.join("config.toml"))?;
-    for f in ["model.bpk", "ema.bpk", "optim.bpk", "state.json", "config.toml"] {
-        std::fs::File::open(tmp.join(f)).and_then(|f| f.sync_all()).at(tmp.join(f))?;
+    for (file, bytes) in files {
+        let path = tmp.join(file);
+        std::fs::write(&path, bytes).at(&path)?;
+        std::fs::File::open(&path).and_then(|f| f.sync_all()).at(&path)?;
     }
     if final_dir.exists() {
         std::fs::remove_dir_all(&final_dir).at(&final_dir)?;
@@ -200,7 +219,8 @@ pub fn resolve(run: Option<&Path>, spec: &str) -> Result<PathBuf> {
     }
 }
 
-fn read_bytes(path: &Path) -> Result<Bytes> {
+/// A checkpoint file's bytes.
+pub fn read_bytes(path: &Path) -> Result<Bytes> {
     Ok(Bytes::from_bytes_vec(std::fs::read(path).at(path)?))
 }
 
@@ -208,22 +228,30 @@ fn read_bytes(path: &Path) -> Result<Bytes> {
 pub fn read_meta(ckpt: &Path) -> Result<(RunConfig, CheckpointState)> {
     let cfg_path = ckpt.join("config.toml");
     let config = RunConfig::from_toml(&std::fs::read_to_string(&cfg_path).at(&cfg_path)?, &cfg_path)?;
-    let state_path = ckpt.join("state.json");
-    let state: CheckpointState = serde_json::from_str(&std::fs::read_to_string(&state_path).at(&state_path)?)
-        .map_err(|e| Error::format(&state_path, format!("invalid checkpoint state ({e})")))?;
-    Ok((config, state))
+    Ok((config, read_state(ckpt)?))
+}
+
+/// A checkpoint's `state.json`, whatever kind of run wrote it.
+pub fn read_state<S: serde::de::DeserializeOwned>(ckpt: &Path) -> Result<S> {
+    let path = ckpt.join("state.json");
+    serde_json::from_str(&std::fs::read_to_string(&path).at(&path)?)
+        .map_err(|e| Error::format(&path, format!("invalid checkpoint state ({e})")))
+}
+
+/// Load the weights of burnpack file `path` into `module` (built with the same structure); a
+/// missing, corrupt or mismatched file is an error naming it.
+pub fn load_into<M: burn::module::Module>(module: M, path: &Path) -> Result<M> {
+    let record = burn::store::ModuleRecord::from_bytes(read_bytes(path)?)
+        .map_err(|e| Error::format(path, format!("not a burnpack record ({e})")))?;
+    module
+        .try_load_record(record)
+        .map_err(|e| Error::format(path, format!("weights do not match the model in config.toml ({e})")))
 }
 
 /// Load weights into a freshly built network of `config` on `device` (any [`Network`]; the
 /// denoising ViT unless the caller asks for another).
 pub fn load_weights<M: Network>(ckpt: &Path, file: &str, config: &RunConfig, device: &Device) -> Result<M> {
-    let path = ckpt.join(file);
-    let record = burn::store::ModuleRecord::from_bytes(read_bytes(&path)?)
-        .map_err(|e| Error::format(&path, format!("not a burnpack record ({e})")))?;
-    let model = M::build(config, device);
-    model
-        .try_load_record(record)
-        .map_err(|e| Error::format(&path, format!("weights do not match the model in config.toml ({e})")))
+    load_into(M::build(config, device), &ckpt.join(file))
 }
 
 /// Rebuild a denoising trainer from a checkpoint (model, EMA and optimizer state) with the run's

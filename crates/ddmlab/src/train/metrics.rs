@@ -18,14 +18,25 @@ pub struct MetricLine {
     pub elapsed_s: f64,
 }
 
+/// A metrics line of any kind of run: it knows its step.
+pub trait Stepped: Serialize + serde::de::DeserializeOwned {
+    fn step(&self) -> usize;
+}
+
+impl Stepped for MetricLine {
+    fn step(&self) -> usize {
+        self.step
+    }
+}
+
 /// Append one line.
-pub fn append(path: &Path, line: &MetricLine) -> Result<()> {
+pub fn append<T: Serialize>(path: &Path, line: &T) -> Result<()> {
     let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).at(path)?;
     writeln!(f, "{}", serde_json::to_string(line).expect("metric serialises")).at(path)
 }
 
 /// Read every line (a torn last line from a kill is skipped).
-pub fn read(path: &Path) -> Result<Vec<MetricLine>> {
+pub fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
     if !path.exists() {
         return Ok(Vec::new());
     }
@@ -34,8 +45,8 @@ pub fn read(path: &Path) -> Result<Vec<MetricLine>> {
 }
 
 /// Keep only the lines up to `step` (a resumed run rewrites what came after its checkpoint).
-pub fn truncate_after(path: &Path, step: usize) -> Result<()> {
-    let kept: Vec<MetricLine> = read(path)?.into_iter().filter(|m| m.step <= step).collect();
+pub fn truncate_after<T: Stepped>(path: &Path, step: usize) -> Result<()> {
+    let kept: Vec<T> = read::<T>(path)?.into_iter().filter(|m| m.step() <= step).collect();
     let text: String = kept.iter().map(|m| serde_json::to_string(m).expect("serialises") + "\n").collect();
     crate::atomic::write_atomic(path, text.as_bytes())
 }
@@ -64,7 +75,7 @@ mod tests {
         for l in &lines {
             append(&path, l).unwrap();
         }
-        truncate_after(&path, 3).unwrap();
-        assert_eq!(read(&path).unwrap(), lines[..3].to_vec());
+        truncate_after::<MetricLine>(&path, 3).unwrap();
+        assert_eq!(read::<MetricLine>(&path).unwrap(), lines[..3].to_vec());
     }
 }

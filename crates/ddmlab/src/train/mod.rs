@@ -1,7 +1,9 @@
 //! Training: the learning-rate schedule, the EMA of weights, checkpoints, metrics and the
 //! pretraining loop. Progress is reported through [`observer::Observer`]; nothing here prints.
 
+pub mod ae_losses;
 pub mod checkpoint;
+pub mod conv_tokenizer;
 pub mod ema;
 pub mod lr;
 pub mod metrics;
@@ -10,6 +12,7 @@ pub mod observer;
 pub mod pretrain;
 pub mod run_folder;
 pub mod step;
+pub mod tokenizer_run;
 
 pub use objective::{Draws, TrainObjective};
 pub use observer::{Observer, Silent, StepReport};

@@ -92,13 +92,13 @@ pub fn pretrain(
     let (mut trainer, mut state) = match &resume_from {
         Some(ckpt) => {
             let (t, s) = checkpoint::restore(ckpt, &tokenizer, device)?;
-            metrics::truncate_after(&run_folder::metrics_path(run), s.step)?;
+            metrics::truncate_after::<MetricLine>(&run_folder::metrics_path(run), s.step)?;
             obs.message(&format!("resuming from {} (step {} of {})", ckpt.display(), s.step, s.total_steps));
             (t, s)
         }
         None => {
             // A fresh start keeps no metrics of an earlier attempt that left no checkpoint.
-            metrics::truncate_after(&run_folder::metrics_path(run), 0)?;
+            metrics::truncate_after::<MetricLine>(&run_folder::metrics_path(run), 0)?;
             let total = resolve_total_steps(&config, &set, &tokenizer, &plan, device, obs)?;
             config.train.steps = total;
             crate::atomic::write_atomic(&cfg_path, config.to_toml().as_bytes())?;
@@ -215,7 +215,7 @@ fn resolve_total_steps(
 
 /// Redraw `loss.png` from `metrics.jsonl`.
 pub fn plot_loss(run: &Path) -> Result<()> {
-    let lines = metrics::read(&run_folder::metrics_path(run))?;
+    let lines = metrics::read::<MetricLine>(&run_folder::metrics_path(run))?;
     if lines.len() < 2 {
         return Ok(());
     }

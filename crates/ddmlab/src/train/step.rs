@@ -104,8 +104,7 @@ impl<M: Network, O: Objective<M>> Trainer<M, O> {
         objective: impl FnOnce(&RunConfig, &Device) -> O,
     ) -> Self {
         let ad = device.clone().autodiff();
-        ad.seed(config.train.seed);
-        let model = M::build(&config, &ad);
+        let model = crate::nn::init::seeded(&ad, config.train.seed, || M::build(&config, &ad));
         Trainer {
             objective: objective(&config, &ad),
             ema: model.valid(),

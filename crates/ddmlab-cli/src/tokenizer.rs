@@ -1,0 +1,96 @@
+//! `ddmlab tokenizer train|eval`: preset or TOML file -> overrides -> validated
+//! `TokenizerRunConfig` -> library.
+
+use anyhow::{Context, Result, bail};
+use ddmlab::config::tokenizer::TokenizerRunConfig;
+use ddmlab::data::Split;
+use ddmlab::data::fetch::inception_path;
+use ddmlab::eval::inception::InceptionV3;
+use ddmlab::models::tokenizer_preset;
+use ddmlab::train::checkpoint;
+use ddmlab::train::conv_tokenizer::read_meta;
+use ddmlab::train::tokenizer_run::{TokenizerTrainOptions, evaluate, format_recon, load_split, train_tokenizer};
+
+use crate::args::{TokenizerCommand, TokenizerEvalArgs, TokenizerTrainArgs};
+use crate::progress::Bar;
+use crate::setup;
+
+pub fn run(command: TokenizerCommand) -> Result<()> {
+    match command {
+        TokenizerCommand::Train(a) => train(a),
+        TokenizerCommand::Eval(a) => eval(a),
+    }
+}
+
+/// The config these flags describe, validated.
+fn resolve(args: &TokenizerTrainArgs) -> Result<TokenizerRunConfig> {
+    let mut config = match &args.config {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("{}: cannot read config", path.display()))?;
+            TokenizerRunConfig::from_toml(&text, path)?
+        }
+        None => tokenizer_preset(&args.preset)?.config,
+    };
+    for s in &args.overrides {
+        config = config.with_override(s)?;
+    }
+    if let Some(v) = args.steps {
+        config.train.steps = v;
+    }
+    if let Some(m) = args.stop_after
+        && !(m.is_finite() && m > 0.0)
+    {
+        bail!("invalid value for --stop-after: {m}, expected a positive number of minutes");
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+fn train(args: TokenizerTrainArgs) -> Result<()> {
+    let config = resolve(&args)?;
+    if args.dry_run {
+        print!("{}", config.to_toml());
+        return Ok(());
+    }
+    let device = setup::device(&args.common.device)?;
+    let weights = args.weights.clone().unwrap_or_else(|| inception_path(&args.common.data_dir));
+    if !weights.exists() {
+        eprintln!(
+            "no Inception weights at {}: checkpoints get PSNR only (`ddmlab data fetch inception` adds rFID)",
+            weights.display()
+        );
+    }
+    let opts = TokenizerTrainOptions {
+        data_root: args.common.data_dir.clone(),
+        resume: args.resume,
+        stop_after_minutes: args.stop_after,
+        stop_after_steps: None,
+        inception: weights.exists().then_some(weights),
+    };
+    let summary = train_tokenizer(config, &args.out, &opts, &device, &mut Bar::new())?;
+    println!("{}: step {}/{}", summary.run.display(), summary.step, summary.total_steps);
+    if let Some(last) = summary.recon.last() {
+        println!("{}", format_recon(last));
+    }
+    Ok(())
+}
+
+fn eval(args: TokenizerEvalArgs) -> Result<()> {
+    let device = setup::device(&args.common.device)?;
+    let ckpt = checkpoint::resolve(Some(&args.run), &args.ckpt)?;
+    let (mut config, state) = read_meta(&ckpt)?;
+    if let Some(n) = args.n {
+        if n < 2 {
+            bail!("invalid value for --n: {n}, expected at least 2 images");
+        }
+        config.train.eval_images = n;
+    }
+    let ae = checkpoint::load_into(config.model.init(&device), &ckpt.join("ae.bpk"))?;
+    let test = load_split(&config, &args.common.data_dir, Split::Test)?;
+    let weights = args.weights.clone().unwrap_or_else(|| inception_path(&args.common.data_dir));
+    let inception = if weights.exists() { Some(InceptionV3::load(&weights, &device)?) } else { None };
+    let row = evaluate(&args.run, &config, &ae, &test, state.step, inception.as_ref(), &device)?;
+    println!("{}", format_recon(&row));
+    Ok(())
+}

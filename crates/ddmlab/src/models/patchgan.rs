@@ -1,0 +1,152 @@
+//! The PatchGAN discriminator of latent diffusion's autoencoder losses (pix2pix's
+//! `NLayerDiscriminator`, Isola et al. 2017, as taming-transformers uses it).
+//!
+//! ```text
+//! x [B, C, H, W] -> conv4x4 s2 (ndf) -> LeakyReLU 0.2
+//!   -> per layer n = 1..layers-1: conv4x4 s2 (ndf * min(2^n, 8)), BatchNorm, LeakyReLU
+//!   -> conv4x4 s1 (ndf * min(2^layers, 8)), BatchNorm, LeakyReLU -> conv4x4 s1 (1)
+//!   -> logits [B, 1, h, w], one per receptive-field patch
+//! ```
+//! Convolutions pad 1 and initialise from `N(0, 0.02)`, BatchNorm scales from `N(1, 0.02)`
+//! (`weights_init` of taming-transformers).
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Initializer, PaddingConfig2d};
+use burn::tensor::activation::leaky_relu;
+use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Sizes of a [`PatchGan`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchGanConfig {
+    /// Input channels.
+    pub in_channels: usize,
+    /// Width of the first layer `ndf` (taming: 64).
+    pub channels: usize,
+    /// Stride-2 layers (taming: 3).
+    pub layers: usize,
+}
+
+impl PatchGanConfig {
+    /// Check the sizes against images of side `min_side`; errors name `field.<key>`.
+    pub fn validate(&self, min_side: usize, field: &str) -> Result<()> {
+        if self.channels == 0 || self.layers == 0 {
+            return Err(Error::config(
+                format!("{field}.disc_layers"),
+                "disc_channels and disc_layers must be positive",
+            ));
+        }
+        // Each stride-2 conv4x4 p1 halves the side; the two stride-1 conv4x4 p1 take 1 each.
+        let mut side = min_side;
+        for _ in 0..self.layers {
+            side /= 2;
+        }
+        if side < 3 {
+            return Err(Error::config(
+                format!("{field}.disc_layers"),
+                format!(
+                    "{} stride-2 layers leave no patch of a {min_side}-pixel image (at most {})",
+                    self.layers,
+                    max_layers(min_side)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The discriminator on `device`.
+    pub fn init(&self, device: &Device) -> PatchGan {
+        let ndf = self.channels;
+        let width = |n: usize| ndf * (1usize << n.min(3));
+        let mut blocks = vec![Block { conv: conv(self.in_channels, ndf, 2, true, device), norm: None }];
+        for n in 1..self.layers {
+            blocks
+                .push(Block { conv: conv(width(n - 1), width(n), 2, false, device), norm: Some(bn(width(n), device)) });
+        }
+        let last = self.layers;
+        blocks.push(Block {
+            conv: conv(width(last - 1), width(last), 1, false, device),
+            norm: Some(bn(width(last), device)),
+        });
+        PatchGan { blocks, out: conv(width(last), 1, 1, true, device) }
+    }
+}
+
+fn max_layers(side: usize) -> usize {
+    let (mut s, mut n) = (side, 0);
+    while s / 2 >= 3 {
+        s /= 2;
+        n += 1;
+    }
+    n
+}
+
+fn conv(c_in: usize, c_out: usize, stride: usize, bias: bool, device: &Device) -> Conv2d {
+    Conv2dConfig::new([c_in, c_out], [4, 4])
+        .with_stride([stride, stride])
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .with_bias(bias)
+        .with_initializer(Initializer::Normal { mean: 0.0, std: 0.02 })
+        .init(device)
+}
+
+fn bn(c: usize, device: &Device) -> BatchNorm {
+    let mut norm = BatchNormConfig::new(c).init(device);
+    norm.gamma =
+        norm.gamma.map(|g| Tensor::<1>::random([c], burn::tensor::Distribution::Normal(1.0, 0.02), &g.device()));
+    norm
+}
+
+/// Conv, optional BatchNorm, LeakyReLU 0.2.
+#[derive(Module, Debug)]
+pub struct Block {
+    conv: Conv2d,
+    norm: Option<BatchNorm>,
+}
+
+/// The discriminator.
+#[derive(Module, Debug)]
+pub struct PatchGan {
+    blocks: Vec<Block>,
+    out: Conv2d,
+}
+
+impl PatchGan {
+    /// Logits of "real" per patch.
+    ///
+    /// # Shapes
+    /// - `x`: `[B, C, H, W]`; returns `[B, 1, h, w]`
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let mut h = x;
+        for block in &self.blocks {
+            h = block.conv.forward(h);
+            if let Some(norm) = &block.norm {
+                h = norm.forward(h);
+            }
+            h = leaky_relu(h, 0.2);
+        }
+        self.out.forward(h)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logits_cover_patches_and_too_many_layers_are_named() {
+        let device = Device::flex();
+        let cfg = PatchGanConfig { in_channels: 1, channels: 8, layers: 2 };
+        cfg.validate(32, "tokenizer.loss").unwrap();
+        let d = cfg.init(&device);
+        let x = Tensor::<4>::zeros([3, 1, 32, 32], &device);
+        // 32 -> 16 -> 8 (stride 2) -> 7 -> 6 (stride 1, kernel 4, pad 1)
+        assert_eq!(d.forward(x).dims(), [3, 1, 6, 6]);
+        let err = PatchGanConfig { in_channels: 1, channels: 8, layers: 4 }.validate(28, "tokenizer.loss").unwrap_err();
+        assert!(err.to_string().contains("tokenizer.loss.disc_layers"), "{err}");
+    }
+}

@@ -1,0 +1,427 @@
+//! Training a conv tokenizer end to end (`ddmlab tokenizer train`): the perceptual classifier
+//! first (when the loss uses one), then the autoencoder and its discriminator, with metrics,
+//! checkpoints, a clean stop on a time limit, resume, and a reconstruction evaluation at every
+//! checkpoint.
+//!
+//! ```text
+//! RUN/config.toml                the resolved TokenizerRunConfig
+//! RUN/perceptual.bpk, .json      the perceptual classifier and its test accuracy
+//! RUN/metrics.jsonl              one AeMetricLine per `log_every` steps
+//! RUN/recon.json, recon.md       PSNR / rFID per evaluated checkpoint
+//! RUN/recon-step-NNNNNN.png      originals (odd rows) over reconstructions (even rows)
+//! RUN/recon-reference.safetensors  Inception features of the evaluation originals
+//! RUN/checkpoints/step-NNNNNN/   ae.bpk ae-optim.bpk [disc.bpk disc-optim.bpk] state.json config.toml
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use super::ae_losses::psnr;
+use super::checkpoint;
+use super::conv_tokenizer::{AeState, AeStepStats, AeTrainer};
+use super::metrics::{self, Stepped};
+use super::observer::{Observer, StepReport};
+use crate::atomic::write_atomic;
+use crate::config::tokenizer::TokenizerRunConfig;
+use crate::data::loader::{BatchPlan, Loader, ordered_batches};
+use crate::data::transform::Augment;
+use crate::data::{DataSource, ImageSet, Split, from_unit};
+use crate::error::{Error, IoContext, Result};
+use crate::eval::fid::{RawImage, Stats, frechet_distance, inception_features, load_features, save_features};
+use crate::eval::inception::{FEATURE_DIM, InceptionV3};
+use crate::models::classifier::{Classifier, ClassifierConfig};
+use crate::models::conv_ae::ConvAutoencoder;
+use crate::viz::grid::save_grid;
+
+/// What [`train_tokenizer`] does besides the config.
+#[derive(Debug, Clone, Default)]
+pub struct TokenizerTrainOptions {
+    pub data_root: PathBuf,
+    /// Continue the run's latest checkpoint.
+    pub resume: bool,
+    /// Stop cleanly (with a checkpoint) after this many minutes.
+    pub stop_after_minutes: Option<f64>,
+    /// Stop cleanly (with a checkpoint) at this step.
+    pub stop_after_steps: Option<usize>,
+    /// Inception weights for rFID; without them checkpoints are evaluated by PSNR only.
+    pub inception: Option<PathBuf>,
+}
+
+/// One logged point of a tokenizer run (means over the steps since the last line).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AeMetricLine {
+    pub step: usize,
+    #[serde(flatten)]
+    pub stats: AeStepStats,
+    pub img_per_s: f64,
+    pub elapsed_s: f64,
+}
+
+impl Stepped for AeMetricLine {
+    fn step(&self) -> usize {
+        self.step
+    }
+}
+
+/// Reconstruction quality of one checkpoint on the first `n` test images.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReconRow {
+    pub step: usize,
+    pub n: usize,
+    /// Mean squared error per pixel in `[-1, 1]` units.
+    pub mse: f64,
+    /// PSNR of that error (peak 1 on `[0, 1]`).
+    pub psnr: f64,
+    /// FID between the originals and their reconstructions (Inception pool3), when measured.
+    pub rfid: Option<f64>,
+}
+
+/// The perceptual classifier's record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PerceptualReport {
+    pub steps: usize,
+    pub test_accuracy: f64,
+    pub seconds: f64,
+}
+
+/// The end of a call.
+#[derive(Debug, Clone)]
+pub struct TokenizerSummary {
+    pub run: PathBuf,
+    pub step: usize,
+    pub total_steps: usize,
+    pub recon: Vec<ReconRow>,
+}
+
+/// `RUN/perceptual.bpk`.
+pub fn perceptual_path(run: &Path) -> PathBuf {
+    run.join("perceptual.bpk")
+}
+
+/// One split of the config's data set at the tokenizer's image size.
+pub fn load_split(config: &TokenizerRunConfig, data_root: &Path, split: Split) -> Result<ImageSet> {
+    let source: DataSource = config.data.parse()?;
+    let set = source.load_as(data_root, split, config.model.image, config.resize)?;
+    Ok(if split == Split::Train && config.train_limit > 0 { set.truncate(config.train_limit) } else { set })
+}
+
+/// Train (or resume) the tokenizer run in folder `run`.
+pub fn train_tokenizer(
+    config: TokenizerRunConfig,
+    run: &Path,
+    opts: &TokenizerTrainOptions,
+    device: &Device,
+    obs: &mut dyn Observer,
+) -> Result<TokenizerSummary> {
+    let cfg_path = run.join("config.toml");
+    let resume_from = if opts.resume { checkpoint::latest(run)? } else { None };
+    let config = match (&resume_from, opts.resume && cfg_path.exists()) {
+        (Some(ckpt), _) => super::conv_tokenizer::read_meta(ckpt)?.0,
+        (None, true) => TokenizerRunConfig::from_toml(&std::fs::read_to_string(&cfg_path).at(&cfg_path)?, &cfg_path)?,
+        (None, false) => config,
+    };
+    config.validate()?;
+    if !opts.resume && checkpoint::latest(run)?.is_some() {
+        return Err(Error::config(
+            "out",
+            format!("{} already holds a run with checkpoints; pass --resume to continue it", run.display()),
+        ));
+    }
+    std::fs::create_dir_all(run).at(run)?;
+    write_atomic(&cfg_path, config.to_toml().as_bytes())?;
+
+    let train = Arc::new(load_split(&config, &opts.data_root, Split::Train)?);
+    let test = load_split(&config, &opts.data_root, Split::Test)?;
+    obs.message(&format!("data: {} train images of {} from {}", train.len(), train.shape, config.data));
+    let perceptual = if config.loss.perceptual() {
+        Some(load_or_train_perceptual(run, &config, &train, &test, device, obs)?)
+    } else {
+        None
+    };
+    let metrics_path = run.join("metrics.jsonl");
+    let (mut trainer, mut state) = match &resume_from {
+        Some(ckpt) => {
+            let (t, s) = AeTrainer::restore(ckpt, perceptual, device)?;
+            metrics::truncate_after::<AeMetricLine>(&metrics_path, s.step)?;
+            obs.message(&format!("resuming from {} (step {} of {})", ckpt.display(), s.step, config.train.steps));
+            (t, s)
+        }
+        None => {
+            metrics::truncate_after::<AeMetricLine>(&metrics_path, 0)?;
+            (AeTrainer::new(config.clone(), perceptual, device), AeState { step: 0, elapsed_s: 0.0 })
+        }
+    };
+    let total = config.train.steps;
+    let plan = BatchPlan { seed: config.train.seed, batch_size: config.train.batch_size, augment: Augment::None };
+    let deadline = opts.stop_after_minutes.map(|m| Instant::now() + std::time::Duration::from_secs_f64(m * 60.0));
+    let inception = match &opts.inception {
+        Some(path) => Some(InceptionV3::load(path, &device.clone().without_autodiff())?),
+        None => None,
+    };
+    obs.start(state.step, total);
+    let started = Instant::now();
+    let (elapsed_before, first_step) = (state.elapsed_s, state.step);
+    let mut window: Vec<AeStepStats> = Vec::new();
+    let stop_at = opts.stop_after_steps.unwrap_or(total).min(total);
+    // Seconds spent evaluating checkpoints, left out of the throughput.
+    let mut eval_s = 0.0;
+    for batch in Loader::spawn(train.clone(), plan, state.step, stop_at, 3) {
+        let stats = trainer.step(&batch).map_err(|e| match e {
+            Error::Diverged(msg) => Error::Diverged(format!(
+                "tokenizer training diverged: {msg}; the last good checkpoint is {}",
+                checkpoint::latest(run)
+                    .ok()
+                    .flatten()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "none".into())
+            )),
+            other => other,
+        })?;
+        state.step = batch.step + 1;
+        let run_s = started.elapsed().as_secs_f64() - eval_s;
+        state.elapsed_s = elapsed_before + run_s;
+        let img_per_s = ((state.step - first_step) * config.train.batch_size) as f64 / run_s.max(1e-9);
+        obs.step(&StepReport { step: state.step, total, loss: stats.loss, lr: config.train.lr, img_per_s });
+        window.push(stats);
+        if state.step % config.train.log_every == 0 || state.step == total {
+            let line =
+                AeMetricLine { step: state.step, stats: mean_stats(&window), img_per_s, elapsed_s: state.elapsed_s };
+            metrics::append(&metrics_path, &line)?;
+            window.clear();
+        }
+        let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
+        let at_interval = state.step % config.train.checkpoint_every == 0 || state.step == total;
+        if at_interval || state.step == stop_at || out_of_time {
+            let path = trainer.save(run, &state)?;
+            obs.checkpoint(&path);
+            if at_interval {
+                let t0 = Instant::now();
+                let ae = trainer.ae.valid();
+                let row = evaluate(run, &config, &ae, &test, state.step, inception.as_ref(), device)?;
+                obs.message(&format_recon(&row));
+                eval_s += t0.elapsed().as_secs_f64();
+            }
+        }
+        if out_of_time && state.step < total {
+            obs.message(&format!(
+                "stopped after the time limit at step {} of {total}; continue with --resume",
+                state.step
+            ));
+            break;
+        }
+    }
+    obs.finish();
+    Ok(TokenizerSummary { run: run.to_path_buf(), step: state.step, total_steps: total, recon: read_recon(run)? })
+}
+
+fn mean_stats(window: &[AeStepStats]) -> AeStepStats {
+    let n = window.len().max(1) as f64;
+    let mut m = AeStepStats::default();
+    for s in window {
+        m.rec += s.rec / n;
+        m.perceptual += s.perceptual / n;
+        m.kl += s.kl / n;
+        m.g_loss += s.g_loss / n;
+        m.d_weight += s.d_weight / n;
+        m.d_loss += s.d_loss / n;
+        m.logits_real += s.logits_real / n;
+        m.logits_fake += s.logits_fake / n;
+        m.loss += s.loss / n;
+    }
+    m
+}
+
+/// The run's perceptual classifier: loaded, or trained on the training labels and saved.
+fn load_or_train_perceptual(
+    run: &Path,
+    config: &TokenizerRunConfig,
+    train: &ImageSet,
+    test: &ImageSet,
+    device: &Device,
+    obs: &mut dyn Observer,
+) -> Result<Classifier> {
+    let net_config = ClassifierConfig {
+        in_channels: config.model.image.channels,
+        widths: config.perceptual.widths.clone(),
+        classes: train.num_classes().max(test.num_classes()),
+    };
+    let path = perceptual_path(run);
+    if path.exists() {
+        return checkpoint::load_into(net_config.init(device), &path);
+    }
+    let p = &config.perceptual;
+    obs.message(&format!("training the perceptual classifier ({} steps of {})", p.steps, p.batch_size));
+    let started = Instant::now();
+    let ad = device.clone().autodiff();
+    let mut net = crate::nn::init::seeded(&ad, config.train.seed ^ 0x5EED, || net_config.init(&ad));
+    let mut optim = AdamWConfig::new().with_weight_decay(0.0).init();
+    let plan = BatchPlan { seed: config.train.seed ^ 0x5EED, batch_size: p.batch_size, augment: Augment::None };
+    let shape = train.shape;
+    let ce = CrossEntropyLossConfig::new().init(&ad);
+    for step in 0..p.steps {
+        let batch = plan.make(train, step);
+        let b = batch.labels.len();
+        let x =
+            Tensor::<4>::from_data(TensorData::new(batch.images, [b, shape.channels, shape.height, shape.width]), &ad);
+        let y = Tensor::<1, Int>::from_data(
+            TensorData::new(batch.labels.iter().map(|&l| l as i64).collect::<Vec<_>>(), [b]),
+            &ad,
+        );
+        let loss = ce.forward(net.forward(x), y);
+        let lr = p.lr * 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / p.steps as f64).cos());
+        let grads = GradientsParams::from_grads(loss.backward(), &net);
+        net = optim.step(lr, net, grads);
+    }
+    let net = net.valid();
+    let accuracy = classifier_accuracy(&net, test, device);
+    let report = PerceptualReport { steps: p.steps, test_accuracy: accuracy, seconds: started.elapsed().as_secs_f64() };
+    obs.message(&format!("perceptual classifier: test accuracy {:.2}% ({:.0} s)", 100.0 * accuracy, report.seconds));
+    let bytes = net
+        .clone()
+        .into_record()
+        .into_bytes()
+        .map_err(|e| Error::Other(format!("serialising the perceptual classifier: {e}")))?;
+    write_atomic(&path, &bytes)?;
+    write_atomic(&run.join("perceptual.json"), serde_json::to_string_pretty(&report).expect("serialises").as_bytes())?;
+    Ok(net)
+}
+
+/// Top-1 accuracy of `net` on `set`.
+fn classifier_accuracy(net: &Classifier, set: &ImageSet, device: &Device) -> f64 {
+    let shape = set.shape;
+    let mut correct = 0usize;
+    for (images, labels) in ordered_batches(set, 500) {
+        let b = labels.len();
+        let x = Tensor::<4>::from_data(TensorData::new(images, [b, shape.channels, shape.height, shape.width]), device);
+        let pred = net.forward(x).argmax(1).into_data().convert::<i64>().try_into_vec::<i64>().expect("ints");
+        correct += pred.iter().zip(&labels).filter(|(p, l)| **p == **l as i64).count();
+    }
+    correct as f64 / set.len().max(1) as f64
+}
+
+/// Reconstruct the first `eval_images` test images with the posterior mean; PSNR, rFID (with
+/// Inception weights) and a grid PNG; the row is merged into `RUN/recon.json` / `recon.md`.
+pub fn evaluate(
+    run: &Path,
+    config: &TokenizerRunConfig,
+    ae: &ConvAutoencoder,
+    test: &ImageSet,
+    step: usize,
+    inception: Option<&InceptionV3>,
+    device: &Device,
+) -> Result<ReconRow> {
+    let plain = device.clone().without_autodiff();
+    let ae = ae.clone().to_device(&plain);
+    let shape = config.model.image;
+    let n = config.train.eval_images.min(test.len());
+    let subset = test.clone().truncate(n);
+    let mut originals: Vec<f32> = Vec::with_capacity(n * shape.numel());
+    let mut recon: Vec<f32> = Vec::with_capacity(n * shape.numel());
+    for (images, labels) in ordered_batches(&subset, 100) {
+        let b = labels.len();
+        let x = Tensor::<4>::from_data(
+            TensorData::new(images.clone(), [b, shape.channels, shape.height, shape.width]),
+            &plain,
+        );
+        let y = ae.decode(ae.encode(x).mean).clamp(-1.0, 1.0);
+        recon.extend(y.into_data().try_into_vec::<f32>().expect("f32"));
+        originals.extend(images);
+    }
+    let mse = originals.iter().zip(&recon).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>() / originals.len() as f64;
+    let raw = |pixels: &[f32]| -> Vec<RawImage> {
+        pixels
+            .chunks(shape.numel())
+            .map(|p| RawImage {
+                channels: shape.channels,
+                height: shape.height,
+                width: shape.width,
+                pixels: p.iter().map(|&v| from_unit(v)).collect(),
+            })
+            .collect()
+    };
+    let rfid = match inception {
+        Some(net) => {
+            let reference = reference_features(run, &raw(&originals), net, &plain)?;
+            let features = inception_features(net, &raw(&recon), 25, &plain, &|_| ());
+            Some(frechet_distance(&Stats::of(&features, FEATURE_DIM), &Stats::of(&reference, FEATURE_DIM)))
+        }
+        None => None,
+    };
+    let cols = 8.min(n);
+    let per = shape.numel();
+    let mut rows = Vec::new();
+    for r in 0..2.min(n.div_ceil(cols)) {
+        let range = |src: &[f32]| {
+            (0..cols)
+                .filter_map(|c| src.get((r * cols + c) * per..(r * cols + c + 1) * per).map(<[f32]>::to_vec))
+                .collect::<Vec<_>>()
+        };
+        rows.push(range(&originals));
+        rows.push(range(&recon));
+    }
+    save_grid(&run.join(format!("recon-step-{step:06}.png")), &rows, shape, 4)?;
+    let row = ReconRow { step, n, mse, psnr: psnr(mse), rfid };
+    let mut all: Vec<ReconRow> = read_recon(run)?.into_iter().filter(|r| r.step != step).collect();
+    all.push(row.clone());
+    all.sort_by_key(|r| r.step);
+    write_atomic(&run.join("recon.json"), serde_json::to_string_pretty(&all).expect("serialises").as_bytes())?;
+    let table: String =
+        std::iter::once("| step | images | MSE | PSNR (dB) | rFID |\n|---:|---:|---:|---:|---:|\n".to_string())
+            .chain(all.iter().map(|r| {
+                format!(
+                    "| {} | {} | {:.5} | {:.2} | {} |\n",
+                    r.step,
+                    r.n,
+                    r.mse,
+                    r.psnr,
+                    r.rfid.map(|f| format!("{f:.2}")).unwrap_or_else(|| "-".into())
+                )
+            }))
+            .collect();
+    write_atomic(&run.join("recon.md"), table.as_bytes())?;
+    Ok(row)
+}
+
+/// Inception features of the evaluation originals, cached in the run folder.
+fn reference_features(run: &Path, originals: &[RawImage], net: &InceptionV3, device: &Device) -> Result<Vec<f32>> {
+    let path = run.join("recon-reference.safetensors");
+    let tag = format!("tokenizer eval originals: {} images", originals.len());
+    if path.exists() {
+        let (features, meta) = load_features(&path)?;
+        if meta == tag && features.len() == originals.len() * FEATURE_DIM {
+            return Ok(features);
+        }
+    }
+    let features = inception_features(net, originals, 25, device, &|_| ());
+    save_features(&path, &features, &tag)?;
+    Ok(features)
+}
+
+/// `RUN/recon.json` (empty when not written yet).
+pub fn read_recon(run: &Path) -> Result<Vec<ReconRow>> {
+    let path = run.join("recon.json");
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(&path).at(&path)?;
+    serde_json::from_str(&text).map_err(|e| Error::format(&path, format!("invalid reconstruction table ({e})")))
+}
+
+/// One line for the terminal.
+pub fn format_recon(r: &ReconRow) -> String {
+    format!(
+        "step {}: reconstruction of {} test images: MSE {:.5}, PSNR {:.2} dB{}",
+        r.step,
+        r.n,
+        r.mse,
+        r.psnr,
+        r.rfid.map(|f| format!(", rFID-{} {f:.2}", r.n)).unwrap_or_default()
+    )
+}
