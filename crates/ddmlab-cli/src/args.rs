@@ -122,6 +122,9 @@ pub struct DeconstructArgs {
     /// Tables to run: 1, 2, 3 or all (comma-separated).
     #[arg(long, default_value = "all")]
     pub table: String,
+    /// Only these rungs of the tables (comma-separated names, see `ddmlab presets`).
+    #[arg(long, value_delimiter = ',')]
+    pub rungs: Vec<String>,
     /// The ladder's folder (runs, tokenizers, tables, charts, verdicts).
     #[arg(long, default_value = "runs/deconstruct")]
     pub out: PathBuf,

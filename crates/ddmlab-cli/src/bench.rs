@@ -6,6 +6,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use burn::module::Module;
 use ddmlab::config::LegacyRunConfig;
 use ddmlab::config::RunConfig;
 use ddmlab::data::fetch::inception_path;
@@ -14,6 +15,7 @@ use ddmlab::diffusion::SamplerKind;
 use ddmlab::eval::fid::{FidSource, inception_features};
 use ddmlab::eval::inception::InceptionV3;
 use ddmlab::generate::{SampleOptions, sample_images};
+use ddmlab::tokenizer::conv_vae::FittedConvVae;
 use ddmlab::tokenizer::patch_ae::PatchAutoencoder;
 use ddmlab::tokenizer::{FittedTokenizer, PatchPca, TokenizerSpec};
 use ddmlab::train::Trainer;
@@ -131,6 +133,17 @@ fn synthetic_tokenizer(config: &RunConfig) -> FittedTokenizer {
             })
         }
         TokenizerSpec::Pixels { .. } => FittedTokenizer::Pixels { patch, channels, scale: 1.0 },
+        TokenizerSpec::ConvVae { cells, config, .. } => {
+            // A freshly initialised network of the config's sizes.
+            let net = ddmlab::nn::init::exclusive(|| config.model.init(&burn::tensor::Device::flex()));
+            let weights = net.into_record().into_bytes().expect("serialises").to_vec();
+            FittedTokenizer::ConvVae(Box::new(FittedConvVae {
+                config: (**config).clone(),
+                weights,
+                cells: *cells,
+                scale: 1.0,
+            }))
+        }
     }
 }
 

@@ -55,6 +55,7 @@ pub fn run(args: DeconstructArgs) -> Result<()> {
     let device = setup::device(&args.common.device)?;
     let opts = DeconstructOptions {
         tables,
+        rungs: args.rungs.clone(),
         out: args.out.clone(),
         data_root: args.common.data_dir.clone(),
         steps: args.steps,

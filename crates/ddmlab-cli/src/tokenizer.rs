@@ -86,7 +86,7 @@ fn eval(args: TokenizerEvalArgs) -> Result<()> {
         }
         config.train.eval_images = n;
     }
-    let ae = checkpoint::load_into(config.model.init(&device), &ckpt.join("ae.bpk"))?;
+    let ae = checkpoint::load_into(ddmlab::nn::init::exclusive(|| config.model.init(&device)), &ckpt.join("ae.bpk"))?;
     let test = load_split(&config, &args.common.data_dir, Split::Test)?;
     let weights = args.weights.clone().unwrap_or_else(|| inception_path(&args.common.data_dir));
     let inception = if weights.exists() { Some(InceptionV3::load(&weights, &device)?) } else { None };

@@ -10,7 +10,7 @@ use ddmlab::train::Silent;
 use ddmlab::train::metrics;
 use ddmlab::train::tokenizer_run::{AeMetricLine, TokenizerTrainOptions, train_tokenizer};
 
-use common::write_synthetic_fashion_mnist;
+use common::{micro, write_synthetic_fashion_mnist};
 
 fn tiny() -> TokenizerRunConfig {
     let mut c = tokenizer_preset("kl-tiny").unwrap().config;
@@ -106,4 +106,84 @@ fn invalid_tokenizer_settings_are_named() {
     }
     let err = c.with_override("loss.colour=1").unwrap_err().to_string();
     assert!(err.contains("colour"), "{err}");
+}
+
+/// A tiny denoising run on the conv VAE of `tiny()` (16 x 16 images, stride 2, 2 x 2 cells:
+/// 16 tokens of d = 8, each covering 4 x 4 pixels).
+fn conv_vae_run_config() -> ddmlab::config::RunConfig {
+    use ddmlab::data::ImageShape;
+    use ddmlab::tokenizer::{LatentScale, TokenizerSpec};
+    let mut c = micro(ddmlab::models::preset("ldae-tiny").unwrap().config, 2);
+    c.resize = true;
+    c.model.image = ImageShape { channels: 1, height: 16, width: 16 };
+    let spec = TokenizerSpec::ConvVae { cells: 2, scale: LatentScale::Unit, config: Box::new(tiny()) };
+    c.model.patch = spec.patch();
+    c.denoise = ddmlab::models::presets::ddpm(spec);
+    c.denoise.class_dropout = 0.0;
+    c
+}
+
+#[test]
+fn a_run_trains_its_conv_vae_once_and_uses_it_as_a_unit_variance_tokenizer() {
+    use burn::tensor::{Tensor, TensorData};
+    use ddmlab::train::{pretrain, run_folder};
+    let tmp = tempfile::tempdir().unwrap();
+    write_synthetic_fashion_mnist(tmp.path());
+    let device = Device::flex();
+    let config = conv_vae_run_config();
+    config.validate().unwrap();
+    assert_eq!((config.model.patch, config.denoise.tokenizer.latent_dim(1), config.model.tokens()), (4, 8, 16));
+    let run = tmp.path().join("run");
+    let opts = common::options(tmp.path(), false, None);
+    pretrain(config.clone(), &run, &opts, &device, &mut Silent).unwrap();
+    assert!(run.join("conv-vae/checkpoints/latest").exists(), "the conv VAE trained in its own folder");
+    let report: ddmlab::tokenizer::FitReport =
+        serde_json::from_str(&std::fs::read_to_string(run.join("tokenizer-fit.json")).unwrap()).unwrap();
+    assert_eq!((report.kind.as_str(), report.latent_dim, report.curve.len()), ("conv-vae", 8, 2));
+
+    let fitted = run_folder::load_tokenizer(&run, &config).unwrap();
+    let tok = fitted.bind(config.model.image, &device);
+    let set = run_folder::load_split(&config, tmp.path(), ddmlab::data::Split::Train).unwrap();
+    let x = Tensor::<4>::from_data(
+        TensorData::new(set.images.iter().map(|&v| ddmlab::data::to_unit(v)).collect::<Vec<_>>(), [64, 1, 16, 16]),
+        &device,
+    );
+    let noise = Tensor::<3>::random([64, 16, 8], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+    let z = tok.encode_sample(x.clone(), noise);
+    assert_eq!(z.dims(), [64, 16, 8]);
+    let values: Vec<f32> = z.clone().into_data().try_into_vec().unwrap();
+    let m = values.iter().map(|&v| v as f64).sum::<f64>() / values.len() as f64;
+    let std = (values.iter().map(|&v| (v as f64 - m).powi(2)).sum::<f64>() / values.len() as f64).sqrt();
+    assert!((std - 1.0).abs() < 0.1, "unit scale: the training latents' std is {std}");
+    assert_ne!(values, tok.encode(x).into_data().try_into_vec::<f32>().unwrap(), "a VAE samples");
+    assert_eq!(tok.decode(z).dims(), [64, 1, 16, 16]);
+
+    // A second run naming the same tokenizer file loads it; a corrupt file is one error naming it.
+    let path = run_folder::tokenizer_path(&run, &config);
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    let err = run_folder::load_tokenizer(&run, &config).unwrap_err().to_string();
+    assert!(err.contains("conv-vae.safetensors") && !err.contains('\n'), "{err}");
+    std::fs::write(&path, &bytes).unwrap();
+    // A config asking for another conv VAE does not silently take this one.
+    let mut other = config.clone();
+    if let ddmlab::tokenizer::TokenizerSpec::ConvVae { config, .. } = &mut other.denoise.tokenizer {
+        config.loss.perceptual_weight = 0.0;
+    }
+    let err = run_folder::load_tokenizer(&run, &other).unwrap_err().to_string();
+    assert!(err.contains("another one"), "{err}");
+}
+
+#[test]
+fn a_conv_vae_that_does_not_tile_the_image_is_named() {
+    let mut c = conv_vae_run_config();
+    if let ddmlab::tokenizer::TokenizerSpec::ConvVae { cells, .. } = &mut c.denoise.tokenizer {
+        *cells = 3;
+    }
+    let err = c.validate().unwrap_err().to_string();
+    assert!(err.contains("denoise.tokenizer.cells"), "{err}");
+    let mut c = conv_vae_run_config();
+    c.model.image.height = 20;
+    let err = c.validate().unwrap_err().to_string();
+    assert!(err.contains("denoise.tokenizer.config.model.image"), "{err}");
 }

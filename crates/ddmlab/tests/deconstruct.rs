@@ -19,6 +19,8 @@ fn options(root: &Path, out: &Path) -> DeconstructOptions {
     let set = |s: &str| s.to_string();
     DeconstructOptions {
         tables: vec![Table::One],
+        // Table 1's rows on patch PCA (its conv-VAE rows train a conv tokenizer first).
+        rungs: ["ladder-t1-dit", "ladder-t1-uncond", "ladder-t1-gamma2"].map(String::from).to_vec(),
         out: out.to_path_buf(),
         data_root: root.to_path_buf(),
         steps: 3,

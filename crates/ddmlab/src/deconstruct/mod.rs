@@ -35,6 +35,8 @@ use crate::train::{Observer, PretrainOptions, checkpoint, pretrain, run_folder};
 #[derive(Debug, Clone)]
 pub struct DeconstructOptions {
     pub tables: Vec<Table>,
+    /// Only these rungs of the tables (empty: all of them); the tables list every row.
+    pub rungs: Vec<String>,
     pub out: PathBuf,
     pub data_root: PathBuf,
     /// Optimisation steps of every rung.
@@ -80,6 +82,9 @@ pub fn members(table: Table) -> Vec<&'static str> {
             // Table 1's last rung is Table 2's patch-PCA d = 8 row.
             let at = names.iter().position(|n| *n == "ladder-t2-pca-d16").unwrap_or(names.len());
             names.insert(at, "ladder-t1-gamma2");
+            // Table 1's last conv-VAE rung is the conv VAE's d = 8 row.
+            let at = names.iter().position(|n| *n == "ladder-t2-kl-d16").unwrap_or(names.len());
+            names.insert(at, "ladder-t1-kl-gamma2");
             names
         }
         Table::Three => std::iter::once("ladder-t1-gamma2").chain(own).collect(),
@@ -220,6 +225,17 @@ pub fn deconstruct(opts: &DeconstructOptions, device: &Device, obs: &mut dyn Obs
             }
         }
     }
+    for wanted in &opts.rungs {
+        if !names.contains(&wanted.as_str()) {
+            return Err(Error::config(
+                "--rungs",
+                format!("`{wanted}` is not a rung of the chosen tables: {}", names.join(", ")),
+            ));
+        }
+    }
+    if !opts.rungs.is_empty() {
+        names.retain(|n| opts.rungs.iter().any(|w| w == n));
+    }
     let probe_opts = probe_options(opts, None, None, false);
     let train_n = run_folder::load_split(&base, &opts.data_root, Split::Train)?.len();
     let test_n = run_folder::load_split(&base, &opts.data_root, Split::Test)?.len();
@@ -274,7 +290,9 @@ pub fn deconstruct(opts: &DeconstructOptions, device: &Device, obs: &mut dyn Obs
                 continue;
             }
             if !finished(&run)? {
-                fit_shared_tokenizer(&opts.out, rung, &config, opts, device, obs)?;
+                if !fit_shared_tokenizer(&opts.out, rung, &config, opts, minutes_left(deadline), device, obs)? {
+                    return stop(obs, &opts.out, &plan, opts.inception.is_some(), &protocols);
+                }
                 std::fs::create_dir_all(&run).at(&run)?;
                 copy_shared_tokenizer(&opts.out, &config, &run)?;
                 obs.message(&format!("{} seed {seed}: training {} steps", rung.name, opts.steps));
@@ -308,18 +326,20 @@ pub fn deconstruct(opts: &DeconstructOptions, device: &Device, obs: &mut dyn Obs
     report::write_all(&opts.out, &plan, opts.inception.is_some(), &protocols)
 }
 
-/// Fit the tokenizer of `config` into the shared cache unless it is there.
+/// Fit the tokenizer of `config` into the shared cache unless it is there; `false` when a
+/// conv VAE's training stopped at the time limit.
 fn fit_shared_tokenizer(
     out: &Path,
     rung: &Rung,
     config: &crate::config::RunConfig,
     opts: &DeconstructOptions,
+    stop_after_minutes: Option<f64>,
     device: &Device,
     obs: &mut dyn Observer,
-) -> Result<()> {
+) -> Result<bool> {
     let cache = tokenizer_cache(out, config);
     if run_folder::tokenizer_path(&cache, config).exists() {
-        return Ok(());
+        return Ok(true);
     }
     std::fs::create_dir_all(&cache).at(&cache)?;
     obs.message(&format!(
@@ -328,8 +348,8 @@ fn fit_shared_tokenizer(
         config.denoise.tokenizer.label(1)
     ));
     let set = run_folder::load_split(config, &opts.data_root, Split::Train)?;
-    run_folder::load_or_fit_tokenizer(&cache, config, &set, device, obs)?;
-    Ok(())
+    let fit = run_folder::FitOptions { data_root: &opts.data_root, stop_after_minutes };
+    Ok(run_folder::load_or_fit_tokenizer(&cache, config, &set, fit, device, obs)?.is_some())
 }
 
 /// The shared cache folder of `config`'s tokenizer.

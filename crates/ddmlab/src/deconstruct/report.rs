@@ -363,6 +363,85 @@ fn claims(rows: &[RowResult], depth: &[(usize, Vec<f64>)]) -> Vec<Claim> {
         "ladder-t3-ldae",
         "ladder-t3-pixel-dae",
     ));
+    out.extend(conv_vae_claims(rows, &pca));
+    out
+}
+
+/// Table 1 on the conv VAE (claims i-k) and Table 2's conv VAE row (claim l).
+fn conv_vae_claims(rows: &[RowResult], pca: &[&str]) -> Vec<Claim> {
+    let chain = [
+        "ladder-t1-kl-dit",
+        "ladder-t1-kl-uncond",
+        "ladder-t1-kl-no-perceptual",
+        "ladder-t1-kl-no-adversarial",
+        "ladder-t1-kl-gamma2",
+    ];
+    let mut out = vec![
+        higher_claim('i', "on the conv VAE, removing class conditioning raises the probe", rows, chain[1], chain[0]),
+        higher_claim('j', "on the conv VAE, the linear-gamma^2 schedule raises the probe", rows, chain[4], chain[3]),
+    ];
+    // (k) FID worsens down Table 1: every row's FID at least the row before's, up to the spread.
+    let fids: Vec<Vec<f64>> = chain.iter().map(|n| find(rows, n).map(|r| r.fid.clone()).unwrap_or_default()).collect();
+    let (verdict, evidence) = if fids.iter().any(Vec::is_empty) {
+        (Verdict::Missing, "needs the FID of every conv-VAE row of Table 1".to_string())
+    } else {
+        let steps: Vec<Verdict> = fids.windows(2).map(|w| judge_higher(&w[1], &w[0]).0).collect();
+        let verdict = if steps.contains(&Verdict::NotReproduced) {
+            Verdict::NotReproduced
+        } else if judge_higher(&fids[4], &fids[0]).0 == Verdict::Reproduced {
+            Verdict::Reproduced
+        } else {
+            Verdict::Inconclusive
+        };
+        (
+            verdict,
+            format!(
+                "FID-1K down the table: {} (the paper: 11.6, 30.9, 54.3, 75.6, 93.2)",
+                fids.iter().map(|f| format!("{:.1}", mean(f))).collect::<Vec<_>>().join(" -> ")
+            ),
+        )
+    };
+    out.push(Claim { letter: 'k', text: "FID worsens down Table 1 (conv VAE)", verdict, evidence });
+    // (l) The conv VAE is no better than the patch-wise tokenizers.
+    let conv = best(rows, &["ladder-t2-kl-d4", "ladder-t1-kl-gamma2", "ladder-t2-kl-d16"]);
+    let mut patch_wise: Vec<&str> = pca.to_vec();
+    patch_wise.extend([
+        "ladder-t2-ae-d4",
+        "ladder-t2-ae-d8",
+        "ladder-t2-ae-d16",
+        "ladder-t2-vae-d4",
+        "ladder-t2-vae-d8",
+        "ladder-t2-vae-d16",
+    ]);
+    let (verdict, evidence) = match (conv, best(rows, &patch_wise)) {
+        (Some(c), Some(p)) => {
+            let (above, diff) = judge_higher(c.1, p.1);
+            let verdict = match above {
+                Verdict::Reproduced => Verdict::NotReproduced,
+                Verdict::NotReproduced => Verdict::Reproduced,
+                other => other,
+            };
+            // Equal within the spread is "no better" too.
+            let verdict = if verdict == Verdict::Inconclusive && c.1.len() > 1 { Verdict::Reproduced } else { verdict };
+            (
+                verdict,
+                format!(
+                    "best conv VAE `{}` {} vs best patch-wise `{}` {}: {diff:+.2} points",
+                    c.0,
+                    fmt_values(c.1),
+                    p.0,
+                    fmt_values(p.1)
+                ),
+            )
+        }
+        _ => (Verdict::Missing, "needs the conv VAE row and the patch-wise rows of Table 2".to_string()),
+    };
+    out.push(Claim {
+        letter: 'l',
+        text: "the conv VAE is no better than the patch-wise tokenizers",
+        verdict,
+        evidence,
+    });
     out
 }
 
@@ -523,8 +602,15 @@ pub fn write_all(out: &Path, plan: &Plan, with_fid: bool, protocols: &Protocols)
     for c in &claims {
         verdicts += &format!("| ({}) {} | **{}** | {} |\n", c.letter, c.text, c.verdict.label(), c.evidence);
     }
-    let reproduced = claims.iter().filter(|c| c.verdict == Verdict::Reproduced).count();
-    verdicts += &format!("\n{reproduced} of {} claims reproduced.\n", claims.len());
+    let count = |range: std::ops::RangeInclusive<char>| {
+        let of: Vec<&Claim> = claims.iter().filter(|c| range.contains(&c.letter)).collect();
+        (of.iter().filter(|c| c.verdict == Verdict::Reproduced).count(), of.len())
+    };
+    let (paper, paper_n) = count('a'..='h');
+    let (conv, conv_n) = count('i'..='l');
+    verdicts += &format!(
+        "\n{paper} of the paper's {paper_n} claims (a-h) reproduced; {conv} of {conv_n} on the conv VAE tokenizer (i-l).\n"
+    );
     write_atomic(&out.join("verdicts.md"), verdicts.as_bytes())?;
     doc += &format!("## The paper's claims\n\n{verdicts}");
     write_atomic(&out.join("deconstruct.md"), doc.as_bytes())

@@ -1,7 +1,8 @@
 //! Weight initialisations used by DiT (`initialize_weights` in facebookresearch/DiT).
 
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::{Initializer, Linear, LinearConfig};
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 
 /// A linear layer with Xavier-uniform weights and zero bias (DiT's default for every Linear).
 pub fn xavier_linear(d_in: usize, d_out: usize, device: &Device) -> Linear {
@@ -31,15 +32,34 @@ impl ZeroBias for Linear {
     }
 }
 
-/// Seed `device`'s generator with `seed` and run `init` (which draws initial weights from it)
-/// while no other thread of the process can draw from it.
+/// Seed `device`'s generator with `seed`, build a module with `init` and draw all of its
+/// initial weights, while no other thread of the process can draw from the generator.
 ///
-/// burn's generator is per device and process-wide: two runs initialising at once in one
-/// process (tests, a run beside an evaluation) would interleave their draws and neither would
-/// get the weights its seed names.
-pub fn seeded<T>(device: &Device, seed: u64, init: impl FnOnce() -> T) -> T {
+/// burn's generator is per device and process-wide, and a parameter draws its initial value
+/// lazily, on first use: two runs in one process (tests, a run beside an evaluation) would
+/// interleave their draws and neither would get the weights its seed names.
+pub fn seeded<M: Module>(device: &Device, seed: u64, init: impl FnOnce() -> M) -> M {
+    exclusive(|| {
+        device.seed(seed);
+        init()
+    })
+}
+
+/// Build a module with `init` and draw its initial weights (e.g. a network built only to
+/// receive loaded weights) while no seeded initialisation of another thread is under way.
+pub fn exclusive<M: Module>(init: impl FnOnce() -> M) -> M {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    device.seed(seed);
-    init()
+    let module = init();
+    module.visit(&mut Materialise);
+    module
+}
+
+/// Reads every parameter once, which runs its lazy initialisation.
+struct Materialise;
+
+impl ModuleVisitor for Materialise {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let _ = param.val();
+    }
 }

@@ -11,6 +11,7 @@ use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 use super::Tokenizer;
+use super::conv_vae::FittedConvVae;
 use super::patch_ae::{AeTraining, PatchAutoencoder};
 use super::pca::{PatchPca, PcaTokenizer, sample_patches};
 use super::pixels::PixelTokenizer;
@@ -35,6 +36,8 @@ pub enum FittedTokenizer {
         channels: usize,
         scale: f64,
     },
+    /// A trained conv VAE (trained in its own stage: `train::run_folder::fit_conv_vae`).
+    ConvVae(Box<FittedConvVae>),
 }
 
 /// What fitting measured: the held-out reconstruction error (mean squared error per pixel, in
@@ -88,6 +91,12 @@ impl FittedTokenizer {
                 let scale = if unit { 1.0 / pixel_std(set).max(1e-12) } else { 1.0 };
                 (FittedTokenizer::Pixels { patch, channels, scale }, vec![(0, 0.0)])
             }
+            TokenizerSpec::ConvVae { .. } => {
+                return Err(crate::Error::config(
+                    "denoise.tokenizer.kind",
+                    "a conv VAE is trained in its own stage (`ddmlab tokenizer train`, or fitted by the run), not here",
+                ));
+            }
         };
         let report = FitReport {
             kind: spec.kind().into(),
@@ -127,6 +136,7 @@ impl FittedTokenizer {
                     ],
                 )
             }
+            FittedTokenizer::ConvVae(vae) => vae.save(path),
             FittedTokenizer::Pixels { patch, channels, scale } => store::save(
                 path,
                 &[],
@@ -191,6 +201,21 @@ impl FittedTokenizer {
                     scale,
                 }))
             }
+            TokenizerSpec::ConvVae { cells, ref config, .. } => {
+                let vae = FittedConvVae::load(path)?;
+                if vae.config != **config || vae.cells != cells {
+                    return Err(crate::Error::format(
+                        path,
+                        format!(
+                            "holds a conv VAE trained by preset `{}` with {} cells per token, but the config asks for another one (`{}`, {cells} cells)",
+                            vae.config.preset, vae.cells, config.preset
+                        ),
+                    ));
+                }
+                // The weights must load into the network the config describes.
+                vae.network(&Device::flex(), path)?;
+                Ok(FittedTokenizer::ConvVae(Box::new(vae)))
+            }
             TokenizerSpec::Pixels { patch, .. } => {
                 let file = store::Loaded::read(path)?;
                 expect(&file, "kind", "pixels".into())?;
@@ -214,6 +239,9 @@ impl FittedTokenizer {
             FittedTokenizer::PatchAe(ae) => Box::new(ae.bind(image, device)),
             FittedTokenizer::Pixels { patch, scale, .. } => {
                 Box::new(PixelTokenizer { patch: *patch, image, scale: *scale })
+            }
+            FittedTokenizer::ConvVae(vae) => {
+                Box::new(vae.bind(device, Path::new("conv-vae.safetensors")).expect("weights checked when loaded"))
             }
         }
     }

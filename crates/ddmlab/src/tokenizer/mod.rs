@@ -7,7 +7,9 @@
 //! - [`pca`]: patch-wise PCA (no gradient training), l-DAE's choice;
 //! - [`patch_ae`]: a linear patch-wise autoencoder, or VAE with a KL term and a
 //!   reparameterised latent, trained by reconstruction;
-//! - [`pixels`]: the identity on patches (`d = p p C`), the "no compression" end of Table 2.
+//! - [`pixels`]: the identity on patches (`d = p p C`), the "no compression" end of Table 2;
+//! - [`conv_vae`]: latent diffusion's conv KL autoencoder (Table 1's tokenizer), trained in its
+//!   own stage with reconstruction, KL, perceptual and adversarial losses.
 //!
 //! A tokenizer is described by a [`TokenizerSpec`] in a run's config, fitted once on the
 //! training images into a [`FittedTokenizer`] (host values, saved in the run folder), and
@@ -17,6 +19,7 @@
 //! trait: `encode` and `decode` take whole images; only [`Tokenizer::residual_basis`] is
 //! patch-wise, and a tokenizer without one cannot be used with a residual-weighted loss.
 
+pub mod conv_vae;
 pub mod fit;
 pub mod patch_ae;
 pub mod patchify;

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::tokenizer::TokenizerRunConfig;
 use crate::data::ImageShape;
 use crate::error::{Error, Result};
 
@@ -38,6 +39,9 @@ pub enum TokenizerSpec {
     },
     /// The identity on `p x p` patches: `d = p p C`.
     Pixels { patch: usize, scale: LatentScale },
+    /// A conv KL autoencoder trained by `config` (its own stage, `ddmlab tokenizer train`);
+    /// a token is `cells x cells` latent positions (`d = cells^2 z`, patch `stride cells`).
+    ConvVae { cells: usize, scale: LatentScale, config: Box<TokenizerRunConfig> },
 }
 
 impl TokenizerSpec {
@@ -48,6 +52,7 @@ impl TokenizerSpec {
             | TokenizerSpec::PatchAe { patch, .. }
             | TokenizerSpec::PatchVae { patch, .. }
             | TokenizerSpec::Pixels { patch, .. } => patch,
+            TokenizerSpec::ConvVae { cells, ref config, .. } => config.model.stride() * cells,
         }
     }
 
@@ -58,6 +63,7 @@ impl TokenizerSpec {
             | TokenizerSpec::PatchAe { latent_dim, .. }
             | TokenizerSpec::PatchVae { latent_dim, .. } => latent_dim,
             TokenizerSpec::Pixels { patch, .. } => patch * patch * channels,
+            TokenizerSpec::ConvVae { cells, ref config, .. } => cells * cells * config.model.z_channels,
         }
     }
 
@@ -67,17 +73,19 @@ impl TokenizerSpec {
             TokenizerSpec::Pca { scale, .. }
             | TokenizerSpec::PatchAe { scale, .. }
             | TokenizerSpec::PatchVae { scale, .. }
-            | TokenizerSpec::Pixels { scale, .. } => scale,
+            | TokenizerSpec::Pixels { scale, .. }
+            | TokenizerSpec::ConvVae { scale, .. } => scale,
         }
     }
 
-    /// `pca`, `patch-ae`, `patch-vae`, `pixels`.
+    /// `pca`, `patch-ae`, `patch-vae`, `pixels`, `conv-vae`.
     pub fn kind(&self) -> &'static str {
         match self {
             TokenizerSpec::Pca { .. } => "pca",
             TokenizerSpec::PatchAe { .. } => "patch-ae",
             TokenizerSpec::PatchVae { .. } => "patch-vae",
             TokenizerSpec::Pixels { .. } => "pixels",
+            TokenizerSpec::ConvVae { .. } => "conv-vae",
         }
     }
 
@@ -88,6 +96,16 @@ impl TokenizerSpec {
             TokenizerSpec::PatchAe { latent_dim, .. } => format!("patch AE d={latent_dim}"),
             TokenizerSpec::PatchVae { latent_dim, .. } => format!("patch VAE d={latent_dim}"),
             TokenizerSpec::Pixels { patch, .. } => format!("pixels p={patch} (d={})", self.latent_dim(channels)),
+            TokenizerSpec::ConvVae { config, .. } => {
+                let l = &config.loss;
+                let losses = match (l.perceptual(), l.adversarial()) {
+                    (true, true) => "",
+                    (false, true) => ", no perceptual loss",
+                    (true, false) => ", no adversarial loss",
+                    (false, false) => ", plain VAE",
+                };
+                format!("conv VAE d={}{losses}", self.latent_dim(channels))
+            }
         }
     }
 
@@ -99,6 +117,7 @@ impl TokenizerSpec {
             TokenizerSpec::PatchAe { .. } => "patch-ae.safetensors",
             TokenizerSpec::PatchVae { .. } => "patch-vae.safetensors",
             TokenizerSpec::Pixels { .. } => "pixels.safetensors",
+            TokenizerSpec::ConvVae { .. } => "conv-vae.safetensors",
         }
     }
 
@@ -115,6 +134,14 @@ impl TokenizerSpec {
                 format!("patch-vae-p{patch}-d{latent_dim}-n{samples}-k{steps}-kl{kl_weight}-{scale:?}-s{seed}")
             }
             TokenizerSpec::Pixels { patch, .. } => format!("pixels-p{patch}"),
+            TokenizerSpec::ConvVae { cells, scale, config } => {
+                // The training config is long: a digest of it names the trained network.
+                let digest: String = {
+                    use md5::Digest;
+                    md5::Md5::digest(config.to_toml().as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+                };
+                format!("conv-vae-{}-c{cells}-{scale:?}-{}", config.preset, &digest[..10])
+            }
         };
         let data: String = data.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
         format!("{data}-{}x{}x{}-{spec}", image.channels, image.height, image.width).to_lowercase()
@@ -123,6 +150,35 @@ impl TokenizerSpec {
     /// Check the spec for images of `image`; errors name `field.<key>`.
     pub fn validate(&self, image: ImageShape, field: &str) -> Result<()> {
         let ImageShape { channels, height, width } = image;
+        if let TokenizerSpec::ConvVae { cells, config, .. } = self {
+            // The training config's own errors name its fields inside this one.
+            config.validate().map_err(|e| match e {
+                Error::Config { field: inner, msg } => Error::config(format!("{field}.config.{inner}"), msg),
+                other => other,
+            })?;
+            if config.model.image != image {
+                return Err(Error::config(
+                    format!("{field}.config.model.image"),
+                    format!("{} must be the run's image shape {image}", config.model.image),
+                ));
+            }
+            let latent = config.model.latent_shape();
+            let s = config.model.stride();
+            if *cells == 0
+                || latent.height % cells != 0
+                || latent.width % cells != 0
+                || latent.height * s != height
+                || latent.width * s != width
+            {
+                return Err(Error::config(
+                    format!("{field}.cells"),
+                    format!(
+                        "{cells} must tile the {}x{} latent, which must cover the {height}x{width} image exactly (stride {s})",
+                        latent.height, latent.width
+                    ),
+                ));
+            }
+        }
         let p = self.patch();
         if p == 0 || height % p != 0 || width % p != 0 {
             return Err(Error::config(

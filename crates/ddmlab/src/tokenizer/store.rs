@@ -1,4 +1,4 @@
-//! Tokenizer files: named f64 tensors plus string metadata in one safetensors file, written
+//! Tokenizer files: named f64 tensors (or one byte tensor of serialised weights) plus string metadata in one safetensors file, written
 //! atomically. Every fitted tokenizer is saved through these two functions, so a truncated or
 //! foreign file is one error naming the file, the tensor and what was expected.
 
@@ -27,6 +27,15 @@ pub fn save(path: &Path, tensors: &[Named<'_>], meta: &[(&str, String)]) -> Resu
         .collect();
     let meta: HashMap<String, String> = meta.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
     let out = safetensors::serialize(views, Some(meta)).map_err(|e| Error::format(path, e.to_string()))?;
+    write_atomic(path, &out)
+}
+
+/// Write one byte tensor `name` (a network's serialised weights) and `meta` to `path`
+/// atomically.
+pub fn save_bytes(path: &Path, name: &str, bytes: &[u8], meta: &[(&str, String)]) -> Result<()> {
+    let view = TensorView::new(Dtype::U8, vec![bytes.len()], bytes).expect("sizes match");
+    let meta: HashMap<String, String> = meta.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    let out = safetensors::serialize(vec![(name, view)], Some(meta)).map_err(|e| Error::format(path, e.to_string()))?;
     write_atomic(path, &out)
 }
 
@@ -63,6 +72,16 @@ impl Loaded {
     pub fn number<T: std::str::FromStr>(&self, key: &str) -> Result<T> {
         let text = self.text(key)?;
         text.parse().map_err(|_| self.bad(format!("metadata `{key}` = `{text}` is not a number")))
+    }
+
+    /// Byte tensor `name`.
+    pub fn bytes(&self, name: &str) -> Result<Vec<u8>> {
+        let st = SafeTensors::deserialize(&self.raw).map_err(|e| self.bad(e.to_string()))?;
+        let t = st.tensor(name).map_err(|e| self.bad(format!("tensor `{name}`: {e}")))?;
+        if t.dtype() != Dtype::U8 {
+            return Err(self.bad(format!("tensor `{name}` is {:?}, expected U8 bytes", t.dtype())));
+        }
+        Ok(t.data().to_vec())
     }
 
     /// Tensor `name`, which must be F64 with `len` values.

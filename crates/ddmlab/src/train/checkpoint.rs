@@ -251,7 +251,7 @@ pub fn load_into<M: burn::module::Module>(module: M, path: &Path) -> Result<M> {
 /// Load weights into a freshly built network of `config` on `device` (any [`Network`]; the
 /// denoising ViT unless the caller asks for another).
 pub fn load_weights<M: Network>(ckpt: &Path, file: &str, config: &RunConfig, device: &Device) -> Result<M> {
-    load_into(M::build(config, device), &ckpt.join(file))
+    load_into(crate::nn::init::exclusive(|| M::build(config, device)), &ckpt.join(file))
 }
 
 /// Rebuild a denoising trainer from a checkpoint (model, EMA and optimizer state) with the run's

@@ -117,9 +117,11 @@ impl AeTrainer {
     /// is added here), with the perceptual classifier already trained (when the loss uses one).
     pub fn new(config: TokenizerRunConfig, perceptual: Option<Classifier>, device: &Device) -> Self {
         let ad = device.clone().autodiff();
-        let (ae, disc) = crate::nn::init::seeded(&ad, config.train.seed, || {
-            (config.model.init(&ad), config.loss.adversarial().then(|| config.discriminator().init(&ad)))
-        });
+        let ae = crate::nn::init::seeded(&ad, config.train.seed, || config.model.init(&ad));
+        let disc = config
+            .loss
+            .adversarial()
+            .then(|| crate::nn::init::seeded(&ad, config.train.seed ^ 0xD15C, || config.discriminator().init(&ad)));
         AeTrainer {
             perceptual: perceptual.map(|p| p.to_device(&ad).freeze()),
             ae,

@@ -85,7 +85,18 @@ pub fn pretrain(
 
     let set = Arc::new(load_train_set(&config, &opts.data_root)?);
     obs.message(&format!("data: {} train images of {} from {}", set.len(), set.shape, config.data));
-    let tokenizer = run_folder::load_or_fit_tokenizer(run, &config, &set, device, obs)?;
+    let fit = run_folder::FitOptions { data_root: &opts.data_root, stop_after_minutes: opts.stop_after_minutes };
+    let Some(tokenizer) = run_folder::load_or_fit_tokenizer(run, &config, &set, fit, device, obs)? else {
+        obs.message("stopped after the time limit while training the tokenizer; continue with --resume");
+        return Ok(PretrainSummary {
+            run: run.to_path_buf(),
+            step: 0,
+            total_steps: config.train.steps,
+            last_loss: f64::NAN,
+            img_per_s: 0.0,
+            losses: Vec::new(),
+        });
+    };
     let plan =
         BatchPlan { seed: config.train.seed, batch_size: config.train.batch_size, augment: config.train.augment };
 

@@ -254,7 +254,7 @@ fn load_or_train_perceptual(
     };
     let path = perceptual_path(run);
     if path.exists() {
-        return checkpoint::load_into(net_config.init(device), &path);
+        return checkpoint::load_into(crate::nn::init::exclusive(|| net_config.init(device)), &path);
     }
     let p = &config.perceptual;
     obs.message(&format!("training the perceptual classifier ({} steps of {})", p.steps, p.batch_size));
