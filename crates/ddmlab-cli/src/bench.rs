@@ -41,6 +41,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if args.inception {
         return inception(&args);
     }
+    if let Some(preset) = &args.tokenizer {
+        return tokenizer_step(preset, &args);
+    }
     let mut config = crate::pretrain::base_config(&args.preset, args.config.as_deref(), &args.overrides)?;
     config.train.batch_size = args.batch_size;
     config.validate()?;
@@ -212,6 +215,80 @@ fn inception(args: &BenchArgs) -> Result<()> {
         println!(
             "pytorch FID Inception features, same images (batch {}, {threads} threads, torch {}): {:.2} img/s",
             args.batch_size, theirs.torch, theirs.img_per_s
+        );
+        println!("ratio ddmlab / pytorch: {:.2}x", ours / theirs.img_per_s);
+    }
+    Ok(())
+}
+
+/// The conv tokenizer's training step (autoencoder + perceptual + discriminator, all on) on
+/// synthetic images, beside `bench/pytorch_klvae.py` with `--pytorch`.
+fn tokenizer_step(preset: &str, args: &BenchArgs) -> Result<()> {
+    let mut config = ddmlab::models::tokenizer_preset(preset)?.config;
+    for s in &args.overrides {
+        config = config.with_override(s)?;
+    }
+    config.train.batch_size = args.batch_size;
+    config.loss.disc_start = 0;
+    config.validate()?;
+    let device = setup::device(&args.common.device)?;
+    let shape = config.model.image;
+    // Speed does not depend on the classifier's values: a freshly initialised one.
+    let perceptual = config.loss.perceptual().then(|| {
+        ddmlab::nn::init::exclusive(|| {
+            ddmlab::models::classifier::ClassifierConfig {
+                in_channels: shape.channels,
+                widths: config.perceptual.widths.clone(),
+                classes: 10,
+            }
+            .init(&device)
+        })
+    });
+    let mut trainer = ddmlab::train::conv_tokenizer::AeTrainer::new(config.clone(), perceptual, &device);
+    let b = args.batch_size;
+    let batch = |step: usize| Batch {
+        step,
+        images: (0..b * shape.numel()).map(|i| ((i * 7919 + step) % 255) as f32 / 127.5 - 1.0).collect(),
+        labels: vec![0; b],
+    };
+    for s in 0..3 {
+        trainer.step(&batch(s))?;
+    }
+    let start = Instant::now();
+    for s in 0..args.steps {
+        trainer.step(&batch(3 + s))?;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let (ours, ms) = ((args.steps * b) as f64 / secs, 1000.0 * secs / args.steps as f64);
+    let threads = rayon::current_num_threads();
+    let m = &config.model;
+    println!(
+        "ddmlab  conv tokenizer train step, preset {preset} ({}x{}, widths {} x {:?}, z {}, batch {b}, {threads} threads): {ours:.1} img/s ({ms:.1} ms/step), peak RSS {:.0} MB",
+        shape.height,
+        shape.width,
+        m.channels,
+        m.channel_mult,
+        m.z_channels,
+        peak_rss_mb().unwrap_or(f64::NAN)
+    );
+    if args.pytorch {
+        let script = "bench/pytorch_klvae.py";
+        if !std::path::Path::new(script).exists() {
+            bail!("{script}: not found (run from the repository root)");
+        }
+        let dir = tempfile::tempdir()?;
+        let cfg = dir.path().join("config.toml");
+        std::fs::write(&cfg, config.to_toml())?;
+        let out = Command::new(&args.python)
+            .args([script, "bench", "--config"])
+            .arg(&cfg)
+            .args(["--steps", &args.steps.to_string(), "--threads", &threads.to_string()])
+            .output()
+            .with_context(|| format!("cannot start {}", args.python))?;
+        let theirs = parse_python(&out, script)?;
+        println!(
+            "pytorch conv tokenizer train step, same config (batch {b}, {threads} threads, torch {}): {:.1} img/s ({:.1} ms/step), peak RSS {:.0} MB",
+            theirs.torch, theirs.img_per_s, theirs.ms_per_step, theirs.peak_rss_mb
         );
         println!("ratio ddmlab / pytorch: {:.2}x", ours / theirs.img_per_s);
     }
