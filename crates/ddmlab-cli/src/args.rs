@@ -110,6 +110,13 @@ pub struct TokenizerEvalArgs {
     /// Test images to reconstruct (default: the run's train.eval_images).
     #[arg(long)]
     pub n: Option<usize>,
+    /// Also evaluate patch PCA keeping this many dimensions per patch on the same images (the
+    /// baseline at the same latent size), into RUN/recon-pca-dD.{json,md}.
+    #[arg(long)]
+    pub pca_dim: Option<usize>,
+    /// The PCA baseline's patch side (default: the pixels one token of 2x2 latent cells covers).
+    #[arg(long)]
+    pub pca_patch: Option<usize>,
     /// Inception weights for rFID (default: DATA_DIR/inception/fid-inception-2015-12-05.safetensors).
     #[arg(long)]
     pub weights: Option<PathBuf>,

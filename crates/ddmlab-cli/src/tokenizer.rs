@@ -7,9 +7,12 @@ use ddmlab::data::Split;
 use ddmlab::data::fetch::inception_path;
 use ddmlab::eval::inception::InceptionV3;
 use ddmlab::models::tokenizer_preset;
+use ddmlab::tokenizer::{FittedTokenizer, LatentScale, TokenizerSpec};
 use ddmlab::train::checkpoint;
 use ddmlab::train::conv_tokenizer::read_meta;
-use ddmlab::train::tokenizer_run::{TokenizerTrainOptions, evaluate, format_recon, load_split, train_tokenizer};
+use ddmlab::train::tokenizer_run::{
+    TokenizerTrainOptions, evaluate, evaluate_reconstruction, format_recon, load_split, train_tokenizer,
+};
 
 use crate::args::{TokenizerCommand, TokenizerEvalArgs, TokenizerTrainArgs};
 use crate::progress::Bar;
@@ -91,6 +94,20 @@ fn eval(args: TokenizerEvalArgs) -> Result<()> {
     let weights = args.weights.clone().unwrap_or_else(|| inception_path(&args.common.data_dir));
     let inception = if weights.exists() { Some(InceptionV3::load(&weights, &device)?) } else { None };
     let row = evaluate(&args.run, &config, &ae, &test, state.step, inception.as_ref(), &device)?;
-    println!("{}", format_recon(&row));
+    println!("conv VAE: {}", format_recon(&row));
+    if let Some(d) = args.pca_dim {
+        let patch = args.pca_patch.unwrap_or(2 * config.model.stride());
+        let spec = TokenizerSpec::Pca { patch, latent_dim: d, samples: 100_000, scale: LatentScale::None, seed: 0 };
+        spec.validate(config.model.image, "--pca-dim")?;
+        let train = load_split(&config, &args.common.data_dir, Split::Train)?;
+        let (pca, _) = FittedTokenizer::fit(&spec, &train, &device)?;
+        let pca = pca.bind(config.model.image, &device);
+        let name = format!("recon-pca-d{d}");
+        let n = config.train.eval_images;
+        let row = evaluate_reconstruction(&args.run, &name, &test, n, state.step, inception.as_ref(), &device, &|x| {
+            pca.decode(pca.encode(x))
+        })?;
+        println!("patch PCA p={patch} d={d}: {}", format_recon(&row));
+    }
     Ok(())
 }

@@ -206,3 +206,64 @@ fn a_latent_space_dit_trains_samples_and_probes() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("dit-fmnist-pca (EMA)"));
 }
+
+#[test]
+fn a_conv_tokenizer_trains_evaluates_and_rejects_bad_settings() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_data(tmp.path());
+    let data = tmp.path().to_str().unwrap();
+    let run = tmp.path().join("kl");
+    let run_s = run.to_str().unwrap();
+    let out = ddmlab(&["tokenizer", "train", "--preset", "kl-tiny", "--out", run_s, "--data-dir", data]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("PSNR"));
+    assert!(run.join("recon.md").exists() && run.join("recon-step-000008.png").exists());
+    let out = ddmlab(&["tokenizer", "eval", "--run", run_s, "--data-dir", data, "--pca-dim", "4"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("patch PCA p=4 d=4"));
+    assert!(run.join("recon-pca-d4.md").exists());
+
+    let other = tmp.path().join("other");
+    let other_s = other.to_str().unwrap();
+    fails_with(ddmlab(&["tokenizer", "train", "--preset", "kl-huge", "--out", other_s]), &["preset", "kl-tiny"]);
+    fails_with(
+        ddmlab(&["tokenizer", "train", "--preset", "kl-tiny", "--out", other_s, "--set", "loss.disc_weight=-1"]),
+        &["loss.disc_weight"],
+    );
+    fails_with(
+        ddmlab(&["tokenizer", "train", "--preset", "kl-tiny", "--out", run_s, "--data-dir", data]),
+        &["--resume"],
+    );
+    fails_with(ddmlab(&["tokenizer", "eval", "--run", other_s, "--data-dir", data]), &["no checkpoint"]);
+    fails_with(ddmlab(&["tokenizer", "eval", "--run", run_s, "--data-dir", data, "--pca-dim", "99"]), &["latent_dim"]);
+}
+
+#[test]
+fn a_dit_trains_and_samples_in_the_conv_vae_latent() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_data(tmp.path());
+    let data = tmp.path().to_str().unwrap();
+    let run = tmp.path().join("kl-dit");
+    let run_s = run.to_str().unwrap();
+    let mut args = vec!["train", "--preset", "dit-fmnist-kl", "--out", run_s, "--data-dir", data, "--steps", "2"];
+    args.extend(["--set", "model.width=32", "--set", "model.cond_width=32", "--set", "model.depth=2"]);
+    args.extend(["--set", "model.encoder_depth=1", "--set", "model.heads=2", "--batch-size", "8"]);
+    // A conv VAE small enough for a test, trained by the run first.
+    for s in [
+        "denoise.tokenizer.config.model.channels=8",
+        "denoise.tokenizer.config.model.groups=4",
+        "denoise.tokenizer.config.train.steps=2",
+        "denoise.tokenizer.config.train.batch_size=4",
+        "denoise.tokenizer.config.train.eval_images=4",
+        "denoise.tokenizer.config.perceptual.steps=2",
+        "denoise.tokenizer.config.loss.disc_start=1",
+    ] {
+        args.extend(["--set", s]);
+    }
+    let out = ddmlab(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(run.join("conv-vae.safetensors").exists() && run.join("conv-vae/recon.md").exists());
+    let grid = tmp.path().join("grid.png");
+    let out = ddmlab(&["sample", "--run", run_s, "--steps", "2", "--n", "10", "--out", grid.to_str().unwrap()]);
+    assert!(out.status.success() && grid.exists(), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -18,6 +18,9 @@
 //!   192 halves the cost of training and of the thousands of sampling passes FID needs on a CPU.
 //! - `dit-fmnist-pca`: the same DiT in the patch-PCA latent space (patch 4, d = 8 of 16: a
 //!   7 x 7 x 8 latent scaled to unit variance, one token per latent cell), decoded by inverse PCA.
+//! - `dit-fmnist-kl`: the same DiT in the latent of the conv KL-VAE `kl-fmnist` (trained by the
+//!   run first, in `RUN/conv-vae/`): images resized to 32 x 32, an 8 x 8 x 2 latent scaled to
+//!   unit variance, one token per latent cell (64 tokens of d = 2), decoded by the VAE decoder.
 //! - `ladder-*`: the l-DAE paper's deconstruction ladder (Tables 1-3) on Fashion-MNIST, each
 //!   row the row before plus the change the paper names; see `ladder`.
 //! - `dit-s`, `dit-b`, `dit-l`, `dit-xl`: DiT's four sizes (Peebles & Xie, Table 1: 12 x 384,
@@ -270,6 +273,23 @@ fn registry() -> Vec<Preset> {
                     samples: 100_000,
                     scale: LatentScale::Unit,
                     seed: 0,
+                }),
+                train: TrainConfig { ema_decay: 0.999, min_lr_frac: 0.1, ..train(256, 5e-4, 20.0, 0.02) },
+            },
+        },
+        Preset {
+            name: "dit-fmnist-kl",
+            about: "class-conditional DiT on the conv KL-VAE latent (kl-fmnist, trained first): 32x32 images, 8x8x2 latent, 64 tokens",
+            config: RunConfig {
+                preset: "dit-fmnist-kl".into(),
+                data: "fashion-mnist".into(),
+                train_limit: 0,
+                resize: true,
+                model: dit(ImageShape { channels: 1, height: 32, width: 32 }, 4, 128, 8, 4, 10),
+                denoise: ddpm(TokenizerSpec::ConvVae {
+                    cells: 1,
+                    scale: LatentScale::Unit,
+                    config: Box::new(tokenizer_preset("kl-fmnist").expect("registered").config),
                 }),
                 train: TrainConfig { ema_decay: 0.999, min_lr_frac: 0.1, ..train(256, 5e-4, 20.0, 0.02) },
             },

@@ -319,21 +319,41 @@ pub fn evaluate(
 ) -> Result<ReconRow> {
     let plain = device.clone().without_autodiff();
     let ae = ae.clone().to_device(&plain);
-    let shape = config.model.image;
-    let n = config.train.eval_images.min(test.len());
+    let n = config.train.eval_images;
+    evaluate_reconstruction(run, "recon", test, n, step, inception, &plain, &|x| ae.decode(ae.encode(x).mean))
+}
+
+/// The same evaluation of any reconstruction `recon` (a conv VAE, or a baseline such as patch
+/// PCA at the same latent size) of the first `n` images of `test`, written to `RUN/<name>.json`,
+/// `<name>.md` and `<name>-step-NNNNNN.png`.
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate_reconstruction(
+    run: &Path,
+    name: &str,
+    test: &ImageSet,
+    n: usize,
+    step: usize,
+    inception: Option<&InceptionV3>,
+    plain: &Device,
+    recon: &dyn Fn(Tensor<4>) -> Tensor<4>,
+) -> Result<ReconRow> {
+    let plain = plain.clone();
+    let shape = test.shape;
+    let n = n.min(test.len());
     let subset = test.clone().truncate(n);
     let mut originals: Vec<f32> = Vec::with_capacity(n * shape.numel());
-    let mut recon: Vec<f32> = Vec::with_capacity(n * shape.numel());
+    let mut recon_px: Vec<f32> = Vec::with_capacity(n * shape.numel());
     for (images, labels) in ordered_batches(&subset, 100) {
         let b = labels.len();
         let x = Tensor::<4>::from_data(
             TensorData::new(images.clone(), [b, shape.channels, shape.height, shape.width]),
             &plain,
         );
-        let y = ae.decode(ae.encode(x).mean).clamp(-1.0, 1.0);
-        recon.extend(y.into_data().try_into_vec::<f32>().expect("f32"));
+        let y = recon(x).clamp(-1.0, 1.0);
+        recon_px.extend(y.into_data().try_into_vec::<f32>().expect("f32"));
         originals.extend(images);
     }
+    let recon = recon_px;
     let mse = originals.iter().zip(&recon).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>() / originals.len() as f64;
     let raw = |pixels: &[f32]| -> Vec<RawImage> {
         pixels
@@ -366,12 +386,15 @@ pub fn evaluate(
         rows.push(range(&originals));
         rows.push(range(&recon));
     }
-    save_grid(&run.join(format!("recon-step-{step:06}.png")), &rows, shape, 4)?;
+    save_grid(&run.join(format!("{name}-step-{step:06}.png")), &rows, shape, 4)?;
     let row = ReconRow { step, n, mse, psnr: psnr(mse), rfid };
-    let mut all: Vec<ReconRow> = read_recon(run)?.into_iter().filter(|r| r.step != step).collect();
+    let mut all: Vec<ReconRow> = read_rows(run, name)?.into_iter().filter(|r| r.step != step).collect();
     all.push(row.clone());
     all.sort_by_key(|r| r.step);
-    write_atomic(&run.join("recon.json"), serde_json::to_string_pretty(&all).expect("serialises").as_bytes())?;
+    write_atomic(
+        &run.join(format!("{name}.json")),
+        serde_json::to_string_pretty(&all).expect("serialises").as_bytes(),
+    )?;
     let table: String =
         std::iter::once("| step | images | MSE | PSNR (dB) | rFID |\n|---:|---:|---:|---:|---:|\n".to_string())
             .chain(all.iter().map(|r| {
@@ -385,7 +408,7 @@ pub fn evaluate(
                 )
             }))
             .collect();
-    write_atomic(&run.join("recon.md"), table.as_bytes())?;
+    write_atomic(&run.join(format!("{name}.md")), table.as_bytes())?;
     Ok(row)
 }
 
@@ -406,7 +429,12 @@ fn reference_features(run: &Path, originals: &[RawImage], net: &InceptionV3, dev
 
 /// `RUN/recon.json` (empty when not written yet).
 pub fn read_recon(run: &Path) -> Result<Vec<ReconRow>> {
-    let path = run.join("recon.json");
+    read_rows(run, "recon")
+}
+
+/// `RUN/<name>.json` (empty when not written yet).
+fn read_rows(run: &Path, name: &str) -> Result<Vec<ReconRow>> {
+    let path = run.join(format!("{name}.json"));
     if !path.exists() {
         return Ok(Vec::new());
     }
