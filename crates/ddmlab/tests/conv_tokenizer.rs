@@ -123,6 +123,10 @@ fn conv_vae_run_config() -> ddmlab::config::RunConfig {
     c
 }
 
+fn path_of(run: &std::path::Path, config: &ddmlab::config::RunConfig) -> std::path::PathBuf {
+    ddmlab::train::run_folder::tokenizer_path(run, config)
+}
+
 #[test]
 fn a_run_trains_its_conv_vae_once_and_uses_it_as_a_unit_variance_tokenizer() {
     use burn::tensor::{Tensor, TensorData};
@@ -157,6 +161,19 @@ fn a_run_trains_its_conv_vae_once_and_uses_it_as_a_unit_variance_tokenizer() {
     assert!((std - 1.0).abs() < 0.1, "unit scale: the training latents' std is {std}");
     assert_ne!(values, tok.encode(x).into_data().try_into_vec::<f32>().unwrap(), "a VAE samples");
     assert_eq!(tok.decode(z).dims(), [64, 1, 16, 16]);
+    // On the training (autodiff) device the frozen tokenizer adds nothing to the graph: a tracked
+    // weight shared by the data-parallel shards would merge their graphs (and deadlock burn).
+    struct Tracked(usize);
+    impl burn::module::ModuleVisitor for Tracked {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+            self.0 += param.val().is_require_grad() as usize;
+        }
+    }
+    let ddmlab::tokenizer::FittedTokenizer::ConvVae(vae) = &fitted else { panic!("a conv VAE") };
+    let bound = vae.bind(&device.clone().autodiff(), &path_of(&run, &config)).unwrap();
+    let mut tracked = Tracked(0);
+    burn::module::Module::visit(&bound.ae, &mut tracked);
+    assert_eq!(tracked.0, 0, "the tokenizer's weights are constants on the training device");
 
     // A second run naming the same tokenizer file loads it; a corrupt file is one error naming it.
     let path = run_folder::tokenizer_path(&run, &config);

@@ -488,6 +488,27 @@ fn tokenizer_table(out: &Path) -> Result<String> {
             r.kind, r.latent_dim, r.reconstruction_mse, r.seconds
         );
     }
+    // The conv VAEs' own evaluation: PSNR and rFID of their last checkpoint on the test split.
+    let mut conv = String::new();
+    for (key, r) in reports.iter().filter(|(_, r)| r.kind == "conv-vae") {
+        let folder = crate::train::run_folder::conv_vae_run(&dir.join(key));
+        if let Some(last) = crate::train::tokenizer_run::read_recon(&folder)?.last() {
+            conv += &format!(
+                "| `{key}` | {} | {} | {} | {:.5} | {:.2} | {} |\n",
+                r.latent_dim,
+                last.step,
+                last.n,
+                last.mse,
+                last.psnr,
+                last.rfid.map(|f| format!("{f:.2}")).unwrap_or_else(|| "-".into())
+            );
+        }
+    }
+    if !conv.is_empty() {
+        s += "\nConv VAEs on the test split (posterior mean; rFID against the same originals):\n\n\
+              | tokenizer | d | step | images | MSE | PSNR (dB) | rFID |\n|---|---|---|---|---|---|---|\n";
+        s += &conv;
+    }
     Ok(s)
 }
 

@@ -108,9 +108,13 @@ impl FittedConvVae {
     }
 
     /// On `device`, behind the tokenizer trait.
+    ///
+    /// The weights are constants (no gradient): a tokenizer is frozen, and a tracked weight
+    /// shared by the data-parallel shards would merge their autodiff graphs (which burn runs
+    /// under one lock, and can deadlock on).
     pub fn bind(&self, device: &Device, origin: &Path) -> Result<ConvVaeTokenizer> {
         Ok(ConvVaeTokenizer {
-            ae: self.network(device, origin)?,
+            ae: self.network(device, origin)?.freeze(),
             cells: self.cells,
             scale: self.scale,
             image: self.config.model.image,
