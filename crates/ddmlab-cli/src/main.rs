@@ -32,6 +32,11 @@ fn main() -> ExitCode {
                 let preset = ddmlab::models::preset(p).expect("listed");
                 println!("{:<14} {}", p, preset.about);
             }
+            println!("\nconv tokenizers (`ddmlab tokenizer train --preset ...`):");
+            for p in ddmlab::models::tokenizer_preset_names() {
+                let preset = ddmlab::models::tokenizer_preset(p).expect("listed");
+                println!("{:<14} {}", p, preset.about);
+            }
             Ok(())
         }
         Command::Pretrain(a) => pretrain::run(a),
