@@ -366,6 +366,11 @@ impl ConvAutoencoder {
         silu(d.norm_out.forward(h))
     }
 
+    /// The weight of the encoder's first conv (for gradient checks).
+    pub fn encoder_first_weight(&self) -> Tensor<4> {
+        self.encoder.conv_in.weight.val()
+    }
+
     /// The decoder's last conv.
     pub fn last_layer(&self) -> &Conv2d {
         &self.decoder.conv_out

@@ -284,15 +284,8 @@ impl AeTrainer {
             }
             None => (None, 0.0),
         };
-        let last = ae.last_layer();
-        let w_grad = |upstream: &Tensor<4>| -> Tensor<4> {
-            let w = last.weight.val().detach().require_grad();
-            let k = w.dims()[2];
-            let p = k / 2;
-            let y = conv2d(features.clone().detach(), w.clone(), None, ConvOptions::new([1, 1], [p, p], [1, 1], 1));
-            let s = (y * Tensor::from_inner(upstream.clone())).sum();
-            w.grad(&s.backward()).expect("weight leaf has a gradient")
-        };
+        let weight = ae.last_layer().weight.val();
+        let w_grad = |upstream: &Tensor<4>| last_layer_grad(&features, &weight, upstream);
         let w_nll = w_grad(&grad_nll);
         let w_g = grad_g.as_ref().map(&w_grad);
         ShardForward {
@@ -357,6 +350,21 @@ impl AeTrainer {
     }
 }
 
+/// `dL/dW` of the decoder's last conv (3x3, stride 1, "same" padding) from its input
+/// `features` and the loss gradient `upstream` at its output: one conv backward on a detached
+/// copy of the weight.
+///
+/// # Shapes
+/// - `features`: `[B, c, H, W]` (autodiff device); `weight`: `[C, c, k, k]`; `upstream`:
+///   `[B, C, H, W]` (plain device); returns `[C, c, k, k]` (plain device)
+pub fn last_layer_grad(features: &Tensor<4>, weight: &Tensor<4>, upstream: &Tensor<4>) -> Tensor<4> {
+    let w = weight.clone().detach().require_grad();
+    let p = w.dims()[2] / 2;
+    let y = conv2d(features.clone().detach(), w.clone(), None, ConvOptions::new([1, 1], [p, p], [1, 1], 1));
+    let s = (y * Tensor::from_inner(upstream.clone())).sum();
+    w.grad(&s.backward()).expect("weight leaf has a gradient")
+}
+
 fn mean_of(t: &Tensor<4>) -> f64 {
     t.clone().mean().into_scalar::<f32>() as f64
 }
@@ -370,4 +378,57 @@ pub fn read_meta(ckpt: &Path) -> Result<(TokenizerRunConfig, AeState)> {
     let cfg_path = ckpt.join("config.toml");
     let config = TokenizerRunConfig::from_toml(&std::fs::read_to_string(&cfg_path).at(&cfg_path)?, &cfg_path)?;
     Ok((config, checkpoint::read_state(ckpt)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tokenizer::Reconstruction;
+    use crate::data::ImageShape;
+    use crate::models::conv_ae::ConvAeConfig;
+    use burn::tensor::Distribution;
+
+    /// The step's two shortcuts give exactly the full graph's gradients: `dnll/dW` from the
+    /// detached output plus one conv backward, and the autoencoder's gradient from the
+    /// surrogate `sum(x_hat * dnll/dx_hat)`.
+    #[test]
+    fn the_detached_output_shortcuts_match_the_full_backward() {
+        let ad = Device::flex().autodiff();
+        let cfg = ConvAeConfig {
+            image: ImageShape { channels: 1, height: 8, width: 8 },
+            channels: 4,
+            channel_mult: vec![1, 2],
+            res_blocks: 1,
+            z_channels: 2,
+            groups: 2,
+        };
+        let ae = crate::nn::init::seeded(&ad, 3, || cfg.init(&ad));
+        let x = Tensor::<4>::random([3, 1, 8, 8], Distribution::Normal(0.0, 1.0), &ad);
+        let forward = |ae: &ConvAutoencoder| {
+            let features = ae.decode_features(ae.encode(x.clone()).mean);
+            let x_hat = ae.last_layer().forward(features.clone());
+            (features, x_hat)
+        };
+        // The full graph.
+        let (_, x_hat) = forward(&ae);
+        let full = reconstruction(x.clone(), x_hat, Reconstruction::L2).sum().backward();
+        let w_full = ae.last_layer().weight.val().grad(&full).unwrap();
+        let enc_full = ae.encoder_first_weight().grad(&full).unwrap();
+        // The shortcuts.
+        let ae2 = ae.clone().fork(&ad);
+        let (features, x_hat) = forward(&ae2);
+        let leaf = x_hat.clone().detach().require_grad();
+        let upstream =
+            leaf.grad(&reconstruction(x.clone(), leaf.clone(), Reconstruction::L2).sum().backward()).unwrap();
+        let w_short = last_layer_grad(&features, &ae2.last_layer().weight.val(), &upstream);
+        let surrogate = (x_hat * Tensor::from_inner(upstream)).sum().backward();
+        let enc_short = ae2.encoder_first_weight().grad(&surrogate).unwrap();
+        let close = |a: Tensor<4>, b: Tensor<4>, what: &str| {
+            let scale = a.clone().abs().max().into_scalar::<f32>().max(1e-6);
+            let diff = (a - b).abs().max().into_scalar::<f32>();
+            assert!(diff <= 1e-4 * scale, "{what}: max difference {diff} (scale {scale})");
+        };
+        close(w_full, w_short, "last-layer gradient");
+        close(enc_full, enc_short, "encoder gradient through the surrogate");
+    }
 }
