@@ -14,7 +14,7 @@ mkdir -p "$OUT"
 train() {
   local name=$1 patch=$2 d=$3
   $BIN --threads 1 pretrain --preset ldae-fmnist --out "$OUT/$name" --time-budget "$MIN" \
-    --set model.patch="$patch" --set ldae.latent_dim="$d" --set train.checkpoint_every=100000 > "$OUT/$name.log" 2>&1
+    --set model.patch="$patch" --set denoise.tokenizer.patch="$patch" --set denoise.tokenizer.latent_dim="$d" --set train.checkpoint_every=100000 > "$OUT/$name.log" 2>&1
 }
 probe() {
   local name=$1

@@ -202,16 +202,18 @@ impl FittedTokenizer {
                 }))
             }
             TokenizerSpec::ConvVae { cells, ref config, .. } => {
-                let vae = FittedConvVae::load(path)?;
-                if vae.config != **config || vae.cells != cells {
+                let mut vae = FittedConvVae::load(path)?;
+                if vae.config != **config {
                     return Err(crate::Error::format(
                         path,
                         format!(
-                            "holds a conv VAE trained by preset `{}` with {} cells per token, but the config asks for another one (`{}`, {cells} cells)",
-                            vae.config.preset, vae.cells, config.preset
+                            "holds a conv VAE trained by another config (preset `{}`) than the one this run asks for (preset `{}`)",
+                            vae.config.preset, config.preset
                         ),
                     ));
                 }
+                // How many latent cells make a token is the run's choice, not the network's.
+                vae.cells = cells;
                 // The weights must load into the network the config describes.
                 vae.network(&Device::flex(), path)?;
                 Ok(FittedTokenizer::ConvVae(Box::new(vae)))
