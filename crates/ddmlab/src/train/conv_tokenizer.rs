@@ -11,6 +11,10 @@
 //! once on `sum(x_hat * (dnll/dx_hat + w dg/dx_hat)) + kl_weight KL`, which has exactly the
 //! gradient of the full loss. The batch is split into data-parallel shards (as the denoiser's
 //! step), each image's loss weighted by its share so that the shards sum to the batch mean.
+//!
+//! One difference from latent diffusion: its reconstruction term is divided by `exp(logvar)`
+//! with a learnt scalar `logvar` (initialised at 0, plus `logvar` itself); ddmlab keeps it at 0,
+//! where latent diffusion's also starts.
 
 use std::path::{Path, PathBuf};
 
