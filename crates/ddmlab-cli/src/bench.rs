@@ -83,11 +83,7 @@ fn train_step(config: &RunConfig, args: &BenchArgs) -> Result<(f64, f64)> {
     let mut trainer = Trainer::new(config.clone(), &synthetic_tokenizer(config), &device)?;
     let b = args.batch_size;
     let classes = config.model.num_classes.max(1);
-    let batch = |step: usize| Batch {
-        step,
-        images: (0..b * shape.numel()).map(|i| ((i * 7919 + step) % 255) as f32 / 127.5 - 1.0).collect(),
-        labels: (0..b).map(|i| ((i + step) % classes) as u32).collect(),
-    };
+    let batch = |step: usize| synthetic_batch(b, shape, classes, step);
     for s in 0..3 {
         trainer.step(&batch(s), 1e-4)?;
     }
@@ -97,6 +93,16 @@ fn train_step(config: &RunConfig, args: &BenchArgs) -> Result<(f64, f64)> {
     }
     let secs = start.elapsed().as_secs_f64();
     Ok(((args.steps * b) as f64 / secs, 1000.0 * secs / args.steps as f64))
+}
+
+/// Batch `step` of `b` synthetic images of `shape` (speed does not depend on the values) with
+/// labels cycling through `classes`.
+fn synthetic_batch(b: usize, shape: ddmlab::data::ImageShape, classes: usize, step: usize) -> Batch {
+    Batch {
+        step,
+        images: (0..b * shape.numel()).map(|i| ((i * 7919 + step) % 255) as f32 / 127.5 - 1.0).collect(),
+        labels: (0..b).map(|i| ((i + step) % classes) as u32).collect(),
+    }
 }
 
 /// A tokenizer of the config's kind and sizes with identity-like weights: speed does not
@@ -246,11 +252,7 @@ fn tokenizer_step(preset: &str, args: &BenchArgs) -> Result<()> {
     });
     let mut trainer = ddmlab::train::conv_tokenizer::AeTrainer::new(config.clone(), perceptual, &device);
     let b = args.batch_size;
-    let batch = |step: usize| Batch {
-        step,
-        images: (0..b * shape.numel()).map(|i| ((i * 7919 + step) % 255) as f32 / 127.5 - 1.0).collect(),
-        labels: vec![0; b],
-    };
+    let batch = |step: usize| synthetic_batch(b, shape, 1, step);
     for s in 0..3 {
         trainer.step(&batch(s))?;
     }

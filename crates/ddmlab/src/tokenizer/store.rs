@@ -25,6 +25,11 @@ pub fn save(path: &Path, tensors: &[Named<'_>], meta: &[(&str, String)]) -> Resu
         .zip(&bytes)
         .map(|(t, b)| (t.name, TensorView::new(Dtype::F64, t.shape.clone(), b).expect("sizes match")))
         .collect();
+    write(path, views, meta)
+}
+
+/// Serialise `views` with `meta` and write them to `path` atomically.
+fn write(path: &Path, views: Vec<(&str, TensorView<'_>)>, meta: &[(&str, String)]) -> Result<()> {
     let meta: HashMap<String, String> = meta.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
     let out = safetensors::serialize(views, Some(meta)).map_err(|e| Error::format(path, e.to_string()))?;
     write_atomic(path, &out)
@@ -34,9 +39,7 @@ pub fn save(path: &Path, tensors: &[Named<'_>], meta: &[(&str, String)]) -> Resu
 /// atomically.
 pub fn save_bytes(path: &Path, name: &str, bytes: &[u8], meta: &[(&str, String)]) -> Result<()> {
     let view = TensorView::new(Dtype::U8, vec![bytes.len()], bytes).expect("sizes match");
-    let meta: HashMap<String, String> = meta.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-    let out = safetensors::serialize(vec![(name, view)], Some(meta)).map_err(|e| Error::format(path, e.to_string()))?;
-    write_atomic(path, &out)
+    write(path, vec![(name, view)], meta)
 }
 
 /// A loaded tokenizer file.
@@ -74,10 +77,15 @@ impl Loaded {
         text.parse().map_err(|_| self.bad(format!("metadata `{key}` = `{text}` is not a number")))
     }
 
+    /// Tensor `name` as stored.
+    fn view(&self, name: &str) -> Result<TensorView<'_>> {
+        let st = SafeTensors::deserialize(&self.raw).map_err(|e| self.bad(e.to_string()))?;
+        st.tensor(name).map_err(|e| self.bad(format!("tensor `{name}`: {e}")))
+    }
+
     /// Byte tensor `name`.
     pub fn bytes(&self, name: &str) -> Result<Vec<u8>> {
-        let st = SafeTensors::deserialize(&self.raw).map_err(|e| self.bad(e.to_string()))?;
-        let t = st.tensor(name).map_err(|e| self.bad(format!("tensor `{name}`: {e}")))?;
+        let t = self.view(name)?;
         if t.dtype() != Dtype::U8 {
             return Err(self.bad(format!("tensor `{name}` is {:?}, expected U8 bytes", t.dtype())));
         }
@@ -86,8 +94,7 @@ impl Loaded {
 
     /// Tensor `name`, which must be F64 with `len` values.
     pub fn tensor(&self, name: &str, len: usize) -> Result<Vec<f64>> {
-        let st = SafeTensors::deserialize(&self.raw).map_err(|e| self.bad(e.to_string()))?;
-        let t = st.tensor(name).map_err(|e| self.bad(format!("tensor `{name}`: {e}")))?;
+        let t = self.view(name)?;
         if t.dtype() != Dtype::F64 || t.shape().iter().product::<usize>() != len {
             return Err(self.bad(format!(
                 "tensor `{name}` is {:?} {:?}, expected F64 with {len} values",

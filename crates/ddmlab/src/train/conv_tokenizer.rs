@@ -69,6 +69,25 @@ pub struct AeStepStats {
     pub loss: f64,
 }
 
+impl AeStepStats {
+    /// Add `weight` times every field of `other`.
+    pub fn add(&mut self, other: &AeStepStats, weight: f64) {
+        for (total, part) in [
+            (&mut self.rec, other.rec),
+            (&mut self.perceptual, other.perceptual),
+            (&mut self.kl, other.kl),
+            (&mut self.g_loss, other.g_loss),
+            (&mut self.d_weight, other.d_weight),
+            (&mut self.d_loss, other.d_loss),
+            (&mut self.logits_real, other.logits_real),
+            (&mut self.logits_fake, other.logits_fake),
+            (&mut self.loss, other.loss),
+        ] {
+            *total += weight * part;
+        }
+    }
+}
+
 /// The trained pair and their optimisers.
 pub struct AeTrainer {
     pub config: TokenizerRunConfig,
@@ -176,16 +195,7 @@ impl AeTrainer {
 
         let mut stats = AeStepStats::default();
         for f in &forwards {
-            let s = &f.stats;
-            for (total, part) in [
-                (&mut stats.rec, s.rec),
-                (&mut stats.perceptual, s.perceptual),
-                (&mut stats.kl, s.kl),
-                (&mut stats.g_loss, s.g_loss),
-                (&mut stats.loss, s.loss),
-            ] {
-                *total += part;
-            }
+            stats.add(&f.stats, 1.0);
         }
         let norm = |parts: Vec<Tensor<4>>| -> f64 {
             let sum = parts.into_iter().reduce(|a, b| a + b).expect("a shard");

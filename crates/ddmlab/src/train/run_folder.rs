@@ -20,7 +20,7 @@ use super::checkpoint;
 use super::observer::Observer;
 use super::tokenizer_run::{TokenizerTrainOptions, train_tokenizer};
 use crate::config::RunConfig;
-use crate::data::{DataSource, ImageSet, Split};
+use crate::data::{DataSource, ImageSet, ImageShape, Split};
 use crate::error::{Error, IoContext, Result};
 use crate::models::DenoisingVit;
 use crate::tokenizer::conv_vae::FittedConvVae;
@@ -60,9 +60,22 @@ pub fn read_config(run: &Path) -> Result<RunConfig> {
 /// One split of a config's data set, resized when the config asks for it (the train split
 /// with `train_limit` applied).
 pub fn load_split(config: &RunConfig, data_root: &Path, split: Split) -> Result<ImageSet> {
-    let source: DataSource = config.data.parse()?;
-    let set = source.load_as(data_root, split, config.model.image, config.resize)?;
-    Ok(if split == Split::Train && config.train_limit > 0 { set.truncate(config.train_limit) } else { set })
+    load_data_split(&config.data, config.model.image, config.resize, config.train_limit, data_root, split)
+}
+
+/// One split of data set `data` at image shape `image` (resized to it when `resize`), the train
+/// split cut to its first `train_limit` images (0: all): what every kind of run reads.
+pub fn load_data_split(
+    data: &str,
+    image: ImageShape,
+    resize: bool,
+    train_limit: usize,
+    data_root: &Path,
+    split: Split,
+) -> Result<ImageSet> {
+    let source: DataSource = data.parse()?;
+    let set = source.load_as(data_root, split, image, resize)?;
+    Ok(if split == Split::Train && train_limit > 0 { set.truncate(train_limit) } else { set })
 }
 
 /// The run's fitted tokenizer; a missing or corrupt file is an error naming it.

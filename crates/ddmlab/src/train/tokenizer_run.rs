@@ -32,7 +32,7 @@ use crate::atomic::write_atomic;
 use crate::config::tokenizer::TokenizerRunConfig;
 use crate::data::loader::{BatchPlan, Loader, ordered_batches};
 use crate::data::transform::Augment;
-use crate::data::{DataSource, ImageSet, Split, from_unit};
+use crate::data::{ImageSet, Split, from_unit};
 use crate::error::{Error, IoContext, Result};
 use crate::eval::fid::{RawImage, Stats, frechet_distance, inception_features, load_features, save_features};
 use crate::eval::inception::{FEATURE_DIM, InceptionV3};
@@ -107,9 +107,14 @@ pub fn perceptual_path(run: &Path) -> PathBuf {
 
 /// One split of the config's data set at the tokenizer's image size.
 pub fn load_split(config: &TokenizerRunConfig, data_root: &Path, split: Split) -> Result<ImageSet> {
-    let source: DataSource = config.data.parse()?;
-    let set = source.load_as(data_root, split, config.model.image, config.resize)?;
-    Ok(if split == Split::Train && config.train_limit > 0 { set.truncate(config.train_limit) } else { set })
+    super::run_folder::load_data_split(
+        &config.data,
+        config.model.image,
+        config.resize,
+        config.train_limit,
+        data_root,
+        split,
+    )
 }
 
 /// Train (or resume) the tokenizer run in folder `run`.
@@ -225,15 +230,7 @@ fn mean_stats(window: &[AeStepStats]) -> AeStepStats {
     let n = window.len().max(1) as f64;
     let mut m = AeStepStats::default();
     for s in window {
-        m.rec += s.rec / n;
-        m.perceptual += s.perceptual / n;
-        m.kl += s.kl / n;
-        m.g_loss += s.g_loss / n;
-        m.d_weight += s.d_weight / n;
-        m.d_loss += s.d_loss / n;
-        m.logits_real += s.logits_real / n;
-        m.logits_fake += s.logits_fake / n;
-        m.loss += s.loss / n;
+        m.add(s, 1.0 / n);
     }
     m
 }
@@ -337,23 +334,22 @@ pub fn evaluate_reconstruction(
     plain: &Device,
     recon: &dyn Fn(Tensor<4>) -> Tensor<4>,
 ) -> Result<ReconRow> {
-    let plain = plain.clone();
     let shape = test.shape;
     let n = n.min(test.len());
     let subset = test.clone().truncate(n);
     let mut originals: Vec<f32> = Vec::with_capacity(n * shape.numel());
-    let mut recon_px: Vec<f32> = Vec::with_capacity(n * shape.numel());
+    let mut reconstructed: Vec<f32> = Vec::with_capacity(n * shape.numel());
     for (images, labels) in ordered_batches(&subset, 100) {
         let b = labels.len();
         let x = Tensor::<4>::from_data(
             TensorData::new(images.clone(), [b, shape.channels, shape.height, shape.width]),
-            &plain,
+            plain,
         );
         let y = recon(x).clamp(-1.0, 1.0);
-        recon_px.extend(y.into_data().try_into_vec::<f32>().expect("f32"));
+        reconstructed.extend(y.into_data().try_into_vec::<f32>().expect("f32"));
         originals.extend(images);
     }
-    let recon = recon_px;
+    let recon = reconstructed;
     let mse = originals.iter().zip(&recon).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>() / originals.len() as f64;
     let raw = |pixels: &[f32]| -> Vec<RawImage> {
         pixels
@@ -368,8 +364,8 @@ pub fn evaluate_reconstruction(
     };
     let rfid = match inception {
         Some(net) => {
-            let reference = reference_features(run, &raw(&originals), net, &plain)?;
-            let features = inception_features(net, &raw(&recon), 25, &plain, &|_| ());
+            let reference = reference_features(run, &raw(&originals), net, plain)?;
+            let features = inception_features(net, &raw(&recon), 25, plain, &|_| ());
             Some(frechet_distance(&Stats::of(&features, FEATURE_DIM), &Stats::of(&reference, FEATURE_DIM)))
         }
         None => None,
