@@ -5,8 +5,9 @@ mod common;
 
 use burn::tensor::Device;
 use ddmlab::config::RunConfig;
+use ddmlab::data::loader::BatchPlan;
 use ddmlab::models::preset;
-use ddmlab::train::{Silent, checkpoint, metrics, pretrain};
+use ddmlab::train::{Silent, Trainer, checkpoint, metrics, pretrain, run_folder};
 
 use common::{micro, options, write_synthetic_fashion_mnist};
 
@@ -36,16 +37,48 @@ fn resumed_run_reproduces_the_uninterrupted_loss_trajectory() {
     let resumed = pretrain(config, &run_b, &options(tmp.path(), true, None), &device, &mut Silent).unwrap();
 
     assert_eq!(resumed.losses.len(), 5, "steps 4..8 run again");
-    for (a, b) in whole.losses[3..].iter().zip(&resumed.losses) {
-        // Equal up to float summation order (reloaded weights are laid out afresh): a wrong
-        // optimizer state, batch or noise draw shows up as differences of 1e-2 and more.
-        assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0), "uninterrupted {a} vs resumed {b}");
-    }
+    // Exactly equal (issue 11, defect b: biases frozen in a fresh run but trained after a resume
+    // made the trajectories drift by 1e-5 relative).
+    assert_eq!(whole.losses[3..], resumed.losses[..], "uninterrupted vs resumed");
     // The metrics file holds each step once, as if never interrupted.
     let steps: Vec<usize> =
         metrics::read::<metrics::MetricLine>(&run_b.join("metrics.jsonl")).unwrap().iter().map(|m| m.step).collect();
     assert_eq!(steps, (1..=8).collect::<Vec<_>>());
     assert!(run_b.join("loss.png").exists());
+}
+
+/// Every weight of the network is trained: each parameter receives a gradient from the loss
+/// (a parameter without one stays at its initial value, silently).
+#[test]
+fn every_parameter_of_the_presets_receives_a_gradient() {
+    struct Missing<'a>(&'a burn::optim::GradientsParams, Vec<String>, usize);
+    impl burn::module::ModuleVisitor for Missing<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<burn::tensor::Tensor<D>>) {
+            self.2 += 1;
+            if self.0.get::<D>(param.id).is_none() {
+                self.1.push(format!("#{} {:?}", self.2, param.shape()));
+            }
+        }
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    write_synthetic_fashion_mnist(tmp.path());
+    let device = Device::flex();
+    for name in ["ldae-tiny", "dit-tiny", "ladder-t2-vae-d4"] {
+        let run = tmp.path().join(name);
+        let config = micro(preset(name).unwrap().config, 1);
+        pretrain(config, &run, &options(tmp.path(), false, None), &device, &mut Silent).unwrap();
+        let config = ddmlab::train::run_folder::read_config(&run).unwrap();
+        let set = ddmlab::train::pretrain::load_train_set(&config, tmp.path()).unwrap();
+        let fit = run_folder::FitOptions { data_root: tmp.path(), stop_after_minutes: None };
+        let tokenizer =
+            run_folder::load_or_fit_tokenizer(&run, &config, &set, fit, &device, &mut Silent).unwrap().unwrap();
+        let plan = BatchPlan { seed: 0, batch_size: 8, augment: config.train.augment };
+        let trainer = Trainer::new(config, &tokenizer, &device).unwrap();
+        let (_, grads) = trainer.gradients(&plan.make(&set, 0));
+        let mut missing = Missing(&grads, Vec::new(), 0);
+        burn::module::Module::visit(&trainer.model, &mut missing);
+        assert!(missing.1.is_empty(), "{name}: parameters without a gradient: {:?}", missing.1);
+    }
 }
 
 #[test]

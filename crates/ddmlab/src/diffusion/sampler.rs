@@ -46,10 +46,18 @@ pub struct TimestepMap(pub Vec<usize>);
 
 impl TimestepMap {
     /// `steps` timesteps evenly spaced over `0..T`, both ends included
-    /// (`round(i (T - 1) / (steps - 1))`, improved DDPM's respacing); all `T` when `steps >= T`.
+    /// (`round(i (T - 1) / (steps - 1))`, improved DDPM's respacing); all `T` when `steps >= T`;
+    /// one step is the last timestep alone (`x_T -> x0_hat` in a single network call).
+    ///
+    /// # Panics
+    /// When `steps == 0` or `total == 0` (callers check user input first).
     pub fn evenly_spaced(total: usize, steps: usize) -> Self {
-        if steps >= total || steps < 2 {
+        assert!(steps > 0 && total > 0, "a sampler needs at least one step of a non-empty schedule");
+        if steps >= total {
             return TimestepMap((0..total).collect());
+        }
+        if steps == 1 {
+            return TimestepMap(vec![total - 1]);
         }
         let stride = (total - 1) as f64 / (steps - 1) as f64;
         let mut map: Vec<usize> = (0..steps).map(|i| (i as f64 * stride).round() as usize).collect();
@@ -226,6 +234,22 @@ mod tests {
     fn timestep_map_spans_both_ends() {
         assert_eq!(TimestepMap::evenly_spaced(1000, 5).0, vec![0, 250, 500, 749, 999]);
         assert_eq!(TimestepMap::evenly_spaced(10, 50).0, (0..10).collect::<Vec<_>>());
+        assert_eq!(TimestepMap::evenly_spaced(1000, 2).0, vec![0, 999]);
+    }
+
+    /// Regression (issue 11, defect a): `--steps 1` ran all 1000 steps.
+    #[test]
+    fn one_step_is_one_network_call_from_the_last_timestep() {
+        assert_eq!(TimestepMap::evenly_spaced(1000, 1).0, vec![999]);
+        let device = Device::flex();
+        for kind in [SamplerKind::Ddpm, SamplerKind::Ddim { eta: 0.0 }] {
+            let s = sampler(kind, 1);
+            let oracle = Oracle { value: 0.3, schedule: s.schedule.clone() };
+            let mut calls = 0;
+            let x = values(s.sample(&oracle, [1, 1, 2, 2], None, 5, &device, &mut |_, _| calls += 1));
+            assert_eq!(calls, 1, "{kind:?}");
+            assert!(x.iter().all(|v| (v - 0.3).abs() < 1e-3), "{kind:?}: {x:?}");
+        }
     }
 
     #[test]

@@ -19,15 +19,25 @@ pub fn zero_linear(d_in: usize, d_out: usize, device: &Device) -> Linear {
     LinearConfig::new(d_in, d_out).with_initializer(Initializer::Zeros).init(device)
 }
 
-/// Zeroing a layer's bias after construction.
-pub trait ZeroBias {
-    /// The layer with its bias set to zero.
-    fn zero_bias(self) -> Self;
+/// Setting a layer's bias to a constant after construction.
+pub trait ZeroBias: Sized {
+    /// The layer with every bias entry set to `value`, still trained.
+    ///
+    /// A parameter mapped to a fresh tensor takes that tensor's gradient setting, and a fresh
+    /// constant tracks none: without restoring it the bias would stay frozen at `value` (it
+    /// did, until a resumed run, whose loaded weights all train, drifted from an uninterrupted
+    /// one).
+    fn fill_bias(self, value: f64) -> Self;
+
+    /// The layer with its bias set to zero, still trained.
+    fn zero_bias(self) -> Self {
+        self.fill_bias(0.0)
+    }
 }
 
 impl ZeroBias for Linear {
-    fn zero_bias(mut self) -> Self {
-        self.bias = self.bias.map(|b| b.map(|t| t.zeros_like()));
+    fn fill_bias(mut self, value: f64) -> Self {
+        self.bias = self.bias.map(|b| b.map(|t| t.zeros_like() + value).set_require_grad(true));
         self
     }
 }
@@ -61,5 +71,34 @@ struct Materialise;
 impl ModuleVisitor for Materialise {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let _ = param.val();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::optim::GradientsParams;
+    use burn::tensor::TensorData;
+
+    use super::*;
+
+    /// Regression (issue 11, defect b): a bias set after construction was frozen, so a fresh
+    /// run never trained it while a resumed one did.
+    #[test]
+    fn a_filled_bias_is_set_and_still_trained() {
+        let device = Device::flex().autodiff();
+        for (layer, value) in [
+            (xavier_linear(3, 2, &device), 0.0),
+            (normal_linear(3, 2, 0.02, &device), 0.0),
+            (zero_linear(3, 2, &device).fill_bias(-4.0), -4.0),
+        ] {
+            let bias = layer.bias.as_ref().unwrap();
+            let values: Vec<f32> = bias.val().into_data().try_into_vec().unwrap();
+            assert_eq!(values, vec![value as f32; 2]);
+            let x = Tensor::<2>::from_data(TensorData::new(vec![1.0f32; 12], [4, 3]), &device);
+            let grads = GradientsParams::from_grads(layer.forward(x).sum().backward(), &layer);
+            let g = grads.get::<1>(bias.id).expect("the bias receives a gradient");
+            // d(sum of outputs) / d(bias_j) = the batch size.
+            assert_eq!(g.into_data().try_into_vec::<f32>().unwrap(), vec![4.0; 2]);
+        }
     }
 }

@@ -24,7 +24,7 @@ use rand_distr::{Distribution, StandardNormal};
 
 use super::{Tokenizer, patchify, unpatchify};
 use crate::data::ImageShape;
-use crate::nn::init::{xavier_linear, zero_linear};
+use crate::nn::init::{ZeroBias, xavier_linear, zero_linear};
 use crate::train::lr::lr_at;
 
 /// A fitted patch AE / VAE on the host (f64, row-major).
@@ -126,12 +126,8 @@ impl PatchAutoencoder {
         let ad = device.clone().autodiff();
         let mut net = crate::nn::init::seeded(&ad, how.seed, || AeNet {
             enc: xavier_linear(dim, d, &ad),
-            logvar: how.variational.then(|| {
-                let mut l = zero_linear(dim, d, &ad);
-                // Start with a small posterior standard deviation (e^-2).
-                l.bias = l.bias.map(|b| b.map(|t| t.zeros_like() - 4.0));
-                l
-            }),
+            // Start with a small posterior standard deviation (e^-2).
+            logvar: how.variational.then(|| zero_linear(dim, d, &ad).fill_bias(-4.0)),
             dec: xavier_linear(d, dim, &ad),
         });
         let mut optim = AdamWConfig::new().with_weight_decay(0.0).init();
