@@ -351,6 +351,10 @@ pub struct SampleArgs {
     /// Also write every image as its own PNG into this folder (for FID).
     #[arg(long)]
     pub folder: Option<PathBuf>,
+    /// Also write the images as an ADM-style sample batch (.npz: arr_0 [N, H, W, C] uint8,
+    /// arr_1 the labels), as read by ADM's evaluator, pytorch-fid tools and `ddmlab fid`.
+    #[arg(long)]
+    pub npz: Option<PathBuf>,
     /// Use the raw trained weights instead of the EMA.
     #[arg(long)]
     pub no_ema: bool,
@@ -363,11 +367,18 @@ pub struct SampleArgs {
 
 #[derive(Args, Debug)]
 pub struct FidArgs {
-    /// First source: a folder of PNG/JPEG images, or a data-set split (fashion-mnist:test, mnist:train).
+    /// First source: a folder of PNG/JPEG images, a data-set split (fashion-mnist:test,
+    /// mnist:train), an ADM-style sample batch (.npz with arr_0, [N, H, W, C] uint8) or
+    /// pytorch-fid / clean-fid statistics (.npz with mu, sigma).
     pub a: String,
-    /// Second source (reference statistics of data-set splits are cached under DATA_DIR/fid-cache).
+    /// Second source, as A (features of data-set splits are cached under DATA_DIR/fid-cache);
+    /// with --save-stats, the .npz file to write A's statistics to.
     pub b: String,
-    /// Use the first N images of each source (0: all).
+    /// Write the statistics (mu, sigma; float64, as pytorch-fid's --save-stats) of A to the
+    /// file B instead of computing a distance.
+    #[arg(long)]
+    pub save_stats: bool,
+    /// Use the first N images of each source (0: all; statistics files hold no images).
     #[arg(long, default_value_t = 0)]
     pub n: usize,
     /// Also compute KID (100 subsets of 1000 by default).
@@ -377,6 +388,10 @@ pub struct FidArgs {
     pub kid_subsets: usize,
     #[arg(long, default_value_t = 1000)]
     pub kid_subset_size: usize,
+    /// Also compute improved precision and recall (Kynkäänniemi et al. 2019, k = 3): A is the
+    /// generated set and B the reference (precision: A's images on B's manifold).
+    #[arg(long)]
+    pub pr: bool,
     /// Inception weights (default: DATA_DIR/inception/fid-inception-2015-12-05.safetensors, as
     /// `ddmlab data fetch inception` writes them).
     #[arg(long)]

@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Result, bail};
 use ddmlab::diffusion::SamplerKind;
+use ddmlab::eval::fid::RawImage;
+use ddmlab::eval::npz::{SampleBatch, write_samples};
 use ddmlab::generate::{SampleOptions, sample_images, sampler_of};
 use ddmlab::train::{checkpoint, run_folder};
 use ddmlab::viz::grid::{save_grid, save_images};
@@ -98,6 +100,15 @@ pub fn run(args: SampleArgs) -> Result<()> {
         let names: Vec<PathBuf> = (0..n).map(|i| dir.join(format!("{i:06}.png"))).collect();
         save_images(&names, &images, shape)?;
         println!("{}: {n} PNGs", dir.display());
+    }
+    if let Some(path) = &args.npz {
+        let images = images.iter().map(|img| RawImage::from_unit(img, shape)).collect();
+        let labels = (!opts.labels.is_empty()).then(|| opts.labels.iter().map(|&y| y as i64).collect());
+        write_samples(path, &SampleBatch { images, labels })?;
+        println!(
+            "{}: {n} images as an ADM-style sample batch (arr_0 [N, H, W, C] uint8, arr_1 labels)",
+            path.display()
+        );
     }
     Ok(())
 }

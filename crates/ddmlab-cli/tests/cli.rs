@@ -152,6 +152,7 @@ fn train_a_dit_sample_it_and_reject_bad_generation_requests() {
 
     let grid = tmp.path().join("grid.png");
     let folder = tmp.path().join("samples");
+    let npz = tmp.path().join("samples.npz");
     let out = ddmlab(&[
         "sample",
         "--run",
@@ -166,10 +167,17 @@ fn train_a_dit_sample_it_and_reject_bad_generation_requests() {
         grid.to_str().unwrap(),
         "--folder",
         folder.to_str().unwrap(),
+        "--npz",
+        npz.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(grid.exists());
     assert_eq!(std::fs::read_dir(&folder).unwrap().count(), 10);
+    // The .npz batch holds the PNGs' pixels, with one label per image (classes 0..9, one each).
+    let batch = ddmlab::eval::npz::read_samples(&npz, 0).unwrap();
+    assert_eq!(batch.labels, Some((0..10).collect()));
+    let png = ddmlab::eval::fid::read_image_dir(&folder, 0).unwrap();
+    assert_eq!(batch.images, png);
 
     fails_with(ddmlab(&["sample", "--run", run_s, "--class", "12"]), &["class", "0..=9"]);
     fails_with(ddmlab(&["sample", "--run", run_s, "--sampler", "euler"]), &["--sampler", "ddim or ddpm"]);
@@ -183,6 +191,25 @@ fn train_a_dit_sample_it_and_reject_bad_generation_requests() {
     let weights = tmp.path().join("none.safetensors");
     let args = ["fid", folder.to_str().unwrap(), "fashion-mnist:test", "--weights", weights.to_str().unwrap()];
     fails_with(ddmlab(&args), &["none.safetensors", "data fetch inception"]);
+}
+
+/// FID between two pytorch-fid statistics files (written by numpy) needs no network and gives
+/// scipy's value; a file that is neither statistics nor samples is named.
+#[test]
+fn fid_of_numpy_statistics_files_equals_scipys() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ddmlab/tests/fixtures/npz");
+    let (a, b) = (fixtures.join("stats-a.npz"), fixtures.join("stats-b.npz"));
+    let out = ddmlab(&["fid", a.to_str().unwrap(), b.to_str().unwrap(), "--weights", "/nonexistent"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures.join("reference.json")).unwrap()).unwrap();
+    let want = format!("FID {:.4}", reference["fid_a_b"].as_f64().unwrap());
+    assert!(stdout.contains(&want), "{stdout} (expected {want})");
+    fails_with(ddmlab(&["fid", a.to_str().unwrap(), b.to_str().unwrap(), "--kid"]), &["KID", "statistics"]);
+    let other = fixtures.join("no-sigma.npz");
+    fails_with(ddmlab(&["fid", other.to_str().unwrap(), b.to_str().unwrap()]), &["no-sigma.npz", "mu", "arr_0"]);
+    fails_with(ddmlab(&["fid", a.to_str().unwrap(), "out.png", "--save-stats"]), &["out.png", ".npz"]);
 }
 
 #[test]

@@ -76,3 +76,14 @@ fn unknown_data_set_lists_the_known_ones() {
     let err = "imagenet21k".parse::<DataSource>().unwrap_err().to_string();
     assert!(err.contains("fashion-mnist") && err.contains("folder:DIR"), "{err}");
 }
+
+/// An image file whose header has a zero dimension ([2, 0, 28]) with no pixels is a
+/// consistent IDX file, and was accepted as a set of empty images (zero-sized chunks for
+/// every later reader of the set).
+#[test]
+fn image_file_with_a_zero_dimension_is_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_set(tmp.path(), vec![], vec![0, 1], &[2, 0, 28]);
+    let err = DataSource::FashionMnist.load_as(tmp.path(), Split::Train, FMNIST, true).unwrap_err().to_string();
+    assert!(err.contains("train-images-idx3-ubyte") && err.contains("[2, 0, 28]"), "{err}");
+}

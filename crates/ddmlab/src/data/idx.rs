@@ -62,8 +62,12 @@ pub fn parse_idx(bytes: &[u8]) -> std::result::Result<IdxArray, String> {
             u32::from_be_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]) as usize
         })
         .collect();
-    let expected: usize = dims.iter().product();
     let got = bytes.len() - header;
+    // Four u32 dimensions can overflow a usize product (and wrap to the file's length in a
+    // release build): check the product rather than trust it.
+    let Some(expected) = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)) else {
+        return Err(format!("header says dims {dims:?}: more values than memory can hold, file holds {got}"));
+    };
     if got != expected {
         let what = if got < expected { "truncated" } else { "trailing bytes" };
         return Err(format!("{what}: header says dims {dims:?} = {expected} values, file holds {got}"));
@@ -99,6 +103,18 @@ mod tests {
         bytes.truncate(bytes.len() - 5);
         let err = parse_idx(&bytes).unwrap_err();
         assert!(err.contains("truncated") && err.contains("24") && err.contains("19"), "{err}");
+    }
+
+    /// Dims 65536^4 = 2^64 wrap to 0 in an unchecked release-build product, which an empty body
+    /// then "matched": a set claiming 65536 images with no pixels.
+    #[test]
+    fn dims_whose_product_overflows_are_rejected_not_wrapped() {
+        let mut bytes = vec![0, 0, 0x08, 4];
+        for _ in 0..4 {
+            bytes.extend(65536u32.to_be_bytes());
+        }
+        let err = parse_idx(&bytes).unwrap_err();
+        assert!(err.contains("65536") && err.contains("more values than memory"), "{err}");
     }
 
     #[test]

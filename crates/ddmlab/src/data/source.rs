@@ -179,6 +179,12 @@ pub fn idx_pair(images: &Path, labels: &Path, classes: Vec<String>) -> Result<Im
     if img.dims.len() != 3 {
         return Err(Error::format(images, format!("expected 3 dimensions [N, H, W], header has {:?}", img.dims)));
     }
+    if img.dims.contains(&0) {
+        return Err(Error::format(
+            images,
+            format!("header dims {:?} hold no image, expected [N, H, W] all positive", img.dims),
+        ));
+    }
     if lab.dims.len() != 1 {
         return Err(Error::format(labels, format!("expected 1 dimension [N], header has {:?}", lab.dims)));
     }

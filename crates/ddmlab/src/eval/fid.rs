@@ -29,13 +29,30 @@ pub struct RawImage {
     pub pixels: Vec<u8>,
 }
 
-/// Where FID images come from: a split of a named data set, or a folder of images.
+impl RawImage {
+    /// A `[C, H, W]` image of `shape` from values in `[0, 1]` (a sampler's output), quantised.
+    pub fn from_unit(values: &[f32], shape: crate::data::ImageShape) -> RawImage {
+        RawImage {
+            channels: shape.channels,
+            height: shape.height,
+            width: shape.width,
+            pixels: values.iter().map(|&v| crate::data::from_unit(v)).collect(),
+        }
+    }
+}
+
+/// Where FID images (or their statistics) come from: a split of a named data set, a folder of
+/// images, or a numpy file ([`super::npz`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FidSource {
     /// `fashion-mnist:test`, `mnist:train`, ...
     DataSet { source: DataSource, split: Split },
     /// A folder of PNG / JPEG files (searched recursively).
     Folder(PathBuf),
+    /// An ADM-style sample batch (`.npz` with `arr_0`).
+    Samples(PathBuf),
+    /// pytorch-fid / clean-fid statistics (`.npz` with `mu`, `sigma`): no images.
+    Stats(PathBuf),
 }
 
 impl std::str::FromStr for FidSource {
@@ -55,9 +72,29 @@ impl std::str::FromStr for FidSource {
         if path.is_dir() {
             return Ok(FidSource::Folder(path));
         }
+        if path.is_file() && path.extension().is_some_and(|e| e == "npz") {
+            let names = super::npz::array_names(&path)?;
+            let has = |n: &str| names.iter().any(|a| a == n);
+            if has("mu") && has("sigma") {
+                return Ok(FidSource::Stats(path));
+            }
+            if has("arr_0") {
+                return Ok(FidSource::Samples(path));
+            }
+            return Err(Error::format(
+                &path,
+                format!(
+                    "holds {names:?}: expected FID statistics (`mu`, `sigma`) or a sample batch (`arr_0`, [N, H, W, C] \
+                     uint8)"
+                ),
+            ));
+        }
         Err(Error::config(
             "source (A or B)",
-            format!("`{s}` is neither a folder nor a data-set split such as fashion-mnist:test or mnist:train"),
+            format!(
+                "`{s}` is neither a folder, an .npz (statistics or samples) nor a data-set split such as \
+                 fashion-mnist:test or mnist:train"
+            ),
         ))
     }
 }
@@ -68,7 +105,7 @@ impl std::fmt::Display for FidSource {
             FidSource::DataSet { source, split } => {
                 write!(f, "{source}:{}", if *split == Split::Train { "train" } else { "test" })
             }
-            FidSource::Folder(p) => write!(f, "{}", p.display()),
+            FidSource::Folder(p) | FidSource::Samples(p) | FidSource::Stats(p) => write!(f, "{}", p.display()),
         }
     }
 }
@@ -82,6 +119,10 @@ impl FidSource {
                 Ok(images_of_set(&source.load(data_root, *split, shape)?, limit))
             }
             FidSource::Folder(dir) => read_image_dir(dir, limit),
+            FidSource::Samples(path) => Ok(super::npz::read_samples(path, limit)?.images),
+            FidSource::Stats(path) => {
+                Err(Error::format(path, "holds statistics (`mu`, `sigma`), not images: it cannot give features"))
+            }
         }
     }
 
@@ -95,7 +136,7 @@ impl FidSource {
     fn cache_stem(&self) -> Option<String> {
         match self {
             FidSource::DataSet { .. } => Some(format!("{}-", self.to_string().replace(':', "-"))),
-            FidSource::Folder(_) => None,
+            FidSource::Folder(_) | FidSource::Samples(_) | FidSource::Stats(_) => None,
         }
     }
 }

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use super::fid::{FidSource, RawImage, Stats, frechet_distance, inception_features, kid, source_features};
 use super::inception::{FEATURE_DIM, InceptionV3};
+use super::precision_recall::{knn_radii, precision_recall_with_radii};
 use crate::atomic::write_atomic;
-use crate::data::from_unit;
 use crate::diffusion::SamplerKind;
 use crate::error::{Error, IoContext, Result};
 use crate::generate::{SampleOptions, sample_images};
@@ -57,6 +57,9 @@ impl GenEvalOptions {
     }
 }
 
+/// The neighbourhood size of precision / recall (the paper's and the reference code's).
+pub const PR_K: usize = 3;
+
 /// One measured point.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FidRow {
@@ -68,6 +71,11 @@ pub struct FidRow {
     pub reference: String,
     pub fid: f64,
     pub kid: Option<f64>,
+    /// Improved precision and recall (k = 3) against the reference (absent in older files).
+    #[serde(default)]
+    pub precision: Option<f64>,
+    #[serde(default)]
+    pub recall: Option<f64>,
     /// EMA weights (true) or the raw trained weights.
     pub ema: bool,
 }
@@ -104,6 +112,7 @@ pub fn gen_eval_run(run: &Path, opts: &GenEvalOptions, device: &Device, obs: &mu
         obs.message(&format!("{} holds {n_ref} images: the reference uses all of them", opts.reference));
     }
     let ref_stats = Stats::of(&reference, FEATURE_DIM);
+    let ref_radii = (n_ref > PR_K).then(|| knn_radii(&reference, FEATURE_DIM, PR_K, device));
     let mut rows = Vec::new();
     for (step, ckpt) in &chosen {
         let (config, _) = checkpoint::read_meta(ckpt)?;
@@ -124,18 +133,17 @@ pub fn gen_eval_run(run: &Path, opts: &GenEvalOptions, device: &Device, obs: &mu
                 clip_x0: true,
             };
             let images: Vec<RawImage> = sample_images(&model, &config, tokenizer.as_ref(), &sample, device, &|| ())?
-                .into_iter()
-                .map(|img| RawImage {
-                    channels: shape.channels,
-                    height: shape.height,
-                    width: shape.width,
-                    pixels: img.iter().map(|&v| from_unit(v)).collect(),
-                })
+                .iter()
+                .map(|img| RawImage::from_unit(img, shape))
                 .collect();
             let sampled_s = t0.elapsed().as_secs_f64();
             let features = inception_features(&net, &images, opts.inception_batch, device, &|_| ());
             let fid = frechet_distance(&Stats::of(&features, FEATURE_DIM), &ref_stats);
             let kid = opts.kid.then(|| kid(&features, &reference, FEATURE_DIM, 100, 1000, 0).0);
+            let pr = ref_radii
+                .as_ref()
+                .filter(|_| opts.n > PR_K)
+                .map(|radii| precision_recall_with_radii(&reference, radii, &features, FEATURE_DIM, PR_K, device));
             let row = FidRow {
                 step: *step,
                 cfg,
@@ -144,6 +152,8 @@ pub fn gen_eval_run(run: &Path, opts: &GenEvalOptions, device: &Device, obs: &mu
                 reference: opts.reference.to_string(),
                 fid,
                 kid,
+                precision: pr.map(|p| p.precision),
+                recall: pr.map(|p| p.recall),
                 ema: opts.ema,
             };
             obs.message(&format!(
@@ -189,24 +199,26 @@ pub fn merge_rows(old: Vec<FidRow>, new: Vec<FidRow>) -> Vec<FidRow> {
 /// One row as a line.
 pub fn format_row(r: &FidRow) -> String {
     format!(
-        "step {} cfg {} {} : FID-{} {:.2}{}",
+        "step {} cfg {} {} : FID-{} {:.2}{}{}",
         r.step,
         r.cfg,
         r.sampler,
         r.n,
         r.fid,
-        r.kid.map(|k| format!("  KID {k:.5}")).unwrap_or_default()
+        r.kid.map(|k| format!("  KID {k:.5}")).unwrap_or_default(),
+        r.precision.zip(r.recall).map(|(p, q)| format!("  precision {p:.3} recall {q:.3}")).unwrap_or_default()
     )
 }
 
 /// The Markdown table of all rows.
 pub fn format_table(rows: &[FidRow]) -> String {
     let mut s = String::from(
-        "| step | cfg w | sampler | images | reference | weights | FID | KID |\n|---|---|---|---|---|---|---|---|\n",
+        "| step | cfg w | sampler | images | reference | weights | FID | KID | precision | recall |\n|---|---|---|---|---|---|---|---|---|---|\n",
     );
+    let opt = |v: Option<f64>, digits: usize| v.map(|v| format!("{v:.digits$}")).unwrap_or_else(|| "-".into());
     for r in rows {
         s += &format!(
-            "| {} | {} | {} | {} | {} | {} | {:.2} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {:.2} | {} | {} | {} |\n",
             r.step,
             r.cfg,
             r.sampler,
@@ -214,7 +226,9 @@ pub fn format_table(rows: &[FidRow]) -> String {
             r.reference,
             if r.ema { "EMA" } else { "raw" },
             r.fid,
-            r.kid.map(|k| format!("{k:.5}")).unwrap_or_else(|| "-".into())
+            opt(r.kid, 5),
+            opt(r.precision, 3),
+            opt(r.recall, 3)
         );
     }
     s
@@ -246,6 +260,8 @@ mod tests {
             reference: "fashion-mnist:test".into(),
             fid,
             kid: None,
+            precision: None,
+            recall: None,
             ema: true,
         }
     }

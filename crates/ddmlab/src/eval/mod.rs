@@ -1,11 +1,13 @@
 //! Judging models: representations (features from a frozen encoder, the linear probe and kNN)
-//! and generators (the FID Inception network, FID and KID).
+//! and generators (the FID Inception network, FID, KID, improved precision and recall).
 
 pub mod features;
 pub mod fid;
 pub mod gen_eval;
 pub mod inception;
 pub mod knn;
+pub mod npz;
+pub mod precision_recall;
 pub mod probe;
 pub mod report;
 

@@ -83,7 +83,10 @@ impl ConvAeConfig {
             return bad("groups", "must be positive".into());
         }
         for &m in &self.channel_mult {
-            if !(self.channels * m).is_multiple_of(self.groups) {
+            let Some(width) = self.channels.checked_mul(m) else {
+                return bad("channel_mult", format!("{} x {m} channels overflows", self.channels));
+            };
+            if !width.is_multiple_of(self.groups) {
                 return bad(
                     "groups",
                     format!("{} must divide every width (channels x mult = {})", self.groups, self.channels * m),

@@ -41,10 +41,7 @@ impl PatchGanConfig {
             ));
         }
         // Each stride-2 conv4x4 p1 halves the side; the two stride-1 conv4x4 p1 take 1 each.
-        let mut side = min_side;
-        for _ in 0..self.layers {
-            side /= 2;
-        }
+        let side = u32::try_from(self.layers).ok().and_then(|l| min_side.checked_shr(l)).unwrap_or(0);
         if side < 3 {
             return Err(Error::config(
                 format!("{field}.disc_layers"),
@@ -148,5 +145,16 @@ mod tests {
         assert_eq!(d.forward(x).dims(), [3, 1, 6, 6]);
         let err = PatchGanConfig { in_channels: 1, channels: 8, layers: 4 }.validate(28, "tokenizer.loss").unwrap_err();
         assert!(err.to_string().contains("tokenizer.loss.disc_layers"), "{err}");
+    }
+
+    /// Found by `readers_never_panic`: `disc_layers = 18446744073709551615` in a tokenizer
+    /// config halved the side that many times (a hang) before saying it was too many.
+    #[test]
+    fn a_huge_layer_count_is_rejected_at_once() {
+        for layers in [64, usize::MAX] {
+            let err = PatchGanConfig { in_channels: 1, channels: 8, layers }.validate(28, "loss").unwrap_err();
+            assert!(err.to_string().contains("loss.disc_layers"), "{err}");
+        }
+        PatchGanConfig { in_channels: 1, channels: 8, layers: 3 }.validate(28, "loss").unwrap();
     }
 }
