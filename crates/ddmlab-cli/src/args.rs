@@ -50,6 +50,12 @@ pub enum Command {
     /// The l-DAE paper's deconstruction ladder (Tables 1-3): train, probe and tabulate every
     /// rung beside the paper's numbers, with verdicts on its claims. Resumable: run it again.
     Deconstruct(DeconstructArgs),
+    /// Write a run's weights as safetensors under a PyTorch model's key names
+    /// (bench/pytorch_ldae.py's, or facebookresearch/DiT's).
+    Export(ExportArgs),
+    /// Start a run folder from PyTorch weights (a state_dict as .safetensors or a torch.save
+    /// .pt, e.g. a DiT checkpoint): sample or probe it, or continue training with --resume.
+    Import(ImportArgs),
     /// Conv KL tokenizers (latent diffusion's autoencoder): train one with its losses, or
     /// evaluate a run's checkpoint (PSNR, rFID, reconstruction grid).
     #[command(subcommand)]
@@ -200,6 +206,50 @@ pub struct Common {
 }
 
 #[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Run folder.
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Checkpoint: `latest`, a step of --run, or a checkpoint folder.
+    #[arg(long, default_value = "latest")]
+    pub ckpt: String,
+    /// Export the raw weights instead of their EMA.
+    #[arg(long)]
+    pub raw: bool,
+    /// Key names and tensor layouts: `reference` (bench/pytorch_ldae.py) or `dit`
+    /// (facebookresearch/DiT, learn_sigma=False).
+    #[arg(long, default_value = "reference")]
+    pub layout: String,
+    /// Output .safetensors file (written atomically).
+    #[arg(long, short)]
+    pub out: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// PyTorch weights: a .safetensors state_dict or a torch.save file (.pt, .pth, .bin, .ckpt).
+    pub weights: PathBuf,
+    /// Whose key names the file uses: `reference` (bench/pytorch_ldae.py) or `dit`
+    /// (facebookresearch/DiT; set model.gelu=tanh and model.cond_width=model.width).
+    #[arg(long, default_value = "reference")]
+    pub layout: String,
+    /// Preset giving the model's sizes and the run's settings (see `ddmlab presets`).
+    #[arg(long, default_value = "dit-fmnist")]
+    pub preset: String,
+    /// A TOML config file (the format of a run's config.toml) instead of a preset.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Override any config field, e.g. --set model.gelu=tanh.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// The new run folder (config, checkpoint 0 holding the imported weights).
+    #[arg(long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Args, Debug)]
 pub struct PretrainArgs {
     /// Preset to start from (see `ddmlab presets`).
     #[arg(long, default_value = "ldae-fmnist")]
@@ -238,6 +288,13 @@ pub struct PretrainArgs {
     /// Stop cleanly (with a checkpoint) after this many minutes; continue later with --resume.
     #[arg(long)]
     pub stop_after: Option<f64>,
+    /// Start from these PyTorch weights instead of a random initialisation (fine-tuning);
+    /// see `ddmlab import`.
+    #[arg(long)]
+    pub init_from: Option<PathBuf>,
+    /// The key layout of --init-from: reference or dit.
+    #[arg(long, default_value = "reference")]
+    pub init_layout: String,
     /// Override any config field, e.g. --set model.width=256 --set train.warmup_frac=0.1.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,

@@ -8,6 +8,7 @@ mod deconstruct;
 mod denoise;
 mod fid;
 mod gen_eval;
+mod interop;
 mod pca;
 mod pretrain;
 mod probe;
@@ -49,6 +50,8 @@ fn main() -> ExitCode {
         Command::Bench(a) => bench::run(a),
         Command::Deconstruct(a) => deconstruct::run(a),
         Command::Tokenizer(c) => tokenizer::run(c),
+        Command::Export(a) => interop::export(a),
+        Command::Import(a) => interop::import(a),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,6 +3,7 @@
 use anyhow::{Context, Result, bail};
 use ddmlab::config::RunConfig;
 use ddmlab::models::preset;
+use ddmlab::train::interop::Layout;
 use ddmlab::train::{PretrainOptions, pretrain};
 
 use crate::args::PretrainArgs;
@@ -77,6 +78,10 @@ pub fn run(args: PretrainArgs) -> Result<()> {
         resume: args.resume,
         stop_after_steps: None,
         stop_after_minutes: args.stop_after,
+        init_from: match &args.init_from {
+            Some(path) => Some((path.clone(), Layout::parse(&args.init_layout)?)),
+            None => None,
+        },
     };
     let summary = pretrain(config, &args.out, &opts, &device, &mut Bar::new())?;
     println!(

@@ -64,6 +64,7 @@ fn a_table_runs_every_rung_and_seed_and_a_rerun_redoes_only_what_is_unfinished()
         resume: false,
         stop_after_steps: Some(2),
         stop_after_minutes: None,
+        init_from: None,
     };
     pretrain(config, &killed, &early, &device, &mut Silent).unwrap();
     let before = std::fs::read_to_string(killed.join("metrics.jsonl")).unwrap();

@@ -24,6 +24,7 @@ use ddmlab::tokenizer::conv_vae::FittedConvVae;
 use ddmlab::tokenizer::{FittedTokenizer, LatentScale, TokenizerSpec};
 use ddmlab::train::Network;
 use ddmlab::train::checkpoint::{CheckpointState, load_into, read_state};
+use ddmlab::train::interop::Layout;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
@@ -222,6 +223,33 @@ fn checkpoint_readers_never_panic() {
     let dir = tempfile::tempdir().unwrap();
     never_panics("checkpoint weights (burnpack)", weights, &dir.path().join("model.bpk"), |p| {
         load_into(model.clone(), p).is_ok()
+    });
+    // PyTorch weights (`ddmlab import`, `train --init-from`): a safetensors state_dict, and a
+    // torch.save zip (the DiT fixture written by PyTorch).
+    let net = config.network();
+    let st = ddmlab::train::interop::export(&model, &net, Layout::Reference).unwrap();
+    never_panics("PyTorch weights (safetensors)", st, &dir.path().join("w.safetensors"), |p| {
+        ddmlab::train::interop::import(model.clone(), &net, Layout::Reference, p).is_ok()
+    });
+    let dit = ddmlab::models::VitConfig {
+        image: ImageShape { channels: 2, height: 8, width: 8 },
+        patch: 2,
+        width: 32,
+        depth: 2,
+        encoder_depth: 1,
+        heads: 4,
+        mlp_ratio: 4.0,
+        cond_width: 32,
+        freq_dim: 256,
+        num_classes: 3,
+        gelu: ddmlab::nn::gelu::GeluKind::Tanh,
+        in_dim: None,
+        out_dim: None,
+    };
+    let dit_model = dit.init(&device);
+    let pt = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/interop/dit.pt")).unwrap();
+    never_panics("PyTorch weights (torch.save)", pt, &dir.path().join("w.pt"), |p| {
+        ddmlab::train::interop::import(dit_model.clone(), &dit, Layout::Dit, p).is_ok()
     });
     let state = CheckpointState { step: 40, total_steps: 200, elapsed_s: 12.5 };
     let state = serde_json::to_vec_pretty(&state).unwrap();

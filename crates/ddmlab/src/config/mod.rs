@@ -203,20 +203,33 @@ pub fn with_override<T: Serialize + serde::de::DeserializeOwned>(config: &T, ass
     let mut tree = toml::Value::try_from(config).expect("config serialises");
     let mut node = &mut tree;
     let parts: Vec<&str> = key.trim().split('.').collect();
+    let no_field =
+        |part: &str| invalid(format!("`{key}`: no field `{part}` (see a run's config.toml for the field names)"));
+    // A field left out of the TOML at its default value (`resize`, `model.gelu`) is still a
+    // field: a missing last key is inserted, and the configs' `deny_unknown_fields` rejects a
+    // name that is not one.
+    let mut absent = None;
     for (i, part) in parts.iter().enumerate() {
         let table = node
             .as_table_mut()
             .ok_or_else(|| invalid(format!("`{key}`: `{}` is not a section", parts[..i].join("."))))?;
+        let last = i + 1 == parts.len();
         if !table.contains_key(*part) {
-            return Err(invalid(format!("`{key}`: no field `{part}` (see a run's config.toml for the field names)")));
+            if !last {
+                return Err(no_field(part));
+            }
+            absent = Some(*part);
         }
-        if i + 1 == parts.len() {
+        if last {
             table.insert(part.to_string(), value.clone());
             break;
         }
         node = table.get_mut(*part).expect("checked");
     }
-    tree.try_into::<T>().map_err(|e| invalid(format!("`{assignment}`: {}", e.message())))
+    tree.try_into::<T>().map_err(|e| match absent {
+        Some(part) if e.message().contains("unknown field") => no_field(part),
+        _ => invalid(format!("`{assignment}`: {}", e.message())),
+    })
 }
 
 #[cfg(test)]
@@ -235,6 +248,23 @@ mod tests {
             assert!(text.contains("[denoise]") && text.contains("[denoise.tokenizer]"), "{name}:\n{text}");
             assert_eq!(RunConfig::from_toml(&text, std::path::Path::new("c.toml")).unwrap(), c, "{name}");
         }
+    }
+
+    /// A field the TOML leaves out at its default (`resize = false`, `model.gelu = "erf"`) can
+    /// be set; a misspelt one is still named, and a bad value is still refused.
+    #[test]
+    fn overrides_reach_fields_left_out_at_their_default() {
+        let c = preset("dit-tiny").unwrap().config;
+        assert!(!c.to_toml().contains("gelu") && !c.to_toml().contains("resize"));
+        let tanh = c.with_override("model.gelu=tanh").unwrap();
+        assert_eq!(tanh.model.gelu, crate::nn::gelu::GeluKind::Tanh);
+        assert!(c.with_override("resize=true").unwrap().resize);
+        let err = c.with_override("model.gelx=tanh").unwrap_err().to_string();
+        assert!(err.contains("no field `gelx`"), "{err}");
+        let err = c.with_override("model.gelu=fast").unwrap_err().to_string();
+        assert!(err.contains("fast"), "{err}");
+        let err = c.with_override("modle.width=3").unwrap_err().to_string();
+        assert!(err.contains("no field `modle`"), "{err}");
     }
 
     #[test]

@@ -302,6 +302,7 @@ pub fn deconstruct(opts: &DeconstructOptions, device: &Device, obs: &mut dyn Obs
                     resume,
                     stop_after_steps: None,
                     stop_after_minutes: minutes_left(deadline),
+                    init_from: None,
                 };
                 pretrain(config.clone(), &run, &train_opts, device, obs)?;
                 if !finished(&run)? {

@@ -161,6 +161,7 @@ pub fn vit(image: ImageShape, patch: usize, width: usize, depth: usize, heads: u
         cond_width: width / 4,
         freq_dim: 256,
         num_classes: 0,
+        gelu: crate::nn::gelu::GeluKind::Erf,
         in_dim: None,
         out_dim: None,
     }

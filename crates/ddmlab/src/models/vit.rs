@@ -14,6 +14,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::data::ImageShape;
 use crate::error::{Error, Result};
+use crate::nn::gelu::GeluKind;
 use crate::nn::{DitBlock, FinalLayer, LabelEmbedder, PatchEmbed, TimestepEmbedder, sincos_pos_embed_2d};
 
 /// Sizes of a [`DenoisingVit`].
@@ -42,6 +43,9 @@ pub struct VitConfig {
     /// (l-DAE). Label `num_classes` is the null class.
     #[serde(default)]
     pub num_classes: usize,
+    /// The MLPs' GELU: `erf` (exact, the default) or `tanh` (DiT's approximation).
+    #[serde(default, skip_serializing_if = "GeluKind::is_erf")]
+    pub gelu: GeluKind,
     /// Token input width (default `p p C`); a run sets it from its objective.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_dim: Option<usize>,
@@ -119,7 +123,7 @@ impl VitConfig {
             t_embed: TimestepEmbedder::new(self.freq_dim, self.cond_width, device),
             y_embed: (self.num_classes > 0).then(|| LabelEmbedder::new(self.num_classes, self.cond_width, device)),
             blocks: (0..self.depth)
-                .map(|_| DitBlock::new(self.width, self.heads, hidden, self.cond_width, device))
+                .map(|_| DitBlock::new(self.width, self.heads, hidden, self.gelu, self.cond_width, device))
                 .collect(),
             final_layer: FinalLayer::new(self.width, self.out_dim.unwrap_or(self.patch_dim()), self.cond_width, device),
             encoder_depth: self.encoder_depth,

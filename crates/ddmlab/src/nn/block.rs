@@ -11,6 +11,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::adaln::{layer_norm, modulate};
 use super::attention::Attention;
+use super::gelu::GeluKind;
 use super::init::zero_linear;
 use super::linear::linear_tokens;
 use super::mlp::Mlp;
@@ -27,11 +28,12 @@ pub struct DitBlock {
 }
 
 impl DitBlock {
-    /// A block of `width` with `heads` heads, MLP hidden `mlp_hidden`, conditioning `cond`.
-    pub fn new(width: usize, heads: usize, mlp_hidden: usize, cond: usize, device: &Device) -> Self {
+    /// A block of `width` with `heads` heads, MLP hidden `mlp_hidden` with GELU `gelu`,
+    /// conditioning `cond`.
+    pub fn new(width: usize, heads: usize, mlp_hidden: usize, gelu: GeluKind, cond: usize, device: &Device) -> Self {
         DitBlock {
             attn: Attention::new(width, heads, device),
-            mlp: Mlp::new(width, mlp_hidden, device),
+            mlp: Mlp::new(width, mlp_hidden, gelu, device),
             ada_ln: zero_linear(cond, 6 * width, device),
         }
     }

@@ -175,6 +175,35 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     x * slope + offset
 }
 
+/// Which GELU a transformer MLP uses: the exact (erf) form of ViT/MAE, or the tanh
+/// approximation of DiT (`nn.GELU(approximate="tanh")`), kept so that imported DiT weights give
+/// DiT's outputs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GeluKind {
+    #[default]
+    Erf,
+    Tanh,
+}
+
+impl GeluKind {
+    /// Whether this is the default (exact) form; configs leave the default unwritten.
+    pub fn is_erf(&self) -> bool {
+        *self == GeluKind::Erf
+    }
+}
+
+/// The tanh approximation `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`, by burn's ops (its
+/// gradient by autodiff).
+///
+/// # Shapes
+/// - `x`: any; returns the same shape
+pub fn gelu_tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    let k = (2.0 / std::f64::consts::PI).sqrt();
+    let inner = (x.clone() + x.clone().powi_scalar(3) * 0.044715) * k;
+    x.clone() * 0.5 * (activation::tanh(inner) + 1.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,5 +279,27 @@ mod tests {
         let grad_diff = max_diff(plain_g, fast_g);
         assert!(value_diff < 2e-6, "largest value difference {value_diff:e}");
         assert!(grad_diff < 2e-6, "largest gradient difference {grad_diff:e}");
+    }
+
+    /// DiT's tanh GELU against its closed form in f64, and against the exact GELU (the two
+    /// differ, by up to ~5e-4: a tanh model run with the erf GELU is a different model).
+    #[test]
+    fn tanh_gelu_matches_its_closed_form() {
+        let device = Device::flex();
+        let x = ramp(100, &device); // -12 .. 12
+        let xs: Vec<f32> = x.clone().into_data().try_into_vec().unwrap();
+        let k = (2.0 / std::f64::consts::PI).sqrt();
+        let expected: Vec<f32> = xs
+            .iter()
+            .map(|&v| {
+                let v = v as f64;
+                (0.5 * v * (1.0 + (k * (v + 0.044715 * v * v * v)).tanh())) as f32
+            })
+            .collect();
+        let expected = Tensor::<2>::from_data(TensorData::new(expected, [100, 100]), &device);
+        let worst = max_diff(expected, gelu_tanh(x.clone()));
+        assert!(worst < 1e-6, "largest |tanh gelu - closed form| = {worst:e}");
+        let gap = max_diff(gelu(x.clone()), gelu_tanh(x));
+        assert!(gap > 1e-4 && gap < 1e-3, "tanh vs erf GELU differ by {gap:e}");
     }
 }

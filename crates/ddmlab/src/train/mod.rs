@@ -5,6 +5,7 @@ pub mod ae_losses;
 pub mod checkpoint;
 pub mod conv_tokenizer;
 pub mod ema;
+pub mod interop;
 pub mod lr;
 pub mod metrics;
 pub mod objective;

@@ -36,6 +36,9 @@ pub struct PretrainOptions {
     pub stop_after_steps: Option<usize>,
     /// Stop (with a checkpoint) after this many minutes of this invocation.
     pub stop_after_minutes: Option<f64>,
+    /// Start a fresh run from these PyTorch weights (model and EMA) instead of a random
+    /// initialisation; they are saved as checkpoint 0 before the first step.
+    pub init_from: Option<(PathBuf, crate::train::interop::Layout)>,
 }
 
 /// What a run reached.
@@ -113,10 +116,21 @@ pub fn pretrain(
             let total = resolve_total_steps(&config, &set, &tokenizer, &plan, device, obs)?;
             config.train.steps = total;
             crate::atomic::write_atomic(&cfg_path, config.to_toml().as_bytes())?;
-            (
-                Trainer::new(config.clone(), &tokenizer, device)?,
-                CheckpointState { step: 0, total_steps: total, elapsed_s: 0.0 },
-            )
+            let mut trainer = Trainer::new(config.clone(), &tokenizer, device)?;
+            let state = CheckpointState { step: 0, total_steps: total, elapsed_s: 0.0 };
+            if let Some((weights, layout)) = &opts.init_from {
+                let net = config.network();
+                trainer.model = crate::train::interop::import(trainer.model, &net, *layout, weights)?;
+                trainer.ema = crate::train::interop::import(trainer.ema, &net, *layout, weights)?;
+                let path = checkpoint::save(run, &trainer, &state)?;
+                obs.message(&format!(
+                    "imported {} ({} layout) as {}",
+                    weights.display(),
+                    layout.name(),
+                    path.display()
+                ));
+            }
+            (trainer, state)
         }
     };
     let total = state.total_steps;

@@ -51,5 +51,11 @@ pub fn micro(mut c: RunConfig, steps: usize) -> RunConfig {
 
 /// Training options on data root `root`.
 pub fn options(root: &Path, resume: bool, stop: Option<usize>) -> PretrainOptions {
-    PretrainOptions { data_root: root.to_path_buf(), resume, stop_after_steps: stop, stop_after_minutes: None }
+    PretrainOptions {
+        data_root: root.to_path_buf(),
+        resume,
+        stop_after_steps: stop,
+        stop_after_minutes: None,
+        init_from: None,
+    }
 }
