@@ -477,14 +477,20 @@ pub struct GenEvalArgs {
     /// Images generated per point (and taken from the reference): FID-N.
     #[arg(long, default_value_t = 5000)]
     pub n: usize,
-    /// Reference split.
+    /// Reference: a split (NAME:test, NAME:train), a folder of images or an .npz sample batch;
+    /// N of its images.
     #[arg(long = "ref", default_value = "fashion-mnist:test")]
     pub reference: String,
-    /// ddim or ddpm.
-    #[arg(long, default_value = "ddim")]
-    pub sampler: String,
-    #[arg(long, default_value_t = 50)]
-    pub steps: usize,
+    /// Also score every point against all images of the data set's training split (60k for
+    /// Fashion-MNIST; their Inception features are computed once and cached).
+    #[arg(long)]
+    pub full_train: bool,
+    /// Samplers (comma-separated): ddim, ddpm.
+    #[arg(long, value_delimiter = ',', default_value = "ddim")]
+    pub sampler: Vec<String>,
+    /// Sampling steps (comma-separated); every sampler runs every count, e.g. 25,50,100,250.
+    #[arg(long, value_delimiter = ',', default_value = "50")]
+    pub steps: Vec<usize>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Sampler chunk size.

@@ -1,20 +1,31 @@
 //! `ddmlab gen-eval`.
 
 use anyhow::{Result, bail};
+use ddmlab::data::Split;
 use ddmlab::data::fetch::inception_path;
 use ddmlab::diffusion::SamplerKind;
-use ddmlab::eval::gen_eval::{GenEvalOptions, format_table, gen_eval_run};
+use ddmlab::eval::fid::FidSource;
+use ddmlab::eval::gen_eval::{GenEvalOptions, SamplerSetting, format_table, gen_eval_run};
 
 use crate::args::GenEvalArgs;
 use crate::progress::Bar;
 use crate::setup;
 
 pub fn run(args: GenEvalArgs) -> Result<()> {
-    let kind = match args.sampler.as_str() {
-        "ddim" => SamplerKind::Ddim { eta: 0.0 },
-        "ddpm" => SamplerKind::Ddpm,
-        other => bail!("invalid value for --sampler: `{other}`, expected ddim or ddpm"),
-    };
+    let mut samplers = Vec::new();
+    for name in &args.sampler {
+        let kind = match name.as_str() {
+            "ddim" => SamplerKind::Ddim { eta: 0.0 },
+            "ddpm" => SamplerKind::Ddpm,
+            other => bail!("invalid value for --sampler: `{other}`, expected ddim or ddpm"),
+        };
+        for &steps in &args.steps {
+            if steps == 0 {
+                bail!("invalid value for --steps: 0, expected at least 1");
+            }
+            samplers.push(SamplerSetting { kind, steps });
+        }
+    }
     if args.n < 2 || args.batch_size == 0 {
         bail!("invalid gen-eval settings: --n must be at least 2 and --batch-size positive");
     }
@@ -22,15 +33,22 @@ pub fn run(args: GenEvalArgs) -> Result<()> {
     if !weights.exists() {
         bail!("{}: no FID Inception weights; run `ddmlab data fetch inception` (or pass --weights)", weights.display());
     }
+    let reference: FidSource = args.reference.parse()?;
+    let mut references = vec![(reference.clone(), None)];
+    if args.full_train {
+        let FidSource::DataSet { source, .. } = reference else {
+            bail!("--full-train needs --ref to name a data set split (NAME:test), not {}", args.reference);
+        };
+        references.push((FidSource::DataSet { source, split: Split::Train }, Some(0)));
+    }
     let opts = GenEvalOptions {
         data_root: args.common.data_dir.clone(),
         weights,
         checkpoints: args.ckpt.parse()?,
         cfgs: args.cfg.clone(),
         n: args.n,
-        reference: args.reference.parse()?,
-        kind,
-        steps: args.steps,
+        references,
+        samplers,
         seed: args.seed,
         chunk: args.batch_size,
         inception_batch: 25,
@@ -40,6 +58,6 @@ pub fn run(args: GenEvalArgs) -> Result<()> {
     let device = setup::device(&args.common.device)?;
     let rows = gen_eval_run(&args.run, &opts, &device, &mut Bar::new())?;
     println!("\n{}", format_table(&rows));
-    println!("written: {0}/fid.md, {0}/fid.json, {0}/fid.png", args.run.display());
+    println!("written: {0}/fid.md, {0}/fid.json, {0}/fid.png (and fid-cfg.png / fid-steps.png)", args.run.display());
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::str::FromStr;
 
 fn ddmlab(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ddmlab")).args(args).output().expect("runs")
@@ -178,6 +179,27 @@ fn train_a_dit_sample_it_and_reject_bad_generation_requests() {
     assert_eq!(batch.labels, Some((0..10).collect()));
     let png = ddmlab::eval::fid::read_image_dir(&folder, 0).unwrap();
     assert_eq!(batch.images, png);
+
+    // gen-eval: every step count x scale, against N test images and the whole training split
+    // (the synthetic one here), with its table and both curves.
+    let weights = ddmlab::data::fetch::inception_path(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data"));
+    assert!(weights.exists(), "{}: run `ddmlab data fetch inception` first", weights.display());
+    let w = weights.to_str().unwrap();
+    let args = ["gen-eval", "--run", run_s, "--data-dir", data, "--weights", w, "--n", "4", "--batch-size", "4"];
+    let mut args = args.to_vec();
+    args.extend(["--cfg", "1,2", "--sampler", "ddim", "--steps", "2,3", "--full-train"]);
+    let out = ddmlab(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows = ddmlab::eval::gen_eval::read_rows(&run.join("fid.json")).unwrap();
+    assert_eq!(rows.len(), 2 * 2 * 2, "{rows:?}");
+    let refs: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.reference.as_str()).collect();
+    let n_train =
+        ddmlab::eval::fid::FidSource::from_str("fashion-mnist:train").unwrap().images(tmp.path(), 0).unwrap().len();
+    let full = format!("fashion-mnist:train ({n_train})");
+    assert_eq!(refs.into_iter().collect::<Vec<_>>(), vec!["fashion-mnist:test", full.as_str()]);
+    assert!(rows.iter().all(|r| r.fid.is_finite() && r.fid > 0.0 && r.precision.is_some()), "{rows:?}");
+    assert!(run.join("fid-cfg.png").exists() && run.join("fid-steps.png").exists());
+    fails_with(ddmlab(&["gen-eval", "--run", run_s, "--weights", w, "--steps", "0"]), &["--steps", "at least 1"]);
 
     fails_with(ddmlab(&["sample", "--run", run_s, "--class", "12"]), &["class", "0..=9"]);
     fails_with(ddmlab(&["sample", "--run", run_s, "--sampler", "euler"]), &["--sampler", "ddim or ddpm"]);

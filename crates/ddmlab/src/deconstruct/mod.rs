@@ -25,7 +25,7 @@ use crate::data::Split;
 use crate::diffusion::SamplerKind;
 use crate::error::{Error, IoContext, Result};
 use crate::eval::fid::FidSource;
-use crate::eval::gen_eval::{self, GenEvalOptions};
+use crate::eval::gen_eval::{self, GenEvalOptions, SamplerSetting};
 use crate::eval::report::{self as probe_report, Checkpoints, ProbeOptions};
 use crate::eval::{Pool, ProbeConfig};
 use crate::models::ladder::{Rung, Table, rungs};
@@ -130,9 +130,8 @@ pub fn fid_options(opts: &DeconstructOptions, weights: &Path) -> Result<GenEvalO
         checkpoints: Checkpoints::Latest,
         cfgs: vec![1.0],
         n: opts.fid_n,
-        reference: "fashion-mnist:test".parse::<FidSource>()?,
-        kind: SamplerKind::Ddim { eta: 0.0 },
-        steps: 50,
+        references: vec![("fashion-mnist:test".parse::<FidSource>()?, None)],
+        samplers: vec![SamplerSetting { kind: SamplerKind::Ddim { eta: 0.0 }, steps: 50 }],
         seed: 0,
         chunk: 125,
         inception_batch: 25,

@@ -309,20 +309,49 @@ impl Stats {
     }
 }
 
-/// The trace of the square root of `a b` for symmetric positive semi-definite `a`, `b`.
-fn trace_sqrt_product(a: &DMatrix<f64>, b: &DMatrix<f64>) -> f64 {
+/// The symmetric square root of a positive semi-definite matrix (negative eigenvalues, which
+/// are rounding, clipped at 0).
+pub fn psd_sqrt(a: &DMatrix<f64>) -> DMatrix<f64> {
     let eig = a.clone().symmetric_eigen();
     let root = DMatrix::from_diagonal(&eig.eigenvalues.map(|l| l.max(0.0).sqrt()));
-    let sqrt_a = &eig.eigenvectors * root * eig.eigenvectors.transpose();
-    let m = &sqrt_a * b * &sqrt_a;
+    &eig.eigenvectors * root * eig.eigenvectors.transpose()
+}
+
+/// The trace of the square root of `a b` for symmetric positive semi-definite `a`, `b`, given
+/// `sqrt_a`: the eigenvalues of the symmetric `sqrt_a b sqrt_a`, which has those of `a b`.
+fn trace_sqrt_product_with_root(sqrt_a: &DMatrix<f64>, b: &DMatrix<f64>) -> f64 {
+    let m = sqrt_a * b * sqrt_a;
     let m = (&m + m.transpose()) * 0.5;
     m.symmetric_eigenvalues().iter().map(|&l| l.max(0.0).sqrt()).sum()
 }
 
 /// The Fréchet distance between two Gaussians.
 pub fn frechet_distance(a: &Stats, b: &Stats) -> f64 {
+    frechet_distance_to(a, &ReferenceStats::new(b.clone()))
+}
+
+/// A reference's statistics with the square root of its covariance computed once: the FID of
+/// every sample set scored against it (every point of `gen-eval`) then costs one symmetric
+/// eigenvalue problem instead of two full eigendecompositions.
+#[derive(Debug, Clone)]
+pub struct ReferenceStats {
+    pub stats: Stats,
+    sigma_root: DMatrix<f64>,
+}
+
+impl ReferenceStats {
+    pub fn new(stats: Stats) -> Self {
+        let sigma_root = psd_sqrt(&stats.sigma);
+        ReferenceStats { stats, sigma_root }
+    }
+}
+
+/// The Fréchet distance of `a` to a reference (symmetric in the two Gaussians).
+pub fn frechet_distance_to(a: &Stats, reference: &ReferenceStats) -> f64 {
+    let b = &reference.stats;
     let diff = &a.mu - &b.mu;
-    diff.dot(&diff) + a.sigma.trace() + b.sigma.trace() - 2.0 * trace_sqrt_product(&a.sigma, &b.sigma)
+    diff.dot(&diff) + a.sigma.trace() + b.sigma.trace()
+        - 2.0 * trace_sqrt_product_with_root(&reference.sigma_root, &a.sigma)
 }
 
 /// KID: mean and standard deviation over `subsets` random subsets of `subset_size` (capped at
@@ -464,6 +493,23 @@ mod tests {
         let want = (1.0 + 0.0 + 4.0) + (1.0 + 0.0 + 4.0);
         assert!((frechet_distance(&a, &b) - want).abs() < 1e-9, "{}", frechet_distance(&a, &b));
         assert!(frechet_distance(&a, &a).abs() < 1e-9);
+    }
+
+    #[test]
+    fn distance_to_a_prepared_reference_equals_the_plain_distance_both_ways() {
+        use nalgebra::{DMatrix, DVector};
+        let gaussian = |seed: u64| {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let x = DMatrix::from_fn(40, 6, |_, _| {
+                rand_distr::Distribution::<f64>::sample(&rand_distr::StandardNormal, &mut rng)
+            });
+            Stats { mu: DVector::from_fn(6, |i, _| i as f64 * 0.1 * seed as f64), sigma: x.tr_mul(&x) / 39.0, n: 40 }
+        };
+        let (a, b) = (gaussian(1), gaussian(2));
+        let plain = frechet_distance(&a, &b);
+        assert!(plain > 0.1, "{plain}");
+        assert!((frechet_distance_to(&a, &ReferenceStats::new(b.clone())) - plain).abs() < 1e-9);
+        assert!((frechet_distance_to(&b, &ReferenceStats::new(a.clone())) - plain).abs() < 1e-9);
     }
 
     #[test]

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
-use super::fid::{FidSource, RawImage, Stats, frechet_distance, inception_features, kid, source_features};
+use super::fid::{
+    FidSource, RawImage, ReferenceStats, Stats, frechet_distance_to, inception_features, kid, source_features,
+};
 use super::inception::{FEATURE_DIM, InceptionV3};
 use super::precision_recall::{knn_radii, precision_recall_with_radii};
 use crate::atomic::write_atomic;
@@ -32,11 +34,14 @@ pub struct GenEvalOptions {
     pub checkpoints: Checkpoints,
     /// Guidance scales to evaluate.
     pub cfgs: Vec<f64>,
-    /// Images sampled per (checkpoint, scale), and taken from the reference.
+    /// Images sampled per (checkpoint, sampler, scale): FID-N.
     pub n: usize,
-    pub reference: FidSource,
-    pub kind: SamplerKind,
-    pub steps: usize,
+    /// Reference image sets, each with how many of its images to use (`None`: `n`, the
+    /// paper's FID-N against N reference images; `Some(0)`: all of them, e.g. the full
+    /// training split, whose features are cached once).
+    pub references: Vec<(FidSource, Option<usize>)>,
+    /// Samplers and step counts; every one is run at every scale.
+    pub samplers: Vec<SamplerSetting>,
     pub seed: u64,
     /// Sampler chunk size.
     pub chunk: usize,
@@ -46,15 +51,28 @@ pub struct GenEvalOptions {
     pub kid: bool,
 }
 
-impl GenEvalOptions {
+/// A sampler and its number of steps.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SamplerSetting {
+    pub kind: SamplerKind,
+    pub steps: usize,
+}
+
+impl SamplerSetting {
     /// `ddim-50` / `ddpm-250`.
-    pub fn sampler_label(&self) -> String {
+    pub fn label(&self) -> String {
         match self.kind {
             SamplerKind::Ddpm => format!("ddpm-{}", self.steps),
             SamplerKind::Ddim { eta: 0.0 } => format!("ddim-{}", self.steps),
             SamplerKind::Ddim { eta } => format!("ddim-{}-eta{eta}", self.steps),
         }
     }
+}
+
+/// `(sampler kind, steps)` of a row's sampler label (`ddim-50` -> `("ddim", 50)`).
+fn parse_label(label: &str) -> Option<(&str, usize)> {
+    let mut parts = label.split('-');
+    Some((parts.next()?, parts.next()?.parse().ok()?))
 }
 
 /// The neighbourhood size of precision / recall (the paper's and the reference code's).
@@ -90,29 +108,41 @@ impl FidRow {
 /// step, scale, sampler, count, reference and weights) and rewrites `fid.md` and `fid.png`.
 /// Returns the merged rows.
 pub fn gen_eval_run(run: &Path, opts: &GenEvalOptions, device: &Device, obs: &mut dyn Observer) -> Result<Vec<FidRow>> {
-    if opts.cfgs.is_empty() || opts.n < 2 {
-        return Err(Error::config("--cfg", "at least one guidance scale and 2 images are needed"));
+    if opts.cfgs.is_empty() || opts.n < 2 || opts.samplers.is_empty() || opts.references.is_empty() {
+        return Err(Error::config("--cfg", "at least one guidance scale, sampler, reference and 2 images are needed"));
     }
     let chosen = checkpoint::select(run, &opts.checkpoints)?;
     let net = InceptionV3::load(&opts.weights, device)?;
     let started = std::time::Instant::now();
-    let reference = source_features(
-        &net,
-        &opts.reference,
-        &opts.data_root,
-        &opts.data_root.join("fid-cache"),
-        opts.n,
-        opts.inception_batch,
-        device,
-        &mut |n| obs.message(&format!("Inception features of {} ({n} images, cached afterwards)", opts.reference)),
-        &|_| (),
-    )?;
-    let n_ref = reference.len() / FEATURE_DIM;
-    if n_ref < opts.n {
-        obs.message(&format!("{} holds {n_ref} images: the reference uses all of them", opts.reference));
+    struct Ref {
+        label: String,
+        features: Vec<f32>,
+        stats: ReferenceStats,
+        radii: Option<Vec<f32>>,
     }
-    let ref_stats = Stats::of(&reference, FEATURE_DIM);
-    let ref_radii = (n_ref > PR_K).then(|| knn_radii(&reference, FEATURE_DIM, PR_K, device));
+    let mut references = Vec::new();
+    for (source, count) in &opts.references {
+        let want = count.unwrap_or(opts.n);
+        let features = source_features(
+            &net,
+            source,
+            &opts.data_root,
+            &opts.data_root.join("fid-cache"),
+            want,
+            opts.inception_batch,
+            device,
+            &mut |n| obs.message(&format!("Inception features of {source} ({n} images, cached afterwards)")),
+            &|_| (),
+        )?;
+        let n_ref = features.len() / FEATURE_DIM;
+        if want > 0 && n_ref < want {
+            obs.message(&format!("{source} holds {n_ref} images: the reference uses all of them"));
+        }
+        let label = if count.is_none() { source.to_string() } else { format!("{source} ({n_ref})") };
+        let stats = ReferenceStats::new(Stats::of(&features, FEATURE_DIM));
+        let radii = (n_ref > PR_K).then(|| knn_radii(&features, FEATURE_DIM, PR_K, device));
+        references.push(Ref { label, features, stats, radii });
+    }
     let mut rows = Vec::new();
     for (step, ckpt) in &chosen {
         let (config, _) = checkpoint::read_meta(ckpt)?;
@@ -120,49 +150,55 @@ pub fn gen_eval_run(run: &Path, opts: &GenEvalOptions, device: &Device, obs: &mu
         let tokenizer = run_folder::load_tokenizer(run, &config)?.bind(config.model.image, device);
         let classes = config.model.num_classes;
         let shape = config.model.image;
-        for &cfg in &opts.cfgs {
-            let t0 = std::time::Instant::now();
-            let sample = SampleOptions {
-                kind: opts.kind,
-                steps: opts.steps,
-                cfg,
-                labels: if classes > 0 { (0..opts.n).map(|i| i % classes).collect() } else { vec![] },
-                n: opts.n,
-                seed: opts.seed,
-                chunk: opts.chunk,
-                clip_x0: true,
-            };
-            let images: Vec<RawImage> = sample_images(&model, &config, tokenizer.as_ref(), &sample, device, &|| ())?
-                .iter()
-                .map(|img| RawImage::from_unit(img, shape))
-                .collect();
-            let sampled_s = t0.elapsed().as_secs_f64();
-            let features = inception_features(&net, &images, opts.inception_batch, device, &|_| ());
-            let fid = frechet_distance(&Stats::of(&features, FEATURE_DIM), &ref_stats);
-            let kid = opts.kid.then(|| kid(&features, &reference, FEATURE_DIM, 100, 1000, 0).0);
-            let pr = ref_radii
-                .as_ref()
-                .filter(|_| opts.n > PR_K)
-                .map(|radii| precision_recall_with_radii(&reference, radii, &features, FEATURE_DIM, PR_K, device));
-            let row = FidRow {
-                step: *step,
-                cfg,
-                sampler: opts.sampler_label(),
-                n: opts.n,
-                reference: opts.reference.to_string(),
-                fid,
-                kid,
-                precision: pr.map(|p| p.precision),
-                recall: pr.map(|p| p.recall),
-                ema: opts.ema,
-            };
-            obs.message(&format!(
-                "{}  (sampling {sampled_s:.0} s, Inception {:.0} s; {:.0} s in all)",
-                format_row(&row),
-                t0.elapsed().as_secs_f64() - sampled_s,
-                started.elapsed().as_secs_f64()
-            ));
-            rows.push(row);
+        for sampler in &opts.samplers {
+            for &cfg in &opts.cfgs {
+                let t0 = std::time::Instant::now();
+                let sample = SampleOptions {
+                    kind: sampler.kind,
+                    steps: sampler.steps,
+                    cfg,
+                    labels: if classes > 0 { (0..opts.n).map(|i| i % classes).collect() } else { vec![] },
+                    n: opts.n,
+                    seed: opts.seed,
+                    chunk: opts.chunk,
+                    clip_x0: true,
+                };
+                let images: Vec<RawImage> =
+                    sample_images(&model, &config, tokenizer.as_ref(), &sample, device, &|| ())?
+                        .iter()
+                        .map(|img| RawImage::from_unit(img, shape))
+                        .collect();
+                let sampled_s = t0.elapsed().as_secs_f64();
+                let features = inception_features(&net, &images, opts.inception_batch, device, &|_| ());
+                let stats = Stats::of(&features, FEATURE_DIM);
+                for reference in &references {
+                    let fid = frechet_distance_to(&stats, &reference.stats);
+                    let kid = opts.kid.then(|| kid(&features, &reference.features, FEATURE_DIM, 100, 1000, 0).0);
+                    let pr = reference.radii.as_ref().filter(|_| opts.n > PR_K).map(|radii| {
+                        precision_recall_with_radii(&reference.features, radii, &features, FEATURE_DIM, PR_K, device)
+                    });
+                    let row = FidRow {
+                        step: *step,
+                        cfg,
+                        sampler: sampler.label(),
+                        n: opts.n,
+                        reference: reference.label.clone(),
+                        fid,
+                        kid,
+                        precision: pr.map(|p| p.precision),
+                        recall: pr.map(|p| p.recall),
+                        ema: opts.ema,
+                    };
+                    obs.message(&format!(
+                        "{} vs {}  (sampling {sampled_s:.0} s, Inception {:.0} s; {:.0} s in all)",
+                        format_row(&row),
+                        row.reference,
+                        t0.elapsed().as_secs_f64() - sampled_s,
+                        started.elapsed().as_secs_f64()
+                    ));
+                    rows.push(row);
+                }
+            }
         }
     }
     let json = run.join("fid.json");
@@ -170,6 +206,8 @@ pub fn gen_eval_run(run: &Path, opts: &GenEvalOptions, device: &Device, obs: &mu
     write_atomic(&json, serde_json::to_string_pretty(&merged).expect("rows serialise").as_bytes())?;
     write_atomic(&run.join("fid.md"), format_table(&merged).as_bytes())?;
     plot_fid(&run.join("fid.png"), &merged)?;
+    plot_fid_against(&run.join("fid-cfg.png"), &merged, Axis::Guidance)?;
+    plot_fid_against(&run.join("fid-steps.png"), &merged, Axis::SamplingSteps)?;
     Ok(merged)
 }
 
@@ -234,17 +272,62 @@ pub fn format_table(rows: &[FidRow]) -> String {
     s
 }
 
-/// FID over training steps, one line per (scale, sampler, count).
+/// FID over training steps, one line per (scale, sampler, count, reference).
 pub fn plot_fid(path: &Path, rows: &[FidRow]) -> Result<()> {
     let mut series: Vec<Series> = Vec::new();
     for r in rows {
-        let name = format!("w = {} ({}, FID-{})", r.cfg, r.sampler, r.n);
-        match series.iter_mut().find(|s| s.name == name) {
-            Some(s) => s.points.push((r.step as f64, r.fid)),
-            None => series.push(Series { name, points: vec![(r.step as f64, r.fid)] }),
-        }
+        let name = format!("w = {} ({}, FID-{} vs {})", r.cfg, r.sampler, r.n, r.reference);
+        add_point(&mut series, name, (r.step as f64, r.fid));
     }
     line_plot(path, "FID over training", "training step", "FID", &series, true)
+}
+
+fn add_point(series: &mut Vec<Series>, name: String, point: (f64, f64)) {
+    match series.iter_mut().find(|s| s.name == name) {
+        Some(s) => s.points.push(point),
+        None => series.push(Series { name, points: vec![point] }),
+    }
+}
+
+/// The x axis of [`plot_fid_against`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Axis {
+    Guidance,
+    SamplingSteps,
+}
+
+/// FID of the last evaluated training step against the guidance scale (one line per sampler)
+/// or the number of sampling steps (one line per sampler kind and scale), each per count and
+/// reference. Nothing is drawn (and an older plot is removed) unless some line has two points.
+pub fn plot_fid_against(path: &Path, rows: &[FidRow], axis: Axis) -> Result<()> {
+    let Some(last) = rows.iter().map(|r| r.step).max() else { return Ok(()) };
+    let mut series: Vec<Series> = Vec::new();
+    for r in rows.iter().filter(|r| r.step == last) {
+        let Some((kind, steps)) = parse_label(&r.sampler) else { continue };
+        let weights = if r.ema { "" } else { ", raw" };
+        let (name, x) = match axis {
+            Axis::Guidance => (format!("{} (FID-{} vs {}{weights})", r.sampler, r.n, r.reference), r.cfg),
+            Axis::SamplingSteps => {
+                (format!("{kind}, w = {} (FID-{} vs {}{weights})", r.cfg, r.n, r.reference), steps as f64)
+            }
+        };
+        add_point(&mut series, name, (x, r.fid));
+    }
+    series.retain(|s| s.points.len() > 1);
+    for s in &mut series {
+        s.points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    if series.is_empty() {
+        if path.exists() {
+            std::fs::remove_file(path).at(path)?;
+        }
+        return Ok(());
+    }
+    let (title, x) = match axis {
+        Axis::Guidance => (format!("FID vs guidance scale (step {last})"), "guidance scale w"),
+        Axis::SamplingSteps => (format!("FID vs sampling steps (step {last})"), "sampling steps"),
+    };
+    line_plot(path, &title, x, "FID", &series, true)
 }
 
 #[cfg(test)]
@@ -272,5 +355,25 @@ mod tests {
         let merged = merge_rows(old, vec![row(200, 1.0, 25.0), row(300, 1.0, 20.0)]);
         let got: Vec<(usize, f64, f64)> = merged.iter().map(|r| (r.step, r.cfg, r.fid)).collect();
         assert_eq!(got, vec![(100, 1.0, 50.0), (200, 1.0, 25.0), (300, 1.0, 20.0), (100, 2.0, 40.0)]);
+    }
+
+    #[test]
+    fn guidance_and_step_curves_are_drawn_from_the_last_step_only_when_they_have_two_points() {
+        assert_eq!(parse_label("ddim-50-eta0.5"), Some(("ddim", 50)));
+        assert_eq!(parse_label("ddpm-250"), Some(("ddpm", 250)));
+        let dir = tempfile::tempdir().unwrap();
+        let (cfg_png, steps_png) = (dir.path().join("cfg.png"), dir.path().join("steps.png"));
+        // An earlier step with three scales, the last with one: no guidance curve.
+        let rows = vec![row(100, 1.0, 50.0), row(100, 2.0, 40.0), row(100, 3.0, 45.0), row(200, 1.0, 30.0)];
+        plot_fid_against(&cfg_png, &rows, Axis::Guidance).unwrap();
+        assert!(!cfg_png.exists());
+        let mut rows = vec![row(200, 1.0, 30.0), row(200, 2.0, 20.0)];
+        plot_fid_against(&cfg_png, &rows, Axis::Guidance).unwrap();
+        assert!(cfg_png.exists());
+        plot_fid_against(&steps_png, &rows, Axis::SamplingSteps).unwrap();
+        assert!(!steps_png.exists(), "one step count: no curve");
+        rows.push(FidRow { sampler: "ddim-25".into(), ..row(200, 1.0, 35.0) });
+        plot_fid_against(&steps_png, &rows, Axis::SamplingSteps).unwrap();
+        assert!(steps_png.exists());
     }
 }
