@@ -202,17 +202,19 @@ struct Claim {
 fn higher_claim(letter: char, text: &'static str, rows: &[RowResult], a: &str, b: &str) -> Claim {
     let (va, vb) = (values(rows, a), values(rows, b));
     let (verdict, diff) = judge_higher(va, vb);
-    Claim {
-        letter,
-        text,
-        verdict,
-        evidence: format!(
+    let evidence = if va.is_empty() || vb.is_empty() {
+        let missing: Vec<String> =
+            [(a, va), (b, vb)].iter().filter(|(_, v)| v.is_empty()).map(|(n, _)| format!("`{n}`")).collect();
+        format!("needs {}", missing.join(" and "))
+    } else {
+        format!(
             "`{a}` {} vs `{b}` {}: {diff:+.2} points (seed spread {:.2})",
             fmt_values(va),
             fmt_values(vb),
             half_range(va) + half_range(vb)
-        ),
-    }
+        )
+    };
+    Claim { letter, text, verdict, evidence }
 }
 
 /// A rung's name and its per-seed values.
@@ -649,5 +651,25 @@ mod tests {
         assert_eq!(judge_higher(&[], &[80.0]).0, Verdict::Missing);
         assert_eq!(judge_higher(&[90.0], &[80.0]).0, Verdict::Inconclusive, "one seed has no spread");
         assert!((half_range(&[1.0, 4.0, 2.0]) - 1.5).abs() < 1e-12 && half_range(&[3.0]) == 0.0);
+    }
+
+    #[test]
+    fn a_claim_whose_rungs_are_not_measured_names_them_instead_of_a_nan_difference() {
+        let row = |name: &'static str, linear: Vec<f64>| RowResult {
+            name,
+            about: "",
+            paper_row: "",
+            paper_probe: None,
+            paper_fid: None,
+            linear,
+            knn: vec![],
+            fid: vec![],
+        };
+        let rows = vec![row("a", vec![80.0, 81.0]), row("b", vec![])];
+        let claim = higher_claim('x', "a beats b", &rows, "a", "b");
+        assert_eq!(claim.verdict, Verdict::Missing);
+        assert_eq!(claim.evidence, "needs `b`");
+        let claim = higher_claim('x', "a beats c", &rows, "c", "b");
+        assert_eq!(claim.evidence, "needs `c` and `b`");
     }
 }
