@@ -298,14 +298,37 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// Statistics of `[N, d]` row-major features (`N >= 2`).
+    /// Statistics of `[N, d]` row-major features (`N >= 2`), in f64: the covariance summed
+    /// over chunks of rows by the multi-threaded GEMM (60k Inception features never sit in
+    /// memory as one f64 matrix).
     pub fn of(features: &[f32], dim: usize) -> Stats {
+        const ROWS: usize = 2048;
         let n = features.len() / dim;
-        let x = DMatrix::from_row_iterator(n, dim, features.iter().map(|&v| v as f64));
-        let mu = x.row_mean().transpose();
-        let centred = DMatrix::from_fn(n, dim, |i, j| x[(i, j)] - mu[j]);
-        let sigma = centred.tr_mul(&centred) / (n.max(2) - 1) as f64;
-        Stats { mu, sigma, n }
+        let mut mu = vec![0f64; dim];
+        for row in features.chunks_exact(dim) {
+            for (m, &v) in mu.iter_mut().zip(row) {
+                *m += v as f64;
+            }
+        }
+        mu.iter_mut().for_each(|m| *m /= n.max(1) as f64);
+        let mut sigma = vec![0f64; dim * dim];
+        for rows in features.chunks(ROWS * dim) {
+            let r = rows.len() / dim;
+            // The chunk centred and transposed, [d, r]: its Gram matrix is X_c^T X_c of the chunk.
+            let mut t = vec![0f64; dim * r];
+            for (i, row) in rows.chunks_exact(dim).enumerate() {
+                for (j, &v) in row.iter().enumerate() {
+                    t[j * r + i] = v as f64 - mu[j];
+                }
+            }
+            for (acc, v) in sigma.iter_mut().zip(gram_f64(&t, &t, r)) {
+                *acc += v;
+            }
+        }
+        let denominator = (n.max(2) - 1) as f64;
+        // Symmetric, so the row-major sum reads the same column-major.
+        let sigma = DMatrix::from_vec(dim, dim, sigma) / denominator;
+        Stats { mu: DVector::from_vec(mu), sigma, n }
     }
 }
 
@@ -313,14 +336,51 @@ impl Stats {
 /// are rounding, clipped at 0).
 pub fn psd_sqrt(a: &DMatrix<f64>) -> DMatrix<f64> {
     let eig = a.clone().symmetric_eigen();
-    let root = DMatrix::from_diagonal(&eig.eigenvalues.map(|l| l.max(0.0).sqrt()));
-    &eig.eigenvectors * root * eig.eigenvectors.transpose()
+    let mut scaled = eig.eigenvectors.clone();
+    for (j, &l) in eig.eigenvalues.iter().enumerate() {
+        scaled.column_mut(j).scale_mut(l.max(0.0).sqrt());
+    }
+    matmul_f64(&scaled, &eig.eigenvectors.transpose())
+}
+
+/// `a b` for column-major matrices by the multi-threaded f64 GEMM (nalgebra's product is
+/// single-threaded: two 2048^3 products per FID).
+fn matmul_f64(a: &DMatrix<f64>, b: &DMatrix<f64>) -> DMatrix<f64> {
+    let (m, k, n) = (a.nrows(), a.ncols(), b.ncols());
+    assert_eq!(b.nrows(), k, "inner dimensions");
+    let mut out = DMatrix::<f64>::zeros(m, n);
+    // SAFETY: column-major m x n, m x k and k x n buffers (row stride 1, column stride = rows),
+    // all in bounds; `out` is a fresh buffer aliasing neither input.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            m as isize,
+            1,
+            false,
+            a.as_ptr(),
+            m as isize,
+            1,
+            b.as_ptr(),
+            k as isize,
+            1,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::Rayon(0),
+        );
+    }
+    out
 }
 
 /// The trace of the square root of `a b` for symmetric positive semi-definite `a`, `b`, given
 /// `sqrt_a`: the eigenvalues of the symmetric `sqrt_a b sqrt_a`, which has those of `a b`.
 fn trace_sqrt_product_with_root(sqrt_a: &DMatrix<f64>, b: &DMatrix<f64>) -> f64 {
-    let m = sqrt_a * b * sqrt_a;
+    let m = matmul_f64(&matmul_f64(sqrt_a, b), sqrt_a);
     let m = (&m + m.transpose()) * 0.5;
     m.symmetric_eigenvalues().iter().map(|&l| l.max(0.0).sqrt()).sum()
 }
@@ -531,6 +591,41 @@ mod tests {
         let s = Stats::of(&[1.0, 2.0, 3.0, 6.0], 2); // rows (1, 2), (3, 6)
         assert_eq!(s.mu.as_slice(), &[2.0, 4.0]);
         assert_eq!(s.sigma.as_slice(), &[2.0, 4.0, 4.0, 8.0]);
+    }
+
+    /// The chunked GEMM covariance against the definition, over several chunks of rows, with a
+    /// non-symmetric-looking layout check (feature j's variance grows with j).
+    #[test]
+    fn chunked_covariance_matches_the_definition() {
+        let (n, dim) = (5000, 5);
+        let x: Vec<f32> =
+            gaussian_features(n, dim, 0.2, 9).iter().enumerate().map(|(i, v)| v * (1 + i % dim) as f32).collect();
+        let s = Stats::of(&x, dim);
+        let mean = |j: usize| (0..n).map(|i| x[i * dim + j] as f64).sum::<f64>() / n as f64;
+        for j in 0..dim {
+            assert!((s.mu[j] - mean(j)).abs() < 1e-12);
+            for l in 0..dim {
+                let c =
+                    (0..n).map(|i| (x[i * dim + j] as f64 - mean(j)) * (x[i * dim + l] as f64 - mean(l))).sum::<f64>()
+                        / (n - 1) as f64;
+                assert!(
+                    (s.sigma[(j, l)] - c).abs() < 1e-10 * c.abs().max(1.0),
+                    "({j}, {l}): {} vs {c}",
+                    s.sigma[(j, l)]
+                );
+            }
+        }
+        assert!(s.sigma[(4, 4)] > 10.0 * s.sigma[(0, 0)]);
+    }
+
+    #[test]
+    fn gemm_products_match_nalgebras() {
+        let a = DMatrix::from_fn(7, 5, |i, j| (i as f64 - 2.0 * j as f64).sin());
+        let b = DMatrix::from_fn(5, 3, |i, j| (i * 3 + j) as f64 * 0.1 - 0.4);
+        assert!((matmul_f64(&a, &b) - &a * &b).abs().max() < 1e-12);
+        let spd = &a.transpose() * &a;
+        let root = psd_sqrt(&spd);
+        assert!((&root * &root - &spd).abs().max() < 1e-9);
     }
 
     /// The GEMM path against the definition: with one subset of the whole sets the estimate
