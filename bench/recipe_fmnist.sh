@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The generation recipe sweep of issue 11: each variant is `dit-fmnist` plus one change, trained for the same
+# wall-clock budget on this machine (the schedule is fitted to it), then FID-1K (DDIM-50, EMA, class-balanced,
+# against the first 1000 test images) at guidance 1, 2 and 3 with precision / recall. Resumable: run it again after
+# a stop; a finished variant is skipped. Never run it beside another job: the budget is wall-clock time.
+# Usage: bench/recipe_fmnist.sh [MINUTES] [OUT_DIR] [VARIANT...]
+#   MINUTES  training budget of every variant (default 15)
+#   VARIANT  names from the table below (default: all)
+set -euo pipefail
+MIN=${1:-15}
+OUT=${2:-runs/recipe}
+shift $(( $# > 2 ? 2 : $# ))
+BIN=./target/release/ddmlab
+COSINE='denoise.noise={kind="cosine",s=0.008,max_beta=0.999}'
+# name | preset | --set overrides (space-separated KEY=VALUE)
+VARIANTS=$(cat <<EOF
+base|dit-fmnist|
+patch2|dit-fmnist|model.patch=2 denoise.tokenizer.patch=2
+wide|dit-fmnist|model.width=192 model.cond_width=192 model.heads=6
+deep|dit-fmnist|model.depth=12 model.encoder_depth=6
+v-pred|dit-fmnist|denoise.target=v
+cosine|dit-fmnist|$COSINE
+lr1e-3|dit-fmnist|train.blr=0.001
+batch128|dit-fmnist|train.batch_size=128
+ema0.9999|dit-fmnist|train.ema_decay=0.9999
+pca-latent|dit-fmnist-pca|
+EOF
+)
+mkdir -p "$OUT"
+wanted=("$@")
+while IFS='|' read -r name preset sets; do
+  [[ -z $name ]] && continue
+  if (( ${#wanted[@]} )) && [[ ! " ${wanted[*]} " == *" $name "* ]]; then continue; fi
+  run="$OUT/$name"
+  if [[ -e $run/fid.json ]]; then echo "== $name: done"; continue; fi
+  args=(train --preset "$preset" --out "$run" --time-budget "$MIN")
+  for s in $sets; do args+=(--set "$s"); done
+  if [[ -e $run/checkpoints/latest ]]; then args=(train --out "$run" --resume); fi
+  echo "== $name: ${args[*]}"
+  $BIN "${args[@]}"
+  $BIN gen-eval --run "$run" --ckpt latest --cfg 1,2,3 --n 1000
+done <<< "$VARIANTS"
+for run in "$OUT"/*/; do
+  [[ -e $run/fid.md ]] && { echo "== $(basename "$run")"; cat "$run/fid.md"; }
+done
