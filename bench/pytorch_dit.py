@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pytorch_ldae import DenoisingVit, alpha_bar, load_split, lr_at  # noqa: E402
+from pytorch_ldae import DenoisingVit, alpha_bar, ema_update, load_split, lr_at  # noqa: E402
 
 
 def check(cfg):
@@ -117,10 +117,7 @@ def main():
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        decay = min(t["ema_decay"], (1 + step) / (10 + step))
-        with torch.no_grad():
-            for k, v in model.state_dict().items():
-                ema[k].mul_(decay).add_(v, alpha=1 - decay)
+        ema_update(ema, model, step, t["ema_decay"])
         if (step + 1) % 50 == 0 or step + 1 == total:
             rate = (step + 1) * b / (time.perf_counter() - start)
             print(f"step {step + 1}/{total} loss {loss.item():.4f} {rate:.1f} img/s", file=sys.stderr, flush=True)

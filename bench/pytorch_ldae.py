@@ -243,6 +243,14 @@ def lr_at(step, total, warmup, peak, floor):
     return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def ema_update(ema, model, step, decay):
+    """ddmlab's EMA (train/ema.rs): decay warmed up as min(d, (1 + s) / (10 + s)) after step s."""
+    d = min(decay, (1 + step) / (10 + step))
+    with torch.no_grad():
+        for k, v in model.state_dict().items():
+            ema[k].mul_(d).add_(v, alpha=1 - d)
+
+
 # ---------------------------------------------------------------- data
 def read_idx(path):
     with open(path, "rb") as f:
@@ -467,10 +475,7 @@ def cmd_train(args, cfg):
         tt = torch.from_numpy(rng.integers(0, len(obj.sigma), b)).to(dev)
         eps = torch.from_numpy(rng.standard_normal((b, tokens, obj.d)).astype(np.float32)).to(dev)
         loss = train_step(model, opt, obj, x0, tt, eps, lr_at(step, total, warmup, peak, peak * t["min_lr_frac"]))
-        decay = min(t["ema_decay"], (1 + step) / (10 + step))
-        with torch.no_grad():
-            for k, v in model.state_dict().items():
-                ema[k].mul_(decay).add_(v, alpha=1 - decay)
+        ema_update(ema, model, step, t["ema_decay"])
         if (step + 1) % 10 == 0 or step + 1 == total:
             rate = (step + 1) * b / (time.perf_counter() - start)
             print(f"step {step + 1}/{total} loss {loss:.4f} {rate:.1f} img/s", file=sys.stderr, flush=True)

@@ -349,31 +349,9 @@ fn matmul_f64(a: &DMatrix<f64>, b: &DMatrix<f64>) -> DMatrix<f64> {
     let (m, k, n) = (a.nrows(), a.ncols(), b.ncols());
     assert_eq!(b.nrows(), k, "inner dimensions");
     let mut out = DMatrix::<f64>::zeros(m, n);
-    // SAFETY: column-major m x n, m x k and k x n buffers (row stride 1, column stride = rows),
-    // all in bounds; `out` is a fresh buffer aliasing neither input.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            m as isize,
-            1,
-            false,
-            a.as_ptr(),
-            m as isize,
-            1,
-            b.as_ptr(),
-            k as isize,
-            1,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::Rayon(0),
-        );
-    }
+    // Column-major: row stride 1, column stride = rows.
+    let (mi, ki) = (m as isize, k as isize);
+    gemm_f64(m, n, k, (out.as_mut_slice(), mi, 1), (a.as_slice(), mi, 1), (b.as_slice(), ki, 1));
     out
 }
 
@@ -449,23 +427,48 @@ fn gram_f64(p: &[f64], q: &[f64], dim: usize) -> Vec<f64> {
     let (m, n) = (p.len() / dim, q.len() / dim);
     assert!(p.len() == m * dim && q.len() == n * dim, "rows of {dim} values");
     let mut out = vec![0.0f64; m * n];
-    // SAFETY: `out` holds m x n values at row stride n; `p` m x dim at row stride dim; `q`
-    // read as its transpose, dim x n, element (l, j) at j * dim + l. All in bounds, no aliasing.
+    // `out` row-major [m, n]; `p` row-major [m, dim]; `q` read as its transpose [dim, n].
+    let (ni, di) = (n as isize, dim as isize);
+    gemm_f64(m, n, dim, (&mut out, 1, ni), (p, 1, di), (q, di, 1));
+    out
+}
+
+/// `dst = lhs rhs` for `[m, k] x [k, n]` f64 matrices given as (values, column stride, row
+/// stride), by the multi-threaded GEMM.
+fn gemm_f64(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: (&mut [f64], isize, isize),
+    lhs: (&[f64], isize, isize),
+    rhs: (&[f64], isize, isize),
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let last = |rows: usize, cols: usize, cs: isize, rs: isize| {
+        (rows.max(1) - 1) as isize * rs + (cols.max(1) - 1) as isize * cs
+    };
+    assert!(last(m, n, dst.1, dst.2) < dst.0.len() as isize, "dst holds m x n");
+    assert!(last(m, k, lhs.1, lhs.2) < lhs.0.len() as isize, "lhs holds m x k");
+    assert!(last(k, n, rhs.1, rhs.2) < rhs.0.len() as isize, "rhs holds k x n");
+    // SAFETY: every index the strides reach is in bounds (checked above); `dst` is borrowed
+    // mutably, so it aliases neither input.
     unsafe {
         gemm::gemm(
             m,
             n,
-            dim,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
+            k,
+            dst.0.as_mut_ptr(),
+            dst.1,
+            dst.2,
             false,
-            p.as_ptr(),
-            1,
-            dim as isize,
-            q.as_ptr(),
-            dim as isize,
-            1,
+            lhs.0.as_ptr(),
+            lhs.1,
+            lhs.2,
+            rhs.0.as_ptr(),
+            rhs.1,
+            rhs.2,
             0.0,
             1.0,
             false,
@@ -474,7 +477,6 @@ fn gram_f64(p: &[f64], q: &[f64], dim: usize) -> Vec<f64> {
             gemm::Parallelism::Rayon(0),
         );
     }
-    out
 }
 
 /// Save features (`[N, 2048]` f32) as safetensors, atomically.

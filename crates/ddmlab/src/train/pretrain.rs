@@ -121,7 +121,7 @@ pub fn pretrain(
             if let Some((weights, layout)) = &opts.init_from {
                 let net = config.network();
                 trainer.model = crate::train::interop::import(trainer.model, &net, *layout, weights)?;
-                trainer.ema = crate::train::interop::import(trainer.ema, &net, *layout, weights)?;
+                trainer.ema = burn::module::Module::valid(&trainer.model);
                 let path = checkpoint::save(run, &trainer, &state)?;
                 obs.message(&format!(
                     "imported {} ({} layout) as {}",
