@@ -21,6 +21,7 @@ pub mod diffusion;
 pub mod error;
 pub mod eval;
 pub mod generate;
+pub mod mar;
 pub mod models;
 pub mod nn;
 pub mod tokenizer;

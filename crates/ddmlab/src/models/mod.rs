@@ -2,6 +2,7 @@
 
 pub mod classifier;
 pub mod conv_ae;
+pub mod diffusion_head;
 pub mod ladder;
 pub mod patchgan;
 pub mod presets;
