@@ -4,6 +4,7 @@ pub mod classifier;
 pub mod conv_ae;
 pub mod diffusion_head;
 pub mod ladder;
+pub mod mar;
 pub mod patchgan;
 pub mod presets;
 pub mod vit;

@@ -1,5 +1,5 @@
 //! Transformer building blocks shared by every model: attention, adaLN modulation, the
-//! embeddings (patch, timestep, fixed 2-D positions) and the DiT block.
+//! embeddings (patch, timestep, fixed 2-D positions), the DiT block and the plain pre-LN ViT block.
 //!
 //! Modules take a `&Device` at construction and never choose one themselves.
 
@@ -11,6 +11,7 @@ pub mod gelu;
 pub mod init;
 pub mod linear;
 pub mod mlp;
+pub mod vit_block;
 
 pub use adaln::{layer_norm, modulate};
 pub use attention::Attention;
@@ -18,3 +19,4 @@ pub use block::{DitBlock, FinalLayer};
 pub use embed::{LabelEmbedder, PatchEmbed, TimestepEmbedder, sincos_pos_embed_2d};
 pub use linear::linear_tokens;
 pub use mlp::Mlp;
+pub use vit_block::VitBlock;

@@ -1,0 +1,275 @@
+//! The MAR network (Li et al. 2024; LTH14/mar `models/mar.py`): an MAE-style bidirectional
+//! encoder over the visible tokens plus `buffer` class tokens, a decoder that puts mask tokens
+//! back at the masked positions, and the per-token condition vectors `z` that the Diffusion Loss
+//! head ([`super::diffusion_head`]) turns into a distribution over each token.
+//!
+//! Encoder: `x = W_z tokens` (`[B, L, W]`), `buffer` positions in front holding the class
+//! embedding (the null class when dropped), learned positions, LayerNorm, then only the
+//! visible rows (buffer + unmasked) through `enc_depth` pre-LN blocks. Decoder: `W_dec`, mask
+//! tokens scattered back, learned positions, `dec_depth` blocks, LayerNorm, the buffer dropped,
+//! plus the head's learned positions: `z` is `[B, L, W]`.
+//!
+//! Every image of a batch masks the same number of tokens (one ratio per batch, as the
+//! official code), so the visible rows form a dense `[B, buffer + L - m, W]`.
+
+use burn::module::{Module, Param};
+use burn::nn::{LayerNorm, Linear};
+use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+
+use super::diffusion_head::{DiffusionHead, DiffusionHeadConfig};
+use crate::nn::embed::LabelEmbedder;
+use crate::nn::init::xavier_linear;
+use crate::nn::linear::linear_tokens;
+use crate::nn::vit_block::{VitBlock, layer_norm_affine};
+
+/// The sizes of a MAR network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MarConfig {
+    /// Token width `C` (the tokenizer's latent dimension per token).
+    pub token_dim: usize,
+    /// Tokens per image `L`.
+    pub seq_len: usize,
+    /// Class-embedding tokens in front of the sequence (the paper: 64).
+    pub buffer: usize,
+    /// Encoder and decoder width.
+    pub width: usize,
+    pub enc_depth: usize,
+    pub dec_depth: usize,
+    pub heads: usize,
+    pub mlp_ratio: usize,
+    pub num_classes: usize,
+    /// The Diffusion Loss head: hidden width and residual blocks.
+    pub head_width: usize,
+    pub head_depth: usize,
+}
+
+/// The MAR transformer with its Diffusion Loss head.
+#[derive(Module, Debug)]
+pub struct Mar {
+    /// `num_classes` class vectors plus the learned null class (the official `fake_latent`).
+    pub class_emb: LabelEmbedder,
+    pub z_proj: Linear,
+    pub z_proj_ln: LayerNorm,
+    /// `[1, buffer + L, W]`
+    pub enc_pos: Param<Tensor<3>>,
+    pub enc_blocks: Vec<VitBlock>,
+    pub enc_norm: LayerNorm,
+    pub dec_embed: Linear,
+    /// `[1, W]`
+    pub mask_token: Param<Tensor<2>>,
+    /// `[1, buffer + L, W]`
+    pub dec_pos: Param<Tensor<3>>,
+    pub dec_blocks: Vec<VitBlock>,
+    pub dec_norm: LayerNorm,
+    /// `[1, L, W]`: added to `z` before the head.
+    pub head_pos: Param<Tensor<3>>,
+    pub head: DiffusionHead,
+    pub buffer: usize,
+}
+
+fn learned(shape: [usize; 3], device: &Device) -> Param<Tensor<3>> {
+    Param::from_tensor(Tensor::random(shape, Distribution::Normal(0.0, 0.02), device))
+}
+
+impl MarConfig {
+    pub fn init(&self, device: &Device) -> Mar {
+        let (w, l, buf) = (self.width, self.seq_len, self.buffer);
+        let hidden = self.mlp_ratio * w;
+        Mar {
+            class_emb: LabelEmbedder::new(self.num_classes, w, device),
+            z_proj: xavier_linear(self.token_dim, w, device),
+            z_proj_ln: layer_norm_affine(w, device),
+            enc_pos: learned([1, buf + l, w], device),
+            enc_blocks: (0..self.enc_depth).map(|_| VitBlock::new(w, self.heads, hidden, device)).collect(),
+            enc_norm: layer_norm_affine(w, device),
+            dec_embed: xavier_linear(w, w, device),
+            mask_token: Param::from_tensor(Tensor::random([1, w], Distribution::Normal(0.0, 0.02), device)),
+            dec_pos: learned([1, buf + l, w], device),
+            dec_blocks: (0..self.dec_depth).map(|_| VitBlock::new(w, self.heads, hidden, device)).collect(),
+            dec_norm: layer_norm_affine(w, device),
+            head_pos: learned([1, l, w], device),
+            head: DiffusionHeadConfig {
+                token_dim: self.token_dim,
+                cond_dim: w,
+                width: self.head_width,
+                depth: self.head_depth,
+            }
+            .init(device),
+            buffer: buf,
+        }
+    }
+}
+
+/// Row indices into `[B * (buffer + L)]` of the rows the encoder keeps: every buffer row and the
+/// unmasked tokens, in sequence order per image. All images must mask the same count.
+fn visible_rows(mask: &[Vec<bool>], buffer: usize) -> Vec<i64> {
+    let l = mask.first().map_or(0, Vec::len);
+    let mut rows = Vec::new();
+    for (b, m) in mask.iter().enumerate() {
+        let base = b * (buffer + l);
+        rows.extend((0..buffer).map(|i| (base + i) as i64));
+        rows.extend(m.iter().enumerate().filter(|(_, masked)| !**masked).map(|(i, _)| (base + buffer + i) as i64));
+    }
+    rows
+}
+
+fn index(rows: Vec<i64>, device: &Device) -> Tensor<1, Int> {
+    let n = rows.len();
+    Tensor::from_data(TensorData::new(rows, [n]), device)
+}
+
+impl Mar {
+    /// The condition vectors of every token.
+    ///
+    /// # Shapes
+    /// - `tokens`: `[B, L, C]` (masked positions may hold anything: they are never read);
+    ///   `mask`: `B` rows of `L` flags, each row with the same number of `true`; `labels`: `B`
+    ///   class ids, `num_classes` for the null class; returns `z`: `[B, L, W]`
+    pub fn forward(&self, tokens: Tensor<3>, mask: &[Vec<bool>], labels: &[usize]) -> Tensor<3> {
+        let device = tokens.device();
+        let [b, l, _] = tokens.dims();
+        let buf = self.buffer;
+        let masked = mask.first().map_or(0, |m| m.iter().filter(|&&x| x).count());
+        assert!(
+            mask.len() == b && mask.iter().all(|m| m.len() == l && m.iter().filter(|&&x| x).count() == masked),
+            "MAR mask: {b} rows of {l} flags with one masked count expected"
+        );
+        let x = linear_tokens(&self.z_proj, tokens); // [B, L, W]
+        let w = x.dims()[2];
+        let class = self.class_emb.forward(labels, &device); // [B, W]
+        let buffer = class.unsqueeze_dim::<3>(1).expand([b, buf, w]); // [B, buf, W]
+        let x = Tensor::cat(vec![buffer, x], 1) + self.enc_pos.val(); // [B, buf + L, W]
+        let x = self.z_proj_ln.forward(x);
+        let keep = buf + l - masked;
+        let rows = visible_rows(mask, buf);
+        let mut x = x.reshape([b * (buf + l), w]).select(0, index(rows.clone(), &device)).reshape([b, keep, w]);
+        for block in &self.enc_blocks {
+            x = block.forward(x);
+        }
+        let x = linear_tokens(&self.dec_embed, self.enc_norm.forward(x)); // [B, keep, W]
+
+        // Scatter back: row r of the full sequence reads visible row `source[r]`, or the mask
+        // token (the extra last row) where the token is masked.
+        let mut source = vec![(b * keep) as i64; b * (buf + l)];
+        for (k, &r) in rows.iter().enumerate() {
+            source[r as usize] = k as i64;
+        }
+        let table = Tensor::cat(vec![x.reshape([b * keep, w]), self.mask_token.val()], 0); // [B keep + 1, W]
+        let mut x = table.select(0, index(source, &device)).reshape([b, buf + l, w]) + self.dec_pos.val();
+        for block in &self.dec_blocks {
+            x = block.forward(x);
+        }
+        let x = self.dec_norm.forward(x).slice_dim(1, buf..buf + l); // [B, L, W]
+        x + self.head_pos.val()
+    }
+
+    /// The Diffusion Loss of the masked tokens: the mean over masked tokens x `repeat` draws of
+    /// `|eps - eps_hat(gamma_t x0 + sigma_t eps, t, z)|^2 / C`.
+    ///
+    /// # Shapes
+    /// - `tokens`: `[B, L, C]` clean; `mask`, `labels` as [`Mar::forward`]; `t`: one timestep per
+    ///   (masked token, repeat), repeat-major; `gamma`, `sigma`: the schedule's values at `t`;
+    ///   `eps`: `[M repeat, C]` with `M` the masked tokens of the batch; returns `[1]`
+    #[allow(clippy::too_many_arguments)]
+    pub fn diffusion_loss(
+        &self,
+        tokens: Tensor<3>,
+        mask: &[Vec<bool>],
+        labels: &[usize],
+        t: &[usize],
+        gamma: &[f32],
+        sigma: &[f32],
+        eps: Tensor<2>,
+    ) -> Tensor<1> {
+        let device = tokens.device();
+        let [b, l, c] = tokens.dims();
+        let z = self.forward(tokens.clone(), mask, labels);
+        let w = z.dims()[2];
+        let rows: Vec<i64> = mask
+            .iter()
+            .enumerate()
+            .flat_map(|(i, m)| m.iter().enumerate().filter(|(_, x)| **x).map(move |(j, _)| (i * l + j) as i64))
+            .collect();
+        let m = rows.len();
+        let repeat = t.len() / m.max(1);
+        let rows: Vec<i64> = (0..repeat).flat_map(|_| rows.iter().copied()).collect();
+        let idx = index(rows, &device);
+        let z = z.reshape([b * l, w]).select(0, idx.clone()); // [M r, W]
+        let x0 = tokens.reshape([b * l, c]).select(0, idx); // [M r, C]
+        let col = |v: &[f32]| Tensor::<2>::from_data(TensorData::new(v.to_vec(), [v.len(), 1]), &device);
+        let x_t = x0 * col(gamma) + eps.clone() * col(sigma);
+        let eps_hat = self.head.forward(x_t, t, z);
+        (eps_hat - eps).square().mean().reshape([1])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mar::order::{mask_of, random_order};
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    fn config() -> MarConfig {
+        MarConfig {
+            token_dim: 4,
+            seq_len: 9,
+            buffer: 2,
+            width: 16,
+            enc_depth: 1,
+            dec_depth: 1,
+            heads: 2,
+            mlp_ratio: 2,
+            num_classes: 3,
+            head_width: 16,
+            head_depth: 1,
+        }
+    }
+
+    fn masks(b: usize, l: usize, count: usize, seed: u64) -> Vec<Vec<bool>> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        (0..b).map(|_| mask_of(&random_order(&mut rng, l), count)).collect()
+    }
+
+    #[test]
+    fn masked_tokens_are_never_read() {
+        let device = Device::flex();
+        let mar = crate::nn::init::seeded(&device, 1, || config().init(&device));
+        let mask = masks(3, 9, 6, 4);
+        let tokens = Tensor::<3>::random([3, 9, 4], Distribution::Normal(0.0, 1.0), &device);
+        // The same tokens with every masked position replaced by large noise.
+        let flags: Vec<f32> = mask.iter().flatten().flat_map(|&m| [if m { 1.0 } else { 0.0 }; 4]).collect();
+        let flags = Tensor::<3>::from_data(TensorData::new(flags, [3, 9, 4]), &device);
+        let other = tokens.clone() + flags * Tensor::random([3, 9, 4], Distribution::Normal(0.0, 100.0), &device);
+        let a = mar.forward(tokens.clone(), &mask, &[0, 1, 3]);
+        let b = mar.forward(other.clone(), &mask, &[0, 1, 3]);
+        assert_eq!(a.dims(), [3, 9, 16]);
+        let diff: f32 = (a.clone() - b).abs().max().into_scalar();
+        assert_eq!(diff, 0.0);
+        // ...while a visible token's value, or the label, changes z.
+        let unmasked = mask[0].iter().position(|&m| !m).unwrap();
+        let bump = Tensor::<3>::zeros([3, 9, 4], &device)
+            .slice_assign([0..1, unmasked..unmasked + 1, 0..4], Tensor::ones([1, 1, 4], &device));
+        let c = mar.forward(tokens.clone() + bump, &mask, &[0, 1, 3]);
+        let moved: f32 = (a.clone() - c).abs().max().into_scalar();
+        assert!(moved > 1e-4);
+        let d = mar.forward(tokens, &mask, &[2, 1, 3]);
+        let moved: f32 = (a - d).abs().max().into_scalar();
+        assert!(moved > 1e-4);
+    }
+
+    #[test]
+    fn a_fresh_models_diffusion_loss_is_the_noise_variance() {
+        let device = Device::flex();
+        let mar = crate::nn::init::seeded(&device, 2, || config().init(&device));
+        let mask = masks(2, 9, 7, 5);
+        let (m, repeat) = (14, 4);
+        let tokens = Tensor::<3>::random([2, 9, 4], Distribution::Normal(0.0, 1.0), &device);
+        let t: Vec<usize> = (0..m * repeat).map(|i| (i * 37) % 1000).collect();
+        let eps = Tensor::<2>::random([m * repeat, 4], Distribution::Normal(0.0, 1.0), &device);
+        let ones = vec![0.5f32; m * repeat];
+        let loss: f32 = mar.diffusion_loss(tokens, &mask, &[0, 3], &t, &ones, &ones, eps.clone()).into_scalar();
+        let variance: f32 = eps.square().mean().into_scalar();
+        assert!((loss - variance).abs() < 1e-6, "{loss} vs {variance}");
+    }
+}
