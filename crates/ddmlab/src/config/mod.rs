@@ -39,7 +39,8 @@ pub struct TrainConfig {
     pub beta2: f64,
     /// AdamW epsilon (PyTorch's default 1e-8; burn's default differs).
     pub adam_eps: f64,
-    /// Clip the global gradient norm to this value (0 = off).
+    /// Clip the global gradient norm (all parameters together, as PyTorch's
+    /// `clip_grad_norm_`) to this value (0 = off).
     pub grad_clip: f64,
     /// EMA decay of the weights (warmed up as `min(decay, (1 + s) / (10 + s))`).
     pub ema_decay: f64,

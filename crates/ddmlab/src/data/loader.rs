@@ -42,6 +42,8 @@ pub mod purpose {
     pub const PCA: u64 = 4;
     pub const LABEL_DROP: u64 = 5;
     pub const TOKENIZER: u64 = 6;
+    /// MAR's mask ratio and generation orders.
+    pub const MASK: u64 = 7;
 }
 
 /// How a training run draws its batches.

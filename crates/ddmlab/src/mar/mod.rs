@@ -1,7 +1,10 @@
 //! MAR with Diffusion Loss (Li, Tian, Li, Deng, He, arXiv 2406.11838): masked autoregressive
-//! generation over continuous tokens. `order` holds the masking and generation schedules; the
-//! per-token denoising MLP is `models::diffusion_head`.
+//! generation over continuous tokens. `order` holds the masking and generation schedules,
+//! `objective` the training draws and loss; the network is `models::mar` and the per-token
+//! denoising MLP `models::diffusion_head`.
 
+pub mod objective;
 pub mod order;
 
+pub use objective::{MarDraws, MarObjective};
 pub use order::{MaskSchedule, mask_of, mask_ratio, masked_count, random_order};

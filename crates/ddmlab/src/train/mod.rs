@@ -3,6 +3,7 @@
 
 pub mod ae_losses;
 pub mod checkpoint;
+pub mod clip;
 pub mod conv_tokenizer;
 pub mod ema;
 pub mod interop;

@@ -7,12 +7,11 @@
 //! `DenoisingVit` with the denoising objective is one pair, and the default.
 
 use burn::module::Module;
-use burn::optim::{
-    AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer, grad_clipping::GradientClippingConfig,
-};
+use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 
+use super::clip::clip_global_norm;
 use super::ema::{ema_decay_at, update_ema};
 use super::objective::{Draws, TrainObjective};
 use crate::config::RunConfig;
@@ -75,15 +74,12 @@ pub struct Trainer<M: Network = DenoisingVit, O: Objective<M> = TrainObjective> 
 /// AdamW as the config sets it (burn's defaults differ from PyTorch's: set explicitly).
 pub fn optimizer_of(config: &RunConfig) -> ModuleOptimizer {
     let t = &config.train;
-    let mut adam = AdamWConfig::new()
+    AdamWConfig::new()
         .with_beta_1(t.beta1 as f32)
         .with_beta_2(t.beta2 as f32)
         .with_epsilon(t.adam_eps as f32)
-        .with_weight_decay(t.weight_decay as f32);
-    if t.grad_clip > 0.0 {
-        adam = adam.with_grad_clipping(Some(GradientClippingConfig::Norm(t.grad_clip as f32)));
-    }
-    adam.init()
+        .with_weight_decay(t.weight_decay as f32)
+        .init()
 }
 
 impl Trainer {
@@ -124,10 +120,11 @@ impl<M: Network, O: Objective<M>> Trainer<M, O> {
     /// One optimisation step at learning rate `lr`; returns the loss before the update.
     /// A non-finite loss is an error and leaves the weights untouched.
     pub fn step(&mut self, batch: &Batch, lr: f64) -> Result<f64> {
-        let (value, grads) = self.gradients(batch);
+        let (value, mut grads) = self.gradients(batch);
         if !value.is_finite() {
             return Err(Error::Diverged(format!("loss is {value} at step {}", batch.step + 1)));
         }
+        clip_global_norm(&self.model, &mut grads, self.config.train.grad_clip);
         self.model = self.optim.step(lr, self.model.clone(), grads);
         let decay = ema_decay_at(self.config.train.ema_decay, batch.step);
         self.ema = update_ema(self.ema.clone(), &self.model, decay);

@@ -1,0 +1,125 @@
+//! MAR's training objective on latent tokens: the random draws of one batch (addressed by
+//! `(seed, step)`, as every objective's) and the Diffusion Loss of the masked tokens.
+//!
+//! Per batch: one mask ratio; per image: a random order (its first `ceil(L r)` tokens masked)
+//! and the class label, replaced by the null class with probability `class_dropout`; per
+//! (masked token, repeat): a timestep uniform over the cosine schedule's `T` and standard
+//! normal noise. `repeat` is the paper's diffusion batch multiplier (4): each `z` is trained
+//! on that many noisy versions of its token.
+
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::RngExt;
+use rand_distr::StandardNormal;
+
+use super::order::{mask_of, mask_ratio, masked_count, random_order};
+use crate::data::loader::{purpose, step_rng};
+use crate::diffusion::vp::{BetaSchedule, VpSchedule};
+use crate::models::mar::Mar;
+
+/// The settings of MAR's objective.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MarObjective {
+    /// The head's noise schedule (cosine over 1000 steps, as the paper).
+    pub schedule: VpSchedule,
+    /// Lowest training mask ratio (0.7).
+    pub min_mask_ratio: f64,
+    /// Probability of replacing a label by the null class (0.1).
+    pub class_dropout: f64,
+    /// Noisy copies per masked token (4).
+    pub repeat: usize,
+    pub num_classes: usize,
+    /// Tokens per image `L` and their width `C`.
+    pub seq_len: usize,
+    pub token_dim: usize,
+}
+
+/// The random draws of one batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MarDraws {
+    /// Per image, `L` flags; every image masks the same count.
+    pub mask: Vec<Vec<bool>>,
+    /// Labels after dropout (`num_classes` = the null class).
+    pub labels: Vec<usize>,
+    /// One timestep per (masked token, repeat), repeat-major.
+    pub t: Vec<usize>,
+    /// `[M repeat, C]` standard normal noise.
+    pub eps: Vec<f32>,
+}
+
+impl MarObjective {
+    /// The paper's settings for `seq_len` tokens of width `token_dim`.
+    pub fn paper(seq_len: usize, token_dim: usize, num_classes: usize) -> Self {
+        MarObjective {
+            schedule: VpSchedule::new(BetaSchedule::cosine(), 1000),
+            min_mask_ratio: 0.7,
+            class_dropout: 0.1,
+            repeat: 4,
+            num_classes,
+            seq_len,
+            token_dim,
+        }
+    }
+
+    /// The draws of batch `step` of a run seeded `seed`: a pure function of `(seed, step)`.
+    pub fn draw(&self, seed: u64, step: usize, labels: &[u32]) -> MarDraws {
+        let (b, l) = (labels.len(), self.seq_len);
+        let mut rng = step_rng(seed, purpose::MASK, step as u64);
+        let count = masked_count(l, mask_ratio(&mut rng, self.min_mask_ratio));
+        let mask = (0..b).map(|_| mask_of(&random_order(&mut rng, l), count)).collect();
+        let mut drop = step_rng(seed, purpose::LABEL_DROP, step as u64);
+        let labels = labels
+            .iter()
+            .map(|&y| if drop.random::<f64>() < self.class_dropout { self.num_classes } else { y as usize })
+            .collect();
+        let n = b * count * self.repeat;
+        let mut noise = step_rng(seed, purpose::NOISE, step as u64);
+        let t = (0..n).map(|_| noise.random_range(0..self.schedule.len())).collect();
+        let eps = (0..n * self.token_dim).map(|_| noise.sample::<f32, _>(StandardNormal)).collect();
+        MarDraws { mask, labels, t, eps }
+    }
+
+    /// The Diffusion Loss of `model` on clean tokens with `draws`.
+    ///
+    /// # Shapes
+    /// - `tokens`: `[B, L, C]`; returns `[1]`
+    pub fn loss(&self, model: &Mar, tokens: Tensor<3>, draws: &MarDraws, device: &Device) -> Tensor<1> {
+        let gamma: Vec<f32> = draws.t.iter().map(|&t| self.schedule.gamma(t) as f32).collect();
+        let sigma: Vec<f32> = draws.t.iter().map(|&t| self.schedule.sigma(t) as f32).collect();
+        let n = draws.t.len();
+        let eps = Tensor::<2>::from_data(TensorData::new(draws.eps.clone(), [n, self.token_dim]), device);
+        model.diffusion_loss(tokens, &draws.mask, &draws.labels, &draws.t, &gamma, &sigma, eps)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draws_are_a_pure_function_of_seed_and_step_with_one_mask_count_per_batch() {
+        let obj = MarObjective::paper(64, 8, 10);
+        let labels: Vec<u32> = (0..32).map(|i| i % 10).collect();
+        let a = obj.draw(3, 17, &labels);
+        assert_eq!(a, obj.draw(3, 17, &labels));
+        assert_ne!(a.mask, obj.draw(3, 18, &labels).mask);
+        assert_ne!(a.mask, obj.draw(4, 17, &labels).mask);
+        let count = a.mask[0].iter().filter(|&&m| m).count();
+        assert!((45..=64).contains(&count), "{count}"); // ceil(64 * 0.7) = 45
+        assert!(a.mask.iter().all(|m| m.iter().filter(|&&x| x).count() == count));
+        assert_eq!(a.t.len(), 32 * count * 4);
+        assert_eq!(a.eps.len(), a.t.len() * 8);
+        assert!(a.t.iter().all(|&t| t < 1000));
+    }
+
+    #[test]
+    fn labels_drop_to_the_null_class_at_the_configured_rate() {
+        let obj = MarObjective::paper(16, 4, 10);
+        let labels = vec![3u32; 1000];
+        let dropped: usize = (0..20).map(|s| obj.draw(1, s, &labels).labels.iter().filter(|&&y| y == 10).count()).sum();
+        let rate = dropped as f64 / 20_000.0;
+        // 0.1 +- 4 standard errors (0.0021 each).
+        assert!((rate - 0.1).abs() < 0.0085, "{rate}");
+        let kept: Vec<usize> = obj.draw(1, 0, &labels).labels;
+        assert!(kept.iter().all(|&y| y == 3 || y == 10));
+    }
+}
