@@ -8,6 +8,7 @@
 //! on that many noisy versions of its token.
 
 use burn::tensor::{Device, Tensor, TensorData};
+
 use rand::RngExt;
 use rand_distr::StandardNormal;
 
@@ -40,10 +41,25 @@ pub struct MarDraws {
     pub mask: Vec<Vec<bool>>,
     /// Labels after dropout (`num_classes` = the null class).
     pub labels: Vec<usize>,
-    /// One timestep per (masked token, repeat), repeat-major.
+    /// One timestep per (image, repeat, masked token), in that order: an image's draws are
+    /// contiguous, so a shard of images is a contiguous slice.
     pub t: Vec<usize>,
     /// `[M repeat, C]` standard normal noise.
     pub eps: Vec<f32>,
+}
+
+impl MarDraws {
+    /// The draws of images `lo..hi` (a data-parallel shard).
+    pub fn slice(&self, lo: usize, hi: usize) -> MarDraws {
+        let per_image = self.t.len() / self.mask.len().max(1);
+        let token_dim = self.eps.len() / self.t.len().max(1);
+        MarDraws {
+            mask: self.mask[lo..hi].to_vec(),
+            labels: self.labels[lo..hi].to_vec(),
+            t: self.t[lo * per_image..hi * per_image].to_vec(),
+            eps: self.eps[lo * per_image * token_dim..hi * per_image * token_dim].to_vec(),
+        }
+    }
 }
 
 impl MarObjective {
@@ -109,6 +125,40 @@ mod tests {
         assert_eq!(a.t.len(), 32 * count * 4);
         assert_eq!(a.eps.len(), a.t.len() * 8);
         assert!(a.t.iter().all(|&t| t < 1000));
+    }
+
+    #[test]
+    fn the_loss_of_a_batch_is_the_mean_of_its_shards_losses() {
+        use crate::models::mar::MarConfig;
+        use burn::tensor::Distribution;
+        let device = Device::flex();
+        let config = MarConfig {
+            token_dim: 4,
+            seq_len: 16,
+            buffer: 2,
+            width: 16,
+            enc_depth: 1,
+            dec_depth: 1,
+            heads: 2,
+            mlp_ratio: 2,
+            num_classes: 10,
+            head_width: 16,
+            head_depth: 1,
+        };
+        let mut model = crate::nn::init::seeded(&device, 9, || config.init(&device));
+        // Give the zero-initialised output a value so that the loss depends on the inputs.
+        model.head.output = crate::nn::init::xavier_linear(16, 4, &device);
+        let obj = MarObjective::paper(16, 4, 10);
+        let labels: Vec<u32> = (0..6).collect();
+        let draws = obj.draw(2, 5, &labels);
+        let tokens = Tensor::<3>::random([6, 16, 4], Distribution::Normal(0.0, 1.0), &device);
+        let whole: f32 = obj.loss(&model, tokens.clone(), &draws, &device).into_scalar();
+        let shard = |lo: usize, hi: usize| -> f32 {
+            let t = tokens.clone().slice_dim(0, lo..hi);
+            obj.loss(&model, t, &draws.slice(lo, hi), &device).into_scalar()
+        };
+        let mean = (shard(0, 2) * 2.0 + shard(2, 6) * 4.0) / 6.0;
+        assert!((whole - mean).abs() < 1e-5 * whole.abs(), "{whole} vs {mean}");
     }
 
     #[test]

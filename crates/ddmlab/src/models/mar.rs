@@ -168,7 +168,7 @@ impl Mar {
     ///
     /// # Shapes
     /// - `tokens`: `[B, L, C]` clean; `mask`, `labels` as [`Mar::forward`]; `t`: one timestep per
-    ///   (masked token, repeat), repeat-major; `gamma`, `sigma`: the schedule's values at `t`;
+    ///   (image, repeat, masked token), in that order; `gamma`, `sigma`: the schedule's values at `t`;
     ///   `eps`: `[M repeat, C]` with `M` the masked tokens of the batch; returns `[1]`
     #[allow(clippy::too_many_arguments)]
     pub fn diffusion_loss(
@@ -185,14 +185,18 @@ impl Mar {
         let [b, l, c] = tokens.dims();
         let z = self.forward(tokens.clone(), mask, labels);
         let w = z.dims()[2];
+        // Image-major: for image i, `repeat` copies of its masked tokens in sequence order.
+        let m: usize = mask.iter().map(|row| row.iter().filter(|&&x| x).count()).sum();
+        let repeat = t.len() / m.max(1);
         let rows: Vec<i64> = mask
             .iter()
             .enumerate()
-            .flat_map(|(i, m)| m.iter().enumerate().filter(|(_, x)| **x).map(move |(j, _)| (i * l + j) as i64))
+            .flat_map(|(i, row)| {
+                let masked: Vec<i64> =
+                    row.iter().enumerate().filter(|(_, x)| **x).map(|(j, _)| (i * l + j) as i64).collect();
+                (0..repeat).flat_map(move |_| masked.clone())
+            })
             .collect();
-        let m = rows.len();
-        let repeat = t.len() / m.max(1);
-        let rows: Vec<i64> = (0..repeat).flat_map(|_| rows.iter().copied()).collect();
         let idx = index(rows, &device);
         let z = z.reshape([b * l, w]).select(0, idx.clone()); // [M r, W]
         let x0 = tokens.reshape([b * l, c]).select(0, idx); // [M r, C]
