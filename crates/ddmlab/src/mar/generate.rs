@@ -217,19 +217,7 @@ mod tests {
     #[test]
     fn generation_fills_every_token_and_is_a_function_of_the_seed() {
         let device = Device::flex();
-        let config = MarConfig {
-            token_dim: 3,
-            seq_len: 8,
-            buffer: 1,
-            width: 16,
-            enc_depth: 1,
-            dec_depth: 1,
-            heads: 2,
-            mlp_ratio: 2,
-            num_classes: 2,
-            head_width: 16,
-            head_depth: 1,
-        };
+        let config = MarConfig::tiny(3, 8, 2);
         let model = crate::nn::init::seeded(&device, 0, || config.init(&device));
         let schedule = VpSchedule::new(BetaSchedule::cosine(), 1000);
         let sampling = MarSampling { steps: 4, head_steps: 10, temperature: 1.0, cfg: 2.0 };

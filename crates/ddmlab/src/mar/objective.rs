@@ -132,19 +132,7 @@ mod tests {
         use crate::models::mar::MarConfig;
         use burn::tensor::Distribution;
         let device = Device::flex();
-        let config = MarConfig {
-            token_dim: 4,
-            seq_len: 16,
-            buffer: 2,
-            width: 16,
-            enc_depth: 1,
-            dec_depth: 1,
-            heads: 2,
-            mlp_ratio: 2,
-            num_classes: 10,
-            head_width: 16,
-            head_depth: 1,
-        };
+        let config = MarConfig::tiny(4, 16, 10);
         let mut model = crate::nn::init::seeded(&device, 9, || config.init(&device));
         // Give the zero-initialised output a value so that the loss depends on the inputs.
         model.head.output = crate::nn::init::xavier_linear(16, 4, &device);

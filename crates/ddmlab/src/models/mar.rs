@@ -72,6 +72,24 @@ fn learned(shape: [usize; 3], device: &Device) -> Param<Tensor<3>> {
 }
 
 impl MarConfig {
+    /// A tiny network for tests: width 16, one block each side, 2 buffer tokens.
+    #[cfg(test)]
+    pub(crate) fn tiny(token_dim: usize, seq_len: usize, num_classes: usize) -> Self {
+        MarConfig {
+            token_dim,
+            seq_len,
+            buffer: 2,
+            width: 16,
+            enc_depth: 1,
+            dec_depth: 1,
+            heads: 2,
+            mlp_ratio: 2,
+            num_classes,
+            head_width: 16,
+            head_depth: 1,
+        }
+    }
+
     pub fn init(&self, device: &Device) -> Mar {
         let (w, l, buf) = (self.width, self.seq_len, self.buffer);
         let hidden = self.mlp_ratio * w;
@@ -215,19 +233,7 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     fn config() -> MarConfig {
-        MarConfig {
-            token_dim: 4,
-            seq_len: 9,
-            buffer: 2,
-            width: 16,
-            enc_depth: 1,
-            dec_depth: 1,
-            heads: 2,
-            mlp_ratio: 2,
-            num_classes: 3,
-            head_width: 16,
-            head_depth: 1,
-        }
+        MarConfig::tiny(4, 9, 3)
     }
 
     fn masks(b: usize, l: usize, count: usize, seed: u64) -> Vec<Vec<bool>> {
