@@ -192,16 +192,13 @@ impl ddmlab::train::Network for PixelRegressor {
 struct PredictOne;
 
 impl ddmlab::train::Objective<PixelRegressor> for PredictOne {
-    fn draw(&self, _seed: u64, _step: usize, labels: &[u32]) -> ddmlab::train::Draws {
-        ddmlab::train::Draws { t: vec![0; labels.len()], eps: vec![], labels: None, tok_noise: None }
-    }
+    type Draws = ();
 
-    fn loss(
-        &self,
-        model: &PixelRegressor,
-        x0: burn::tensor::Tensor<4>,
-        _: &ddmlab::train::Draws,
-    ) -> burn::tensor::Tensor<1> {
+    fn draw(&self, _seed: u64, _step: usize, _labels: &[u32]) {}
+
+    fn slice(&self, _: &(), _lo: usize, _hi: usize) {}
+
+    fn loss(&self, model: &PixelRegressor, x0: burn::tensor::Tensor<4>, _: &()) -> burn::tensor::Tensor<1> {
         let [b, c, h, w] = x0.dims();
         (model.lin.forward(x0.reshape([b, c * h * w])) - 1.0).square().mean()
     }

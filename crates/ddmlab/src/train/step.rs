@@ -34,20 +34,32 @@ impl Network for DenoisingVit {
 
 /// What the training step needs of an objective for network `M`.
 pub trait Objective<M>: Send + Sync {
+    /// The random draws of one batch (noise, timesteps, labels after dropout, masks, ...).
+    type Draws: Send + Sync;
+
     /// The random draws of batch `step` of a run seeded `seed`, for images with class
     /// `labels`: a pure function of `(seed, step)`.
-    fn draw(&self, seed: u64, step: usize, labels: &[u32]) -> Draws;
+    fn draw(&self, seed: u64, step: usize, labels: &[u32]) -> Self::Draws;
+
+    /// The draws of images `lo..hi` of a batch (a data-parallel shard).
+    fn slice(&self, draws: &Self::Draws, lo: usize, hi: usize) -> Self::Draws;
 
     /// The mean loss of `model` on clean images `x0` with `draws`.
     ///
     /// # Shapes
     /// - `x0`: `[B, C, H, W]`; `draws`: `B` images; returns `[1]`
-    fn loss(&self, model: &M, x0: Tensor<4>, draws: &Draws) -> Tensor<1>;
+    fn loss(&self, model: &M, x0: Tensor<4>, draws: &Self::Draws) -> Tensor<1>;
 }
 
 impl Objective<DenoisingVit> for TrainObjective {
+    type Draws = Draws;
+
     fn draw(&self, seed: u64, step: usize, labels: &[u32]) -> Draws {
         TrainObjective::draw(self, seed, step, labels)
+    }
+
+    fn slice(&self, draws: &Draws, lo: usize, hi: usize) -> Draws {
+        draws.slice(lo, hi)
     }
 
     fn loss(&self, model: &DenoisingVit, x0: Tensor<4>, draws: &Draws) -> Tensor<1> {
@@ -113,7 +125,7 @@ impl<M: Network, O: Objective<M>> Trainer<M, O> {
     }
 
     /// The random draws for the batch of step `step`: a pure function of `(seed, step)`.
-    pub fn draws(&self, batch: &Batch) -> Draws {
+    pub fn draws(&self, batch: &Batch) -> O::Draws {
         self.objective.draw(self.config.train.seed, batch.step, &batch.labels)
     }
 
@@ -156,7 +168,14 @@ impl<M: Network, O: Objective<M>> Trainer<M, O> {
     /// Forward and backward on images `lo..hi` of the batch; the loss is scaled by
     /// `(hi - lo) / total` so that the shards' gradients sum to the full batch's.
     /// Returns the scaled loss and the gradients.
-    fn shard_grads(&self, batch: &Batch, draws: &Draws, lo: usize, hi: usize, total: usize) -> (f64, GradientsParams) {
+    fn shard_grads(
+        &self,
+        batch: &Batch,
+        draws: &O::Draws,
+        lo: usize,
+        hi: usize,
+        total: usize,
+    ) -> (f64, GradientsParams) {
         let image = self.config.model.image;
         let per_image = image.numel();
         let n = hi - lo;
@@ -167,7 +186,7 @@ impl<M: Network, O: Objective<M>> Trainer<M, O> {
             ),
             &self.device,
         );
-        let draws = draws.slice(lo, hi);
+        let draws = self.objective.slice(draws, lo, hi);
         // A fork has fresh autodiff leaves: the shards' graphs stay separate (burn merges graphs
         // that share a leaf and runs a merged graph's backward under one lock).
         let model = self.model.clone().fork(&self.device);
