@@ -5,12 +5,14 @@
 
 pub mod denoise;
 pub mod legacy;
+pub mod mar;
 pub mod tokenizer;
 
 use serde::{Deserialize, Serialize};
 
 pub use denoise::DenoiseConfig;
 pub use legacy::{DdpmConfig, LdaeConfig, LegacyRunConfig, PcaLatentConfig};
+pub use mar::MarSection;
 
 use crate::data::transform::Augment;
 use crate::error::{Error, Result};
@@ -70,16 +72,20 @@ pub struct RunConfig {
     pub model: VitConfig,
     /// The denoising objective.
     pub denoise: DenoiseConfig,
+    /// Present for a MAR run (masked autoregressive generation with the Diffusion Loss on the
+    /// tokens of `denoise.tokenizer`); see [`MarSection`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mar: Option<MarSection>,
     pub train: TrainConfig,
 }
 
 /// The top-level keys of a [`RunConfig`] in TOML, and the two objective sections of configs
 /// written before `[denoise]`.
-const TOP_LEVEL_KEYS: [&str; 9] =
-    ["preset", "data", "train_limit", "resize", "model", "denoise", "train", "ldae", "ddpm"];
+const TOP_LEVEL_KEYS: [&str; 10] =
+    ["preset", "data", "train_limit", "resize", "model", "denoise", "mar", "train", "ldae", "ddpm"];
 
 /// `Ok` when `ok`, else the config error naming `field`.
-fn check(ok: bool, field: &str, msg: impl Into<String>) -> Result<()> {
+pub(crate) fn check(ok: bool, field: &str, msg: impl Into<String>) -> Result<()> {
     if ok { Ok(()) } else { Err(Error::config(field, msg)) }
 }
 
@@ -91,8 +97,17 @@ impl RunConfig {
         VitConfig { in_dim: Some(self.denoise.in_dim(c)), out_dim: Some(self.denoise.out_dim(c)), ..self.model.clone() }
     }
 
+    /// The MAR network of a run with a `[mar]` section.
+    pub fn mar_network(&self) -> Option<crate::models::mar::MarConfig> {
+        let token_dim = self.denoise.tokenizer.latent_dim(self.model.image.channels);
+        self.mar.as_ref().map(|m| m.network(&self.model, token_dim))
+    }
+
     /// Check every field; the first bad one is named in the error.
     pub fn validate(&self) -> Result<()> {
+        if let Some(mar) = &self.mar {
+            mar.validate(&self.model)?;
+        }
         let d = &self.denoise;
         d.validate(self.model.image, self.model.num_classes)?;
         check(
@@ -174,7 +189,7 @@ impl RunConfig {
         let invalid = |msg: String| Error::format(origin, format!("invalid config: {msg}"));
         let table: toml::Table = toml::from_str(text).map_err(|e| invalid(e.message().to_string()))?;
         if let Some(key) = table.keys().find(|k| !TOP_LEVEL_KEYS.contains(&k.as_str())) {
-            return Err(invalid(format!("unknown field `{key}`, expected one of {}", TOP_LEVEL_KEYS[..7].join(", "))));
+            return Err(invalid(format!("unknown field `{key}`, expected one of {}", TOP_LEVEL_KEYS[..8].join(", "))));
         }
         let sections = ["denoise", "ldae", "ddpm"].iter().filter(|k| table.contains_key(**k)).count();
         if sections != 1 {

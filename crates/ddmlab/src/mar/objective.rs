@@ -13,11 +13,12 @@ use rand::RngExt;
 use rand_distr::StandardNormal;
 
 use super::order::{mask_of, mask_ratio, masked_count, random_order};
+use crate::config::RunConfig;
 use crate::data::loader::{purpose, step_rng};
 use crate::diffusion::vp::{BetaSchedule, VpSchedule};
 use crate::models::mar::Mar;
-use crate::tokenizer::Tokenizer;
-use crate::train::step::Objective;
+use crate::tokenizer::{FittedTokenizer, Tokenizer};
+use crate::train::step::{Network, Objective};
 
 /// The settings of MAR's objective.
 #[derive(Debug, Clone, PartialEq)]
@@ -116,6 +117,31 @@ pub struct MarTrainObjective {
     pub objective: MarObjective,
     /// The run's fitted tokenizer on the training device.
     pub tokenizer: Box<dyn Tokenizer>,
+}
+
+impl MarTrainObjective {
+    /// The objective of a MAR run (`config.mar` set) with its fitted tokenizer on `device`.
+    pub fn new(config: &RunConfig, tokenizer: &FittedTokenizer, device: &Device) -> Self {
+        let net = config.mar_network().expect("a MAR objective needs a [mar] section");
+        let mar = config.mar.as_ref().expect("checked above");
+        MarTrainObjective {
+            objective: MarObjective {
+                min_mask_ratio: mar.min_mask_ratio,
+                class_dropout: config.denoise.class_dropout,
+                repeat: mar.diffusion_repeat,
+                ..MarObjective::paper(net.seq_len, net.token_dim, net.num_classes)
+            },
+            tokenizer: tokenizer.bind(config.model.image, device),
+        }
+    }
+}
+
+impl Network for Mar {
+    /// # Panics
+    /// On a config without `[mar]` (runs dispatch on it before building a network).
+    fn build(config: &RunConfig, device: &Device) -> Self {
+        config.mar_network().expect("a MAR network needs a [mar] section").init(device)
+    }
 }
 
 impl Objective<Mar> for MarTrainObjective {

@@ -178,6 +178,7 @@ fn baseline() -> RunConfig {
         resize: false,
         model: crate::models::VitConfig { num_classes: 10, ..vit(fmnist, PATCH, 192, 8, 3) },
         denoise: ddpm(pca(BASE_D)),
+        mar: None,
         train: crate::config::TrainConfig {
             ema_decay: 0.999,
             steps: 600,

@@ -23,7 +23,7 @@ use crate::nn::linear::linear_tokens;
 use crate::nn::vit_block::{VitBlock, layer_norm_affine};
 
 /// The sizes of a MAR network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MarConfig {
     /// Token width `C` (the tokenizer's latent dimension per token).
     pub token_dim: usize,
@@ -36,7 +36,8 @@ pub struct MarConfig {
     pub enc_depth: usize,
     pub dec_depth: usize,
     pub heads: usize,
-    pub mlp_ratio: usize,
+    /// MLP hidden width as a multiple of `width`.
+    pub mlp_ratio: f64,
     pub num_classes: usize,
     /// The Diffusion Loss head: hidden width and residual blocks.
     pub head_width: usize,
@@ -83,7 +84,7 @@ impl MarConfig {
             enc_depth: 1,
             dec_depth: 1,
             heads: 2,
-            mlp_ratio: 2,
+            mlp_ratio: 2.0,
             num_classes,
             head_width: 16,
             head_depth: 1,
@@ -92,7 +93,7 @@ impl MarConfig {
 
     pub fn init(&self, device: &Device) -> Mar {
         let (w, l, buf) = (self.width, self.seq_len, self.buffer);
-        let hidden = self.mlp_ratio * w;
+        let hidden = (self.mlp_ratio * w as f64).round() as usize;
         Mar {
             class_emb: LabelEmbedder::new(self.num_classes, w, device),
             z_proj: xavier_linear(self.token_dim, w, device),

@@ -1,0 +1,123 @@
+//! The `[mar]` section: a run with it trains MAR (masked autoregressive generation with the
+//! Diffusion Loss) on the tokens of `denoise.tokenizer`, instead of a denoising ViT. The
+//! backbone's sizes come from `[model]` (width, heads, MLP ratio, classes; `encoder_depth`
+//! blocks in the encoder and `depth - encoder_depth` in the decoder); `denoise.class_dropout`
+//! is the label dropout that trains the null class. No other `[denoise]` setting is read.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::models::VitConfig;
+use crate::models::mar::MarConfig;
+
+/// MAR's own settings (LTH14/mar defaults in brackets).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarSection {
+    /// Class-embedding tokens in front of the sequence [64].
+    pub buffer: usize,
+    /// The Diffusion Loss head's hidden width [1024] and residual blocks [3].
+    pub head_width: usize,
+    pub head_depth: usize,
+    /// Lowest training mask ratio [0.7].
+    pub min_mask_ratio: f64,
+    /// Noisy copies of every masked token per step, the diffusion batch multiplier [4].
+    pub diffusion_repeat: usize,
+}
+
+impl MarSection {
+    /// The network sizes for `model` and tokens of width `token_dim`.
+    pub fn network(&self, model: &VitConfig, token_dim: usize) -> MarConfig {
+        MarConfig {
+            token_dim,
+            seq_len: model.tokens(),
+            buffer: self.buffer,
+            width: model.width,
+            enc_depth: model.encoder_depth,
+            dec_depth: model.depth - model.encoder_depth,
+            heads: model.heads,
+            mlp_ratio: model.mlp_ratio,
+            num_classes: model.num_classes,
+            head_width: self.head_width,
+            head_depth: self.head_depth,
+        }
+    }
+
+    /// Check every field (and the split of `model.depth` it needs); the error names the field.
+    pub fn validate(&self, model: &VitConfig) -> Result<()> {
+        let check = |ok: bool, field: &str, msg: String| super::check(ok, field, msg);
+        check(self.buffer >= 1, "mar.buffer", format!("{}, expected at least 1 (the class token)", self.buffer))?;
+        check(self.head_width >= 1, "mar.head_width", "must be positive".into())?;
+        check(self.head_depth >= 1, "mar.head_depth", "must be positive".into())?;
+        check(
+            self.min_mask_ratio > 0.0 && self.min_mask_ratio <= 1.0,
+            "mar.min_mask_ratio",
+            format!("{}, expected a ratio in (0, 1]", self.min_mask_ratio),
+        )?;
+        check(self.diffusion_repeat >= 1, "mar.diffusion_repeat", "must be positive".into())?;
+        check(
+            model.encoder_depth >= 1 && model.encoder_depth < model.depth,
+            "model.encoder_depth",
+            format!(
+                "{} of {} blocks: a MAR run needs at least one encoder and one decoder block",
+                model.encoder_depth, model.depth
+            ),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RunConfig;
+    use crate::models::preset;
+
+    fn mar_config() -> RunConfig {
+        let mut config = preset("dit-fmnist").unwrap().config;
+        config.model.encoder_depth = 4;
+        config.mar =
+            Some(MarSection { buffer: 8, head_width: 128, head_depth: 3, min_mask_ratio: 0.7, diffusion_repeat: 4 });
+        config
+    }
+
+    #[test]
+    fn a_mar_section_round_trips_and_sizes_the_network_from_the_model() {
+        let config = mar_config();
+        config.validate().unwrap();
+        let text = config.to_toml();
+        assert!(text.contains("[mar]"), "{text}");
+        assert_eq!(RunConfig::from_toml(&text, "x.toml".as_ref()).unwrap(), config);
+        let net = config.mar_network().unwrap();
+        let m = &config.model;
+        assert_eq!((net.enc_depth, net.dec_depth), (4, m.depth - 4));
+        assert_eq!((net.width, net.seq_len, net.num_classes), (m.width, m.tokens(), m.num_classes));
+        assert_eq!(net.token_dim, config.denoise.tokenizer.latent_dim(m.image.channels));
+        // A config without the section writes none (older runs read and write as before).
+        let plain = preset("dit-fmnist").unwrap().config;
+        assert!(!plain.to_toml().contains("mar"));
+        assert!(plain.mar_network().is_none());
+    }
+
+    #[test]
+    fn invalid_mar_settings_are_one_error_naming_the_field() {
+        type Spoil = fn(&mut RunConfig);
+        let cases: [(&str, Spoil); 6] = [
+            ("mar.buffer", |c| c.mar.as_mut().unwrap().buffer = 0),
+            ("mar.head_width", |c| c.mar.as_mut().unwrap().head_width = 0),
+            ("mar.min_mask_ratio", |c| c.mar.as_mut().unwrap().min_mask_ratio = 1.5),
+            ("mar.min_mask_ratio", |c| c.mar.as_mut().unwrap().min_mask_ratio = f64::NAN),
+            ("mar.diffusion_repeat", |c| c.mar.as_mut().unwrap().diffusion_repeat = 0),
+            ("model.encoder_depth", |c| c.model.encoder_depth = c.model.depth),
+        ];
+        for (field, spoil) in cases {
+            let mut config = mar_config();
+            spoil(&mut config);
+            let e = config.validate().unwrap_err().to_string();
+            assert!(e.contains(field), "{field}: {e}");
+        }
+        let e = RunConfig::from_toml(&mar_config().to_toml().replace("buffer = 8", "bufer = 8"), "x.toml".as_ref())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bufer"), "{e}");
+    }
+}
