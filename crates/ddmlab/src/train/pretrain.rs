@@ -15,14 +15,17 @@ use burn::tensor::Device;
 use super::checkpoint::{self, CheckpointState};
 use super::lr::lr_at;
 use super::metrics::{self, MetricLine};
+use super::objective::TrainObjective;
 use super::observer::{Observer, StepReport};
 use super::run_folder;
-use super::step::Trainer;
+use super::step::{Network, Objective, Trainer};
 use crate::config::RunConfig;
 use crate::data::loader::{BatchPlan, Loader};
 use crate::data::{ImageSet, Split};
 use crate::error::{Error, IoContext, Result};
-use crate::tokenizer::FittedTokenizer;
+use crate::mar::objective::MarTrainObjective;
+use crate::models::DenoisingVit;
+use crate::models::mar::Mar;
 use crate::viz::plot::{Series, line_plot};
 
 /// How to run (not part of the run's identity, so not in the config).
@@ -68,7 +71,7 @@ pub fn pretrain(
 ) -> Result<PretrainSummary> {
     let cfg_path = run_folder::config_path(run);
     let resume_from = if opts.resume { checkpoint::latest(run)? } else { None };
-    let mut config = match (&resume_from, opts.resume && cfg_path.exists()) {
+    let config = match (&resume_from, opts.resume && cfg_path.exists()) {
         (Some(ckpt), _) => checkpoint::read_meta(ckpt)?.0,
         (None, true) => RunConfig::from_toml(&std::fs::read_to_string(&cfg_path).at(&cfg_path)?, &cfg_path)?,
         (None, false) => config,
@@ -102,10 +105,57 @@ pub fn pretrain(
     };
     let plan =
         BatchPlan { seed: config.train.seed, batch_size: config.train.batch_size, augment: config.train.augment };
+    let job = Job { run, opts, cfg_path: &cfg_path, set, plan, resume_from };
+    if config.mar.is_some() {
+        if opts.init_from.is_some() {
+            return Err(Error::config(
+                "--init-from",
+                "imports DiT / l-DAE weights; a MAR run ([mar] section) starts from its own initialisation",
+            ));
+        }
+        let objective = |c: &RunConfig, ad: &Device| MarTrainObjective::new(c, &tokenizer, ad);
+        return train_loop::<Mar, _>(config, job, device, obs, objective, |_, _| Ok(None));
+    }
+    let objective = |c: &RunConfig, ad: &Device| TrainObjective::new(c, &tokenizer, ad);
+    train_loop::<DenoisingVit, _>(config, job, device, obs, objective, |trainer, state| {
+        // `--init-from`: weights imported from PyTorch, saved as checkpoint 0.
+        if let Some((weights, layout)) = &opts.init_from {
+            let net = trainer.config.network();
+            trainer.model = crate::train::interop::import(trainer.model.clone(), &net, *layout, weights)?;
+            trainer.ema = burn::module::Module::valid(&trainer.model);
+            let path = checkpoint::save(run, trainer, state)?;
+            Ok(Some(format!("imported {} ({} layout) as {}", weights.display(), layout.name(), path.display())))
+        } else {
+            Ok(None)
+        }
+    })
+}
 
+/// What the loop needs besides the config: the run folder, options, data and where to resume.
+struct Job<'a> {
+    run: &'a Path,
+    opts: &'a PretrainOptions,
+    cfg_path: &'a Path,
+    set: Arc<ImageSet>,
+    plan: BatchPlan,
+    resume_from: Option<PathBuf>,
+}
+
+/// The training loop of any network and objective: fresh start (total steps resolved, then
+/// `on_fresh`, which may replace the weights and returns a message) or resume, then steps with
+/// metrics, checkpoints, the time limit and divergence handling.
+fn train_loop<M: Network, O: Objective<M>>(
+    mut config: RunConfig,
+    job: Job<'_>,
+    device: &Device,
+    obs: &mut dyn Observer,
+    objective: impl Fn(&RunConfig, &Device) -> O,
+    on_fresh: impl FnOnce(&mut Trainer<M, O>, &CheckpointState) -> Result<Option<String>>,
+) -> Result<PretrainSummary> {
+    let Job { run, opts, cfg_path, set, plan, resume_from } = job;
     let (mut trainer, mut state) = match &resume_from {
         Some(ckpt) => {
-            let (t, s) = checkpoint::restore(ckpt, &tokenizer, device)?;
+            let (t, s) = checkpoint::restore_with(ckpt, device, &objective)?;
             metrics::truncate_after::<MetricLine>(&run_folder::metrics_path(run), s.step)?;
             obs.message(&format!("resuming from {} (step {} of {})", ckpt.display(), s.step, s.total_steps));
             (t, s)
@@ -113,22 +163,13 @@ pub fn pretrain(
         None => {
             // A fresh start keeps no metrics of an earlier attempt that left no checkpoint.
             metrics::truncate_after::<MetricLine>(&run_folder::metrics_path(run), 0)?;
-            let total = resolve_total_steps(&config, &set, &tokenizer, &plan, device, obs)?;
+            let total = resolve_total_steps::<M, O>(&config, &set, &plan, device, &objective, obs)?;
             config.train.steps = total;
-            crate::atomic::write_atomic(&cfg_path, config.to_toml().as_bytes())?;
-            let mut trainer = Trainer::new(config.clone(), &tokenizer, device)?;
+            crate::atomic::write_atomic(cfg_path, config.to_toml().as_bytes())?;
+            let mut trainer = Trainer::<M, O>::with_objective(config.clone(), device, &objective);
             let state = CheckpointState { step: 0, total_steps: total, elapsed_s: 0.0 };
-            if let Some((weights, layout)) = &opts.init_from {
-                let net = config.network();
-                trainer.model = crate::train::interop::import(trainer.model, &net, *layout, weights)?;
-                trainer.ema = burn::module::Module::valid(&trainer.model);
-                let path = checkpoint::save(run, &trainer, &state)?;
-                obs.message(&format!(
-                    "imported {} ({} layout) as {}",
-                    weights.display(),
-                    layout.name(),
-                    path.display()
-                ));
+            if let Some(msg) = on_fresh(&mut trainer, &state)? {
+                obs.message(&msg);
             }
             (trainer, state)
         }
@@ -203,12 +244,12 @@ pub fn pretrain(
 }
 
 /// Total steps from `steps`, else `epochs`, else the time budget (measured on this machine).
-fn resolve_total_steps(
+fn resolve_total_steps<M: Network, O: Objective<M>>(
     config: &RunConfig,
     set: &ImageSet,
-    tokenizer: &FittedTokenizer,
     plan: &BatchPlan,
     device: &Device,
+    objective: impl Fn(&RunConfig, &Device) -> O,
     obs: &mut dyn Observer,
 ) -> Result<usize> {
     let t = &config.train;
@@ -220,7 +261,7 @@ fn resolve_total_steps(
         return Ok(((t.epochs * per_epoch as f64).ceil() as usize).max(1));
     }
     // Time the step on a throwaway trainer: one warm-up step, then three timed ones.
-    let mut probe = Trainer::new(config.clone(), tokenizer, device)?;
+    let mut probe = Trainer::<M, O>::with_objective(config.clone(), device, objective);
     probe.step(&plan.make(set, 0), 0.0)?;
     let start = Instant::now();
     for s in 1..4 {
