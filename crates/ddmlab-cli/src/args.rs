@@ -418,6 +418,13 @@ pub struct SampleArgs {
     /// Do not clip x0_hat to [-1, 1] at each step.
     #[arg(long)]
     pub no_clip: bool,
+    /// MAR runs: generation steps K (default: 64, or the token count when smaller). --steps is
+    /// then the Diffusion Loss head's DDPM steps (the paper: 100); --sampler and --eta do not apply.
+    #[arg(long)]
+    pub mar_steps: Option<usize>,
+    /// MAR runs: temperature tau of the head's sampling noise.
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f64,
     #[command(flatten)]
     pub common: Common,
 }

@@ -8,6 +8,8 @@ use ddmlab::diffusion::SamplerKind;
 use ddmlab::eval::fid::RawImage;
 use ddmlab::eval::npz::{SampleBatch, write_samples};
 use ddmlab::generate::{SampleOptions, sample_images, sampler_of};
+use ddmlab::mar::{MarSampling, sample_mar_images};
+use ddmlab::models::mar::Mar;
 use ddmlab::train::{checkpoint, run_folder};
 use ddmlab::viz::grid::{save_grid, save_images};
 use indicatif::ProgressBar;
@@ -56,22 +58,51 @@ pub fn run(args: SampleArgs) -> Result<()> {
         chunk: args.batch_size,
         clip_x0: !args.no_clip,
     };
-    let sampler = sampler_of(&config, &opts)?;
     let device = setup::device(&args.common.device)?;
-    let model = run_folder::load_model(&ckpt, &config, !args.no_ema, &device)?;
-
-    let per_chunk = sampler.map.0.len() as u64;
-    let bar = styled(ProgressBar::new(n.div_ceil(args.batch_size) as u64 * per_chunk), " sampler steps");
-    let done = AtomicU64::new(0);
-    let started = std::time::Instant::now();
     let tokenizer = run_folder::load_tokenizer(&checkpoint::run_of(&ckpt), &config)?.bind(config.model.image, &device);
-    let images = sample_images(&model, &config, tokenizer.as_ref(), &opts, &device, &|| {
-        let k = done.fetch_add(1, Ordering::Relaxed) + 1;
-        bar.set_position(k);
-        let imgs = (k as f64 / per_chunk as f64) * args.batch_size as f64;
-        bar.set_message(format!("{:.1} img/s", imgs.min(n as f64) / started.elapsed().as_secs_f64().max(1e-9)));
-    })?;
-    bar.finish_and_clear();
+    let started = std::time::Instant::now();
+    let (images, method) = if let Some(net) = config.mar_network() {
+        let sampling = MarSampling {
+            steps: args.mar_steps.unwrap_or(net.seq_len.min(64)),
+            head_steps: args.steps,
+            temperature: args.temperature,
+            cfg: args.cfg,
+        };
+        sampling.validate(net.seq_len)?;
+        let model: Mar = checkpoint::load_weights(&ckpt, run_folder::weights_file(!args.no_ema), &config, &device)?;
+        let bar = styled(ProgressBar::new(n as u64), " images");
+        let images = sample_mar_images(
+            &model,
+            &config,
+            tokenizer.as_ref(),
+            &sampling,
+            &opts.labels,
+            n,
+            (args.seed, args.batch_size),
+            &device,
+            &mut |done| bar.set_position(done as u64),
+        )?;
+        bar.finish_and_clear();
+        let method = format!(
+            "MAR K {} (head DDPM {}, temperature {})",
+            sampling.steps, sampling.head_steps, sampling.temperature
+        );
+        (images, method)
+    } else {
+        let sampler = sampler_of(&config, &opts)?;
+        let model = run_folder::load_model(&ckpt, &config, !args.no_ema, &device)?;
+        let per_chunk = sampler.map.0.len() as u64;
+        let bar = styled(ProgressBar::new(n.div_ceil(args.batch_size) as u64 * per_chunk), " sampler steps");
+        let done = AtomicU64::new(0);
+        let images = sample_images(&model, &config, tokenizer.as_ref(), &opts, &device, &|| {
+            let k = done.fetch_add(1, Ordering::Relaxed) + 1;
+            bar.set_position(k);
+            let imgs = (k as f64 / per_chunk as f64) * args.batch_size as f64;
+            bar.set_message(format!("{:.1} img/s", imgs.min(n as f64) / started.elapsed().as_secs_f64().max(1e-9)));
+        })?;
+        bar.finish_and_clear();
+        (images, format!("{} {} steps", args.sampler, sampler.map.0.len()))
+    };
     let secs = started.elapsed().as_secs_f64();
 
     let shape = config.model.image;
@@ -84,12 +115,10 @@ pub fn run(args: SampleArgs) -> Result<()> {
     let scale = (256 / shape.height.max(shape.width)).clamp(1, 4) as u32;
     save_grid(&out, &grid, shape, scale)?;
     println!(
-        "{}: {n} images from {} (step {}), {} {} steps, cfg {}, seed {} — {:.1} s ({:.2} img/s){}",
+        "{}: {n} images from {} (step {}), {method}, cfg {}, seed {} — {:.1} s ({:.2} img/s){}",
         out.display(),
         ckpt.display(),
         state.step,
-        args.sampler,
-        sampler.map.0.len(),
         args.cfg,
         args.seed,
         secs,

@@ -139,6 +139,41 @@ fn pretrain_probe_denoise_and_pca_run_end_to_end() {
 }
 
 #[test]
+fn train_a_mar_sample_it_and_reject_bad_mar_settings() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_data(tmp.path());
+    let data = tmp.path().to_str().unwrap();
+    let run = tmp.path().join("mar");
+    let run_s = run.to_str().unwrap();
+    let mut args = vec!["train", "--preset", "mar-tiny", "--out", run_s, "--data-dir", data, "--steps", "2"];
+    args.extend(["--set", "model.width=32", "--set", "model.heads=2", "--set", "mar.head_width=32"]);
+    args.extend(["--batch-size", "8"]);
+    let out = ddmlab(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let grid = tmp.path().join("mar.png");
+    let npz = tmp.path().join("mar.npz");
+    let sample = |extra: &[&str]| {
+        let mut a = vec!["sample", "--run", run_s, "--steps", "4", "--n", "6", "--cfg", "2"];
+        a.extend(["--out", grid.to_str().unwrap(), "--npz", npz.to_str().unwrap()]);
+        a.extend(extra);
+        ddmlab(&a)
+    };
+    let out = sample(&["--mar-steps", "8", "--temperature", "0.9"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("MAR K 8") && stdout.contains("temperature 0.9"), "{stdout}");
+    assert!(grid.exists());
+    // --n 6 over 10 class rows rounds up to one image per class.
+    let batch = ddmlab::eval::npz::read_samples(&npz, 0).unwrap();
+    assert_eq!(batch.labels, Some((0..10).collect()));
+    // K beyond the 49 tokens, K = 0, a non-positive temperature: one clear error each.
+    fails_with(sample(&["--mar-steps", "50"]), &["--mar-steps", "K = 50", "1..=49"]);
+    fails_with(sample(&["--mar-steps", "0"]), &["--mar-steps", "K = 0"]);
+    fails_with(sample(&["--temperature", "0"]), &["--temperature"]);
+}
+
+#[test]
 fn train_a_dit_sample_it_and_reject_bad_generation_requests() {
     let tmp = tempfile::tempdir().unwrap();
     write_data(tmp.path());

@@ -177,6 +177,44 @@ pub fn generate(
     Ok(Tensor::from_data(TensorData::new(tokens, [b, len, token_dim]), device))
 }
 
+/// `n` images from a MAR run's model: chunks of `chunk` images, chunk `i` seeded
+/// `seed ^ (i + 1) phi` (as `ddmlab sample` does for every model), tokens decoded by the run's
+/// tokenizer; `labels` one per image (empty: the null class for all). Pixels in `[-1, 1]`,
+/// one `[C H W]` vector per image. `on_chunk` is called after each chunk.
+#[allow(clippy::too_many_arguments)]
+pub fn sample_mar_images(
+    model: &Mar,
+    config: &crate::config::RunConfig,
+    tokenizer: &dyn crate::tokenizer::Tokenizer,
+    sampling: &MarSampling,
+    labels: &[usize],
+    n: usize,
+    (seed, chunk): (u64, usize),
+    device: &Device,
+    on_chunk: &mut dyn FnMut(usize),
+) -> Result<Vec<Vec<f32>>> {
+    let net = config.mar_network().ok_or_else(|| Error::config("--run", "not a MAR run (its config has no [mar])"))?;
+    sampling.validate(net.seq_len)?;
+    let null = net.num_classes;
+    let labels: Vec<usize> = if labels.is_empty() { vec![null; n] } else { labels.to_vec() };
+    let schedule = VpSchedule::new(crate::diffusion::vp::BetaSchedule::cosine(), 1000);
+    let chunk = chunk.max(1);
+    let mut out = Vec::with_capacity(n);
+    for (i, ys) in labels.chunks(chunk).enumerate() {
+        let chunk_seed = seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let tokens = generate(model, &schedule, sampling, (net.seq_len, net.token_dim), ys, null, chunk_seed, device)?;
+        let images = tokenizer.decode(tokens).clamp(-1.0, 1.0); // [b, C, H, W]
+        let values: Vec<f32> = images.into_data().try_into_vec().expect("f32 samples");
+        let per = values.len() / ys.len();
+        out.extend(values.chunks(per).map(|c| c.to_vec()));
+        on_chunk(out.len());
+    }
+    if out.iter().flatten().any(|v| !v.is_finite()) {
+        return Err(Error::Diverged("sampling produced non-finite pixels (is the checkpoint diverged?)".into()));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

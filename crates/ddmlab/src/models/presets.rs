@@ -21,6 +21,11 @@
 //! - `dit-fmnist-kl`: the same DiT in the latent of the conv KL-VAE `kl-fmnist` (trained by the
 //!   run first, in `RUN/conv-vae/`): images resized to 32 x 32, an 8 x 8 x 2 latent scaled to
 //!   unit variance, one token per latent cell (64 tokens of d = 2), decoded by the VAE decoder.
+//! - `mar-tiny`: a MAR small enough for the tests, on 4 x 4 pixel patches.
+//! - `mar-fmnist`: MAR with the Diffusion Loss (Li et al. 2024) on the same 64 KL-VAE tokens:
+//!   an MAE-style encoder / decoder of 4 + 4 pre-LN blocks (width 128), 16 class tokens, a
+//!   3 x 256 Diffusion Loss head; MAR's AdamW recipe (weight decay 0.02, warm-up then constant,
+//!   global-norm clip 3). Not yet tuned for this scale.
 //! - `ladder-*`: the l-DAE paper's deconstruction ladder (Tables 1-3) on Fashion-MNIST, each
 //!   row the row before plus the change the paper names; see `ladder`.
 //! - `dit-s`, `dit-b`, `dit-l`, `dit-xl`: DiT's four sizes (Peebles & Xie, Table 1: 12 x 384,
@@ -44,7 +49,7 @@
 //!   disc from step 50001, batch 12 (its recipe's per-GPU batch on one device).
 
 use crate::config::tokenizer::{AeLossConfig, AeTrainConfig, PerceptualConfig, Reconstruction, TokenizerRunConfig};
-use crate::config::{DenoiseConfig, RunConfig, TrainConfig};
+use crate::config::{DenoiseConfig, MarSection, RunConfig, TrainConfig};
 use crate::data::ImageShape;
 use crate::data::transform::Augment;
 use crate::diffusion::denoise::{InputSpace, NoiseSpace, Target};
@@ -122,6 +127,12 @@ fn dit(image: ImageShape, patch: usize, width: usize, depth: usize, heads: usize
 /// warm-up, constant rate, EMA 0.9999.
 fn dit_train(epochs: f64) -> TrainConfig {
     TrainConfig { beta2: 0.999, min_lr_frac: 1.0, ..train(256, 1e-4, epochs, 0.0) }
+}
+
+/// MAR's optimisation (LTH14/mar): AdamW (0.9, 0.95), weight decay 0.02, lr 1e-4 per 256
+/// images, linear warm-up (here 5% of the run) then constant, EMA 0.9999, global-norm clip 3.
+fn mar_train(batch_size: usize, epochs: f64) -> TrainConfig {
+    TrainConfig { weight_decay: 0.02, min_lr_frac: 1.0, grad_clip: 3.0, ..train(batch_size, 1e-4, epochs, 0.05) }
 }
 
 /// AdamW (0.9, 0.95) without weight decay, linear warm-up then cosine to 0, EMA 0.9999.
@@ -301,6 +312,50 @@ fn registry() -> Vec<Preset> {
                 }),
                 mar: None,
                 train: TrainConfig { ema_decay: 0.999, min_lr_frac: 0.1, ..train(256, 5e-4, 20.0, 0.02) },
+            },
+        },
+        Preset {
+            name: "mar-tiny",
+            about: "MAR with Diffusion Loss on Fashion-MNIST pixel patches (49 tokens of 16), width 64, 2 + 2 blocks, head 2 x 64 (tests)",
+            config: RunConfig {
+                preset: "mar-tiny".into(),
+                data: "fashion-mnist".into(),
+                train_limit: 0,
+                resize: false,
+                model: dit(fmnist, 4, 64, 4, 4, 10),
+                denoise: ddpm(pixels(4)),
+                mar: Some(MarSection {
+                    buffer: 4,
+                    head_width: 64,
+                    head_depth: 2,
+                    min_mask_ratio: 0.7,
+                    diffusion_repeat: 4,
+                }),
+                train: TrainConfig { steps: 200, checkpoint_every: 100, ema_decay: 0.999, ..mar_train(128, 0.0) },
+            },
+        },
+        Preset {
+            name: "mar-fmnist",
+            about: "MAR with Diffusion Loss on the conv KL-VAE latent (kl-fmnist, trained first): 64 tokens of 2, width 128, 4 + 4 blocks, head 3 x 256",
+            config: RunConfig {
+                preset: "mar-fmnist".into(),
+                data: "fashion-mnist".into(),
+                train_limit: 0,
+                resize: true,
+                model: dit(ImageShape { channels: 1, height: 32, width: 32 }, 4, 128, 8, 4, 10),
+                denoise: ddpm(TokenizerSpec::ConvVae {
+                    cells: 1,
+                    scale: LatentScale::Unit,
+                    config: Box::new(tokenizer_preset("kl-fmnist").expect("registered").config),
+                }),
+                mar: Some(MarSection {
+                    buffer: 16,
+                    head_width: 256,
+                    head_depth: 3,
+                    min_mask_ratio: 0.7,
+                    diffusion_repeat: 4,
+                }),
+                train: mar_train(256, 20.0),
             },
         },
         dit_imagenet(
