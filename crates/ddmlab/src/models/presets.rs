@@ -129,6 +129,16 @@ fn dit_train(epochs: f64) -> TrainConfig {
     TrainConfig { beta2: 0.999, min_lr_frac: 1.0, ..train(256, 1e-4, epochs, 0.0) }
 }
 
+/// The 64 tokens (8 x 8 cells of 2 channels, unit scale) of the conv KL-VAE `kl-fmnist` on
+/// 32 x 32 Fashion-MNIST, the latent of `dit-fmnist-kl` and `mar-fmnist`.
+fn kl_fmnist_tokens() -> TokenizerSpec {
+    TokenizerSpec::ConvVae {
+        cells: 1,
+        scale: LatentScale::Unit,
+        config: Box::new(tokenizer_preset("kl-fmnist").expect("registered").config),
+    }
+}
+
 /// MAR's optimisation (LTH14/mar): AdamW (0.9, 0.95), weight decay 0.02, lr 1e-4 per 256
 /// images, linear warm-up (here 5% of the run) then constant, EMA 0.9999, global-norm clip 3.
 fn mar_train(batch_size: usize, epochs: f64) -> TrainConfig {
@@ -305,11 +315,7 @@ fn registry() -> Vec<Preset> {
                 train_limit: 0,
                 resize: true,
                 model: dit(ImageShape { channels: 1, height: 32, width: 32 }, 4, 128, 8, 4, 10),
-                denoise: ddpm(TokenizerSpec::ConvVae {
-                    cells: 1,
-                    scale: LatentScale::Unit,
-                    config: Box::new(tokenizer_preset("kl-fmnist").expect("registered").config),
-                }),
+                denoise: ddpm(kl_fmnist_tokens()),
                 mar: None,
                 train: TrainConfig { ema_decay: 0.999, min_lr_frac: 0.1, ..train(256, 5e-4, 20.0, 0.02) },
             },
@@ -343,11 +349,7 @@ fn registry() -> Vec<Preset> {
                 train_limit: 0,
                 resize: true,
                 model: dit(ImageShape { channels: 1, height: 32, width: 32 }, 4, 128, 8, 4, 10),
-                denoise: ddpm(TokenizerSpec::ConvVae {
-                    cells: 1,
-                    scale: LatentScale::Unit,
-                    config: Box::new(tokenizer_preset("kl-fmnist").expect("registered").config),
-                }),
+                denoise: ddpm(kl_fmnist_tokens()),
                 mar: Some(MarSection {
                     buffer: 16,
                     head_width: 256,
