@@ -9,7 +9,8 @@
 //! encoder. See `ARCHITECTURE.md` for the code map and invariants.
 //!
 //! The generative side: DDPM / DDIM sampling with classifier-free guidance from a class-
-//! conditional DiT trained with the DDPM objective (`generate`).
+//! conditional DiT trained with the DDPM objective (`generate`), and MAR with the Diffusion Loss
+//! (Li et al., arXiv 2406.11838): masked autoregressive generation over continuous tokens (`mar`).
 //!
 //! No module here picks a device: every entry point takes a `&Device`.
 
