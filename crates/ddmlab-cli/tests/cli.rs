@@ -171,6 +171,13 @@ fn train_a_mar_sample_it_and_reject_bad_mar_settings() {
     fails_with(sample(&["--mar-steps", "50"]), &["--mar-steps", "K = 50", "1..=49"]);
     fails_with(sample(&["--mar-steps", "0"]), &["--mar-steps", "K = 0"]);
     fails_with(sample(&["--temperature", "0"]), &["--temperature"]);
+    // Commands that read denoising-ViT runs name the MAR checkpoint instead of misreading it.
+    let exported = tmp.path().join("mar.safetensors");
+    fails_with(
+        ddmlab(&["export", "--run", run_s, "-o", exported.to_str().unwrap()]),
+        &["MAR checkpoint", "ddmlab sample"],
+    );
+    fails_with(ddmlab(&["denoise", "--run", run_s, "--data-dir", data]), &["MAR checkpoint"]);
 }
 
 #[test]

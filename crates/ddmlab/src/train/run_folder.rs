@@ -186,5 +186,12 @@ pub fn write_fit_report(run: &Path, report: &FitReport) -> Result<()> {
 
 /// The EMA (or raw) weights of checkpoint `ckpt` of a run with `config`.
 pub fn load_model(ckpt: &Path, config: &RunConfig, ema: bool, device: &Device) -> Result<DenoisingVit> {
+    if config.mar.is_some() {
+        return Err(Error::format(
+            ckpt,
+            "is a MAR checkpoint (its config has a [mar] section); this command reads denoising-ViT runs \
+             (l-DAE, DiT, ladder rungs); sample MAR runs with `ddmlab sample`",
+        ));
+    }
     checkpoint::load_weights(ckpt, weights_file(ema), config, device)
 }
