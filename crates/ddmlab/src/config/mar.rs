@@ -10,18 +10,18 @@ use crate::error::Result;
 use crate::models::VitConfig;
 use crate::models::mar::MarConfig;
 
-/// MAR's own settings (LTH14/mar defaults in brackets).
+/// MAR's own settings (LTH14/mar's defaults in parentheses).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MarSection {
-    /// Class-embedding tokens in front of the sequence [64].
+    /// Class-embedding tokens in front of the sequence (64).
     pub buffer: usize,
-    /// The Diffusion Loss head's hidden width [1024] and residual blocks [3].
+    /// The Diffusion Loss head's hidden width (1024) and residual blocks (3).
     pub head_width: usize,
     pub head_depth: usize,
-    /// Lowest training mask ratio [0.7].
+    /// Lowest training mask ratio (0.7).
     pub min_mask_ratio: f64,
-    /// Noisy copies of every masked token per step, the diffusion batch multiplier [4].
+    /// Noisy copies of every masked token per step, the diffusion batch multiplier (4).
     pub diffusion_repeat: usize,
 }
 
