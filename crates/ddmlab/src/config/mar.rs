@@ -26,6 +26,12 @@ pub struct MarSection {
 }
 
 impl MarSection {
+    /// `buffer` class tokens and a `head_width x head_depth` head, with the paper's lowest mask
+    /// ratio (0.7) and diffusion batch multiplier (4).
+    pub fn paper(buffer: usize, head_width: usize, head_depth: usize) -> Self {
+        MarSection { buffer, head_width, head_depth, min_mask_ratio: 0.7, diffusion_repeat: 4 }
+    }
+
     /// The network sizes for `model` and tokens of width `token_dim`.
     pub fn network(&self, model: &VitConfig, token_dim: usize) -> MarConfig {
         MarConfig {

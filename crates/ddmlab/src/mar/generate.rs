@@ -194,10 +194,9 @@ pub fn sample_mar_images(
     on_chunk: &mut dyn FnMut(usize),
 ) -> Result<Vec<Vec<f32>>> {
     let net = config.mar_network().ok_or_else(|| Error::config("--run", "not a MAR run (its config has no [mar])"))?;
-    sampling.validate(net.seq_len)?;
     let null = net.num_classes;
     let labels: Vec<usize> = if labels.is_empty() { vec![null; n] } else { labels.to_vec() };
-    let schedule = VpSchedule::new(crate::diffusion::vp::BetaSchedule::cosine(), 1000);
+    let schedule = super::objective::head_schedule();
     let chunk = chunk.max(1);
     let mut out = Vec::with_capacity(n);
     for (i, ys) in labels.chunks(chunk).enumerate() {

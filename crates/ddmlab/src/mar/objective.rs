@@ -65,11 +65,17 @@ impl MarDraws {
     }
 }
 
+/// The head's noise schedule: improved DDPM's cosine over `T = 1000` (the paper's), for training
+/// and, respaced, for sampling.
+pub fn head_schedule() -> VpSchedule {
+    VpSchedule::new(BetaSchedule::cosine(), 1000)
+}
+
 impl MarObjective {
     /// The paper's settings for `seq_len` tokens of width `token_dim`.
     pub fn paper(seq_len: usize, token_dim: usize, num_classes: usize) -> Self {
         MarObjective {
-            schedule: VpSchedule::new(BetaSchedule::cosine(), 1000),
+            schedule: head_schedule(),
             min_mask_ratio: 0.7,
             class_dropout: 0.1,
             repeat: 4,

@@ -13,12 +13,10 @@ use std::path::{Path, PathBuf};
 use burn::tensor::{Bytes, Device};
 use serde::{Deserialize, Serialize};
 
-use super::objective::TrainObjective;
 use super::step::{Network, Objective, Trainer, optimizer_of};
 use crate::atomic::write_atomic;
 use crate::config::RunConfig;
 use crate::error::{Error, IoContext, Result};
-use crate::tokenizer::FittedTokenizer;
 
 /// The scalar state of a run at a checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -252,12 +250,6 @@ pub fn load_into<M: burn::module::Module>(module: M, path: &Path) -> Result<M> {
 /// denoising ViT unless the caller asks for another).
 pub fn load_weights<M: Network>(ckpt: &Path, file: &str, config: &RunConfig, device: &Device) -> Result<M> {
     load_into(crate::nn::init::exclusive(|| M::build(config, device)), &ckpt.join(file))
-}
-
-/// Rebuild a denoising trainer from a checkpoint (model, EMA and optimizer state) with the run's
-/// fitted `tokenizer`.
-pub fn restore(ckpt: &Path, tokenizer: &FittedTokenizer, device: &Device) -> Result<(Trainer, CheckpointState)> {
-    restore_with(ckpt, device, |config, ad| TrainObjective::new(config, tokenizer, ad))
 }
 
 /// Rebuild a trainer of any network and objective from a checkpoint; `objective` builds the

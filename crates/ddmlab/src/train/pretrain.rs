@@ -77,6 +77,12 @@ pub fn pretrain(
         (None, false) => config,
     };
     config.validate()?;
+    if config.mar.is_some() && opts.init_from.is_some() {
+        return Err(Error::config(
+            "--init-from",
+            "imports DiT / l-DAE weights; a MAR run ([mar] section) starts from its own initialisation",
+        ));
+    }
     if !opts.resume && checkpoint::latest(run)?.is_some() {
         return Err(Error::config(
             "out",
@@ -107,12 +113,6 @@ pub fn pretrain(
         BatchPlan { seed: config.train.seed, batch_size: config.train.batch_size, augment: config.train.augment };
     let job = Job { run, opts, cfg_path: &cfg_path, set, plan, resume_from };
     if config.mar.is_some() {
-        if opts.init_from.is_some() {
-            return Err(Error::config(
-                "--init-from",
-                "imports DiT / l-DAE weights; a MAR run ([mar] section) starts from its own initialisation",
-            ));
-        }
         let objective = |c: &RunConfig, ad: &Device| MarTrainObjective::new(c, &tokenizer, ad);
         return train_loop::<Mar, _>(config, job, device, obs, objective, |_, _| Ok(None));
     }

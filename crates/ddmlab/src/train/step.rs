@@ -136,7 +136,10 @@ impl<M: Network, O: Objective<M>> Trainer<M, O> {
         if !value.is_finite() {
             return Err(Error::Diverged(format!("loss is {value} at step {}", batch.step + 1)));
         }
-        clip_global_norm(&self.model, &mut grads, self.config.train.grad_clip);
+        if self.config.train.grad_clip > 0.0 {
+            // Off by default: the norm itself is a reduction over every gradient.
+            clip_global_norm(&self.model, &mut grads, self.config.train.grad_clip);
+        }
         self.model = self.optim.step(lr, self.model.clone(), grads);
         let decay = ema_decay_at(self.config.train.ema_decay, batch.step);
         self.ema = update_ema(self.ema.clone(), &self.model, decay);
