@@ -292,6 +292,10 @@ pub struct PretrainArgs {
     /// see `ddmlab import`.
     #[arg(long)]
     pub init_from: Option<PathBuf>,
+    /// Reuse the fitted tokenizer of this run folder (same tokenizer, data and image size)
+    /// instead of fitting one, e.g. a conv VAE shared by MAR's variants.
+    #[arg(long)]
+    pub tokenizer_from: Option<PathBuf>,
     /// The key layout of --init-from: reference or dit.
     #[arg(long, default_value = "reference")]
     pub init_layout: String,
@@ -495,9 +499,17 @@ pub struct GenEvalArgs {
     /// Samplers (comma-separated): ddim, ddpm.
     #[arg(long, value_delimiter = ',', default_value = "ddim")]
     pub sampler: Vec<String>,
-    /// Sampling steps (comma-separated); every sampler runs every count, e.g. 25,50,100,250.
-    #[arg(long, value_delimiter = ',', default_value = "50")]
+    /// Sampling steps (comma-separated); every sampler runs every count, e.g. 25,50,100,250
+    /// (default 50). MAR runs: the Diffusion Loss head's DDPM steps (default 100).
+    #[arg(long, value_delimiter = ',')]
     pub steps: Vec<usize>,
+    /// MAR runs: generation steps K (comma-separated, e.g. 8,16,32,64; default 64, or the
+    /// token count when smaller; a causal variant's only K is the token count).
+    #[arg(long, value_delimiter = ',')]
+    pub mar_steps: Vec<usize>,
+    /// MAR runs: temperatures of the head's sampling noise (comma-separated, e.g. 0.8,0.9,1.0,1.1).
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    pub temperature: Vec<f64>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Sampler chunk size.

@@ -5,13 +5,20 @@ use ddmlab::data::Split;
 use ddmlab::data::fetch::inception_path;
 use ddmlab::diffusion::SamplerKind;
 use ddmlab::eval::fid::FidSource;
-use ddmlab::eval::gen_eval::{GenEvalOptions, SamplerSetting, format_table, gen_eval_run};
+use ddmlab::eval::gen_eval::{GenEvalOptions, MarSweep, SamplerSetting, format_table, gen_eval_run};
+use ddmlab::train::run_folder;
 
 use crate::args::GenEvalArgs;
 use crate::progress::Bar;
 use crate::setup;
 
 pub fn run(args: GenEvalArgs) -> Result<()> {
+    let is_mar = run_folder::read_config(&args.run)?.mar.is_some();
+    let steps = match (args.steps.is_empty(), is_mar) {
+        (false, _) => args.steps.clone(),
+        (true, false) => vec![50],
+        (true, true) => vec![100],
+    };
     let mut samplers = Vec::new();
     for name in &args.sampler {
         let kind = match name.as_str() {
@@ -19,7 +26,7 @@ pub fn run(args: GenEvalArgs) -> Result<()> {
             "ddpm" => SamplerKind::Ddpm,
             other => bail!("invalid value for --sampler: `{other}`, expected ddim or ddpm"),
         };
-        for &steps in &args.steps {
+        for &steps in &steps {
             if steps == 0 {
                 bail!("invalid value for --steps: 0, expected at least 1");
             }
@@ -49,6 +56,7 @@ pub fn run(args: GenEvalArgs) -> Result<()> {
         n: args.n,
         references,
         samplers,
+        mar: MarSweep { steps: args.mar_steps.clone(), head_steps: steps, temperatures: args.temperature.clone() },
         seed: args.seed,
         chunk: args.batch_size,
         inception_batch: 25,
@@ -58,6 +66,9 @@ pub fn run(args: GenEvalArgs) -> Result<()> {
     let device = setup::device(&args.common.device)?;
     let rows = gen_eval_run(&args.run, &opts, &device, &mut Bar::new())?;
     println!("\n{}", format_table(&rows));
-    println!("written: {0}/fid.md, {0}/fid.json, {0}/fid.png (and fid-cfg.png / fid-steps.png)", args.run.display());
+    println!(
+        "written: {0}/fid.md, {0}/fid.json, {0}/fid.png (and fid-cfg.png / fid-steps.png / fid-temperature.png)",
+        args.run.display()
+    );
     Ok(())
 }

@@ -70,6 +70,9 @@ pub fn run(args: PretrainArgs) -> Result<()> {
         return Ok(());
     }
     let device = setup::device(&args.common.device)?;
+    if let Some(from) = &args.tokenizer_from {
+        ddmlab::train::run_folder::adopt_tokenizer(from, &args.out, &config)?;
+    }
     if !args.resume {
         eprintln!("resolved config:\n{}", config.to_toml());
     }

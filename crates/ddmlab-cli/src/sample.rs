@@ -8,7 +8,7 @@ use ddmlab::diffusion::SamplerKind;
 use ddmlab::eval::fid::RawImage;
 use ddmlab::eval::npz::{SampleBatch, write_samples};
 use ddmlab::generate::{SampleOptions, sample_images, sampler_of};
-use ddmlab::mar::{MarSampling, sample_mar_images};
+use ddmlab::mar::{MarSampling, MarSpec, sample_mar_images};
 use ddmlab::models::mar::Mar;
 use ddmlab::train::{checkpoint, run_folder};
 use ddmlab::viz::grid::{save_grid, save_images};
@@ -61,14 +61,14 @@ pub fn run(args: SampleArgs) -> Result<()> {
     let device = setup::device(&args.common.device)?;
     let tokenizer = run_folder::load_tokenizer(&checkpoint::run_of(&ckpt), &config)?.bind(config.model.image, &device);
     let started = std::time::Instant::now();
-    let (images, method) = if let Some(net) = config.mar_network() {
+    let (images, method) = if let Some(spec) = MarSpec::of(&config) {
         let sampling = MarSampling {
-            steps: args.mar_steps.unwrap_or(net.seq_len.min(64)),
+            steps: args.mar_steps.unwrap_or(spec.default_steps()),
             head_steps: args.steps,
             temperature: args.temperature,
             cfg: args.cfg,
         };
-        sampling.validate(net.seq_len)?;
+        sampling.validate(&spec)?;
         let model: Mar = checkpoint::load_weights(&ckpt, run_folder::weights_file(!args.no_ema), &config, &device)?;
         let bar = styled(ProgressBar::new(n as u64), " images");
         let images = sample_mar_images(

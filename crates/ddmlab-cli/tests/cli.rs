@@ -178,6 +178,22 @@ fn train_a_mar_sample_it_and_reject_bad_mar_settings() {
         &["MAR checkpoint", "ddmlab sample"],
     );
     fails_with(ddmlab(&["denoise", "--run", run_s, "--data-dir", data]), &["MAR checkpoint"]);
+
+    // gen-eval on a MAR run sweeps K x temperature (the head's DDPM steps from --steps), with
+    // the temperature curve; a K the model cannot take fails before anything is sampled.
+    let weights = ddmlab::data::fetch::inception_path(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data"));
+    assert!(weights.exists(), "{}: run `ddmlab data fetch inception` first", weights.display());
+    let w = weights.to_str().unwrap();
+    let mut args = vec!["gen-eval", "--run", run_s, "--data-dir", data, "--weights", w, "--n", "4"];
+    args.extend(["--batch-size", "4", "--steps", "3", "--mar-steps", "4,8", "--temperature", "0.9,1.1"]);
+    let out = ddmlab(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows = ddmlab::eval::gen_eval::read_rows(&run.join("fid.json")).unwrap();
+    let labels: Vec<&str> = rows.iter().map(|r| r.sampler.as_str()).collect();
+    assert_eq!(labels, ["mar-4-head3-tau0.9", "mar-4-head3-tau1.1", "mar-8-head3-tau0.9", "mar-8-head3-tau1.1"]);
+    assert!(rows.iter().all(|r| r.fid.is_finite() && r.temperature.is_some()), "{rows:?}");
+    assert!(run.join("fid-temperature.png").exists() && run.join("fid-steps.png").exists());
+    fails_with(ddmlab(&["gen-eval", "--run", run_s, "--weights", w, "--mar-steps", "50"]), &["--mar-steps", "K = 50"]);
 }
 
 #[test]

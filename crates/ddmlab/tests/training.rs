@@ -251,38 +251,82 @@ fn a_fresh_start_drops_the_metrics_of_an_attempt_that_left_no_checkpoint() {
 fn micro_mar_config(steps: usize) -> RunConfig {
     let mut config = micro_config(steps);
     config.model.num_classes = 10;
-    config.mar = Some(ddmlab::config::MarSection {
-        buffer: 2,
-        head_width: 32,
-        head_depth: 2,
-        min_mask_ratio: 0.7,
-        diffusion_repeat: 4,
-    });
+    config.mar = Some(ddmlab::config::MarSection::paper(2, 32, 2));
     config
 }
 
 /// MAR trains through the same loop: its first loss is the noise variance (the head's zero
-/// init), and a killed run resumes to exactly the uninterrupted trajectory (issue 12).
+/// init), and a killed run resumes to exactly the uninterrupted trajectory (issue 12); the same
+/// for the causal variants and the L2 baseline.
 #[test]
 fn a_mar_run_trains_and_resumes_exactly() {
+    use ddmlab::mar::{MarLoss, MarVariant};
     let tmp = tempfile::tempdir().unwrap();
     write_synthetic_fashion_mnist(tmp.path());
     let device = Device::flex();
-    let config = micro_mar_config(6);
-    config.validate().unwrap();
+    for (variant, loss) in [
+        (MarVariant::Mar, MarLoss::Diffusion),
+        (MarVariant::ArRandom, MarLoss::Diffusion),
+        (MarVariant::ArRaster, MarLoss::L2),
+    ] {
+        let mut config = micro_mar_config(6);
+        let mar = config.mar.as_mut().unwrap();
+        (mar.variant, mar.loss) = (variant, loss);
+        config.validate().unwrap();
+        let name = format!("{}-{}", variant.name(), loss.name());
+        let whole = pretrain(
+            config.clone(),
+            &tmp.path().join(format!("{name}-a")),
+            &options(tmp.path(), false, None),
+            &device,
+            &mut Silent,
+        )
+        .unwrap();
+        assert_eq!(whole.losses.len(), 6);
+        assert!(whole.losses.iter().all(|l| l.is_finite()), "{name}: {:?}", whole.losses);
+        if loss == MarLoss::Diffusion {
+            assert!((whole.losses[0] - 1.0).abs() < 0.05, "{name}: first loss {} vs noise variance 1", whole.losses[0]);
+        }
 
-    let whole =
-        pretrain(config.clone(), &tmp.path().join("a"), &options(tmp.path(), false, None), &device, &mut Silent)
-            .unwrap();
-    assert_eq!(whole.losses.len(), 6);
-    assert!((whole.losses[0] - 1.0).abs() < 0.05, "first loss {} vs noise variance 1", whole.losses[0]);
-    assert!(whole.losses.iter().all(|l| l.is_finite()));
+        let run_b = tmp.path().join(format!("{name}-b"));
+        pretrain(config.clone(), &run_b, &options(tmp.path(), false, Some(3)), &device, &mut Silent).unwrap();
+        let resumed = pretrain(config, &run_b, &options(tmp.path(), true, None), &device, &mut Silent).unwrap();
+        assert_eq!(whole.losses[3..], resumed.losses[..], "{name}: uninterrupted vs resumed");
+        // The run folder's config carries the section, so the run is a MAR run when read back.
+        let saved = std::fs::read_to_string(run_b.join("config.toml")).unwrap();
+        assert!(saved.contains("[mar]") && saved.contains(variant.name()), "{saved}");
+    }
+}
 
+/// `--tokenizer-from`: a run starts with another run's fitted tokenizer (byte for byte, loss
+/// for loss the same as fitting its own); a run naming another tokenizer is one clear error.
+#[test]
+fn a_run_adopts_another_runs_fitted_tokenizer_only_when_it_names_the_same_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_synthetic_fashion_mnist(tmp.path());
+    let device = Device::flex();
+    let config = micro_config(2);
+    let run_a = tmp.path().join("a");
+    let a = pretrain(config.clone(), &run_a, &options(tmp.path(), false, None), &device, &mut Silent).unwrap();
     let run_b = tmp.path().join("b");
-    pretrain(config.clone(), &run_b, &options(tmp.path(), false, Some(3)), &device, &mut Silent).unwrap();
-    let resumed = pretrain(config, &run_b, &options(tmp.path(), true, None), &device, &mut Silent).unwrap();
-    assert_eq!(whole.losses[3..], resumed.losses[..], "uninterrupted vs resumed");
-    // The run folder's config carries the section, so the run is a MAR run when read back.
-    let saved = std::fs::read_to_string(run_b.join("config.toml")).unwrap();
-    assert!(saved.contains("[mar]"), "{saved}");
+    run_folder::adopt_tokenizer(&run_a, &run_b, &config).unwrap();
+    let file = |run: &std::path::Path| std::fs::read(run_folder::tokenizer_path(run, &config)).unwrap();
+    assert_eq!(file(&run_a), file(&run_b));
+    assert!(run_folder::fit_report_path(&run_b).exists());
+    let b = pretrain(config.clone(), &run_b, &options(tmp.path(), false, None), &device, &mut Silent).unwrap();
+    assert_eq!(a.losses, b.losses);
+
+    let mut other = config.clone();
+    if let ddmlab::tokenizer::TokenizerSpec::Pca { latent_dim, .. } = &mut other.denoise.tokenizer {
+        *latent_dim += 1;
+    } else {
+        panic!("ldae-tiny is a PCA run");
+    }
+    let e = run_folder::adopt_tokenizer(&run_a, &tmp.path().join("c"), &other).unwrap_err().to_string();
+    assert!(e.contains("--tokenizer-from") && e.contains("PCA"), "{e}");
+    assert!(!tmp.path().join("c").exists(), "nothing written on error");
+    // A source run without its tokenizer file is an error naming the file.
+    std::fs::remove_file(run_folder::tokenizer_path(&run_a, &config)).unwrap();
+    let e = run_folder::adopt_tokenizer(&run_a, &tmp.path().join("d"), &config).unwrap_err().to_string();
+    assert!(e.contains("pca"), "{e}");
 }

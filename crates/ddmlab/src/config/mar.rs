@@ -7,6 +7,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+use crate::mar::objective::MarLoss;
+use crate::mar::order::MarVariant;
 use crate::models::VitConfig;
 use crate::models::mar::MarConfig;
 
@@ -23,13 +25,28 @@ pub struct MarSection {
     pub min_mask_ratio: f64,
     /// Noisy copies of every masked token per step, the diffusion batch multiplier (4).
     pub diffusion_repeat: usize,
+    /// `mar` (bidirectional, random order), `ar-random` or `ar-raster` (causal): the paper's
+    /// Table 1 rows.
+    #[serde(default)]
+    pub variant: MarVariant,
+    /// `diffusion` (the Diffusion Loss) or `l2` (regression baseline).
+    #[serde(default)]
+    pub loss: MarLoss,
 }
 
 impl MarSection {
     /// `buffer` class tokens and a `head_width x head_depth` head, with the paper's lowest mask
     /// ratio (0.7) and diffusion batch multiplier (4).
     pub fn paper(buffer: usize, head_width: usize, head_depth: usize) -> Self {
-        MarSection { buffer, head_width, head_depth, min_mask_ratio: 0.7, diffusion_repeat: 4 }
+        MarSection {
+            buffer,
+            head_width,
+            head_depth,
+            min_mask_ratio: 0.7,
+            diffusion_repeat: 4,
+            variant: MarVariant::Mar,
+            loss: MarLoss::Diffusion,
+        }
     }
 
     /// The network sizes for `model` and tokens of width `token_dim`.
@@ -46,6 +63,7 @@ impl MarSection {
             num_classes: model.num_classes,
             head_width: self.head_width,
             head_depth: self.head_depth,
+            causal: self.variant.is_causal(),
         }
     }
 
@@ -81,8 +99,7 @@ mod tests {
     fn mar_config() -> RunConfig {
         let mut config = preset("dit-fmnist").unwrap().config;
         config.model.encoder_depth = 4;
-        config.mar =
-            Some(MarSection { buffer: 8, head_width: 128, head_depth: 3, min_mask_ratio: 0.7, diffusion_repeat: 4 });
+        config.mar = Some(MarSection { buffer: 8, ..MarSection::paper(8, 128, 3) });
         config
     }
 
@@ -98,6 +115,18 @@ mod tests {
         assert_eq!((net.enc_depth, net.dec_depth), (4, m.depth - 4));
         assert_eq!((net.width, net.seq_len, net.num_classes), (m.width, m.tokens(), m.num_classes));
         assert_eq!(net.token_dim, config.denoise.tokenizer.latent_dim(m.image.channels));
+        // The variant and the loss round-trip; a section written before they existed reads as
+        // MAR with the Diffusion Loss.
+        let mut causal = config.clone();
+        let section = causal.mar.as_mut().unwrap();
+        (section.variant, section.loss) = (MarVariant::ArRaster, MarLoss::L2);
+        let text = causal.to_toml();
+        assert!(text.contains("variant = \"ar-raster\"") && text.contains("loss = \"l2\""), "{text}");
+        assert_eq!(RunConfig::from_toml(&text, "x.toml".as_ref()).unwrap(), causal);
+        assert!(causal.mar_network().unwrap().causal);
+        let old = config.to_toml().replace("variant = \"mar\"\n", "").replace("loss = \"diffusion\"\n", "");
+        assert!(!old.contains("variant"), "{old}");
+        assert_eq!(RunConfig::from_toml(&old, "x.toml".as_ref()).unwrap(), config);
         // A config without the section writes none (older runs read and write as before).
         let plain = preset("dit-fmnist").unwrap().config;
         assert!(!plain.to_toml().contains("mar"));
@@ -125,5 +154,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("bufer"), "{e}");
+        let e = RunConfig::from_toml(
+            &mar_config().to_toml().replace("variant = \"mar\"", "variant = \"ar-spiral\""),
+            "x.toml".as_ref(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("ar-spiral") && e.contains("ar-raster"), "{e}");
     }
 }

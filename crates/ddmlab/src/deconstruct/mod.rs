@@ -132,6 +132,7 @@ pub fn fid_options(opts: &DeconstructOptions, weights: &Path) -> Result<GenEvalO
         n: opts.fid_n,
         references: vec![("fashion-mnist:test".parse::<FidSource>()?, None)],
         samplers: vec![SamplerSetting { kind: SamplerKind::Ddim { eta: 0.0 }, steps: 50 }],
+        mar: Default::default(),
         seed: 0,
         chunk: 125,
         inception_batch: 25,

@@ -1,6 +1,7 @@
 //! `ddmlab gen-eval`: FID (and optionally KID) of a generator run's checkpoints at several
 //! guidance scales against a reference split, as a table, a JSON file and a curve over
-//! training steps.
+//! training steps. A DiT-style run sweeps samplers and step counts; a MAR run sweeps its
+//! generation steps `K`, head steps and temperatures ([`MarSweep`]).
 //!
 //! Samples are drawn class-balanced (image `i` has label `i mod classes`) and never written to
 //! disk: they go from the sampler through the Inception network in memory. Reference features
@@ -20,6 +21,8 @@ use crate::atomic::write_atomic;
 use crate::diffusion::SamplerKind;
 use crate::error::{Error, IoContext, Result};
 use crate::generate::{SampleOptions, sample_images};
+use crate::mar::{MarSampling, MarSpec, sample_mar_images};
+use crate::models::mar::Mar;
 use crate::train::Observer;
 use crate::train::checkpoint::{self, Checkpoints};
 use crate::train::run_folder;
@@ -40,8 +43,10 @@ pub struct GenEvalOptions {
     /// paper's FID-N against N reference images; `Some(0)`: all of them, e.g. the full
     /// training split, whose features are cached once).
     pub references: Vec<(FidSource, Option<usize>)>,
-    /// Samplers and step counts; every one is run at every scale.
+    /// Samplers and step counts; every one is run at every scale (DiT-style runs).
     pub samplers: Vec<SamplerSetting>,
+    /// What a MAR run sweeps instead of `samplers`.
+    pub mar: MarSweep,
     pub seed: u64,
     /// Sampler chunk size.
     pub chunk: usize,
@@ -67,6 +72,50 @@ impl SamplerSetting {
             SamplerKind::Ddim { eta } => format!("ddim-{}-eta{eta}", self.steps),
         }
     }
+}
+
+/// The sampling settings of a MAR run's gen-eval: every combination is run at every scale.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MarSweep {
+    /// Generation steps `K` (empty: the model's default, 64 or `L`).
+    pub steps: Vec<usize>,
+    /// DDPM steps of the Diffusion Loss head (the paper: 100).
+    pub head_steps: Vec<usize>,
+    /// Temperatures `tau` of the head's sampling noise.
+    pub temperatures: Vec<f64>,
+}
+
+impl Default for MarSweep {
+    fn default() -> Self {
+        MarSweep { steps: vec![], head_steps: vec![100], temperatures: vec![1.0] }
+    }
+}
+
+impl MarSweep {
+    /// Every setting for a model of `spec` at guidance 1 (the scale is set per row), each
+    /// checked (a bad `K` or temperature fails before anything is sampled).
+    pub fn settings(&self, spec: &MarSpec) -> Result<Vec<MarSampling>> {
+        let steps = if self.steps.is_empty() { vec![spec.default_steps()] } else { self.steps.clone() };
+        let mut out = Vec::new();
+        for &steps in &steps {
+            for &head_steps in &self.head_steps {
+                for &temperature in &self.temperatures {
+                    let s = MarSampling { steps, head_steps, temperature, cfg: 1.0 };
+                    s.validate(spec)?;
+                    out.push(s);
+                }
+            }
+        }
+        if out.is_empty() {
+            return Err(Error::config("--temperature", "at least one MAR sampling setting is needed"));
+        }
+        Ok(out)
+    }
+}
+
+/// The row label of a MAR setting: `mar-64-head100-tau1`.
+pub fn mar_label(s: &MarSampling) -> String {
+    format!("mar-{}-head{}-tau{}", s.steps, s.head_steps, s.temperature)
 }
 
 /// `(sampler kind, steps)` of a row's sampler label (`ddim-50` -> `("ddim", 50)`).
@@ -96,6 +145,9 @@ pub struct FidRow {
     pub recall: Option<f64>,
     /// EMA weights (true) or the raw trained weights.
     pub ema: bool,
+    /// A MAR row's sampling temperature (absent for other samplers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
 }
 
 impl FidRow {
@@ -146,28 +198,51 @@ pub fn gen_eval_run(run: &Path, opts: &GenEvalOptions, device: &Device, obs: &mu
     let mut rows = Vec::new();
     for (step, ckpt) in &chosen {
         let (config, _) = checkpoint::read_meta(ckpt)?;
-        let model = run_folder::load_model(ckpt, &config, opts.ema, device)?;
         let tokenizer = run_folder::load_tokenizer(run, &config)?.bind(config.model.image, device);
         let classes = config.model.num_classes;
         let shape = config.model.image;
-        for sampler in &opts.samplers {
+        let labels: Vec<usize> = if classes > 0 { (0..opts.n).map(|i| i % classes).collect() } else { vec![] };
+        // Each point: its label, temperature and how to draw its images at a scale.
+        type Draw<'a> = Box<dyn Fn(f64) -> Result<Vec<Vec<f32>>> + 'a>;
+        let vit;
+        let mar: Mar;
+        let mut points: Vec<(String, Option<f64>, Draw)> = Vec::new();
+        if let Some(spec) = MarSpec::of(&config) {
+            let settings = opts.mar.settings(&spec)?;
+            mar = checkpoint::load_weights(ckpt, run_folder::weights_file(opts.ema), &config, device)?;
+            for setting in settings {
+                let (mar, config, tokenizer, labels) = (&mar, &config, tokenizer.as_ref(), &labels);
+                let draw = move |cfg: f64| {
+                    let sampling = MarSampling { cfg, ..setting };
+                    let chunking = (opts.seed, opts.chunk);
+                    sample_mar_images(mar, config, tokenizer, &sampling, labels, opts.n, chunking, device, &mut |_| ())
+                };
+                points.push((mar_label(&setting), Some(setting.temperature), Box::new(draw)));
+            }
+        } else {
+            vit = run_folder::load_model(ckpt, &config, opts.ema, device)?;
+            for sampler in &opts.samplers {
+                let (vit, config, tokenizer, labels) = (&vit, &config, tokenizer.as_ref(), &labels);
+                let draw = move |cfg: f64| {
+                    let sample = SampleOptions {
+                        kind: sampler.kind,
+                        steps: sampler.steps,
+                        cfg,
+                        labels: labels.clone(),
+                        n: opts.n,
+                        seed: opts.seed,
+                        chunk: opts.chunk,
+                        clip_x0: true,
+                    };
+                    sample_images(vit, config, tokenizer, &sample, device, &|| ())
+                };
+                points.push((sampler.label(), None, Box::new(draw)));
+            }
+        }
+        for (label, temperature, draw) in &points {
             for &cfg in &opts.cfgs {
                 let t0 = std::time::Instant::now();
-                let sample = SampleOptions {
-                    kind: sampler.kind,
-                    steps: sampler.steps,
-                    cfg,
-                    labels: if classes > 0 { (0..opts.n).map(|i| i % classes).collect() } else { vec![] },
-                    n: opts.n,
-                    seed: opts.seed,
-                    chunk: opts.chunk,
-                    clip_x0: true,
-                };
-                let images: Vec<RawImage> =
-                    sample_images(&model, &config, tokenizer.as_ref(), &sample, device, &|| ())?
-                        .iter()
-                        .map(|img| RawImage::from_unit(img, shape))
-                        .collect();
+                let images: Vec<RawImage> = draw(cfg)?.iter().map(|img| RawImage::from_unit(img, shape)).collect();
                 let sampled_s = t0.elapsed().as_secs_f64();
                 let features = inception_features(&net, &images, opts.inception_batch, device, &|_| ());
                 let stats = Stats::of(&features, FEATURE_DIM);
@@ -180,7 +255,7 @@ pub fn gen_eval_run(run: &Path, opts: &GenEvalOptions, device: &Device, obs: &mu
                     let row = FidRow {
                         step: *step,
                         cfg,
-                        sampler: sampler.label(),
+                        sampler: label.clone(),
                         n: opts.n,
                         reference: reference.label.clone(),
                         fid,
@@ -188,11 +263,13 @@ pub fn gen_eval_run(run: &Path, opts: &GenEvalOptions, device: &Device, obs: &mu
                         precision: pr.map(|p| p.precision),
                         recall: pr.map(|p| p.recall),
                         ema: opts.ema,
+                        temperature: *temperature,
                     };
                     obs.message(&format!(
-                        "{} vs {}  (sampling {sampled_s:.0} s, Inception {:.0} s; {:.0} s in all)",
+                        "{} vs {}  (sampling {sampled_s:.0} s, {:.2} s/image; Inception {:.0} s; {:.0} s in all)",
                         format_row(&row),
                         row.reference,
+                        sampled_s / opts.n as f64,
                         t0.elapsed().as_secs_f64() - sampled_s,
                         started.elapsed().as_secs_f64()
                     ));
@@ -208,6 +285,7 @@ pub fn gen_eval_run(run: &Path, opts: &GenEvalOptions, device: &Device, obs: &mu
     plot_fid(&run.join("fid.png"), &merged)?;
     plot_fid_against(&run.join("fid-cfg.png"), &merged, Axis::Guidance)?;
     plot_fid_against(&run.join("fid-steps.png"), &merged, Axis::SamplingSteps)?;
+    plot_fid_against(&run.join("fid-temperature.png"), &merged, Axis::Temperature)?;
     Ok(merged)
 }
 
@@ -294,22 +372,29 @@ fn add_point(series: &mut Vec<Series>, name: String, point: (f64, f64)) {
 pub enum Axis {
     Guidance,
     SamplingSteps,
+    /// MAR rows only: the head's sampling temperature.
+    Temperature,
 }
 
-/// FID of the last evaluated training step against the guidance scale (one line per sampler)
-/// or the number of sampling steps (one line per sampler kind and scale), each per count and
-/// reference. Nothing is drawn (and an older plot is removed) unless some line has two points.
+/// FID of the last evaluated training step against the guidance scale (one line per sampler),
+/// the number of sampling steps (one line per sampler kind, temperature and scale) or a MAR
+/// run's temperature (one line per `K` and scale), each per count and reference. Nothing is drawn (and an older plot is removed) unless some line has two points.
 pub fn plot_fid_against(path: &Path, rows: &[FidRow], axis: Axis) -> Result<()> {
     let Some(last) = rows.iter().map(|r| r.step).max() else { return Ok(()) };
     let mut series: Vec<Series> = Vec::new();
     for r in rows.iter().filter(|r| r.step == last) {
         let Some((kind, steps)) = parse_label(&r.sampler) else { continue };
         let weights = if r.ema { "" } else { ", raw" };
+        let tau = r.temperature.map(|t| format!(" tau {t}")).unwrap_or_default();
         let (name, x) = match axis {
             Axis::Guidance => (format!("{} (FID-{} vs {}{weights})", r.sampler, r.n, r.reference), r.cfg),
             Axis::SamplingSteps => {
-                (format!("{kind}, w = {} (FID-{} vs {}{weights})", r.cfg, r.n, r.reference), steps as f64)
+                (format!("{kind}{tau}, w = {} (FID-{} vs {}{weights})", r.cfg, r.n, r.reference), steps as f64)
             }
+            Axis::Temperature => match r.temperature {
+                Some(t) => (format!("K = {steps}, w = {} (FID-{} vs {}{weights})", r.cfg, r.n, r.reference), t),
+                None => continue,
+            },
         };
         add_point(&mut series, name, (x, r.fid));
     }
@@ -326,6 +411,7 @@ pub fn plot_fid_against(path: &Path, rows: &[FidRow], axis: Axis) -> Result<()> 
     let (title, x) = match axis {
         Axis::Guidance => (format!("FID vs guidance scale (step {last})"), "guidance scale w"),
         Axis::SamplingSteps => (format!("FID vs sampling steps (step {last})"), "sampling steps"),
+        Axis::Temperature => (format!("FID vs temperature (step {last})"), "temperature tau"),
     };
     line_plot(path, &title, x, "FID", &series, true)
 }
@@ -346,6 +432,7 @@ mod tests {
             precision: None,
             recall: None,
             ema: true,
+            temperature: None,
         }
     }
 

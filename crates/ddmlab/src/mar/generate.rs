@@ -3,6 +3,10 @@
 //! Diffusion Loss head samples the tokens the cosine schedule releases at that step, by DDPM
 //! over the respaced cosine schedule with its step noise scaled by the temperature `tau`.
 //!
+//! The causal variants generate one token per step (`K = L`) in their order (raster or random),
+//! each from the tokens before it; the L2 baseline's head outputs the token itself (guidance
+//! extrapolates the two estimates; the temperature does not apply).
+//!
 //! Guidance lives in the head's denoiser, not in a doubled label batch: the transformer runs
 //! once with the labels and once with the null class, and the head's noise estimate is
 //! `eps_u + w_s (eps_c - eps_u)` with `w_s` ramped linearly with the fraction of known tokens
@@ -13,7 +17,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
-use super::order::{MaskSchedule, mask_of, random_order};
+use super::objective::MarLoss;
+use super::order::{MarVariant, MaskSchedule, mask_of};
+use crate::config::RunConfig;
 use crate::diffusion::sampler::{Denoiser, Sampler, SamplerKind, TimestepMap};
 use crate::diffusion::vp::{Prediction, VpSchedule};
 use crate::error::{Error, Result};
@@ -32,9 +38,52 @@ pub struct MarSampling {
     pub cfg: f64,
 }
 
+/// What generation needs to know of a MAR run beyond its weights.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MarSpec {
+    /// Tokens per image `L` and their width `C`.
+    pub len: usize,
+    pub token_dim: usize,
+    /// The null class id (`num_classes`).
+    pub null_class: usize,
+    pub variant: MarVariant,
+    pub loss: MarLoss,
+}
+
+impl MarSpec {
+    /// The spec of a run's config (`None` without `[mar]`).
+    pub fn of(config: &RunConfig) -> Option<MarSpec> {
+        let (net, mar) = (config.mar_network()?, config.mar.as_ref()?);
+        Some(MarSpec {
+            len: net.seq_len,
+            token_dim: net.token_dim,
+            null_class: net.num_classes,
+            variant: mar.variant,
+            loss: mar.loss,
+        })
+    }
+
+    /// The default number of generation steps: 64 (or `L` when smaller) for MAR, `L` for the
+    /// causal variants.
+    pub fn default_steps(&self) -> usize {
+        if self.variant.is_causal() { self.len } else { self.len.min(64) }
+    }
+}
+
 impl MarSampling {
-    /// Check every setting against a model of `len` tokens; the error names the flag.
-    pub fn validate(&self, len: usize) -> Result<MaskSchedule> {
+    /// Check every setting against a model of `spec`; the error names the flag.
+    pub fn validate(&self, spec: &MarSpec) -> Result<MaskSchedule> {
+        let len = spec.len;
+        if spec.variant.is_causal() && self.steps != len {
+            return Err(Error::config(
+                "--mar-steps",
+                format!(
+                    "K = {}: a causal ({}) model generates one token per step, expected K = {len}",
+                    self.steps,
+                    spec.variant.name()
+                ),
+            ));
+        }
         if !(self.temperature > 0.0 && self.temperature.is_finite()) {
             return Err(Error::config("--temperature", format!("{}, expected a positive number", self.temperature)));
         }
@@ -117,57 +166,71 @@ pub fn sample_tokens(
 /// - returns `[B, L, C]`
 pub fn generate(
     model: &Mar,
+    spec: &MarSpec,
     schedule: &VpSchedule,
     sampling: &MarSampling,
-    (len, token_dim): (usize, usize),
     labels: &[usize],
-    null_class: usize,
     seed: u64,
     device: &Device,
 ) -> Result<Tensor<3>> {
-    let plan = sampling.validate(len)?;
+    let plan = sampling.validate(spec)?;
+    let (len, token_dim) = (spec.len, spec.token_dim);
     let b = labels.len();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let orders: Vec<Vec<usize>> = (0..b).map(|_| random_order(&mut rng, len)).collect();
+    let orders: Vec<Vec<usize>> = (0..b).map(|_| spec.variant.order(&mut rng, len)).collect();
     let mut tokens = vec![0f32; b * len * token_dim];
-    let null = vec![null_class; b];
+    let null = vec![spec.null_class; b];
     let mut masked = len;
     for step in 0..sampling.steps {
         let mask: Vec<Vec<bool>> = orders.iter().map(|o| mask_of(o, masked)).collect();
         let known = Tensor::<3>::from_data(TensorData::new(tokens.clone(), [b, len, token_dim]), device);
         let remaining = plan.remaining[step];
-        let rows: Vec<usize> = orders
-            .iter()
-            .enumerate()
-            .flat_map(|(i, o)| o[remaining..masked].iter().map(move |&j| i * len + j))
-            .collect();
+        // MAR reveals the last of the masked head of each order; a causal model the next
+        // token of its order (`K = L`: one per step).
+        let release = if spec.variant.is_causal() { len - masked..len - remaining } else { remaining..masked };
+        let rows: Vec<usize> =
+            orders.iter().enumerate().flat_map(|(i, o)| o[release.clone()].iter().map(move |&j| i * len + j)).collect();
         let n = rows.len();
         let idx = Tensor::<1, Int>::from_data(
             TensorData::new(rows.iter().map(|&r| r as i64).collect::<Vec<_>>(), [n]),
             device,
         );
         let z_of = |y: &[usize]| {
-            let z = model.forward(known.clone(), &mask, y);
+            let z = model.condition(known.clone(), &mask, &orders, y);
             let w = z.dims()[2];
             z.reshape([b * len, w]).select(0, idx.clone())
         };
         let w = plan.guidance(step, sampling.cfg);
         let z_cond = z_of(labels);
         let z_uncond = if w == 1.0 { None } else { Some(z_of(&null)) };
-        let eps = |x: Tensor<2>, t: &[usize], cond: bool| {
-            let z = if cond { z_cond.clone() } else { z_uncond.clone().unwrap_or_else(|| z_cond.clone()) };
-            model.head.forward(x, t, z)
+        let new = match spec.loss {
+            MarLoss::Diffusion => {
+                let eps = |x: Tensor<2>, t: &[usize], cond: bool| {
+                    let z = if cond { z_cond.clone() } else { z_uncond.clone().unwrap_or_else(|| z_cond.clone()) };
+                    model.head.forward(x, t, z)
+                };
+                sample_tokens(
+                    schedule,
+                    sampling.head_steps,
+                    &eps,
+                    (n, token_dim),
+                    w,
+                    sampling.temperature,
+                    &mut rng,
+                    device,
+                )
+            }
+            MarLoss::L2 => {
+                let cond = model.regress(z_cond);
+                match z_uncond {
+                    Some(z) => {
+                        let uncond = model.regress(z);
+                        uncond.clone() + (cond - uncond) * w
+                    }
+                    None => cond,
+                }
+            }
         };
-        let new = sample_tokens(
-            schedule,
-            sampling.head_steps,
-            &eps,
-            (n, token_dim),
-            w,
-            sampling.temperature,
-            &mut rng,
-            device,
-        );
         let values: Vec<f32> = new.into_data().try_into_vec().expect("f32 tokens");
         for (k, &r) in rows.iter().enumerate() {
             tokens[r * token_dim..(r + 1) * token_dim].copy_from_slice(&values[k * token_dim..(k + 1) * token_dim]);
@@ -184,7 +247,7 @@ pub fn generate(
 #[allow(clippy::too_many_arguments)]
 pub fn sample_mar_images(
     model: &Mar,
-    config: &crate::config::RunConfig,
+    config: &RunConfig,
     tokenizer: &dyn crate::tokenizer::Tokenizer,
     sampling: &MarSampling,
     labels: &[usize],
@@ -193,15 +256,14 @@ pub fn sample_mar_images(
     device: &Device,
     on_chunk: &mut dyn FnMut(usize),
 ) -> Result<Vec<Vec<f32>>> {
-    let net = config.mar_network().ok_or_else(|| Error::config("--run", "not a MAR run (its config has no [mar])"))?;
-    let null = net.num_classes;
-    let labels: Vec<usize> = if labels.is_empty() { vec![null; n] } else { labels.to_vec() };
+    let spec = MarSpec::of(config).ok_or_else(|| Error::config("--run", "not a MAR run (its config has no [mar])"))?;
+    let labels: Vec<usize> = if labels.is_empty() { vec![spec.null_class; n] } else { labels.to_vec() };
     let schedule = super::objective::head_schedule();
     let chunk = chunk.max(1);
     let mut out = Vec::with_capacity(n);
     for (i, ys) in labels.chunks(chunk).enumerate() {
         let chunk_seed = seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let tokens = generate(model, &schedule, sampling, (net.seq_len, net.token_dim), ys, null, chunk_seed, device)?;
+        let tokens = generate(model, &spec, &schedule, sampling, ys, chunk_seed, device)?;
         let images = tokenizer.decode(tokens).clamp(-1.0, 1.0); // [b, C, H, W]
         let values: Vec<f32> = images.into_data().try_into_vec().expect("f32 samples");
         let per = values.len() / ys.len();
@@ -219,6 +281,10 @@ mod tests {
     use super::*;
     use crate::diffusion::vp::BetaSchedule;
     use crate::models::mar::MarConfig;
+
+    fn spec(len: usize, variant: MarVariant) -> MarSpec {
+        MarSpec { len, token_dim: 3, null_class: 2, variant, loss: MarLoss::Diffusion }
+    }
 
     /// The exact noise estimate for data that is a single point `c`:
     /// `eps = (x_t - gamma_t c) / sigma_t`.
@@ -259,7 +325,7 @@ mod tests {
         let schedule = VpSchedule::new(BetaSchedule::cosine(), 1000);
         let sampling = MarSampling { steps: 4, head_steps: 10, temperature: 1.0, cfg: 2.0 };
         let run = |seed| -> Vec<f32> {
-            generate(&model, &schedule, &sampling, (8, 3), &[0, 1], 2, seed, &device)
+            generate(&model, &spec(8, MarVariant::Mar), &schedule, &sampling, &[0, 1], seed, &device)
                 .unwrap()
                 .into_data()
                 .try_into_vec()
@@ -273,6 +339,39 @@ mod tests {
     }
 
     #[test]
+    fn causal_and_l2_models_generate_every_token() {
+        let device = Device::flex();
+        let schedule = VpSchedule::new(BetaSchedule::cosine(), 1000);
+        for (variant, loss) in [(MarVariant::ArRaster, MarLoss::Diffusion), (MarVariant::ArRandom, MarLoss::L2)] {
+            let config = MarConfig { causal: true, ..MarConfig::tiny(3, 8, 2) };
+            let mut model = crate::nn::init::seeded(&device, 1, || config.init(&device));
+            // A trained-looking head: its zero-initialised layers given values, so that the L2
+            // tokens depend on z.
+            let fill = |l: burn::nn::Linear| {
+                crate::nn::init::xavier_linear(l.weight.dims()[0], l.weight.dims()[1], &device)
+            };
+            model.head.output = fill(model.head.output);
+            model.head.final_ada = fill(model.head.final_ada);
+            for block in &mut model.head.blocks {
+                block.ada = fill(block.ada.clone());
+            }
+            let spec = MarSpec { loss, ..spec(8, variant) };
+            let sampling = MarSampling { steps: 8, head_steps: 5, temperature: 1.0, cfg: 1.5 };
+            let run = |seed| -> Vec<f32> {
+                generate(&model, &spec, &schedule, &sampling, &[0, 1, 2], seed, &device)
+                    .unwrap()
+                    .into_data()
+                    .try_into_vec()
+                    .unwrap()
+            };
+            let a = run(3);
+            assert_eq!(a.len(), 3 * 8 * 3);
+            assert!(a.iter().all(|&v| v != 0.0 && v.is_finite()), "{variant:?} {loss:?}: {a:?}");
+            assert_eq!(a, run(3));
+        }
+    }
+
+    #[test]
     fn bad_sampling_settings_name_their_flag() {
         let ok = MarSampling { steps: 4, head_steps: 10, temperature: 1.0, cfg: 1.0 };
         for (bad, flag) in [
@@ -283,9 +382,13 @@ mod tests {
             (MarSampling { head_steps: 0, ..ok }, "--head-steps"),
             (MarSampling { cfg: -1.0, ..ok }, "--cfg"),
         ] {
-            let e = bad.validate(8).unwrap_err().to_string();
+            let e = bad.validate(&spec(8, MarVariant::Mar)).unwrap_err().to_string();
             assert!(e.contains(flag), "{e}");
         }
-        assert!(ok.validate(8).is_ok());
+        assert!(ok.validate(&spec(8, MarVariant::Mar)).is_ok());
+        // A causal model generates one token per step: K must be L.
+        let e = ok.validate(&spec(8, MarVariant::ArRaster)).unwrap_err().to_string();
+        assert!(e.contains("--mar-steps") && e.contains("ar-raster"), "{e}");
+        assert!(MarSampling { steps: 8, ..ok }.validate(&spec(8, MarVariant::ArRandom)).is_ok());
     }
 }

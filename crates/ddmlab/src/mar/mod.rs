@@ -7,6 +7,6 @@ pub mod generate;
 pub mod objective;
 pub mod order;
 
-pub use generate::{MarSampling, generate, sample_mar_images, sample_tokens};
-pub use objective::{MarDraws, MarObjective};
-pub use order::{MaskSchedule, mask_of, mask_ratio, masked_count, random_order};
+pub use generate::{MarSampling, MarSpec, generate, sample_mar_images, sample_tokens};
+pub use objective::{MarDraws, MarLoss, MarObjective};
+pub use order::{MarVariant, MaskSchedule, mask_of, mask_ratio, masked_count, random_order};

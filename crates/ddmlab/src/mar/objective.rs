@@ -6,19 +6,47 @@
 //! (masked token, repeat): a timestep uniform over the cosine schedule's `T` and standard
 //! normal noise. `repeat` is the paper's diffusion batch multiplier (4): each `z` is trained
 //! on that many noisy versions of its token.
+//!
+//! The causal variants ([`MarVariant`]) predict every token from the ones before it in the
+//! image's order (raster or random), so every token is a target and no ratio is drawn. The L2
+//! baseline ([`MarLoss::L2`]) regresses each target token from its `z` and draws no noise.
 
 use burn::tensor::{Device, Tensor, TensorData};
 
 use rand::RngExt;
 use rand_distr::StandardNormal;
 
-use super::order::{mask_of, mask_ratio, masked_count, random_order};
+use serde::{Deserialize, Serialize};
+
+use super::order::{MarVariant, mask_of, mask_ratio, masked_count};
 use crate::config::RunConfig;
 use crate::data::loader::{purpose, step_rng};
 use crate::diffusion::vp::{BetaSchedule, VpSchedule};
 use crate::models::mar::Mar;
 use crate::tokenizer::{FittedTokenizer, Tokenizer};
 use crate::train::step::{Network, Objective};
+
+/// How a token is predicted from its condition vector `z` (the paper's Table 2 rows).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MarLoss {
+    /// The Diffusion Loss: a denoising MLP models `p(x | z)`, sampled by DDPM.
+    #[default]
+    Diffusion,
+    /// L2 regression: the head outputs the token itself (a point estimate, the paper's
+    /// FID > 100 baseline).
+    L2,
+}
+
+impl MarLoss {
+    /// The config value (`diffusion`, `l2`).
+    pub fn name(self) -> &'static str {
+        match self {
+            MarLoss::Diffusion => "diffusion",
+            MarLoss::L2 => "l2",
+        }
+    }
+}
 
 /// The settings of MAR's objective.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,19 +63,24 @@ pub struct MarObjective {
     /// Tokens per image `L` and their width `C`.
     pub seq_len: usize,
     pub token_dim: usize,
+    pub variant: MarVariant,
+    pub loss: MarLoss,
 }
 
 /// The random draws of one batch.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MarDraws {
-    /// Per image, `L` flags; every image masks the same count.
+    /// Per image, the order of its tokens (a causal model reads it; MAR's mask is its head).
+    pub order: Vec<Vec<usize>>,
+    /// Per image, `L` flags of the tokens to predict; every image masks the same count (all
+    /// of them for a causal model).
     pub mask: Vec<Vec<bool>>,
     /// Labels after dropout (`num_classes` = the null class).
     pub labels: Vec<usize>,
     /// One timestep per (image, repeat, masked token), in that order: an image's draws are
     /// contiguous, so a shard of images is a contiguous slice.
     pub t: Vec<usize>,
-    /// `[M repeat, C]` standard normal noise.
+    /// `[M repeat, C]` standard normal noise (none for the L2 loss).
     pub eps: Vec<f32>,
 }
 
@@ -57,6 +90,7 @@ impl MarDraws {
         let per_image = self.t.len() / self.mask.len().max(1);
         let token_dim = self.eps.len() / self.t.len().max(1);
         MarDraws {
+            order: self.order[lo..hi].to_vec(),
             mask: self.mask[lo..hi].to_vec(),
             labels: self.labels[lo..hi].to_vec(),
             t: self.t[lo * per_image..hi * per_image].to_vec(),
@@ -82,6 +116,8 @@ impl MarObjective {
             num_classes,
             seq_len,
             token_dim,
+            variant: MarVariant::Mar,
+            loss: MarLoss::Diffusion,
         }
     }
 
@@ -89,30 +125,38 @@ impl MarObjective {
     pub fn draw(&self, seed: u64, step: usize, labels: &[u32]) -> MarDraws {
         let (b, l) = (labels.len(), self.seq_len);
         let mut rng = step_rng(seed, purpose::MASK, step as u64);
-        let count = masked_count(l, mask_ratio(&mut rng, self.min_mask_ratio));
-        let mask = (0..b).map(|_| mask_of(&random_order(&mut rng, l), count)).collect();
+        let count =
+            if self.variant.is_causal() { l } else { masked_count(l, mask_ratio(&mut rng, self.min_mask_ratio)) };
+        let order: Vec<Vec<usize>> = (0..b).map(|_| self.variant.order(&mut rng, l)).collect();
+        let mask = order.iter().map(|o| mask_of(o, count)).collect();
         let mut drop = step_rng(seed, purpose::LABEL_DROP, step as u64);
         let labels = labels
             .iter()
             .map(|&y| if drop.random::<f64>() < self.class_dropout { self.num_classes } else { y as usize })
             .collect();
-        let n = b * count * self.repeat;
+        let n = match self.loss {
+            MarLoss::Diffusion => b * count * self.repeat,
+            MarLoss::L2 => 0,
+        };
         let mut noise = step_rng(seed, purpose::NOISE, step as u64);
         let t = (0..n).map(|_| noise.random_range(0..self.schedule.len())).collect();
         let eps = (0..n * self.token_dim).map(|_| noise.sample::<f32, _>(StandardNormal)).collect();
-        MarDraws { mask, labels, t, eps }
+        MarDraws { order, mask, labels, t, eps }
     }
 
-    /// The Diffusion Loss of `model` on clean tokens with `draws`.
+    /// The loss of `model` (Diffusion Loss or L2) on clean tokens with `draws`.
     ///
     /// # Shapes
     /// - `tokens`: `[B, L, C]`; returns `[1]`
     pub fn loss(&self, model: &Mar, tokens: Tensor<3>, draws: &MarDraws, device: &Device) -> Tensor<1> {
+        if self.loss == MarLoss::L2 {
+            return model.l2_loss(tokens, &draws.mask, &draws.order, &draws.labels);
+        }
         let gamma: Vec<f32> = draws.t.iter().map(|&t| self.schedule.gamma(t) as f32).collect();
         let sigma: Vec<f32> = draws.t.iter().map(|&t| self.schedule.sigma(t) as f32).collect();
         let n = draws.t.len();
         let eps = Tensor::<2>::from_data(TensorData::new(draws.eps.clone(), [n, self.token_dim]), device);
-        model.diffusion_loss(tokens, &draws.mask, &draws.labels, &draws.t, &gamma, &sigma, eps)
+        model.diffusion_loss(tokens, &draws.mask, &draws.order, &draws.labels, &draws.t, &gamma, &sigma, eps)
     }
 }
 
@@ -135,6 +179,8 @@ impl MarTrainObjective {
                 min_mask_ratio: mar.min_mask_ratio,
                 class_dropout: config.denoise.class_dropout,
                 repeat: mar.diffusion_repeat,
+                variant: mar.variant,
+                loss: mar.loss,
                 ..MarObjective::paper(net.seq_len, net.token_dim, net.num_classes)
             },
             tokenizer: tokenizer.bind(config.model.image, device),

@@ -6,6 +6,9 @@
 //! - **Generation**: a random order per image; over `K` steps the number of tokens still masked
 //!   after step `s` follows `floor(L cos(pi/2 (s + 1) / K))`, clamped so that every step
 //!   predicts at least one token and the last step predicts all that remain (MaskGIT / MAGE).
+//! - **The paper's Table 1 variants** ([`MarVariant`]): MAR (bidirectional attention, random
+//!   order, masked training) or causal autoregression (teacher-forced over all tokens, one token
+//!   per generation step) in raster or random order.
 //! - **Guidance ramp** (Muse): the scale at a step grows linearly with the fraction of tokens
 //!   that will be known after it, `w_s = 1 + (w - 1) (L - m_s) / L` with `m_s` the tokens still
 //!   masked after step `s`.
@@ -13,8 +16,49 @@
 use rand::Rng;
 use rand::seq::SliceRandom;
 use rand_distr::{Distribution, StandardNormal};
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+
+/// How the tokens of an image are ordered and what each prediction may read (the paper's
+/// Table 1 rows).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MarVariant {
+    /// Masked autoregression: bidirectional attention over the known tokens, random order,
+    /// several tokens per step.
+    #[default]
+    Mar,
+    /// Causal attention, a random order per image, one token per step (teacher forcing in
+    /// training: every token predicted from the ones before it in the order).
+    ArRandom,
+    /// Causal attention in raster order (left to right, top to bottom), one token per step.
+    ArRaster,
+}
+
+impl MarVariant {
+    /// Causal attention (the AR rows) rather than bidirectional (MAR).
+    pub fn is_causal(self) -> bool {
+        self != MarVariant::Mar
+    }
+
+    /// The order of an image's `len` tokens: raster for `ArRaster`, else a random permutation.
+    pub fn order<R: Rng + ?Sized>(self, rng: &mut R, len: usize) -> Vec<usize> {
+        match self {
+            MarVariant::ArRaster => (0..len).collect(),
+            MarVariant::Mar | MarVariant::ArRandom => random_order(rng, len),
+        }
+    }
+
+    /// The config value (`mar`, `ar-random`, `ar-raster`).
+    pub fn name(self) -> &'static str {
+        match self {
+            MarVariant::Mar => "mar",
+            MarVariant::ArRandom => "ar-random",
+            MarVariant::ArRaster => "ar-raster",
+        }
+    }
+}
 
 /// The std of MAR's mask-ratio Gaussian (centred at 1).
 pub const MASK_RATIO_STD: f64 = 0.25;

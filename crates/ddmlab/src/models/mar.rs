@@ -11,6 +11,12 @@
 //!
 //! Every image of a batch masks the same number of tokens (one ratio per batch, as the
 //! official code), so the visible rows form a dense `[B, buffer + L - m, W]`.
+//!
+//! The causal variants (the paper's AR rows, [`Mar::forward_causal`]) use the same weights over
+//! the whole sequence in generation order, shifted by one (GPT-style: the last buffer token
+//! predicts the first token), with causal attention in every block. The encoder adds the
+//! position of the token each slot holds, the decoder the position of the token the slot
+//! predicts, so a random order is known to the model.
 
 use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, Linear};
@@ -42,6 +48,9 @@ pub struct MarConfig {
     /// The Diffusion Loss head: hidden width and residual blocks.
     pub head_width: usize,
     pub head_depth: usize,
+    /// Causal attention over the sequence in generation order (the AR variants) instead of
+    /// MAR's bidirectional attention over the visible tokens.
+    pub causal: bool,
 }
 
 /// The MAR transformer with its Diffusion Loss head.
@@ -66,6 +75,7 @@ pub struct Mar {
     pub head_pos: Param<Tensor<3>>,
     pub head: DiffusionHead,
     pub buffer: usize,
+    pub causal: bool,
 }
 
 fn learned(shape: [usize; 3], device: &Device) -> Param<Tensor<3>> {
@@ -88,6 +98,7 @@ impl MarConfig {
             num_classes,
             head_width: 16,
             head_depth: 1,
+            causal: false,
         }
     }
 
@@ -115,6 +126,7 @@ impl MarConfig {
             }
             .init(device),
             buffer: buf,
+            causal: self.causal,
         }
     }
 }
@@ -137,6 +149,21 @@ fn index(rows: Vec<i64>, device: &Device) -> Tensor<1, Int> {
     Tensor::from_data(TensorData::new(rows, [n]), device)
 }
 
+/// Per image, the rows of `order`'s tokens (`b * L + order[k]`) for `k` in `ks`.
+fn rows_in_order(orders: &[Vec<usize>], ks: std::ops::Range<usize>) -> Vec<i64> {
+    let l = orders.first().map_or(0, Vec::len);
+    orders.iter().enumerate().flat_map(|(b, o)| o[ks.clone()].iter().map(move |&j| (b * l + j) as i64)).collect()
+}
+
+/// The rows of a position table `[buffer + L, W]` for each slot of a causal sequence: the
+/// first `lead` slots take rows `0..lead`, slot `lead + k` the row `buffer + order[k]`.
+fn position_rows(orders: &[Vec<usize>], lead: usize, buffer: usize, tokens: usize) -> Vec<i64> {
+    orders
+        .iter()
+        .flat_map(|o| (0..lead).map(|s| s as i64).chain(o[..tokens].iter().map(|&j| (buffer + j) as i64)))
+        .collect()
+}
+
 impl Mar {
     /// The condition vectors of every token.
     ///
@@ -145,6 +172,7 @@ impl Mar {
     ///   `mask`: `B` rows of `L` flags, each row with the same number of `true`; `labels`: `B`
     ///   class ids, `num_classes` for the null class; returns `z`: `[B, L, W]`
     pub fn forward(&self, tokens: Tensor<3>, mask: &[Vec<bool>], labels: &[usize]) -> Tensor<3> {
+        assert!(!self.causal, "a causal MAR reads orders, not masks: use Mar::condition");
         let device = tokens.device();
         let [b, l, _] = tokens.dims();
         let buf = self.buffer;
@@ -182,31 +210,71 @@ impl Mar {
         x + self.head_pos.val()
     }
 
-    /// The Diffusion Loss of the masked tokens: the mean over masked tokens x `repeat` draws of
-    /// `|eps - eps_hat(gamma_t x0 + sigma_t eps, t, z)|^2 / C`.
+    /// The condition vectors of the causal variants: `z[b, order[k]]` reads the class and the
+    /// tokens `order[0..k]` only.
     ///
     /// # Shapes
-    /// - `tokens`: `[B, L, C]` clean; `mask`, `labels` as [`Mar::forward`]; `t`: one timestep per
-    ///   (image, repeat, masked token), in that order; `gamma`, `sigma`: the schedule's values at `t`;
-    ///   `eps`: `[M repeat, C]` with `M` the masked tokens of the batch; returns `[1]`
-    #[allow(clippy::too_many_arguments)]
-    pub fn diffusion_loss(
+    /// - `tokens`: `[B, L, C]` (the last token of each order is never read); `orders`: `B`
+    ///   permutations of `0..L`; `labels`: `B` class ids; returns `z`: `[B, L, W]` in sequence order
+    pub fn forward_causal(&self, tokens: Tensor<3>, orders: &[Vec<usize>], labels: &[usize]) -> Tensor<3> {
+        let device = tokens.device();
+        let [b, l, c] = tokens.dims();
+        let buf = self.buffer;
+        assert!(orders.len() == b && orders.iter().all(|o| o.len() == l), "MAR orders: {b} permutations of {l}");
+        // Inputs in generation order, shifted by one: slot buf + k holds token order[k].
+        let inputs = tokens.reshape([b * l, c]).select(0, index(rows_in_order(orders, 0..l - 1), &device));
+        let x = linear_tokens(&self.z_proj, inputs.reshape([b, l - 1, c])); // [B, L - 1, W]
+        let w = x.dims()[2];
+        let class = self.class_emb.forward(labels, &device).unsqueeze_dim::<3>(1).expand([b, buf, w]);
+        let table = |pos: &Param<Tensor<3>>, lead: usize| {
+            let rows = index(position_rows(orders, lead, buf, buf + l - 1 - lead), &device);
+            pos.val().reshape([buf + l, w]).select(0, rows).reshape([b, buf + l - 1, w])
+        };
+        let x = Tensor::cat(vec![class, x], 1) + table(&self.enc_pos, buf); // [B, buf + L - 1, W]
+        let mut x = self.z_proj_ln.forward(x);
+        for block in &self.enc_blocks {
+            x = block.forward_with(x, true);
+        }
+        // Slot buf - 1 + k predicts token order[k]: the decoder adds that token's position.
+        let mut x = linear_tokens(&self.dec_embed, self.enc_norm.forward(x)) + table(&self.dec_pos, buf - 1);
+        for block in &self.dec_blocks {
+            x = block.forward_with(x, true);
+        }
+        let z = self.dec_norm.forward(x).slice_dim(1, buf - 1..buf + l - 1); // [B, L, W], generation order
+        // Back to sequence order: row b L + j reads slot k with order[k] = j.
+        let mut inverse = vec![0i64; b * l];
+        for (i, o) in orders.iter().enumerate() {
+            for (k, &j) in o.iter().enumerate() {
+                inverse[i * l + j] = (i * l + k) as i64;
+            }
+        }
+        z.reshape([b * l, w]).select(0, index(inverse, &device)).reshape([b, l, w]) + self.head_pos.val()
+    }
+
+    /// The condition vectors of a batch whatever the variant: [`Mar::forward`] with `mask`, or
+    /// [`Mar::forward_causal`] with `orders` for a causal model.
+    ///
+    /// # Shapes
+    /// - as those two; returns `[B, L, W]`
+    pub fn condition(
         &self,
         tokens: Tensor<3>,
         mask: &[Vec<bool>],
+        orders: &[Vec<usize>],
         labels: &[usize],
-        t: &[usize],
-        gamma: &[f32],
-        sigma: &[f32],
-        eps: Tensor<2>,
-    ) -> Tensor<1> {
+    ) -> Tensor<3> {
+        if self.causal { self.forward_causal(tokens, orders, labels) } else { self.forward(tokens, mask, labels) }
+    }
+
+    /// The rows of the predicted tokens, image-major: for image `i`, `repeat` copies of its
+    /// `mask`ed tokens in sequence order; `z` and the clean tokens at those rows.
+    ///
+    /// # Shapes
+    /// - `z`: `[B, L, W]`; `tokens`: `[B, L, C]`; returns `([M repeat, W], [M repeat, C])`
+    fn targets(z: Tensor<3>, tokens: Tensor<3>, mask: &[Vec<bool>], repeat: usize) -> (Tensor<2>, Tensor<2>) {
         let device = tokens.device();
         let [b, l, c] = tokens.dims();
-        let z = self.forward(tokens.clone(), mask, labels);
         let w = z.dims()[2];
-        // Image-major: for image i, `repeat` copies of its masked tokens in sequence order.
-        let m: usize = mask.iter().map(|row| row.iter().filter(|&&x| x).count()).sum();
-        let repeat = t.len() / m.max(1);
         let rows: Vec<i64> = mask
             .iter()
             .enumerate()
@@ -217,8 +285,54 @@ impl Mar {
             })
             .collect();
         let idx = index(rows, &device);
-        let z = z.reshape([b * l, w]).select(0, idx.clone()); // [M r, W]
-        let x0 = tokens.reshape([b * l, c]).select(0, idx); // [M r, C]
+        (z.reshape([b * l, w]).select(0, idx.clone()), tokens.reshape([b * l, c]).select(0, idx))
+    }
+
+    /// The L2 regression baseline (the paper's Table 2 "L2 loss" row): the head reads `z` alone
+    /// (a zero input at `t = 0`) and its output is the token itself; the loss is
+    /// `|x0 - x0_hat(z)|^2 / C` over the `mask`ed tokens (every token for a causal model).
+    ///
+    /// # Shapes
+    /// - `tokens`: `[B, L, C]`; returns `[1]`
+    pub fn l2_loss(&self, tokens: Tensor<3>, mask: &[Vec<bool>], orders: &[Vec<usize>], labels: &[usize]) -> Tensor<1> {
+        let z = self.condition(tokens.clone(), mask, orders, labels);
+        let (z, x0) = Self::targets(z, tokens, mask, 1);
+        (self.regress(z) - x0).square().mean().reshape([1])
+    }
+
+    /// The L2 head's token estimate from its condition vectors.
+    ///
+    /// # Shapes
+    /// - `z`: `[M, W]`; returns `[M, C]`
+    pub fn regress(&self, z: Tensor<2>) -> Tensor<2> {
+        let [m, _] = z.dims();
+        let c = self.head.output.weight.dims()[1];
+        self.head.forward(Tensor::zeros([m, c], &z.device()), &vec![0; m], z)
+    }
+
+    /// The Diffusion Loss of the masked tokens (every token for a causal model): the mean over
+    /// those tokens x `repeat` draws of `|eps - eps_hat(gamma_t x0 + sigma_t eps, t, z)|^2 / C`.
+    ///
+    /// # Shapes
+    /// - `tokens`: `[B, L, C]` clean; `mask`, `orders`, `labels` as [`Mar::condition`]; `t`: one timestep per
+    ///   (image, repeat, masked token), in that order; `gamma`, `sigma`: the schedule's values at `t`;
+    ///   `eps`: `[M repeat, C]` with `M` the masked tokens of the batch; returns `[1]`
+    #[allow(clippy::too_many_arguments)]
+    pub fn diffusion_loss(
+        &self,
+        tokens: Tensor<3>,
+        mask: &[Vec<bool>],
+        orders: &[Vec<usize>],
+        labels: &[usize],
+        t: &[usize],
+        gamma: &[f32],
+        sigma: &[f32],
+        eps: Tensor<2>,
+    ) -> Tensor<1> {
+        let device = tokens.device();
+        let z = self.condition(tokens.clone(), mask, orders, labels);
+        let m: usize = mask.iter().map(|row| row.iter().filter(|&&x| x).count()).sum();
+        let (z, x0) = Self::targets(z, tokens, mask, t.len() / m.max(1)); // [M r, W], [M r, C]
         let col = |v: &[f32]| Tensor::<2>::from_data(TensorData::new(v.to_vec(), [v.len(), 1]), &device);
         let x_t = x0 * col(gamma) + eps.clone() * col(sigma);
         let eps_hat = self.head.forward(x_t, t, z);
@@ -279,8 +393,65 @@ mod tests {
         let t: Vec<usize> = (0..m * repeat).map(|i| (i * 37) % 1000).collect();
         let eps = Tensor::<2>::random([m * repeat, 4], Distribution::Normal(0.0, 1.0), &device);
         let ones = vec![0.5f32; m * repeat];
-        let loss: f32 = mar.diffusion_loss(tokens, &mask, &[0, 3], &t, &ones, &ones, eps.clone()).into_scalar();
+        let loss: f32 = mar.diffusion_loss(tokens, &mask, &[], &[0, 3], &t, &ones, &ones, eps.clone()).into_scalar();
         let variance: f32 = eps.square().mean().into_scalar();
         assert!((loss - variance).abs() < 1e-6, "{loss} vs {variance}");
+    }
+
+    #[test]
+    fn a_causal_prediction_reads_only_the_tokens_before_it_in_its_order() {
+        let device = Device::flex();
+        let config = MarConfig { causal: true, ..config() };
+        let mar = crate::nn::init::seeded(&device, 3, || config.init(&device));
+        let mut rng = ChaCha8Rng::seed_from_u64(8);
+        let orders: Vec<Vec<usize>> = vec![random_order(&mut rng, 9), (0..9).collect()];
+        let tokens = Tensor::<3>::random([2, 9, 4], Distribution::Normal(0.0, 1.0), &device);
+        let z: Vec<f32> = mar.forward_causal(tokens.clone(), &orders, &[0, 2]).into_data().try_into_vec().unwrap();
+        assert_eq!(z.len(), 2 * 9 * 16);
+        for k in 0..9 {
+            // Change token order[k] of both images: z of order[0..=k] must not move, every later one must.
+            let mut bump = Tensor::<3>::zeros([2, 9, 4], &device);
+            for (b, o) in orders.iter().enumerate() {
+                bump = bump.slice_assign([b..b + 1, o[k]..o[k] + 1, 0..4], Tensor::ones([1, 1, 4], &device) * 3.0);
+            }
+            let moved: Vec<f32> =
+                mar.forward_causal(tokens.clone() + bump, &orders, &[0, 2]).into_data().try_into_vec().unwrap();
+            for (b, o) in orders.iter().enumerate() {
+                for (j, &pos) in o.iter().enumerate() {
+                    let row = (b * 9 + pos) * 16;
+                    let diff = (row..row + 16).map(|i| (z[i] - moved[i]).abs()).fold(0f32, f32::max);
+                    if j <= k {
+                        assert_eq!(diff, 0.0, "image {b}: z of the {j}th token read the {k}th");
+                    } else {
+                        assert!(diff > 1e-5, "image {b}: z of the {j}th token ignores the {k}th");
+                    }
+                }
+            }
+        }
+        // The order itself is known to the model: the same tokens in another order give other z.
+        let other: Vec<Vec<usize>> = vec![orders[1].clone(), orders[0].clone()];
+        let swapped: Vec<f32> = mar.forward_causal(tokens, &other, &[0, 2]).into_data().try_into_vec().unwrap();
+        assert_ne!(z, swapped);
+    }
+
+    #[test]
+    fn a_fresh_l2_heads_loss_is_the_mean_square_of_the_masked_tokens() {
+        // The head's output layer starts at zero, so x0_hat = 0 and the loss is mean(x0^2) over
+        // the masked tokens only.
+        let device = Device::flex();
+        let mar = crate::nn::init::seeded(&device, 2, || config().init(&device));
+        let mask = masks(2, 9, 3, 6);
+        let values: Vec<f32> = (0..2 * 9 * 4).map(|i| (i % 7) as f32 - 3.0).collect();
+        let want: f32 = mask
+            .iter()
+            .flatten()
+            .enumerate()
+            .filter(|(_, m)| **m)
+            .flat_map(|(r, _)| values[r * 4..r * 4 + 4].iter().map(|v| v * v))
+            .sum::<f32>()
+            / (6.0 * 4.0);
+        let tokens = Tensor::<3>::from_data(TensorData::new(values, [2, 9, 4]), &device);
+        let loss: f32 = mar.l2_loss(tokens, &mask, &[], &[1, 3]).into_scalar();
+        assert!((loss - want).abs() < 1e-5 * want, "{loss} vs {want}");
     }
 }

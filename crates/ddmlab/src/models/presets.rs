@@ -26,6 +26,8 @@
 //!   an MAE-style encoder / decoder of 4 + 4 pre-LN blocks (width 128), 16 class tokens, a
 //!   3 x 256 Diffusion Loss head; MAR's AdamW recipe (weight decay 0.02, warm-up then constant,
 //!   global-norm clip 3). Not yet tuned for this scale.
+//! - `mar-fmnist-ar-random`, `mar-fmnist-ar-raster`, `mar-fmnist-l2`: the same with causal
+//!   attention in random or raster order, or an L2 regression head (MAR's Tables 1 and 2).
 //! - `ladder-*`: the l-DAE paper's deconstruction ladder (Tables 1-3) on Fashion-MNIST, each
 //!   row the row before plus the change the paper names; see `ladder`.
 //! - `dit-s`, `dit-b`, `dit-l`, `dit-xl`: DiT's four sizes (Peebles & Xie, Table 1: 12 x 384,
@@ -55,6 +57,7 @@ use crate::data::transform::Augment;
 use crate::diffusion::denoise::{InputSpace, NoiseSpace, Target};
 use crate::diffusion::{LossWeight, NoiseSchedule};
 use crate::error::{Error, Result};
+use crate::mar::{MarLoss, MarVariant};
 use crate::models::VitConfig;
 use crate::models::conv_ae::ConvAeConfig;
 use crate::tokenizer::{LatentScale, TokenizerSpec};
@@ -136,6 +139,25 @@ fn kl_fmnist_tokens() -> TokenizerSpec {
         cells: 1,
         scale: LatentScale::Unit,
         config: Box::new(tokenizer_preset("kl-fmnist").expect("registered").config),
+    }
+}
+
+/// `mar-fmnist` and its variants: one backbone, recipe and latent, the order / attention and the
+/// head's loss as given.
+fn mar_fmnist(name: &'static str, about: &'static str, variant: MarVariant, loss: MarLoss) -> Preset {
+    Preset {
+        name,
+        about,
+        config: RunConfig {
+            preset: name.into(),
+            data: "fashion-mnist".into(),
+            train_limit: 0,
+            resize: true,
+            model: dit(ImageShape { channels: 1, height: 32, width: 32 }, 4, 128, 8, 4, 10),
+            denoise: ddpm(kl_fmnist_tokens()),
+            mar: Some(MarSection { variant, loss, ..MarSection::paper(16, 256, 3) }),
+            train: mar_train(256, 20.0),
+        },
     }
 }
 
@@ -334,20 +356,30 @@ fn registry() -> Vec<Preset> {
                 train: TrainConfig { steps: 200, checkpoint_every: 100, ema_decay: 0.999, ..mar_train(128, 0.0) },
             },
         },
-        Preset {
-            name: "mar-fmnist",
-            about: "MAR with Diffusion Loss on the conv KL-VAE latent (kl-fmnist, trained first): 64 tokens of 2, width 128, 4 + 4 blocks, head 3 x 256",
-            config: RunConfig {
-                preset: "mar-fmnist".into(),
-                data: "fashion-mnist".into(),
-                train_limit: 0,
-                resize: true,
-                model: dit(ImageShape { channels: 1, height: 32, width: 32 }, 4, 128, 8, 4, 10),
-                denoise: ddpm(kl_fmnist_tokens()),
-                mar: Some(MarSection::paper(16, 256, 3)),
-                train: mar_train(256, 20.0),
-            },
-        },
+        mar_fmnist(
+            "mar-fmnist",
+            "MAR with Diffusion Loss on the conv KL-VAE latent (kl-fmnist, trained first): 64 tokens of 2, width 128, 4 + 4 blocks, head 3 x 256",
+            MarVariant::Mar,
+            MarLoss::Diffusion,
+        ),
+        mar_fmnist(
+            "mar-fmnist-ar-random",
+            "mar-fmnist with causal attention in a random order, one token per step (MAR Table 1: AR, random order)",
+            MarVariant::ArRandom,
+            MarLoss::Diffusion,
+        ),
+        mar_fmnist(
+            "mar-fmnist-ar-raster",
+            "mar-fmnist with causal attention in raster order, one token per step (MAR Table 1: AR, raster)",
+            MarVariant::ArRaster,
+            MarLoss::Diffusion,
+        ),
+        mar_fmnist(
+            "mar-fmnist-l2",
+            "mar-fmnist with an L2 regression head instead of the Diffusion Loss (MAR's baseline)",
+            MarVariant::Mar,
+            MarLoss::L2,
+        ),
         dit_imagenet(
             "dit-s",
             "paper setting, ImageNet 256 class-conditional: DiT-S (12 x 384, 6 heads), patch 16, eps, CFG dropout 0.1",

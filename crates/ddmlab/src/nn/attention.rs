@@ -10,7 +10,7 @@ use burn::tensor::{Device, Tensor};
 use super::init::xavier_linear;
 use super::linear::linear_tokens;
 
-/// Self-attention over all tokens (no mask).
+/// Self-attention over all tokens, or causal (each token attends to itself and the ones before).
 #[derive(Module, Debug)]
 pub struct Attention {
     pub qkv: Linear,
@@ -28,13 +28,22 @@ impl Attention {
     /// # Shapes
     /// - `x`: `[B, L, W]`; returns `[B, L, W]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        self.forward_with(x, false)
+    }
+
+    /// Self-attention, causal when `causal` (query `i` reads keys `0..=i`).
+    ///
+    /// # Shapes
+    /// - `x`: `[B, L, W]`; returns `[B, L, W]`
+    pub fn forward_with(&self, x: Tensor<3>, causal: bool) -> Tensor<3> {
         let [b, l, w] = x.dims();
         let hd = w / self.heads;
         let qkv = linear_tokens(&self.qkv, x).reshape([b, l, 3, self.heads, hd]).permute([2, 0, 3, 1, 4]); // [3, B, H, L, hd]
         let q = qkv.clone().slice_dim(0, 0..1).squeeze_dim::<4>(0); // [B, H, L, hd]
         let k = qkv.clone().slice_dim(0, 1..2).squeeze_dim::<4>(0);
         let v = qkv.slice_dim(0, 2..3).squeeze_dim::<4>(0);
-        let out = attention(q, k, v, None, None, AttentionModuleOptions::default()); // [B, H, L, hd]
+        let options = AttentionModuleOptions { is_causal: causal, ..Default::default() };
+        let out = attention(q, k, v, None, None, options); // [B, H, L, hd]
         linear_tokens(&self.proj, out.swap_dims(1, 2).reshape([b, l, w]))
     }
 }

@@ -37,7 +37,15 @@ impl VitBlock {
     /// # Shapes
     /// - `x`: `[B, L, W]`; returns `[B, L, W]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let x = x.clone() + self.attn.forward(self.norm1.forward(x));
+        self.forward_with(x, false)
+    }
+
+    /// The block with causal attention when `causal` (token `i` reads tokens `0..=i`).
+    ///
+    /// # Shapes
+    /// - `x`: `[B, L, W]`; returns `[B, L, W]`
+    pub fn forward_with(&self, x: Tensor<3>, causal: bool) -> Tensor<3> {
+        let x = x.clone() + self.attn.forward_with(self.norm1.forward(x), causal);
         x.clone() + self.mlp.forward(self.norm2.forward(x))
     }
 }

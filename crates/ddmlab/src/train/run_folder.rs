@@ -87,6 +87,45 @@ pub fn load_tokenizer(run: &Path, config: &RunConfig) -> Result<FittedTokenizer>
     FittedTokenizer::load(&config.denoise.tokenizer, &path, config.model.image.channels)
 }
 
+/// Start run folder `to` with the fitted tokenizer of run `from` (its file and fit report), so
+/// that runs on one tokenizer (MAR's variants, a DiT beside a MAR) share one fit. The two
+/// configs must name the same tokenizer on the same data and image size; a folder that already
+/// holds a tokenizer keeps it.
+pub fn adopt_tokenizer(from: &Path, to: &Path, config: &RunConfig) -> Result<()> {
+    let source = read_config(from)?;
+    let same = source.denoise.tokenizer == config.denoise.tokenizer
+        && source.data == config.data
+        && source.model.image == config.model.image
+        && source.resize == config.resize;
+    if !same {
+        return Err(Error::config(
+            "--tokenizer-from",
+            format!(
+                "{} fits {} on {} at {:?}, this run wants {} on {} at {:?}",
+                from.display(),
+                source.denoise.tokenizer.label(source.model.image.channels),
+                source.data,
+                source.model.image,
+                config.denoise.tokenizer.label(config.model.image.channels),
+                config.data,
+                config.model.image
+            ),
+        ));
+    }
+    let (file, target) = (tokenizer_path(from, &source), tokenizer_path(to, config));
+    if target.exists() {
+        return Ok(());
+    }
+    // Loading checks that the file is whole before it is copied.
+    load_tokenizer(from, &source)?;
+    std::fs::create_dir_all(to).at(to)?;
+    let report = fit_report_path(from);
+    if report.exists() {
+        crate::atomic::write_atomic(&fit_report_path(to), &std::fs::read(&report).at(&report)?)?;
+    }
+    crate::atomic::write_atomic(&target, &std::fs::read(&file).at(&file)?)
+}
+
 /// How a run fits its tokenizer when the run folder has none: the data root (a conv VAE's
 /// training reads its own splits) and a time limit (only a conv VAE's training takes long
 /// enough to stop and resume).
