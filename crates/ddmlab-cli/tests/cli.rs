@@ -196,6 +196,33 @@ fn train_a_mar_sample_it_and_reject_bad_mar_settings() {
     fails_with(ddmlab(&["gen-eval", "--run", run_s, "--weights", w, "--mar-steps", "50"]), &["--mar-steps", "K = 50"]);
 }
 
+/// MAE on the MAR backbone (l-DAE's Table 4 baseline): trains from its preset and is probed
+/// like a denoising ViT (its encoder, nothing masked); probe settings it cannot take are named.
+#[test]
+fn train_the_mae_baseline_and_probe_its_encoder() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_data(tmp.path());
+    let data = tmp.path().to_str().unwrap();
+    let run = tmp.path().join("mae");
+    let run_s = run.to_str().unwrap();
+    let mut args = vec!["train", "--preset", "mae-fmnist", "--out", run_s, "--data-dir", data, "--steps", "2"];
+    args.extend(["--set", "model.width=32", "--set", "model.heads=2", "--set", "mar.head_width=32"]);
+    args.extend(["--batch-size", "8"]);
+    let out = ddmlab(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = ddmlab(&["probe", "--run", run_s, "--data-dir", data, "--epochs", "2", "--knn-k", "3", "--pool", "avg"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows = ddmlab::eval::report::read_rows(&run.join("probe.json")).unwrap();
+    let subjects: Vec<&str> = rows.iter().map(|r| r.subject.as_str()).collect();
+    assert!(subjects.contains(&"mae-fmnist (EMA)") && subjects.contains(&"random-init encoder"), "{subjects:?}");
+    assert!(rows.iter().all(|r| r.linear.is_finite()), "{rows:?}");
+    fails_with(ddmlab(&["probe", "--run", run_s, "--data-dir", data, "--t", "5"]), &["--t", "clean tokens"]);
+    fails_with(
+        ddmlab(&["probe", "--run", run_s, "--data-dir", data, "--encoder-depth", "9"]),
+        &["--encoder-depth", "1..=4"],
+    );
+}
+
 #[test]
 fn train_a_dit_sample_it_and_reject_bad_generation_requests() {
     let tmp = tempfile::tempdir().unwrap();

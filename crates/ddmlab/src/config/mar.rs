@@ -32,6 +32,12 @@ pub struct MarSection {
     /// `diffusion` (the Diffusion Loss) or `l2` (regression baseline).
     #[serde(default)]
     pub loss: MarLoss,
+    /// A fixed training mask ratio instead of MAR's truncated Gaussian (MAE: 0.75).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask_ratio: Option<f64>,
+    /// L2 targets normalised per token by their mean and variance (MAE's `norm_pix_loss`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub norm_target: bool,
 }
 
 impl MarSection {
@@ -46,6 +52,8 @@ impl MarSection {
             diffusion_repeat: 4,
             variant: MarVariant::Mar,
             loss: MarLoss::Diffusion,
+            mask_ratio: None,
+            norm_target: false,
         }
     }
 
@@ -79,6 +87,19 @@ impl MarSection {
             format!("{}, expected a ratio in (0, 1]", self.min_mask_ratio),
         )?;
         check(self.diffusion_repeat >= 1, "mar.diffusion_repeat", "must be positive".into())?;
+        if let Some(r) = self.mask_ratio {
+            check(r > 0.0 && r <= 1.0, "mar.mask_ratio", format!("{r}, expected a ratio in (0, 1]"))?;
+            check(
+                !self.variant.is_causal(),
+                "mar.mask_ratio",
+                format!("a causal ({}) model predicts every token: no mask ratio", self.variant.name()),
+            )?;
+        }
+        check(
+            !self.norm_target || self.loss == MarLoss::L2,
+            "mar.norm_target",
+            "normalised targets are for the L2 loss (the Diffusion Loss models the tokens themselves)".into(),
+        )?;
         check(
             model.encoder_depth >= 1 && model.encoder_depth < model.depth,
             "model.encoder_depth",
@@ -136,7 +157,13 @@ mod tests {
     #[test]
     fn invalid_mar_settings_are_one_error_naming_the_field() {
         type Spoil = fn(&mut RunConfig);
-        let cases: [(&str, Spoil); 6] = [
+        let cases: [(&str, Spoil); 9] = [
+            ("mar.mask_ratio", |c| c.mar.as_mut().unwrap().mask_ratio = Some(0.0)),
+            ("mar.mask_ratio", |c| {
+                let m = c.mar.as_mut().unwrap();
+                (m.mask_ratio, m.variant) = (Some(0.75), MarVariant::ArRaster);
+            }),
+            ("mar.norm_target", |c| c.mar.as_mut().unwrap().norm_target = true),
             ("mar.buffer", |c| c.mar.as_mut().unwrap().buffer = 0),
             ("mar.head_width", |c| c.mar.as_mut().unwrap().head_width = 0),
             ("mar.min_mask_ratio", |c| c.mar.as_mut().unwrap().min_mask_ratio = 1.5),

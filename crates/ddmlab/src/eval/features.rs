@@ -8,6 +8,9 @@
 //! The encoder reads what its objective feeds it: the image's patches, or its tokenizer latent.
 //! The paper's probe ablations change the timestep, the number of blocks read as the encoder,
 //! and whether the input is noised at that timestep (`FeatureSpec`).
+//!
+//! A MAR or MAE run's encoder ([`Encoder::Mar`]) reads the tokenizer's latent of the clean
+//! image with nothing masked and the null class in its buffer.
 
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::SeedableRng;
@@ -16,6 +19,7 @@ use rand_distr::{Distribution, StandardNormal};
 use crate::data::{ImageSet, loader::ordered_batches};
 use crate::diffusion::denoise::{InputSpace, NoiseSpace};
 use crate::models::DenoisingVit;
+use crate::models::mar::Mar;
 use crate::tokenizer::{Tokenizer, patchify};
 
 /// How encoder tokens become one vector per image.
@@ -62,6 +66,7 @@ pub fn pixel_features(set: &ImageSet) -> Features {
 }
 
 /// What the encoder reads and how deep it is read.
+#[derive(Clone, Copy)]
 pub struct FeatureSpec<'a> {
     /// The run's tokenizer (the network reads its latent, or the image's patches).
     pub tokenizer: &'a dyn Tokenizer,
@@ -116,14 +121,47 @@ impl FeatureSpec<'_> {
     }
 }
 
-/// Encoder features of every image of `set` as `spec` reads them, for each requested pooling.
+/// A frozen encoder the probe reads.
+#[derive(Clone, Copy)]
+pub enum Encoder<'a> {
+    /// A denoising ViT's first `spec.depth` blocks on the input `spec` makes, at `spec.t`.
+    Vit(&'a DenoisingVit, FeatureSpec<'a>),
+    /// A MAR / MAE encoder's first `depth` blocks on the tokenizer's latent.
+    Mar { model: &'a Mar, tokenizer: &'a dyn Tokenizer, depth: usize, null_class: usize },
+}
+
+impl Encoder<'_> {
+    /// The output tokens for clean images `x` (batch `index` of the set, which seeds the noise
+    /// of a noisy probe).
+    ///
+    /// # Shapes
+    /// - `x`: `[B, C, H, W]`; returns `[B, L, W]`
+    pub fn tokens(&self, x: Tensor<4>, index: usize) -> Tensor<3> {
+        let b = x.dims()[0];
+        match self {
+            Encoder::Vit(model, spec) => model.encode_to(spec.tokens(x, index), &vec![spec.t; b], spec.depth),
+            Encoder::Mar { model, tokenizer, depth, null_class } => {
+                model.encode(tokenizer.encode(x), &vec![*null_class; b], *depth)
+            }
+        }
+    }
+
+    /// The same encoder with its probe noise seeded apart (for the test split).
+    pub fn reseeded(&self, salt: u64) -> Self {
+        match *self {
+            Encoder::Vit(model, spec) => Encoder::Vit(model, FeatureSpec { seed: spec.seed ^ salt, ..spec }),
+            other => other,
+        }
+    }
+}
+
+/// Encoder features of every image of `set`, for each requested pooling.
 ///
 /// Batches run concurrently, one per worker thread (burn's element-wise kernels are
 /// single-threaded); the output order is the data set's.
 pub fn encoder_features(
-    model: &DenoisingVit,
+    encoder: &Encoder<'_>,
     set: &ImageSet,
-    spec: &FeatureSpec<'_>,
     pools: &[Pool],
     batch: usize,
     device: &Device,
@@ -134,7 +172,7 @@ pub fn encoder_features(
     let encode_batch = |(index, (images, labels)): (usize, (Vec<f32>, Vec<u32>))| -> Vec<(usize, Vec<f32>)> {
         let b = labels.len();
         let x = Tensor::<4>::from_data(TensorData::new(images, [b, shape.channels, shape.height, shape.width]), device);
-        let tokens = model.encode_to(spec.tokens(x, index), &vec![spec.t; b], spec.depth); // [B, L, W]
+        let tokens = encoder.tokens(x, index); // [B, L, W]
         let [_, l, w] = tokens.dims();
         pools
             .iter()

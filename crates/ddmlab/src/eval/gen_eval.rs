@@ -164,6 +164,12 @@ pub fn gen_eval_run(run: &Path, opts: &GenEvalOptions, device: &Device, obs: &mu
         return Err(Error::config("--cfg", "at least one guidance scale, sampler, reference and 2 images are needed"));
     }
     let chosen = checkpoint::select(run, &opts.checkpoints)?;
+    // A MAR setting the model cannot take fails before anything is loaded or sampled.
+    for (_, ckpt) in &chosen {
+        if let Some(spec) = MarSpec::of(&checkpoint::read_meta(ckpt)?.0) {
+            opts.mar.settings(&spec)?;
+        }
+    }
     let net = InceptionV3::load(&opts.weights, device)?;
     let started = std::time::Instant::now();
     struct Ref {

@@ -11,6 +11,6 @@ pub mod precision_recall;
 pub mod probe;
 pub mod report;
 
-pub use features::{Features, Pool, encoder_features, pixel_features};
+pub use features::{Encoder, Features, Pool, encoder_features, pixel_features};
 pub use knn::knn_top1;
 pub use probe::{ProbeConfig, linear_probe};

@@ -7,14 +7,14 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
-use super::features::{FeatureSpec, Features, Pool, encoder_features, pixel_features};
+use super::features::{Encoder, FeatureSpec, Features, Pool, encoder_features, pixel_features};
 use super::knn::knn_top1;
 use super::probe::{ProbeConfig, linear_probe};
 use crate::atomic::write_atomic;
 use crate::config::RunConfig;
 use crate::data::{ImageSet, Split};
 use crate::error::{Error, IoContext, Result};
-use crate::models::DenoisingVit;
+use crate::models::mar::Mar;
 use crate::train::{Observer, checkpoint, run_folder};
 use crate::viz::plot::{Series, line_plot};
 
@@ -110,15 +110,13 @@ fn evaluate(
 fn encoder_rows(
     subject: &str,
     step: Option<usize>,
-    model: &DenoisingVit,
-    spec: &FeatureSpec<'_>,
+    encoder: &Encoder<'_>,
     sets: (&ImageSet, &ImageSet),
     opts: &ProbeOptions,
     device: &Device,
 ) -> Vec<ProbeRow> {
-    let train = encoder_features(model, sets.0, spec, &opts.pools, opts.batch_size, device);
-    let test_spec = FeatureSpec { seed: spec.seed ^ 0x7E57, ..*spec };
-    let test = encoder_features(model, sets.1, &test_spec, &opts.pools, opts.batch_size, device);
+    let train = encoder_features(encoder, sets.0, &opts.pools, opts.batch_size, device);
+    let test = encoder_features(&encoder.reseeded(0x7E57), sets.1, &opts.pools, opts.batch_size, device);
     opts.pools
         .iter()
         .zip(train.iter().zip(&test))
@@ -141,25 +139,55 @@ pub fn probe_run(run: &Path, opts: &ProbeOptions, device: &Device, obs: &mut dyn
     obs.message(&format!("probing on {} train / {} test images of {}", train.len(), test.len(), config.data));
     let sets = (&train, &test);
     let tokenizer = run_folder::load_tokenizer(run, &config)?.bind(config.model.image, device);
-    let spec = feature_spec_of(&config, opts, tokenizer.as_ref())?;
+    // Settings are checked before anything is computed.
+    let mar = config.mar_network();
+    let spec = match &mar {
+        Some(net) => {
+            let depth = opts.encoder_depth.unwrap_or(net.enc_depth);
+            if depth == 0 || depth > net.enc_depth {
+                return Err(Error::config("--encoder-depth", format!("{depth} must be in 1..={}", net.enc_depth)));
+            }
+            if opts.t.is_some() || opts.noisy {
+                return Err(Error::config("--t", "a MAR / MAE encoder reads clean tokens: no probe timestep or noise"));
+            }
+            None
+        }
+        None => Some(feature_spec_of(&config, opts, tokenizer.as_ref())?),
+    };
     let mut rows = Vec::new();
     if opts.baselines {
         let (ptr, pte) = (pixel_features(&train), pixel_features(&test));
         rows.push(evaluate("raw pixels", None, "pixels", &ptr, &pte, sets, opts, true, device));
         obs.message(&format_row(rows.last().expect("pushed")));
-        let random = crate::nn::init::seeded(device, config.train.seed, || config.network().init(device));
-        for r in encoder_rows("random-init encoder", None, &random, &spec, sets, opts, device) {
+    }
+    let label = &config.preset;
+    let subject = if opts.ema { format!("{label} (EMA)") } else { label.to_string() };
+    let mut probe = |subject: &str, step: Option<usize>, encoder: &Encoder<'_>| {
+        for r in encoder_rows(subject, step, encoder, sets, opts, device) {
             obs.message(&format_row(&r));
             rows.push(r);
         }
-    }
-    for (step, ckpt) in &chosen {
-        let model = run_folder::load_model(ckpt, &config, opts.ema, device)?;
-        let label = &config.preset;
-        let subject = if opts.ema { format!("{label} (EMA)") } else { label.to_string() };
-        for r in encoder_rows(&subject, Some(*step), &model, &spec, sets, opts, device) {
-            obs.message(&format_row(&r));
-            rows.push(r);
+    };
+    if let (Some(net), None) = (mar, spec) {
+        // A MAR / MAE run: its encoder on the tokenizer's latent, nothing masked.
+        let depth = opts.encoder_depth.unwrap_or(net.enc_depth);
+        let (tokenizer, null_class) = (tokenizer.as_ref(), net.num_classes);
+        if opts.baselines {
+            let model: Mar = crate::nn::init::seeded(device, config.train.seed, || net.init(device));
+            probe("random-init encoder", None, &Encoder::Mar { model: &model, tokenizer, depth, null_class });
+        }
+        for (step, ckpt) in &chosen {
+            let model: Mar = checkpoint::load_weights(ckpt, run_folder::weights_file(opts.ema), &config, device)?;
+            probe(&subject, Some(*step), &Encoder::Mar { model: &model, tokenizer, depth, null_class });
+        }
+    } else if let Some(spec) = spec {
+        if opts.baselines {
+            let random = crate::nn::init::seeded(device, config.train.seed, || config.network().init(device));
+            probe("random-init encoder", None, &Encoder::Vit(&random, spec));
+        }
+        for (step, ckpt) in &chosen {
+            let model = run_folder::load_model(ckpt, &config, opts.ema, device)?;
+            probe(&subject, Some(*step), &Encoder::Vit(&model, spec));
         }
     }
     let protocol = opts.protocol(train.len(), test.len());

@@ -347,9 +347,8 @@ mod tests {
             let mut model = crate::nn::init::seeded(&device, 1, || config.init(&device));
             // A trained-looking head: its zero-initialised layers given values, so that the L2
             // tokens depend on z.
-            let fill = |l: burn::nn::Linear| {
-                crate::nn::init::xavier_linear(l.weight.dims()[0], l.weight.dims()[1], &device)
-            };
+            let fill =
+                |l: burn::nn::Linear| crate::nn::init::xavier_linear(l.weight.dims()[0], l.weight.dims()[1], &device);
             model.head.output = fill(model.head.output);
             model.head.final_ada = fill(model.head.final_ada);
             for block in &mut model.head.blocks {

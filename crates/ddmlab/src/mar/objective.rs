@@ -65,6 +65,10 @@ pub struct MarObjective {
     pub token_dim: usize,
     pub variant: MarVariant,
     pub loss: MarLoss,
+    /// A fixed mask ratio instead of the truncated Gaussian (MAE's 0.75).
+    pub fixed_ratio: Option<f64>,
+    /// L2 targets normalised per token (MAE's `norm_pix_loss`).
+    pub norm_target: bool,
 }
 
 /// The random draws of one batch.
@@ -118,6 +122,8 @@ impl MarObjective {
             token_dim,
             variant: MarVariant::Mar,
             loss: MarLoss::Diffusion,
+            fixed_ratio: None,
+            norm_target: false,
         }
     }
 
@@ -132,7 +138,11 @@ impl MarObjective {
         let mut drop = step_rng(seed, purpose::LABEL_DROP, step as u64);
         let labels = labels
             .iter()
-            .map(|&y| if drop.random::<f64>() < self.class_dropout { self.num_classes } else { y as usize })
+            .map(|&y| {
+                let dropped = drop.random::<f64>() < self.class_dropout;
+                // An unconditional model (no classes) reads the null class only.
+                if dropped || self.num_classes == 0 { self.num_classes } else { y as usize }
+            })
             .collect();
         let n = match self.loss {
             MarLoss::Diffusion => b * count * self.repeat,
@@ -150,7 +160,7 @@ impl MarObjective {
     /// - `tokens`: `[B, L, C]`; returns `[1]`
     pub fn loss(&self, model: &Mar, tokens: Tensor<3>, draws: &MarDraws, device: &Device) -> Tensor<1> {
         if self.loss == MarLoss::L2 {
-            return model.l2_loss(tokens, &draws.mask, &draws.order, &draws.labels);
+            return model.l2_loss(tokens, &draws.mask, &draws.order, &draws.labels, self.norm_target);
         }
         let gamma: Vec<f32> = draws.t.iter().map(|&t| self.schedule.gamma(t) as f32).collect();
         let sigma: Vec<f32> = draws.t.iter().map(|&t| self.schedule.sigma(t) as f32).collect();
@@ -181,6 +191,8 @@ impl MarTrainObjective {
                 repeat: mar.diffusion_repeat,
                 variant: mar.variant,
                 loss: mar.loss,
+                fixed_ratio: mar.mask_ratio,
+                norm_target: mar.norm_target,
                 ..MarObjective::paper(net.seq_len, net.token_dim, net.num_classes)
             },
             tokenizer: tokenizer.bind(config.model.image, device),

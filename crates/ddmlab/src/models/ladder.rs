@@ -169,7 +169,7 @@ fn to_conv_vae(c: &mut RunConfig, spec: TokenizerSpec) {
 }
 
 /// The class-conditional DiT baseline of Table 1 on the patch-PCA latent.
-fn baseline() -> RunConfig {
+pub(crate) fn baseline() -> RunConfig {
     let fmnist = ImageShape { channels: 1, height: 28, width: 28 };
     RunConfig {
         preset: "ladder-t1-dit".into(),

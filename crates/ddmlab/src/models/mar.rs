@@ -149,6 +149,19 @@ fn index(rows: Vec<i64>, device: &Device) -> Tensor<1, Int> {
     Tensor::from_data(TensorData::new(rows, [n]), device)
 }
 
+/// Each row minus its mean, over its unbiased standard deviation (eps 1e-6 on the variance,
+/// as MAE's `norm_pix_loss`).
+///
+/// # Shapes
+/// - `x`: `[M, C]`; returns `[M, C]`
+fn normalise_rows(x: Tensor<2>) -> Tensor<2> {
+    let c = x.dims()[1];
+    let mean = x.clone().mean_dim(1);
+    let centred = x - mean;
+    let var = centred.clone().square().sum_dim(1) / (c as f64 - 1.0).max(1.0);
+    centred / (var + 1e-6).sqrt()
+}
+
 /// Per image, the rows of `order`'s tokens (`b * L + order[k]`) for `k` in `ks`.
 fn rows_in_order(orders: &[Vec<usize>], ks: std::ops::Range<usize>) -> Vec<i64> {
     let l = orders.first().map_or(0, Vec::len);
@@ -294,10 +307,41 @@ impl Mar {
     ///
     /// # Shapes
     /// - `tokens`: `[B, L, C]`; returns `[1]`
-    pub fn l2_loss(&self, tokens: Tensor<3>, mask: &[Vec<bool>], orders: &[Vec<usize>], labels: &[usize]) -> Tensor<1> {
+    ///
+    /// With `norm_target` each target token is first normalised by its own mean and (unbiased)
+    /// variance, MAE's `norm_pix_loss`.
+    pub fn l2_loss(
+        &self,
+        tokens: Tensor<3>,
+        mask: &[Vec<bool>],
+        orders: &[Vec<usize>],
+        labels: &[usize],
+        norm_target: bool,
+    ) -> Tensor<1> {
         let z = self.condition(tokens.clone(), mask, orders, labels);
         let (z, x0) = Self::targets(z, tokens, mask, 1);
+        let x0 = if norm_target { normalise_rows(x0) } else { x0 };
         (self.regress(z) - x0).square().mean().reshape([1])
+    }
+
+    /// Encoder features of every token (nothing masked): the first `depth` encoder blocks over
+    /// the class (or null) buffer and all tokens, then the encoder's LayerNorm; the buffer rows
+    /// dropped. What a linear probe of a MAR / MAE run reads.
+    ///
+    /// # Shapes
+    /// - `tokens`: `[B, L, C]`; `labels`: `B` ids; returns `[B, L, W]`
+    pub fn encode(&self, tokens: Tensor<3>, labels: &[usize], depth: usize) -> Tensor<3> {
+        let device = tokens.device();
+        let [b, l, _] = tokens.dims();
+        let buf = self.buffer;
+        let x = linear_tokens(&self.z_proj, tokens);
+        let w = x.dims()[2];
+        let class = self.class_emb.forward(labels, &device).unsqueeze_dim::<3>(1).expand([b, buf, w]);
+        let mut x = self.z_proj_ln.forward(Tensor::cat(vec![class, x], 1) + self.enc_pos.val());
+        for block in self.enc_blocks.iter().take(depth) {
+            x = block.forward_with(x, self.causal);
+        }
+        self.enc_norm.forward(x).slice_dim(1, buf..buf + l)
     }
 
     /// The L2 head's token estimate from its condition vectors.
@@ -451,7 +495,11 @@ mod tests {
             .sum::<f32>()
             / (6.0 * 4.0);
         let tokens = Tensor::<3>::from_data(TensorData::new(values, [2, 9, 4]), &device);
-        let loss: f32 = mar.l2_loss(tokens, &mask, &[], &[1, 3]).into_scalar();
+        let loss: f32 = mar.l2_loss(tokens.clone(), &mask, &[], &[1, 3], false).into_scalar();
         assert!((loss - want).abs() < 1e-5 * want, "{loss} vs {want}");
+        // MAE's normalised targets: each token has mean 0 and unbiased variance ~1, so the
+        // mean square over its C = 4 values is (C - 1) / C.
+        let loss: f32 = mar.l2_loss(tokens, &mask, &[], &[1, 3], true).into_scalar();
+        assert!((loss - 0.75).abs() < 1e-4, "{loss}");
     }
 }
