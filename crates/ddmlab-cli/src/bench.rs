@@ -15,6 +15,8 @@ use ddmlab::diffusion::SamplerKind;
 use ddmlab::eval::fid::{FidSource, inception_features};
 use ddmlab::eval::inception::InceptionV3;
 use ddmlab::generate::{SampleOptions, sample_images};
+use ddmlab::mar::objective::MarTrainObjective;
+use ddmlab::models::mar::Mar;
 use ddmlab::tokenizer::conv_vae::FittedConvVae;
 use ddmlab::tokenizer::patch_ae::PatchAutoencoder;
 use ddmlab::tokenizer::{FittedTokenizer, PatchPca, TokenizerSpec};
@@ -22,6 +24,11 @@ use ddmlab::train::Trainer;
 
 use crate::args::BenchArgs;
 use crate::setup;
+
+/// The default PyTorch reference (l-DAE and DiT) and the MAR mirror used in its place for MAR
+/// configs.
+const DEFAULT_SCRIPT: &str = "bench/pytorch_ldae.py";
+const MAR_SCRIPT: &str = "bench/pytorch_mar.py";
 
 /// One measured side of a benchmark.
 #[derive(serde::Deserialize)]
@@ -50,11 +57,21 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let what =
         args.config.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| format!("preset {}", args.preset));
     let threads = rayon::current_num_threads();
+    if args.sample && config.mar.is_some() {
+        bail!(
+            "--sample times a DDIM step of a denoising ViT; a MAR run's sampling speed is the s/image that `ddmlab sample` and `gen-eval` print"
+        );
+    }
     let (ours, ms) = if args.sample { sample_step(&config, &args)? } else { train_step(&config, &args)? };
     let task = if args.sample {
         format!("DDIM step (cfg {})", args.cfg)
     } else {
-        format!("{} train step", if config.denoise.is_generator() { "DDPM" } else { "denoising" })
+        let kind = match (&config.mar, config.denoise.is_generator()) {
+            (Some(_), _) => "MAR",
+            (None, true) => "DDPM",
+            (None, false) => "denoising",
+        };
+        format!("{kind} train step")
     };
     println!(
         "ddmlab  {task}, {what} (patch {}, width {}, depth {}, batch {}, {threads} threads): {ours:.1} img/s ({ms:.1} ms/step), peak RSS {:.0} MB",
@@ -79,17 +96,32 @@ pub fn run(args: BenchArgs) -> Result<()> {
 /// Images per second and ms per step of the training step on synthetic images.
 fn train_step(config: &RunConfig, args: &BenchArgs) -> Result<(f64, f64)> {
     let device = setup::device(&args.common.device)?;
-    let shape = config.model.image;
-    let mut trainer = Trainer::new(config.clone(), &synthetic_tokenizer(config), &device)?;
+    let tokenizer = synthetic_tokenizer(config);
+    if config.mar.is_some() {
+        let objective = |c: &RunConfig, ad: &burn::tensor::Device| MarTrainObjective::new(c, &tokenizer, ad);
+        let mut trainer = Trainer::<Mar, MarTrainObjective>::with_objective(config.clone(), &device, &objective);
+        return time_steps(config, args, |batch| trainer.step(batch, 1e-4).map(|_| ()));
+    }
+    let mut trainer = Trainer::new(config.clone(), &tokenizer, &device)?;
+    time_steps(config, args, |batch| trainer.step(batch, 1e-4).map(|_| ()))
+}
+
+/// Images per second and ms per step of `step` on synthetic batches: 3 warm-up steps, then
+/// `args.steps` timed ones.
+fn time_steps(
+    config: &RunConfig,
+    args: &BenchArgs,
+    mut step: impl FnMut(&Batch) -> ddmlab::error::Result<()>,
+) -> Result<(f64, f64)> {
     let b = args.batch_size;
     let classes = config.model.num_classes.max(1);
-    let batch = |step: usize| synthetic_batch(b, shape, classes, step);
+    let batch = |s: usize| synthetic_batch(b, config.model.image, classes, s);
     for s in 0..3 {
-        trainer.step(&batch(s), 1e-4)?;
+        step(&batch(s))?;
     }
     let start = Instant::now();
     for s in 0..args.steps {
-        trainer.step(&batch(3 + s), 1e-4)?;
+        step(&batch(3 + s))?;
     }
     let secs = start.elapsed().as_secs_f64();
     Ok(((args.steps * b) as f64 / secs, 1000.0 * secs / args.steps as f64))
@@ -299,9 +331,27 @@ fn tokenizer_step(preset: &str, args: &BenchArgs) -> Result<()> {
 
 /// Run `bench/pytorch_ldae.py COMMAND` with the same config, batch, steps and threads.
 fn pytorch_model(config: &RunConfig, args: &BenchArgs, command: &str, threads: usize) -> Result<Throughput> {
-    let script = std::path::Path::new(&args.script);
+    // A MAR config goes to the MAR mirror (unless another script is named), as written.
+    let script = match (&config.mar, args.script.as_str()) {
+        (Some(_), DEFAULT_SCRIPT) => std::path::Path::new(MAR_SCRIPT),
+        _ => std::path::Path::new(&args.script),
+    };
     if !script.exists() {
         bail!("{}: not found (run from the repository root or pass --script)", script.display());
+    }
+    if config.mar.is_some() {
+        let dir = tempfile::tempdir()?;
+        let cfg = dir.path().join("config.toml");
+        std::fs::write(&cfg, config.to_toml())?;
+        let out = Command::new(&args.python)
+            .arg(script)
+            .args([command, "--config"])
+            .arg(&cfg)
+            .args(["--batch-size", &args.batch_size.to_string(), "--steps", &args.steps.to_string()])
+            .args(["--threads", &threads.to_string()])
+            .output()
+            .with_context(|| format!("cannot start {}", args.python))?;
+        return parse_python(&out, &script.display().to_string());
     }
     // The reference script reads the two objective sections it implements ([ldae], [ddpm]).
     let Some(legacy) = LegacyRunConfig::downgrade(config) else {

@@ -194,6 +194,12 @@ fn train_a_mar_sample_it_and_reject_bad_mar_settings() {
     assert!(rows.iter().all(|r| r.fid.is_finite() && r.temperature.is_some()), "{rows:?}");
     assert!(run.join("fid-temperature.png").exists() && run.join("fid-steps.png").exists());
     fails_with(ddmlab(&["gen-eval", "--run", run_s, "--weights", w, "--mar-steps", "50"]), &["--mar-steps", "K = 50"]);
+
+    // The training step of a MAR preset is benchmarked through the same command as the others.
+    let out = ddmlab(&["bench", "--preset", "mar-tiny", "--steps", "1", "--batch-size", "4"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("MAR train step"));
+    fails_with(ddmlab(&["bench", "--preset", "mar-tiny", "--sample"]), &["--sample", "s/image"]);
 }
 
 /// MAE on the MAR backbone (l-DAE's Table 4 baseline): trains from its preset and is probed
