@@ -15,6 +15,7 @@ use ddmlab::diffusion::SamplerKind;
 use ddmlab::eval::fid::{FidSource, inception_features};
 use ddmlab::eval::inception::InceptionV3;
 use ddmlab::generate::{SampleOptions, sample_images};
+use ddmlab::mar::codebook::Codebook;
 use ddmlab::mar::objective::MarTrainObjective;
 use ddmlab::models::mar::Mar;
 use ddmlab::tokenizer::conv_vae::FittedConvVae;
@@ -98,7 +99,14 @@ fn train_step(config: &RunConfig, args: &BenchArgs) -> Result<(f64, f64)> {
     let device = setup::device(&args.common.device)?;
     let tokenizer = synthetic_tokenizer(config);
     if config.mar.is_some() {
-        let objective = |c: &RunConfig, ad: &burn::tensor::Device| MarTrainObjective::new(c, &tokenizer, ad);
+        // A codebook of the config's size with spread-out codes (speed does not depend on them).
+        let dim = config.denoise.tokenizer.latent_dim(config.model.image.channels);
+        let codebook = config.mar.as_ref().filter(|m| m.codebook > 0).map(|m| Codebook {
+            codes: (0..m.codebook * dim).map(|i| ((i * 7919) % 255) as f32 / 127.5 - 1.0).collect(),
+            dim,
+        });
+        let objective =
+            |c: &RunConfig, ad: &burn::tensor::Device| MarTrainObjective::new(c, &tokenizer, codebook.as_ref(), ad);
         let mut trainer = Trainer::<Mar, MarTrainObjective>::with_objective(config.clone(), &device, &objective);
         return time_steps(config, args, |batch| trainer.step(batch, 1e-4).map(|_| ()));
     }

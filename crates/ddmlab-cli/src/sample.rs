@@ -71,8 +71,10 @@ pub fn run(args: SampleArgs) -> Result<()> {
         sampling.validate(&spec)?;
         let model: Mar = checkpoint::load_weights(&ckpt, run_folder::weights_file(!args.no_ema), &config, &device)?;
         let bar = styled(ProgressBar::new(n as u64), " images");
+        let codebook = ddmlab::mar::codebook::load_run_codebook(&checkpoint::run_of(&ckpt), &config)?;
         let images = sample_mar_images(
             &model,
+            codebook.as_ref(),
             &config,
             tokenizer.as_ref(),
             &sampling,

@@ -264,14 +264,15 @@ fn a_mar_run_trains_and_resumes_exactly() {
     let tmp = tempfile::tempdir().unwrap();
     write_synthetic_fashion_mnist(tmp.path());
     let device = Device::flex();
-    for (variant, loss) in [
-        (MarVariant::Mar, MarLoss::Diffusion),
-        (MarVariant::ArRandom, MarLoss::Diffusion),
-        (MarVariant::ArRaster, MarLoss::L2),
+    for (variant, loss, codebook) in [
+        (MarVariant::Mar, MarLoss::Diffusion, 0),
+        (MarVariant::ArRandom, MarLoss::Diffusion, 0),
+        (MarVariant::ArRaster, MarLoss::L2, 0),
+        (MarVariant::Mar, MarLoss::CrossEntropy, 8),
     ] {
         let mut config = micro_mar_config(6);
         let mar = config.mar.as_mut().unwrap();
-        (mar.variant, mar.loss) = (variant, loss);
+        (mar.variant, mar.loss, mar.codebook) = (variant, loss, codebook);
         config.validate().unwrap();
         let name = format!("{}-{}", variant.name(), loss.name());
         let whole = pretrain(
@@ -290,11 +291,19 @@ fn a_mar_run_trains_and_resumes_exactly() {
 
         let run_b = tmp.path().join(format!("{name}-b"));
         pretrain(config.clone(), &run_b, &options(tmp.path(), false, Some(3)), &device, &mut Silent).unwrap();
-        let resumed = pretrain(config, &run_b, &options(tmp.path(), true, None), &device, &mut Silent).unwrap();
+        let resumed = pretrain(config.clone(), &run_b, &options(tmp.path(), true, None), &device, &mut Silent).unwrap();
         assert_eq!(whole.losses[3..], resumed.losses[..], "{name}: uninterrupted vs resumed");
         // The run folder's config carries the section, so the run is a MAR run when read back.
         let saved = std::fs::read_to_string(run_b.join("config.toml")).unwrap();
         assert!(saved.contains("[mar]") && saved.contains(variant.name()), "{saved}");
+        if codebook > 0 {
+            // The codebook is fitted once, saved with its report, and read back on resume.
+            let book = ddmlab::mar::codebook::load_run_codebook(&run_b, &config).unwrap().unwrap();
+            assert_eq!(book.size(), codebook);
+            assert!(run_b.join("codebook-fit.json").exists());
+            // A fresh cross-entropy head is uniform over the codes: its first loss is ln K.
+            assert!((whole.losses[0] - (codebook as f64).ln()).abs() < 1e-3, "{name}: {}", whole.losses[0]);
+        }
     }
 }
 

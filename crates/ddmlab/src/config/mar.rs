@@ -38,6 +38,15 @@ pub struct MarSection {
     /// L2 targets normalised per token by their mean and variance (MAE's `norm_pix_loss`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub norm_target: bool,
+    /// Quantise the tokens to a k-means codebook of this many codes fitted on the training
+    /// tokens (0: continuous tokens). Needed by the cross-entropy loss; with the Diffusion Loss
+    /// it is the paper's VQ row.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub codebook: usize,
+}
+
+fn is_zero(v: &usize) -> bool {
+    *v == 0
 }
 
 impl MarSection {
@@ -54,6 +63,7 @@ impl MarSection {
             loss: MarLoss::Diffusion,
             mask_ratio: None,
             norm_target: false,
+            codebook: 0,
         }
     }
 
@@ -72,6 +82,7 @@ impl MarSection {
             head_width: self.head_width,
             head_depth: self.head_depth,
             causal: self.variant.is_causal(),
+            head_out: if self.loss == MarLoss::CrossEntropy { self.codebook } else { token_dim },
         }
     }
 
@@ -95,6 +106,11 @@ impl MarSection {
                 format!("a causal ({}) model predicts every token: no mask ratio", self.variant.name()),
             )?;
         }
+        check(
+            self.loss != MarLoss::CrossEntropy || self.codebook >= 2,
+            "mar.codebook",
+            format!("{}: the cross-entropy loss needs a codebook of at least 2 codes", self.codebook),
+        )?;
         check(
             !self.norm_target || self.loss == MarLoss::L2,
             "mar.norm_target",
@@ -157,13 +173,14 @@ mod tests {
     #[test]
     fn invalid_mar_settings_are_one_error_naming_the_field() {
         type Spoil = fn(&mut RunConfig);
-        let cases: [(&str, Spoil); 9] = [
+        let cases: [(&str, Spoil); 10] = [
             ("mar.mask_ratio", |c| c.mar.as_mut().unwrap().mask_ratio = Some(0.0)),
             ("mar.mask_ratio", |c| {
                 let m = c.mar.as_mut().unwrap();
                 (m.mask_ratio, m.variant) = (Some(0.75), MarVariant::ArRaster);
             }),
             ("mar.norm_target", |c| c.mar.as_mut().unwrap().norm_target = true),
+            ("mar.codebook", |c| c.mar.as_mut().unwrap().loss = MarLoss::CrossEntropy),
             ("mar.buffer", |c| c.mar.as_mut().unwrap().buffer = 0),
             ("mar.head_width", |c| c.mar.as_mut().unwrap().head_width = 0),
             ("mar.min_mask_ratio", |c| c.mar.as_mut().unwrap().min_mask_ratio = 1.5),

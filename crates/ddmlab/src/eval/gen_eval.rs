@@ -212,16 +212,29 @@ pub fn gen_eval_run(run: &Path, opts: &GenEvalOptions, device: &Device, obs: &mu
         type Draw<'a> = Box<dyn Fn(f64) -> Result<Vec<Vec<f32>>> + 'a>;
         let vit;
         let mar: Mar;
+        let codebook = crate::mar::codebook::load_run_codebook(run, &config)?;
         let mut points: Vec<(String, Option<f64>, Draw)> = Vec::new();
         if let Some(spec) = MarSpec::of(&config) {
             let settings = opts.mar.settings(&spec)?;
             mar = checkpoint::load_weights(ckpt, run_folder::weights_file(opts.ema), &config, device)?;
             for setting in settings {
-                let (mar, config, tokenizer, labels) = (&mar, &config, tokenizer.as_ref(), &labels);
+                let (mar, config, tokenizer, labels, book) =
+                    (&mar, &config, tokenizer.as_ref(), &labels, codebook.as_ref());
                 let draw = move |cfg: f64| {
                     let sampling = MarSampling { cfg, ..setting };
                     let chunking = (opts.seed, opts.chunk);
-                    sample_mar_images(mar, config, tokenizer, &sampling, labels, opts.n, chunking, device, &mut |_| ())
+                    sample_mar_images(
+                        mar,
+                        book,
+                        config,
+                        tokenizer,
+                        &sampling,
+                        labels,
+                        opts.n,
+                        chunking,
+                        device,
+                        &mut |_| (),
+                    )
                 };
                 points.push((mar_label(&setting), Some(setting.temperature), Box::new(draw)));
             }

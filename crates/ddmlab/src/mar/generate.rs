@@ -12,11 +12,13 @@
 //! `eps_u + w_s (eps_c - eps_u)` with `w_s` ramped linearly with the fraction of known tokens
 //! ([`MaskSchedule::guidance`]).
 
+use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use rand::SeedableRng;
+use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
+use super::codebook::Codebook;
 use super::objective::MarLoss;
 use super::order::{MarVariant, MaskSchedule, mask_of};
 use crate::config::RunConfig;
@@ -160,13 +162,33 @@ pub fn sample_tokens(
     x.reshape([n, c])
 }
 
-/// Generate `labels.len()` token sequences from `model` (labels `num_classes` = the null class).
+/// One index per row of `probs` (`[N, K]` row-major, rows summing to 1), drawn by inverting
+/// the cumulative distribution.
+fn sample_categorical(probs: &[f32], k: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
+    probs
+        .chunks_exact(k)
+        .map(|row| {
+            let mut u = rng.random::<f32>() * row.iter().sum::<f32>();
+            row.iter()
+                .position(|&p| {
+                    u -= p;
+                    u <= 0.0
+                })
+                .unwrap_or(k - 1)
+        })
+        .collect()
+}
+
+/// Generate `labels.len()` token sequences from `model` (labels `num_classes` = the null class);
+/// a cross-entropy model draws codes of `codebook`.
 ///
 /// # Shapes
 /// - returns `[B, L, C]`
+#[allow(clippy::too_many_arguments)]
 pub fn generate(
     model: &Mar,
     spec: &MarSpec,
+    codebook: Option<&Codebook>,
     schedule: &VpSchedule,
     sampling: &MarSampling,
     labels: &[usize],
@@ -174,6 +196,9 @@ pub fn generate(
     device: &Device,
 ) -> Result<Tensor<3>> {
     let plan = sampling.validate(spec)?;
+    if spec.loss == MarLoss::CrossEntropy && codebook.is_none() {
+        return Err(Error::config("mar.codebook", "a cross-entropy model samples codes: its codebook is needed"));
+    }
     let (len, token_dim) = (spec.len, spec.token_dim);
     let b = labels.len();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -220,14 +245,24 @@ pub fn generate(
                     device,
                 )
             }
-            MarLoss::L2 => {
+            MarLoss::L2 | MarLoss::CrossEntropy => {
                 let cond = model.regress(z_cond);
-                match z_uncond {
+                let out = match z_uncond {
                     Some(z) => {
                         let uncond = model.regress(z);
                         uncond.clone() + (cond - uncond) * w
                     }
                     None => cond,
+                };
+                match codebook.filter(|_| spec.loss == MarLoss::CrossEntropy) {
+                    // Guided logits, sharpened by the temperature, one code drawn per token.
+                    Some(book) => {
+                        let probs = softmax(out / sampling.temperature, 1);
+                        let probs: Vec<f32> = probs.into_data().try_into_vec().expect("f32 probabilities");
+                        let codes = sample_categorical(&probs, book.size(), &mut rng);
+                        Tensor::<2>::from_data(TensorData::new(book.lookup(&codes), [n, token_dim]), device)
+                    }
+                    None => out,
                 }
             }
         };
@@ -247,6 +282,7 @@ pub fn generate(
 #[allow(clippy::too_many_arguments)]
 pub fn sample_mar_images(
     model: &Mar,
+    codebook: Option<&Codebook>,
     config: &RunConfig,
     tokenizer: &dyn crate::tokenizer::Tokenizer,
     sampling: &MarSampling,
@@ -263,7 +299,7 @@ pub fn sample_mar_images(
     let mut out = Vec::with_capacity(n);
     for (i, ys) in labels.chunks(chunk).enumerate() {
         let chunk_seed = seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let tokens = generate(model, &spec, &schedule, sampling, ys, chunk_seed, device)?;
+        let tokens = generate(model, &spec, codebook, &schedule, sampling, ys, chunk_seed, device)?;
         let images = tokenizer.decode(tokens).clamp(-1.0, 1.0); // [b, C, H, W]
         let values: Vec<f32> = images.into_data().try_into_vec().expect("f32 samples");
         let per = values.len() / ys.len();
@@ -325,7 +361,7 @@ mod tests {
         let schedule = VpSchedule::new(BetaSchedule::cosine(), 1000);
         let sampling = MarSampling { steps: 4, head_steps: 10, temperature: 1.0, cfg: 2.0 };
         let run = |seed| -> Vec<f32> {
-            generate(&model, &spec(8, MarVariant::Mar), &schedule, &sampling, &[0, 1], seed, &device)
+            generate(&model, &spec(8, MarVariant::Mar), None, &schedule, &sampling, &[0, 1], seed, &device)
                 .unwrap()
                 .into_data()
                 .try_into_vec()
@@ -357,7 +393,7 @@ mod tests {
             let spec = MarSpec { loss, ..spec(8, variant) };
             let sampling = MarSampling { steps: 8, head_steps: 5, temperature: 1.0, cfg: 1.5 };
             let run = |seed| -> Vec<f32> {
-                generate(&model, &spec, &schedule, &sampling, &[0, 1, 2], seed, &device)
+                generate(&model, &spec, None, &schedule, &sampling, &[0, 1, 2], seed, &device)
                     .unwrap()
                     .into_data()
                     .try_into_vec()
@@ -368,6 +404,28 @@ mod tests {
             assert!(a.iter().all(|&v| v != 0.0 && v.is_finite()), "{variant:?} {loss:?}: {a:?}");
             assert_eq!(a, run(3));
         }
+    }
+
+    #[test]
+    fn a_cross_entropy_model_generates_codes_of_its_codebook_and_needs_one() {
+        let device = Device::flex();
+        let schedule = VpSchedule::new(BetaSchedule::cosine(), 1000);
+        let config = MarConfig { head_out: 4, ..MarConfig::tiny(3, 8, 2) };
+        let model = crate::nn::init::seeded(&device, 1, || config.init(&device));
+        let book = Codebook { codes: (0..12).map(|i| i as f32 - 5.5).collect(), dim: 3 };
+        let spec = MarSpec { loss: MarLoss::CrossEntropy, ..spec(8, MarVariant::Mar) };
+        let sampling = MarSampling { steps: 4, head_steps: 5, temperature: 1.0, cfg: 2.0 };
+        let tokens: Vec<f32> = generate(&model, &spec, Some(&book), &schedule, &sampling, &[0, 1], 2, &device)
+            .unwrap()
+            .into_data()
+            .try_into_vec()
+            .unwrap();
+        // Uniform logits (a fresh head): all four codes appear among the 16 tokens, nothing else.
+        let codes = book.assign(&tokens);
+        assert_eq!(book.lookup(&codes), tokens);
+        assert_eq!(codes.iter().collect::<std::collections::BTreeSet<_>>().len(), 4, "{codes:?}");
+        let e = generate(&model, &spec, None, &schedule, &sampling, &[0], 2, &device).unwrap_err().to_string();
+        assert!(e.contains("mar.codebook"), "{e}");
     }
 
     #[test]

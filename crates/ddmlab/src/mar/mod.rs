@@ -3,6 +3,7 @@
 //! `objective` the training draws and loss, `generate` the sampler; the network is `models::mar` and the per-token
 //! denoising MLP `models::diffusion_head`.
 
+pub mod codebook;
 pub mod generate;
 pub mod objective;
 pub mod order;

@@ -18,6 +18,7 @@ use rand_distr::StandardNormal;
 
 use serde::{Deserialize, Serialize};
 
+use super::codebook::Codebook;
 use super::order::{MarVariant, mask_of, mask_ratio, masked_count};
 use crate::config::RunConfig;
 use crate::data::loader::{purpose, step_rng};
@@ -36,6 +37,9 @@ pub enum MarLoss {
     /// L2 regression: the head outputs the token itself (a point estimate, the paper's
     /// FID > 100 baseline).
     L2,
+    /// Cross-entropy over the codes of a k-means codebook of the tokens (`[mar] codebook`):
+    /// the discrete-token baseline.
+    CrossEntropy,
 }
 
 impl MarLoss {
@@ -44,6 +48,7 @@ impl MarLoss {
         match self {
             MarLoss::Diffusion => "diffusion",
             MarLoss::L2 => "l2",
+            MarLoss::CrossEntropy => "cross-entropy",
         }
     }
 }
@@ -146,7 +151,7 @@ impl MarObjective {
             .collect();
         let n = match self.loss {
             MarLoss::Diffusion => b * count * self.repeat,
-            MarLoss::L2 => 0,
+            MarLoss::L2 | MarLoss::CrossEntropy => 0,
         };
         let mut noise = step_rng(seed, purpose::NOISE, step as u64);
         let t = (0..n).map(|_| noise.random_range(0..self.schedule.len())).collect();
@@ -154,13 +159,45 @@ impl MarObjective {
         MarDraws { order, mask, labels, t, eps }
     }
 
-    /// The loss of `model` (Diffusion Loss or L2) on clean tokens with `draws`.
+    /// The loss of `model` (Diffusion Loss, L2 or cross-entropy) on clean tokens with `draws`;
+    /// with a `codebook` the tokens are first replaced by their nearest codes (the
+    /// cross-entropy loss needs one: its targets are the codes).
     ///
     /// # Shapes
     /// - `tokens`: `[B, L, C]`; returns `[1]`
-    pub fn loss(&self, model: &Mar, tokens: Tensor<3>, draws: &MarDraws, device: &Device) -> Tensor<1> {
-        if self.loss == MarLoss::L2 {
-            return model.l2_loss(tokens, &draws.mask, &draws.order, &draws.labels, self.norm_target);
+    pub fn loss(
+        &self,
+        model: &Mar,
+        tokens: Tensor<3>,
+        draws: &MarDraws,
+        codebook: Option<&Codebook>,
+        device: &Device,
+    ) -> Tensor<1> {
+        let (tokens, codes) = match codebook {
+            Some(book) => {
+                let dims = tokens.dims();
+                let values: Vec<f32> = tokens.into_data().try_into_vec().expect("f32 tokens");
+                let codes = book.assign(&values);
+                let quantised = Tensor::<3>::from_data(TensorData::new(book.lookup(&codes), dims), device);
+                (quantised, Some(codes))
+            }
+            None => (tokens, None),
+        };
+        match self.loss {
+            MarLoss::Diffusion => {}
+            MarLoss::L2 => return model.l2_loss(tokens, &draws.mask, &draws.order, &draws.labels, self.norm_target),
+            MarLoss::CrossEntropy => {
+                let codes = codes.expect("the cross-entropy loss needs a codebook (checked by the config)");
+                let l = self.seq_len;
+                let targets: Vec<usize> = draws
+                    .mask
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(i, row)| row.iter().enumerate().filter(|(_, m)| **m).map(move |(j, _)| i * l + j))
+                    .map(|r| codes[r])
+                    .collect();
+                return model.ce_loss(tokens, &draws.mask, &draws.order, &draws.labels, &targets);
+            }
         }
         let gamma: Vec<f32> = draws.t.iter().map(|&t| self.schedule.gamma(t) as f32).collect();
         let sigma: Vec<f32> = draws.t.iter().map(|&t| self.schedule.sigma(t) as f32).collect();
@@ -177,11 +214,14 @@ pub struct MarTrainObjective {
     pub objective: MarObjective,
     /// The run's fitted tokenizer on the training device.
     pub tokenizer: Box<dyn Tokenizer>,
+    /// The run's k-means codebook when `[mar] codebook` asks for quantised tokens.
+    pub codebook: Option<Codebook>,
 }
 
 impl MarTrainObjective {
-    /// The objective of a MAR run (`config.mar` set) with its fitted tokenizer on `device`.
-    pub fn new(config: &RunConfig, tokenizer: &FittedTokenizer, device: &Device) -> Self {
+    /// The objective of a MAR run (`config.mar` set) with its fitted tokenizer on `device` and
+    /// its codebook (when the config quantises).
+    pub fn new(config: &RunConfig, tokenizer: &FittedTokenizer, codebook: Option<&Codebook>, device: &Device) -> Self {
         let net = config.mar_network().expect("a MAR objective needs a [mar] section");
         let mar = config.mar.as_ref().expect("checked above");
         MarTrainObjective {
@@ -196,6 +236,7 @@ impl MarTrainObjective {
                 ..MarObjective::paper(net.seq_len, net.token_dim, net.num_classes)
             },
             tokenizer: tokenizer.bind(config.model.image, device),
+            codebook: codebook.cloned(),
         }
     }
 }
@@ -222,7 +263,7 @@ impl Objective<Mar> for MarTrainObjective {
     fn loss(&self, model: &Mar, x0: Tensor<4>, draws: &MarDraws) -> Tensor<1> {
         let device = x0.device();
         let tokens = self.tokenizer.encode(x0); // [B, L, C]
-        self.objective.loss(model, tokens, draws, &device)
+        self.objective.loss(model, tokens, draws, self.codebook.as_ref(), &device)
     }
 }
 
@@ -259,10 +300,10 @@ mod tests {
         let labels: Vec<u32> = (0..6).collect();
         let draws = obj.draw(2, 5, &labels);
         let tokens = Tensor::<3>::random([6, 16, 4], Distribution::Normal(0.0, 1.0), &device);
-        let whole: f32 = obj.loss(&model, tokens.clone(), &draws, &device).into_scalar();
+        let whole: f32 = obj.loss(&model, tokens.clone(), &draws, None, &device).into_scalar();
         let shard = |lo: usize, hi: usize| -> f32 {
             let t = tokens.clone().slice_dim(0, lo..hi);
-            obj.loss(&model, t, &draws.slice(lo, hi), &device).into_scalar()
+            obj.loss(&model, t, &draws.slice(lo, hi), None, &device).into_scalar()
         };
         let mean = (shard(0, 2) * 2.0 + shard(2, 6) * 4.0) / 6.0;
         assert!((whole - mean).abs() < 1e-5 * whole.abs(), "{whole} vs {mean}");
@@ -288,7 +329,7 @@ mod tests {
         let mut losses = Vec::new();
         for step in 0..60 {
             let draws = obj.draw(0, step, &labels);
-            let loss = obj.loss(&model, tokens.clone(), &draws, &device);
+            let loss = obj.loss(&model, tokens.clone(), &draws, None, &device);
             losses.push(loss.clone().into_scalar::<f32>());
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(3e-3, model, grads);

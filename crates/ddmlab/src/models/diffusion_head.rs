@@ -21,8 +21,11 @@ use crate::nn::init::{xavier_linear, zero_linear};
 /// The sizes of a Diffusion Loss head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DiffusionHeadConfig {
-    /// Token width `C` (input and output).
+    /// Token width `C` (the input).
     pub token_dim: usize,
+    /// Output width: `C` (the noise, or the token of the L2 baseline), or the codebook size
+    /// (logits of the cross-entropy baseline).
+    pub out_dim: usize,
     /// Width of the condition vector `z`.
     pub cond_dim: usize,
     /// Hidden width (the paper: 1024).
@@ -82,7 +85,7 @@ impl DiffusionHeadConfig {
             cond: xavier_linear(self.cond_dim, self.width, device),
             blocks: (0..self.depth).map(|_| HeadBlock::new(self.width, device)).collect(),
             final_ada: zero_linear(self.width, 2 * self.width, device),
-            output: zero_linear(self.width, self.token_dim, device),
+            output: zero_linear(self.width, self.out_dim, device),
         }
     }
 }
@@ -114,7 +117,7 @@ mod tests {
 
     fn head(device: &Device) -> DiffusionHead {
         crate::nn::init::seeded(device, 3, || {
-            DiffusionHeadConfig { token_dim: 8, cond_dim: 12, width: 32, depth: 2 }.init(device)
+            DiffusionHeadConfig { token_dim: 8, out_dim: 8, cond_dim: 12, width: 32, depth: 2 }.init(device)
         })
     }
 

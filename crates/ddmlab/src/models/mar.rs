@@ -51,6 +51,8 @@ pub struct MarConfig {
     /// Causal attention over the sequence in generation order (the AR variants) instead of
     /// MAR's bidirectional attention over the visible tokens.
     pub causal: bool,
+    /// The head's output width: `token_dim`, or the codebook size for cross-entropy.
+    pub head_out: usize,
 }
 
 /// The MAR transformer with its Diffusion Loss head.
@@ -99,6 +101,7 @@ impl MarConfig {
             head_width: 16,
             head_depth: 1,
             causal: false,
+            head_out: token_dim,
         }
     }
 
@@ -120,6 +123,7 @@ impl MarConfig {
             head_pos: learned([1, l, w], device),
             head: DiffusionHeadConfig {
                 token_dim: self.token_dim,
+                out_dim: self.head_out,
                 cond_dim: w,
                 width: self.head_width,
                 depth: self.head_depth,
@@ -344,13 +348,41 @@ impl Mar {
         self.enc_norm.forward(x).slice_dim(1, buf..buf + l)
     }
 
-    /// The L2 head's token estimate from its condition vectors.
+    /// The cross-entropy baseline (the paper's Table 2 "cross-entropy" rows): the head reads
+    /// `z` alone and its `K` outputs are logits over the codebook; the loss is the mean negative
+    /// log-likelihood of each target token's code.
     ///
     /// # Shapes
-    /// - `z`: `[M, W]`; returns `[M, C]`
+    /// - `tokens`: `[B, L, C]` (the quantised tokens the model reads); `codes`: the code of every
+    ///   target token, image-major in sequence order; returns `[1]`
+    pub fn ce_loss(
+        &self,
+        tokens: Tensor<3>,
+        mask: &[Vec<bool>],
+        orders: &[Vec<usize>],
+        labels: &[usize],
+        codes: &[usize],
+    ) -> Tensor<1> {
+        let device = tokens.device();
+        let z = self.condition(tokens.clone(), mask, orders, labels);
+        let (z, _) = Self::targets(z, tokens, mask, 1);
+        let log_p = burn::tensor::activation::log_softmax(self.regress(z), 1); // [M, K]
+        let m = codes.len();
+        let idx = Tensor::<2, Int>::from_data(
+            TensorData::new(codes.iter().map(|&k| k as i64).collect::<Vec<_>>(), [m, 1]),
+            &device,
+        );
+        -log_p.gather(1, idx).mean().reshape([1])
+    }
+
+    /// The L2 head's token estimate (or the cross-entropy head's logits) from its condition
+    /// vectors.
+    ///
+    /// # Shapes
+    /// - `z`: `[M, W]`; returns `[M, head_out]`
     pub fn regress(&self, z: Tensor<2>) -> Tensor<2> {
         let [m, _] = z.dims();
-        let c = self.head.output.weight.dims()[1];
+        let c = self.head.input.weight.dims()[0];
         self.head.forward(Tensor::zeros([m, c], &z.device()), &vec![0; m], z)
     }
 
@@ -476,6 +508,28 @@ mod tests {
         let other: Vec<Vec<usize>> = vec![orders[1].clone(), orders[0].clone()];
         let swapped: Vec<f32> = mar.forward_causal(tokens, &other, &[0, 2]).into_data().try_into_vec().unwrap();
         assert_ne!(z, swapped);
+    }
+
+    #[test]
+    fn a_fresh_cross_entropy_head_is_uniform_over_its_codes() {
+        // Zero-initialised output: every logit 0, so the loss is ln K whatever the targets; a
+        // head whose output favours code 0 has a lower loss on code-0 targets than on others.
+        let device = Device::flex();
+        let config = MarConfig { head_out: 6, ..config() };
+        let mut mar = crate::nn::init::seeded(&device, 2, || config.init(&device));
+        let mask = masks(2, 9, 4, 7);
+        let tokens = Tensor::<3>::random([2, 9, 4], Distribution::Normal(0.0, 1.0), &device);
+        let loss = |mar: &Mar, codes: &[usize]| -> f32 {
+            mar.ce_loss(tokens.clone(), &mask, &[], &[0, 1], codes).into_scalar()
+        };
+        assert!((loss(&mar, &[0, 1, 2, 3, 4, 5, 0, 1]) - 6f32.ln()).abs() < 1e-5);
+        let bias: Vec<f32> = (0..6).map(|k| if k == 0 { 5.0 } else { 0.0 }).collect();
+        mar.head.output.bias =
+            Some(burn::module::Param::from_tensor(Tensor::from_data(TensorData::new(bias, [6]), &device)));
+        let (zeros, others) = (loss(&mar, &[0; 8]), loss(&mar, &[3; 8]));
+        // log-softmax of (5, 0, 0, 0, 0, 0): -ln(1 + 5 e^-5) for code 0, -(ln(e^5 + 5) - 0) else.
+        assert!((zeros - (1.0 + 5.0 * (-5f32).exp()).ln()).abs() < 1e-4, "{zeros}");
+        assert!((others - (5f32.exp() + 5.0).ln()).abs() < 1e-4, "{others}");
     }
 
     #[test]

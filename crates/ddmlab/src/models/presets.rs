@@ -28,6 +28,8 @@
 //!   global-norm clip 3). Not yet tuned for this scale.
 //! - `mar-fmnist-ar-random`, `mar-fmnist-ar-raster`, `mar-fmnist-l2`: the same with causal
 //!   attention in random or raster order, or an L2 regression head (MAR's Tables 1 and 2).
+//! - `mar-fmnist-ce`, `mar-fmnist-vq`: the same latent quantised by a 256-code k-means
+//!   codebook, modelled by cross-entropy over the codes or by the Diffusion Loss (Table 2).
 //! - `mae-fmnist`: MAE on the ladder's backbone and budget (l-DAE's Table 4 baseline).
 //! - `ladder-*`: the l-DAE paper's deconstruction ladder (Tables 1-3) on Fashion-MNIST, each
 //!   row the row before plus the change the paper names; see `ladder`.
@@ -186,6 +188,15 @@ fn mar_fmnist(name: &'static str, about: &'static str, variant: MarVariant, loss
             train: mar_train(256, 20.0),
         },
     }
+}
+
+/// Codes of the k-means codebook of the discrete-token MAR baselines.
+const MAR_CODEBOOK: usize = 256;
+
+/// `config` with its tokens quantised to a [`MAR_CODEBOOK`]-code k-means codebook.
+fn with_codebook(mut config: RunConfig) -> RunConfig {
+    config.mar.as_mut().expect("a MAR config").codebook = MAR_CODEBOOK;
+    config
 }
 
 /// MAR's optimisation (LTH14/mar): AdamW (0.9, 0.95), weight decay 0.02, lr 1e-4 per 256
@@ -407,6 +418,16 @@ fn registry() -> Vec<Preset> {
             MarVariant::Mar,
             MarLoss::L2,
         ),
+        Preset {
+            name: "mar-fmnist-ce",
+            about: "mar-fmnist on discrete tokens: cross-entropy over a 256-code k-means codebook of the same latent",
+            config: with_codebook(mar_fmnist("mar-fmnist-ce", "", MarVariant::Mar, MarLoss::CrossEntropy).config),
+        },
+        Preset {
+            name: "mar-fmnist-vq",
+            about: "mar-fmnist with the Diffusion Loss on the 256-code k-means quantised tokens (MAR Table 2's VQ row)",
+            config: with_codebook(mar_fmnist("mar-fmnist-vq", "", MarVariant::Mar, MarLoss::Diffusion).config),
+        },
         dit_imagenet(
             "dit-s",
             "paper setting, ImageNet 256 class-conditional: DiT-S (12 x 384, 6 heads), patch 16, eps, CFG dropout 0.1",

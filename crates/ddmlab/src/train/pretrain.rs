@@ -23,6 +23,7 @@ use crate::config::RunConfig;
 use crate::data::loader::{BatchPlan, Loader};
 use crate::data::{ImageSet, Split};
 use crate::error::{Error, IoContext, Result};
+use crate::mar::codebook::load_or_fit_run_codebook;
 use crate::mar::objective::MarTrainObjective;
 use crate::models::DenoisingVit;
 use crate::models::mar::Mar;
@@ -113,7 +114,9 @@ pub fn pretrain(
         BatchPlan { seed: config.train.seed, batch_size: config.train.batch_size, augment: config.train.augment };
     let job = Job { run, opts, cfg_path: &cfg_path, set, plan, resume_from };
     if config.mar.is_some() {
-        let objective = |c: &RunConfig, ad: &Device| MarTrainObjective::new(c, &tokenizer, ad);
+        let bound = tokenizer.bind(config.model.image, device);
+        let codebook = load_or_fit_run_codebook(run, &config, &job.set, bound.as_ref(), device, obs)?;
+        let objective = |c: &RunConfig, ad: &Device| MarTrainObjective::new(c, &tokenizer, codebook.as_ref(), ad);
         return train_loop::<Mar, _>(config, job, device, obs, objective, |_, _| Ok(None));
     }
     let objective = |c: &RunConfig, ad: &Device| TrainObjective::new(c, &tokenizer, ad);
