@@ -91,6 +91,9 @@ pub struct MarDraws {
     pub t: Vec<usize>,
     /// `[M repeat, C]` standard normal noise (none for the L2 loss).
     pub eps: Vec<f32>,
+    /// `[B, L, C]` standard normal noise of a stochastic tokenizer's posterior sample (MAR
+    /// trains on `posterior.sample()`); empty for a deterministic one.
+    pub tok_noise: Vec<f32>,
 }
 
 impl MarDraws {
@@ -98,7 +101,9 @@ impl MarDraws {
     pub fn slice(&self, lo: usize, hi: usize) -> MarDraws {
         let per_image = self.t.len() / self.mask.len().max(1);
         let token_dim = self.eps.len() / self.t.len().max(1);
+        let tok = self.tok_noise.len() / self.mask.len().max(1);
         MarDraws {
+            tok_noise: self.tok_noise[lo * tok..hi * tok].to_vec(),
             order: self.order[lo..hi].to_vec(),
             mask: self.mask[lo..hi].to_vec(),
             labels: self.labels[lo..hi].to_vec(),
@@ -156,7 +161,7 @@ impl MarObjective {
         let mut noise = step_rng(seed, purpose::NOISE, step as u64);
         let t = (0..n).map(|_| noise.random_range(0..self.schedule.len())).collect();
         let eps = (0..n * self.token_dim).map(|_| noise.sample::<f32, _>(StandardNormal)).collect();
-        MarDraws { order, mask, labels, t, eps }
+        MarDraws { order, mask, labels, t, eps, tok_noise: Vec::new() }
     }
 
     /// The loss of `model` (Diffusion Loss, L2 or cross-entropy) on clean tokens with `draws`;
@@ -207,8 +212,8 @@ impl MarObjective {
     }
 }
 
-/// MAR's objective on images: the run's tokenizer turns them into tokens (its posterior mean;
-/// a stochastic tokenizer's sample is future work), then [`MarObjective::loss`].
+/// MAR's objective on images: the run's tokenizer turns them into tokens (a VAE's posterior
+/// sample, as the paper trains, else the deterministic latent), then [`MarObjective::loss`].
 #[derive(Debug)]
 pub struct MarTrainObjective {
     pub objective: MarObjective,
@@ -253,7 +258,13 @@ impl Objective<Mar> for MarTrainObjective {
     type Draws = MarDraws;
 
     fn draw(&self, seed: u64, step: usize, labels: &[u32]) -> MarDraws {
-        self.objective.draw(seed, step, labels)
+        let mut draws = self.objective.draw(seed, step, labels);
+        if self.tokenizer.stochastic() {
+            let n = labels.len() * self.objective.seq_len * self.objective.token_dim;
+            let mut rng = step_rng(seed, purpose::TOKENIZER, step as u64);
+            draws.tok_noise = (0..n).map(|_| rng.sample::<f32, _>(StandardNormal)).collect();
+        }
+        draws
     }
 
     fn slice(&self, draws: &MarDraws, lo: usize, hi: usize) -> MarDraws {
@@ -262,7 +273,13 @@ impl Objective<Mar> for MarTrainObjective {
 
     fn loss(&self, model: &Mar, x0: Tensor<4>, draws: &MarDraws) -> Tensor<1> {
         let device = x0.device();
-        let tokens = self.tokenizer.encode(x0); // [B, L, C]
+        let tokens = if draws.tok_noise.is_empty() {
+            self.tokenizer.encode(x0) // [B, L, C]
+        } else {
+            let (b, o) = (draws.mask.len(), &self.objective);
+            let noise = TensorData::new(draws.tok_noise.clone(), [b, o.seq_len, o.token_dim]);
+            self.tokenizer.encode_sample(x0, Tensor::from_data(noise, &device))
+        };
         self.objective.loss(model, tokens, draws, self.codebook.as_ref(), &device)
     }
 }
@@ -307,6 +324,10 @@ mod tests {
         };
         let mean = (shard(0, 2) * 2.0 + shard(2, 6) * 4.0) / 6.0;
         assert!((whole - mean).abs() < 1e-5 * whole.abs(), "{whole} vs {mean}");
+        // A stochastic tokenizer's noise is per image too: a shard takes its images' share.
+        let mut noisy = draws.clone();
+        noisy.tok_noise = (0..6 * 16 * 4).map(|i| i as f32).collect();
+        assert_eq!(noisy.slice(2, 5).tok_noise, noisy.tok_noise[2 * 64..5 * 64]);
     }
 
     #[test]
