@@ -30,6 +30,8 @@
 //!   attention in random or raster order, or an L2 regression head (MAR's Tables 1 and 2).
 //! - `mar-fmnist-ce`, `mar-fmnist-vq`: the same latent quantised by a 256-code k-means
 //!   codebook, modelled by cross-entropy over the codes or by the Diffusion Loss (Table 2).
+//! - `mar-b`, `mar-l`, `mar-h`: MAR's three ImageNet 256 sizes with their Diffusion Loss heads and recipe,
+//!   on 256 KL-f8 tokens of 16 (2 x 2 latent cells).
 //! - `mae-fmnist`: MAE on the ladder's backbone and budget (l-DAE's Table 4 baseline).
 //! - `ladder-*`: the l-DAE paper's deconstruction ladder (Tables 1-3) on Fashion-MNIST, each
 //!   row the row before plus the change the paper names; see `ladder`.
@@ -458,6 +460,11 @@ fn registry() -> Vec<Preset> {
         ),
     ];
     presets.push(mae_fmnist());
+    presets.extend([
+        mar_imagenet("mar-b", "paper setting, ImageNet 256: MAR-B (12 + 12 blocks of 768, 12 heads), Diffusion Loss head 6 x 1024, 256 KL-f8 tokens of 16", 768, 12, 12, (6, 1024)),
+        mar_imagenet("mar-l", "paper setting, ImageNet 256: MAR-L (16 + 16 blocks of 1024, 16 heads), Diffusion Loss head 8 x 1280, 256 KL-f8 tokens of 16", 1024, 16, 16, (8, 1280)),
+        mar_imagenet("mar-h", "paper setting, ImageNet 256: MAR-H (20 + 20 blocks of 1280, 16 heads), Diffusion Loss head 12 x 1536, 256 KL-f8 tokens of 16", 1280, 20, 16, (12, 1536)),
+    ]);
     presets.extend(super::ladder::rungs().into_iter().map(|r| Preset {
         name: r.name,
         about: r.about,
@@ -482,6 +489,41 @@ fn dit_imagenet(name: &'static str, about: &'static str, width: usize, depth: us
             denoise: ddpm(pixels(16)),
             mar: None,
             train: dit_train(80.0),
+        },
+    }
+}
+
+/// One of MAR's three sizes on ImageNet 256 (LTH14/mar `mar_base` / `mar_large` / `mar_huge`
+/// with their Diffusion Loss heads): `blocks` encoder and `blocks` decoder blocks, 64 class
+/// tokens, MAR's recipe at batch 2048 (lr 1e-4 x 2048 / 256, 100 warm-up epochs of 400, then
+/// constant). The paper's tokenizer is a KL-16 VAE (16 x 16 tokens of 16 channels); here the
+/// KL-f8 VAE (`kl-f8`, trained first) grouped in 2 x 2 cells gives the same 256 tokens of 16,
+/// scaled to unit variance from the data.
+fn mar_imagenet(
+    name: &'static str,
+    about: &'static str,
+    width: usize,
+    blocks: usize,
+    heads: usize,
+    (head_depth, head_width): (usize, usize),
+) -> Preset {
+    let imagenet = ImageShape { channels: 3, height: 256, width: 256 };
+    Preset {
+        name,
+        about,
+        config: RunConfig {
+            preset: name.into(),
+            data: "folder:imagenet".into(),
+            train_limit: 0,
+            resize: false,
+            model: dit(imagenet, 16, width, 2 * blocks, heads, 1000),
+            denoise: ddpm(TokenizerSpec::ConvVae {
+                cells: 2,
+                scale: LatentScale::Unit,
+                config: Box::new(tokenizer_preset("kl-f8").expect("registered").config),
+            }),
+            mar: Some(MarSection::paper(64, head_width, head_depth)),
+            train: TrainConfig { ema_decay: 0.9999, warmup_frac: 0.25, ..mar_train(2048, 400.0) },
         },
     }
 }
@@ -642,6 +684,25 @@ mod tests {
         assert_eq!((l.model.patch, l.denoise.tokenizer.latent_dim(3), l.train.batch_size), (16, 32, 2048));
         assert!((l.lr() - 1e-4 * 8.0).abs() < 1e-12);
         assert_eq!(l.train.warmup_frac * l.train.epochs, 100.0, "100 warm-up epochs of 400");
+    }
+
+    #[test]
+    fn mar_presets_match_the_mar_paper() {
+        for (name, width, blocks, heads, head) in
+            [("mar-b", 768, 12, 12, (6, 1024)), ("mar-l", 1024, 16, 16, (8, 1280)), ("mar-h", 1280, 20, 16, (12, 1536))]
+        {
+            let c = preset(name).unwrap().config;
+            c.validate().unwrap();
+            let net = c.mar_network().unwrap();
+            assert_eq!((net.width, net.enc_depth, net.dec_depth, net.heads), (width, blocks, blocks, heads), "{name}");
+            assert_eq!((net.head_depth, net.head_width, net.buffer), (head.0, head.1, 64), "{name}");
+            assert_eq!((net.seq_len, net.token_dim, net.num_classes), (256, 16, 1000), "{name}: 16 x 16 tokens of 16");
+            let mar = c.mar.as_ref().unwrap();
+            assert_eq!((mar.min_mask_ratio, mar.diffusion_repeat, c.denoise.class_dropout), (0.7, 4, 0.1), "{name}");
+            let t = &c.train;
+            assert_eq!((t.batch_size, t.weight_decay, t.grad_clip, t.beta2), (2048, 0.02, 3.0, 0.95), "{name}");
+            assert!((c.lr() - 8e-4).abs() < 1e-12 && t.min_lr_frac == 1.0 && t.warmup_frac * t.epochs == 100.0);
+        }
     }
 
     #[test]
