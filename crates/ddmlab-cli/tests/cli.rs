@@ -222,6 +222,8 @@ fn train_the_mae_baseline_and_probe_its_encoder() {
     let subjects: Vec<&str> = rows.iter().map(|r| r.subject.as_str()).collect();
     assert!(subjects.contains(&"mae-fmnist (EMA)") && subjects.contains(&"random-init encoder"), "{subjects:?}");
     assert!(rows.iter().all(|r| r.linear.is_finite()), "{rows:?}");
+    let table = std::fs::read_to_string(run.join("probe.md")).unwrap();
+    assert!(table.contains("nothing masked") && !table.contains("t = 10"), "{table}");
     fails_with(ddmlab(&["probe", "--run", run_s, "--data-dir", data, "--t", "5"]), &["--t", "clean tokens"]);
     fails_with(
         ddmlab(&["probe", "--run", run_s, "--data-dir", data, "--encoder-depth", "9"]),

@@ -269,10 +269,13 @@ pub fn format_table(rows: &[ProbeRow], config: &RunConfig) -> String {
     protocols.sort_unstable();
     protocols.dedup();
     let one = protocols.len() <= 1;
+    let features = match &config.mar {
+        Some(_) => "MAR / MAE encoder features of the clean tokens, nothing masked".to_string(),
+        None => format!("features at t = {}", config.denoise.probe_t),
+    };
     let mut s = format!(
-        "Linear probe and kNN top-1 on {} (features at t = {}; BN without affine -> linear){}\n\n",
+        "Linear probe and kNN top-1 on {} ({features}; BN without affine -> linear){}\n\n",
         config.data,
-        config.denoise.probe_t,
         if one { protocols.first().map(|p| format!("; {p}")).unwrap_or_default() } else { String::new() }
     );
     s += if one {
