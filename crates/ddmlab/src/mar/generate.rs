@@ -230,9 +230,12 @@ pub fn generate(
         let z_uncond = if w == 1.0 { None } else { Some(z_of(&null)) };
         let new = match spec.loss {
             MarLoss::Diffusion => {
+                // W_z z once per generation step, not once per head step.
+                let cz_cond = model.head.condition(z_cond);
+                let cz_uncond = z_uncond.map(|z| model.head.condition(z));
                 let eps = |x: Tensor<2>, t: &[usize], cond: bool| {
-                    let z = if cond { z_cond.clone() } else { z_uncond.clone().unwrap_or_else(|| z_cond.clone()) };
-                    model.head.forward(x, t, z)
+                    let cz = if cond { cz_cond.clone() } else { cz_uncond.clone().unwrap_or_else(|| cz_cond.clone()) };
+                    model.head.forward_conditioned(x, t, cz)
                 };
                 sample_tokens(
                     schedule,

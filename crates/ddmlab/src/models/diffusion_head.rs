@@ -96,8 +96,29 @@ impl DiffusionHead {
     /// # Shapes
     /// - `x_t`: `[N, C]`; `t`: `N` timesteps (host); `z`: `[N, Z]`; returns `[N, C]`
     pub fn forward(&self, x_t: Tensor<2>, t: &[usize], z: Tensor<2>) -> Tensor<2> {
+        self.forward_conditioned(x_t, t, self.condition(z))
+    }
+
+    /// `W_z z`, the part of the head's condition that a sampler can compute once for all of its
+    /// steps.
+    ///
+    /// # Shapes
+    /// - `z`: `[N, Z]`; returns `[N, W]`
+    pub fn condition(&self, z: Tensor<2>) -> Tensor<2> {
+        self.cond.forward(z)
+    }
+
+    /// [`DiffusionHead::forward`] with `W_z z` given (see [`DiffusionHead::condition`]); when every
+    /// row has the same `t` (a sampler's step) its embedding is computed once.
+    ///
+    /// # Shapes
+    /// - `x_t`: `[N, C]`; `t`: `N` timesteps (host); `cz`: `[N, W]`; returns `[N, C]`
+    pub fn forward_conditioned(&self, x_t: Tensor<2>, t: &[usize], cz: Tensor<2>) -> Tensor<2> {
         let device = x_t.device();
-        let c = self.time.forward(t, &device) + self.cond.forward(z); // [N, W]
+        let c = match t.first() {
+            Some(&t0) if t.iter().all(|&s| s == t0) => self.time.forward(&[t0], &device) + cz, // [1, W] + [N, W]
+            _ => self.time.forward(t, &device) + cz,
+        };
         let c_act = silu(c);
         let mut h = self.input.forward(x_t);
         for block in &self.blocks {
@@ -135,6 +156,23 @@ mod tests {
         let variance: f32 = eps.square().mean().into_scalar();
         assert_eq!(loss, variance);
         assert!((variance - 1.0).abs() < 0.03, "{variance}");
+    }
+
+    #[test]
+    fn one_shared_timestep_embedding_gives_the_per_row_result() {
+        // The sampler's fast path (all rows at one t: one embedding, broadcast) against the
+        // general path (a last row at another t forces one embedding per row).
+        let device = Device::flex();
+        let mut head = head(&device);
+        let fill = |l: Linear| crate::nn::init::xavier_linear(l.weight.dims()[0], l.weight.dims()[1], &device);
+        head.final_ada = fill(head.final_ada);
+        head.output = fill(head.output);
+        let x = Tensor::<2>::random([5, 8], Distribution::Normal(0.0, 1.0), &device);
+        let z = Tensor::<2>::random([5, 12], Distribution::Normal(0.0, 1.0), &device);
+        let shared = head.forward(x.clone().slice_dim(0, 0..4), &[300; 4], z.clone().slice_dim(0, 0..4));
+        let mixed = head.forward(x, &[300, 300, 300, 300, 7], z).slice_dim(0, 0..4);
+        let diff: f32 = (shared - mixed).abs().max().into_scalar();
+        assert!(diff < 1e-6, "{diff}");
     }
 
     #[test]
