@@ -13,7 +13,15 @@ use crate::progress::Bar;
 use crate::setup;
 
 pub fn run(args: GenEvalArgs) -> Result<()> {
-    let is_mar = run_folder::read_config(&args.run)?.mar.is_some();
+    let config = run_folder::read_config(&args.run)?;
+    let is_mar = config.mar.is_some();
+    if !is_mar && (!args.mar_steps.is_empty() || args.temperature != [1.0]) {
+        bail!(
+            "--mar-steps and --temperature are MAR sampling settings; {} is a {} run (use --sampler, --steps)",
+            args.run.display(),
+            config.denoise.label(config.model.image.channels)
+        );
+    }
     let steps = match (args.steps.is_empty(), is_mar) {
         (false, _) => args.steps.clone(),
         (true, false) => vec![50],

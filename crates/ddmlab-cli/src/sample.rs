@@ -32,6 +32,13 @@ pub fn run(args: SampleArgs) -> Result<()> {
     if args.batch_size == 0 {
         bail!("invalid value for --batch-size: 0, expected at least 1");
     }
+    if config.mar.is_none() && (args.mar_steps.is_some() || args.temperature != 1.0) {
+        bail!(
+            "--mar-steps and --temperature are MAR sampling settings; {} is a {} run (use --sampler, --steps, --eta)",
+            ckpt.display(),
+            config.denoise.label(config.model.image.channels)
+        );
+    }
     let classes = config.model.num_classes;
     let rows: Vec<usize> = if !args.class.is_empty() {
         args.class.clone()

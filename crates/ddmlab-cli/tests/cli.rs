@@ -295,6 +295,9 @@ fn train_a_dit_sample_it_and_reject_bad_generation_requests() {
     fails_with(ddmlab(&["gen-eval", "--run", run_s, "--weights", w, "--steps", "0"]), &["--steps", "at least 1"]);
 
     fails_with(ddmlab(&["sample", "--run", run_s, "--class", "12"]), &["class", "0..=9"]);
+    // MAR's sampling settings on a DiT run: named, not ignored.
+    fails_with(ddmlab(&["sample", "--run", run_s, "--mar-steps", "8"]), &["--mar-steps", "MAR sampling settings"]);
+    fails_with(ddmlab(&["gen-eval", "--run", run_s, "--temperature", "0.9"]), &["--temperature", "MAR sampling"]);
     fails_with(ddmlab(&["sample", "--run", run_s, "--sampler", "euler"]), &["--sampler", "ddim or ddpm"]);
     fails_with(ddmlab(&["sample", "--run", run_s, "--ckpt", "77"]), &["no checkpoint at step 77"]);
     // The denoising figure works for any objective: a DiT's eps prediction implies x0_hat.
