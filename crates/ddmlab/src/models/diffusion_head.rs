@@ -12,7 +12,7 @@
 use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::activation::silu;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::nn::adaln::{layer_norm, modulate};
 use crate::nn::embed::TimestepEmbedder;
@@ -108,8 +108,9 @@ impl DiffusionHead {
         self.cond.forward(z)
     }
 
-    /// [`DiffusionHead::forward`] with `W_z z` given (see [`DiffusionHead::condition`]); when every
-    /// row has the same `t` (a sampler's step) its embedding is computed once.
+    /// [`DiffusionHead::forward`] with `W_z z` given (see [`DiffusionHead::condition`]). The
+    /// timestep MLP runs once per distinct `t` (a sampler's step has one; a training batch of
+    /// tens of thousands of rows at most `T`), its rows then gathered.
     ///
     /// # Shapes
     /// - `x_t`: `[N, C]`; `t`: `N` timesteps (host); `cz`: `[N, W]`; returns `[N, C]`
@@ -117,7 +118,14 @@ impl DiffusionHead {
         let device = x_t.device();
         let c = match t.first() {
             Some(&t0) if t.iter().all(|&s| s == t0) => self.time.forward(&[t0], &device) + cz, // [1, W] + [N, W]
-            _ => self.time.forward(t, &device) + cz,
+            _ => {
+                let mut distinct = t.to_vec();
+                distinct.sort_unstable();
+                distinct.dedup();
+                let rows: Vec<i64> = t.iter().map(|s| distinct.binary_search(s).expect("listed") as i64).collect();
+                let idx = Tensor::<1, Int>::from_data(TensorData::new(rows, [t.len()]), &device);
+                self.time.forward(&distinct, &device).select(0, idx) + cz // [N, W]
+            }
         };
         let c_act = silu(c);
         let mut h = self.input.forward(x_t);
@@ -173,6 +181,16 @@ mod tests {
         let mixed = head.forward(x, &[300, 300, 300, 300, 7], z).slice_dim(0, 0..4);
         let diff: f32 = (shared - mixed).abs().max().into_scalar();
         assert!(diff < 1e-6, "{diff}");
+        // Repeated timesteps (embedded once each, rows gathered) give each row's own result.
+        let ts = [300, 7, 300, 999, 7];
+        let x = Tensor::<2>::random([5, 8], Distribution::Normal(0.0, 1.0), &device);
+        let z = Tensor::<2>::random([5, 12], Distribution::Normal(0.0, 1.0), &device);
+        let all = head.forward(x.clone(), &ts, z.clone());
+        for (i, &t) in ts.iter().enumerate() {
+            let one = head.forward(x.clone().slice_dim(0, i..i + 1), &[t], z.clone().slice_dim(0, i..i + 1));
+            let diff: f32 = (all.clone().slice_dim(0, i..i + 1) - one).abs().max().into_scalar();
+            assert!(diff < 1e-6, "row {i}: {diff}");
+        }
     }
 
     #[test]
