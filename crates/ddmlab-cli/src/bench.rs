@@ -347,30 +347,19 @@ fn pytorch_model(config: &RunConfig, args: &BenchArgs, command: &str, threads: u
     if !script.exists() {
         bail!("{}: not found (run from the repository root or pass --script)", script.display());
     }
-    if config.mar.is_some() {
-        let dir = tempfile::tempdir()?;
-        let cfg = dir.path().join("config.toml");
-        std::fs::write(&cfg, config.to_toml())?;
-        let out = Command::new(&args.python)
-            .arg(script)
-            .args([command, "--config"])
-            .arg(&cfg)
-            .args(["--batch-size", &args.batch_size.to_string(), "--steps", &args.steps.to_string()])
-            .args(["--threads", &threads.to_string()])
-            .output()
-            .with_context(|| format!("cannot start {}", args.python))?;
-        return parse_python(&out, &script.display().to_string());
-    }
-    // The reference script reads the two objective sections it implements ([ldae], [ddpm]).
-    let Some(legacy) = LegacyRunConfig::downgrade(config) else {
-        bail!(
+    // The MAR mirror reads the config as written; the reference script the two objective
+    // sections it implements ([ldae], [ddpm]).
+    let text = match (&config.mar, LegacyRunConfig::downgrade(config)) {
+        (Some(_), _) => config.to_toml(),
+        (None, Some(legacy)) => toml::to_string_pretty(&legacy)?,
+        (None, None) => bail!(
             "the PyTorch reference implements l-DAE and DiT (pixel or PCA-latent DDPM) objectives; this config trains {}",
             config.denoise.label(config.model.image.channels)
-        );
+        ),
     };
     let dir = tempfile::tempdir()?;
     let cfg = dir.path().join("config.toml");
-    std::fs::write(&cfg, toml::to_string_pretty(&legacy)?)?;
+    std::fs::write(&cfg, text)?;
     let out = Command::new(&args.python)
         .arg(script)
         .args([command, "--config"])
@@ -379,7 +368,7 @@ fn pytorch_model(config: &RunConfig, args: &BenchArgs, command: &str, threads: u
         .args(["--threads", &threads.to_string(), "--cfg", &args.cfg.to_string()])
         .output()
         .with_context(|| format!("cannot start {}", args.python))?;
-    parse_python(&out, &args.script)
+    parse_python(&out, &script.display().to_string())
 }
 
 /// The last JSON line a benchmark script printed, or its last error line.

@@ -17,7 +17,7 @@ use crate::config::RunConfig;
 use crate::data::ImageSet;
 use crate::data::loader::ordered_batches;
 use crate::error::{Error, Result};
-use crate::tokenizer::Tokenizer;
+use crate::tokenizer::FittedTokenizer;
 use crate::tokenizer::store::{self, Named};
 use crate::train::Observer;
 
@@ -55,7 +55,7 @@ pub fn load_or_fit_run_codebook(
     run: &Path,
     config: &RunConfig,
     set: &ImageSet,
-    tokenizer: &dyn Tokenizer,
+    tokenizer: &FittedTokenizer,
     device: &Device,
     obs: &mut dyn Observer,
 ) -> Result<Option<Codebook>> {
@@ -63,6 +63,8 @@ pub fn load_or_fit_run_codebook(
     if codebook_path(run).exists() {
         return load_run_codebook(run, config);
     }
+    // Bound only when a codebook is fitted (binding a conv VAE decodes its weights).
+    let tokenizer = tokenizer.bind(config.model.image, device);
     let shape = set.shape;
     let mut tokens = Vec::new();
     let mut dim = 0;

@@ -114,8 +114,7 @@ pub fn pretrain(
         BatchPlan { seed: config.train.seed, batch_size: config.train.batch_size, augment: config.train.augment };
     let job = Job { run, opts, cfg_path: &cfg_path, set, plan, resume_from };
     if config.mar.is_some() {
-        let bound = tokenizer.bind(config.model.image, device);
-        let codebook = load_or_fit_run_codebook(run, &config, &job.set, bound.as_ref(), device, obs)?;
+        let codebook = load_or_fit_run_codebook(run, &config, &job.set, &tokenizer, device, obs)?;
         let objective = |c: &RunConfig, ad: &Device| MarTrainObjective::new(c, &tokenizer, codebook.as_ref(), ad);
         return train_loop::<Mar, _>(config, job, device, obs, objective, |_, _| Ok(None));
     }
