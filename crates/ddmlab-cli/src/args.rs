@@ -200,7 +200,7 @@ pub struct Common {
     /// Data root holding fashion-mnist/ and mnist/ (as `data fetch` writes them).
     #[arg(long, default_value = "data")]
     pub data_dir: PathBuf,
-    /// Compute device: flex (CPU) or cuda (when built with --features cuda).
+    /// Compute device: flex (CPU), or wgpu / vulkan / cuda when built with that cargo feature.
     #[arg(long, default_value = "flex")]
     pub device: String,
 }

@@ -30,15 +30,88 @@ pub fn threads(n: Option<usize>) -> Result<()> {
     Ok(())
 }
 
-/// The device named by `--device`.
+/// The devices this build offers, for messages.
+fn offered() -> String {
+    let mut names = vec!["flex"];
+    if cfg!(feature = "wgpu") {
+        names.push("wgpu");
+    }
+    if cfg!(feature = "vulkan") {
+        names.push("vulkan");
+    }
+    if cfg!(feature = "cuda") {
+        names.push("cuda");
+    }
+    names.join(", ")
+}
+
+/// The device named by `--device`, checked to run a kernel before any work starts.
+///
+/// burn creates GPU devices lazily and panics inside its runtime when no adapter or driver is
+/// there; the check turns that into one error naming what to install.
 pub fn device(name: &str) -> Result<Device> {
-    match name {
-        "flex" | "cpu" => Ok(Device::flex()),
+    let device = match name {
+        "flex" | "cpu" => return Ok(Device::flex()),
+        #[cfg(feature = "wgpu")]
+        "wgpu" => Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
+        #[cfg(feature = "vulkan")]
+        "vulkan" => Device::vulkan(burn::tensor::DeviceKind::DefaultDevice),
         #[cfg(feature = "cuda")]
-        "cuda" => Ok(Device::cuda(0)),
-        other => bail!(
-            "invalid value for --device: `{other}`, expected flex{}",
-            if cfg!(feature = "cuda") { " or cuda" } else { " (build with --features cuda for cuda)" }
+        "cuda" => Device::cuda(0),
+        gpu if ["wgpu", "vulkan", "cuda"].contains(&gpu) => bail!(
+            "invalid value for --device: `{gpu}` is not in this build (it offers {}); rebuild with `cargo build --release --features {gpu}`",
+            offered()
         ),
+        other => bail!("invalid value for --device: `{other}`, expected one of {}", offered()),
+    };
+    check_runs(name, &device)?;
+    Ok(device)
+}
+
+/// Run one small kernel on `device` and read it back, with burn's panic caught and its message
+/// kept for the error.
+fn check_runs(name: &str, device: &Device) -> Result<()> {
+    use burn::tensor::{Tensor, TensorData};
+    use std::sync::{Arc, Mutex};
+
+    let message = Arc::new(Mutex::new(String::new()));
+    let previous = std::panic::take_hook();
+    let sink = message.clone();
+    std::panic::set_hook(Box::new(move |info| {
+        let text = match (info.payload().downcast_ref::<&str>(), info.payload().downcast_ref::<String>()) {
+            (Some(s), _) => s.to_string(),
+            (_, Some(s)) => s.clone(),
+            _ => "unknown failure".into(),
+        };
+        // The first panic is the cause (the runtime's own thread); later ones are its echoes.
+        let mut first = sink.lock().unwrap_or_else(|e| e.into_inner());
+        if first.is_empty() {
+            *first = text;
+        }
+    }));
+    let device = device.clone();
+    let result = std::panic::catch_unwind(move || {
+        let x = Tensor::<1>::from_data(TensorData::new(vec![1.0f32, 2.0, 3.0], [3]), &device);
+        (x.clone() * x).sum().into_scalar::<f32>()
+    });
+    std::panic::set_hook(previous);
+    match result {
+        Ok(v) => {
+            if v != 14.0 {
+                bail!("--device {name}: a check kernel returned {v} instead of 14 (a broken driver?)");
+            }
+            Ok(())
+        }
+        Err(_) => {
+            let why = message.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let hint = match name {
+                "cuda" => "an NVIDIA GPU with its driver and the CUDA runtime",
+                _ => {
+                    "a Vulkan driver (a GPU's, or Mesa's software one: `apt-get install mesa-vulkan-drivers`); \
+                     `vulkaninfo --summary` (package vulkan-tools) lists what the loader finds"
+                }
+            };
+            bail!("--device {name}: no usable device ({why}); this needs {hint}")
+        }
     }
 }

@@ -412,3 +412,21 @@ fn a_dit_trains_and_samples_in_the_conv_vae_latent() {
     let out = ddmlab(&["sample", "--run", run_s, "--steps", "2", "--n", "10", "--out", grid.to_str().unwrap()]);
     assert!(out.status.success() && grid.exists(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// `--device` names what this build offers; a GPU device without any driver (the Vulkan loader
+/// and EGL pointed at nothing) is one error naming the package to install, before any work.
+#[test]
+fn a_device_without_a_driver_or_a_feature_is_one_clear_error() {
+    fails_with(ddmlab(&["bench", "--preset", "ldae-tiny", "--device", "tpu"]), &["--device", "tpu", "flex"]);
+    #[cfg(feature = "wgpu")]
+    {
+        let out = Command::new(env!("CARGO_BIN_EXE_ddmlab"))
+            .args(["bench", "--preset", "ldae-tiny", "--steps", "1", "--batch-size", "2", "--device", "wgpu"])
+            .env("VK_ICD_FILENAMES", "/nonexistent/icd.json")
+            .env("VK_DRIVER_FILES", "/nonexistent/icd.json")
+            .env("__EGL_VENDOR_LIBRARY_FILENAMES", "/nonexistent/egl.json")
+            .output()
+            .expect("runs");
+        fails_with(out, &["--device wgpu", "no usable device", "mesa-vulkan-drivers"]);
+    }
+}

@@ -140,7 +140,7 @@ pub fn sample_images(
         let x = tokenizer.decode(tokenizer.grid_to_tokens(x)).clamp(-1.0, 1.0); // [b, C, H, W]
         x.into_data().try_into_vec::<f32>().expect("f32 samples")
     };
-    let workers = rayon::current_num_threads().max(1);
+    let workers = crate::parallel::workers(device);
     let mut out = Vec::with_capacity(opts.n);
     for group in chunks.chunks(workers) {
         for values in group.par_iter().map(run).collect::<Vec<_>>() {

@@ -25,6 +25,7 @@ pub mod generate;
 pub mod mar;
 pub mod models;
 pub mod nn;
+pub mod parallel;
 pub mod tokenizer;
 pub mod train;
 pub mod viz;

@@ -187,7 +187,7 @@ pub fn encoder_features(
     };
     let mut out: Vec<Features> = pools.iter().map(|_| Features { data: Vec::new(), dim: 0 }).collect();
     let mut batches = ordered_batches(set, batch).enumerate().peekable();
-    let workers = rayon::current_num_threads().max(1);
+    let workers = crate::parallel::workers(device);
     while batches.peek().is_some() {
         let group: Vec<_> = batches.by_ref().take(workers).collect();
         for per_pool in group.into_par_iter().map(encode_batch).collect::<Vec<_>>() {

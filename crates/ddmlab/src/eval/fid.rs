@@ -279,7 +279,7 @@ pub fn inception_features(
         f
     };
     let chunks: Vec<&[RawImage]> = images.chunks(batch.max(1)).collect();
-    let workers = rayon::current_num_threads().max(1);
+    let workers = crate::parallel::workers(device);
     let mut out = Vec::with_capacity(images.len() * FEATURE_DIM);
     for group in chunks.chunks(workers) {
         for f in group.par_iter().map(|c| run(c)).collect::<Vec<_>>() {

@@ -173,7 +173,7 @@ pub fn probe_run(run: &Path, opts: &ProbeOptions, device: &Device, obs: &mut dyn
         let depth = opts.encoder_depth.unwrap_or(net.enc_depth);
         let (tokenizer, null_class) = (tokenizer.as_ref(), net.num_classes);
         if opts.baselines {
-            let model: Mar = crate::nn::init::seeded(device, config.train.seed, || net.init(device));
+            let model: Mar = crate::nn::init::seeded(device, config.train.seed, |device| net.init(device));
             probe("random-init encoder", None, &Encoder::Mar { model: &model, tokenizer, depth, null_class });
         }
         for (step, ckpt) in &chosen {
@@ -182,7 +182,7 @@ pub fn probe_run(run: &Path, opts: &ProbeOptions, device: &Device, obs: &mut dyn
         }
     } else if let Some(spec) = spec {
         if opts.baselines {
-            let random = crate::nn::init::seeded(device, config.train.seed, || config.network().init(device));
+            let random = crate::nn::init::seeded(device, config.train.seed, |device| config.network().init(device));
             probe("random-init encoder", None, &Encoder::Vit(&random, spec));
         }
         for (step, ckpt) in &chosen {

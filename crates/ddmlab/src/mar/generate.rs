@@ -360,7 +360,7 @@ mod tests {
     fn generation_fills_every_token_and_is_a_function_of_the_seed() {
         let device = Device::flex();
         let config = MarConfig::tiny(3, 8, 2);
-        let model = crate::nn::init::seeded(&device, 0, || config.init(&device));
+        let model = crate::nn::init::seeded(&device, 0, |device| config.init(device));
         let schedule = VpSchedule::new(BetaSchedule::cosine(), 1000);
         let sampling = MarSampling { steps: 4, head_steps: 10, temperature: 1.0, cfg: 2.0 };
         let run = |seed| -> Vec<f32> {
@@ -383,7 +383,7 @@ mod tests {
         let schedule = VpSchedule::new(BetaSchedule::cosine(), 1000);
         for (variant, loss) in [(MarVariant::ArRaster, MarLoss::Diffusion), (MarVariant::ArRandom, MarLoss::L2)] {
             let config = MarConfig { causal: true, ..MarConfig::tiny(3, 8, 2) };
-            let mut model = crate::nn::init::seeded(&device, 1, || config.init(&device));
+            let mut model = crate::nn::init::seeded(&device, 1, |device| config.init(device));
             // A trained-looking head: its zero-initialised layers given values, so that the L2
             // tokens depend on z.
             let fill =
@@ -414,7 +414,7 @@ mod tests {
         let device = Device::flex();
         let schedule = VpSchedule::new(BetaSchedule::cosine(), 1000);
         let config = MarConfig { head_out: 4, ..MarConfig::tiny(3, 8, 2) };
-        let model = crate::nn::init::seeded(&device, 1, || config.init(&device));
+        let model = crate::nn::init::seeded(&device, 1, |device| config.init(device));
         let book = Codebook { codes: (0..12).map(|i| i as f32 - 5.5).collect(), dim: 3 };
         let spec = MarSpec { loss: MarLoss::CrossEntropy, ..spec(8, MarVariant::Mar) };
         let sampling = MarSampling { steps: 4, head_steps: 5, temperature: 1.0, cfg: 2.0 };

@@ -310,7 +310,7 @@ mod tests {
         use burn::tensor::Distribution;
         let device = Device::flex();
         let config = MarConfig::tiny(4, 16, 10);
-        let mut model = crate::nn::init::seeded(&device, 9, || config.init(&device));
+        let mut model = crate::nn::init::seeded(&device, 9, |device| config.init(device));
         // Give the zero-initialised output a value so that the loss depends on the inputs.
         model.head.output = crate::nn::init::xavier_linear(16, 4, &device);
         let obj = MarObjective::paper(16, 4, 10);
@@ -338,7 +338,7 @@ mod tests {
         use crate::models::mar::MarConfig;
         use burn::optim::{AdamWConfig, GradientsParams};
         let device = Device::flex().autodiff();
-        let mut model = crate::nn::init::seeded(&device, 4, || MarConfig::tiny(4, 16, 2).init(&device));
+        let mut model = crate::nn::init::seeded(&device, 4, |device| MarConfig::tiny(4, 16, 2).init(device));
         let mut optim = AdamWConfig::new().with_weight_decay(0.0).init();
         let obj = MarObjective::paper(16, 4, 2);
         let labels: Vec<u32> = (0..8).map(|i| i % 2).collect();

@@ -145,7 +145,7 @@ mod tests {
     use burn::tensor::Distribution;
 
     fn head(device: &Device) -> DiffusionHead {
-        crate::nn::init::seeded(device, 3, || {
+        crate::nn::init::seeded(device, 3, |device| {
             DiffusionHeadConfig { token_dim: 8, out_dim: 8, cond_dim: 12, width: 32, depth: 2 }.init(device)
         })
     }

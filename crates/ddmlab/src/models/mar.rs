@@ -435,7 +435,7 @@ mod tests {
     #[test]
     fn masked_tokens_are_never_read() {
         let device = Device::flex();
-        let mar = crate::nn::init::seeded(&device, 1, || config().init(&device));
+        let mar = crate::nn::init::seeded(&device, 1, |device| config().init(device));
         let mask = masks(3, 9, 6, 4);
         let tokens = Tensor::<3>::random([3, 9, 4], Distribution::Normal(0.0, 1.0), &device);
         // The same tokens with every masked position replaced by large noise.
@@ -462,7 +462,7 @@ mod tests {
     #[test]
     fn a_fresh_models_diffusion_loss_is_the_noise_variance() {
         let device = Device::flex();
-        let mar = crate::nn::init::seeded(&device, 2, || config().init(&device));
+        let mar = crate::nn::init::seeded(&device, 2, |device| config().init(device));
         let mask = masks(2, 9, 7, 5);
         let (m, repeat) = (14, 4);
         let tokens = Tensor::<3>::random([2, 9, 4], Distribution::Normal(0.0, 1.0), &device);
@@ -478,7 +478,7 @@ mod tests {
     fn a_causal_prediction_reads_only_the_tokens_before_it_in_its_order() {
         let device = Device::flex();
         let config = MarConfig { causal: true, ..config() };
-        let mar = crate::nn::init::seeded(&device, 3, || config.init(&device));
+        let mar = crate::nn::init::seeded(&device, 3, |device| config.init(device));
         let mut rng = ChaCha8Rng::seed_from_u64(8);
         let orders: Vec<Vec<usize>> = vec![random_order(&mut rng, 9), (0..9).collect()];
         let tokens = Tensor::<3>::random([2, 9, 4], Distribution::Normal(0.0, 1.0), &device);
@@ -516,7 +516,7 @@ mod tests {
         // head whose output favours code 0 has a lower loss on code-0 targets than on others.
         let device = Device::flex();
         let config = MarConfig { head_out: 6, ..config() };
-        let mut mar = crate::nn::init::seeded(&device, 2, || config.init(&device));
+        let mut mar = crate::nn::init::seeded(&device, 2, |device| config.init(device));
         let mask = masks(2, 9, 4, 7);
         let tokens = Tensor::<3>::random([2, 9, 4], Distribution::Normal(0.0, 1.0), &device);
         let loss = |mar: &Mar, codes: &[usize]| -> f32 {
@@ -537,7 +537,7 @@ mod tests {
         // The head's output layer starts at zero, so x0_hat = 0 and the loss is mean(x0^2) over
         // the masked tokens only.
         let device = Device::flex();
-        let mar = crate::nn::init::seeded(&device, 2, || config().init(&device));
+        let mar = crate::nn::init::seeded(&device, 2, |device| config().init(device));
         let mask = masks(2, 9, 3, 6);
         let values: Vec<f32> = (0..2 * 9 * 4).map(|i| (i % 7) as f32 - 3.0).collect();
         let want: f32 = mask

@@ -17,7 +17,7 @@
 //! negative tail, where libm switches to erfc. On other devices
 //! burn's fused GELU runs unchanged.
 
-use burn::tensor::{Device, Tensor, TensorData, activation};
+use burn::tensor::{Tensor, TensorData, activation};
 use rayon::prelude::*;
 
 const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
@@ -157,7 +157,7 @@ pub fn gelu_linearised(v: &mut [f32]) -> Vec<f32> {
 /// - `x`: any; returns the same shape
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     let device = x.device();
-    if device.clone().without_autodiff() != Device::flex() {
+    if !crate::parallel::is_cpu(&device) {
         return activation::gelu(x);
     }
     let shape = x.shape();
@@ -207,6 +207,7 @@ pub fn gelu_tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::tensor::Device;
 
     /// erf in f64 by its Taylor series for |x| <= 4 (cancellation error < 1e-10 there) and
     /// +-1 beyond (|erf(x) - sign(x)| < 1.6e-8): a reference independent of the code under test.

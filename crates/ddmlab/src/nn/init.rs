@@ -42,17 +42,29 @@ impl ZeroBias for Linear {
     }
 }
 
-/// Seed `device`'s generator with `seed`, build a module with `init` and draw all of its
-/// initial weights, while no other thread of the process can draw from the generator.
+/// Build a module with `init` on `device`, its initial weights drawn from `seed`, while no other
+/// thread of the process can draw from the generator.
 ///
 /// burn's generator is per device and process-wide, and a parameter draws its initial value
 /// lazily, on first use: two runs in one process (tests, a run beside an evaluation) would
 /// interleave their draws and neither would get the weights its seed names.
-pub fn seeded<M: Module>(device: &Device, seed: u64, init: impl FnOnce() -> M) -> M {
-    exclusive(|| {
-        device.seed(seed);
-        init()
-    })
+///
+/// The draws are always the CPU generator's: on another device the module is built on `flex`
+/// (with autodiff when `device` has it) and moved, so a seed names the same initial weights on
+/// every device and a GPU run starts where its CPU twin does.
+pub fn seeded<M: Module>(device: &Device, seed: u64, init: impl FnOnce(&Device) -> M) -> M {
+    let draw = |on: &Device| {
+        exclusive(|| {
+            on.seed(seed);
+            init(on)
+        })
+    };
+    if crate::parallel::is_cpu(device) {
+        return draw(device);
+    }
+    let cpu = if device.is_autodiff() { Device::flex().autodiff() } else { Device::flex() };
+    // `fork`: fresh leaves on the device, each parameter still trained or frozen as built.
+    draw(&cpu).fork(device)
 }
 
 /// Build a module with `init` and draw its initial weights (e.g. a network built only to

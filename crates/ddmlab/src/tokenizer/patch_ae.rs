@@ -124,11 +124,11 @@ impl PatchAutoencoder {
         let flat: Vec<f64> =
             (0..n).flat_map(|r| (0..dim).map(move |i| (r, i))).map(|(r, i)| patches[(r, i)] - centre[i]).collect();
         let ad = device.clone().autodiff();
-        let mut net = crate::nn::init::seeded(&ad, how.seed, || AeNet {
-            enc: xavier_linear(dim, d, &ad),
+        let mut net = crate::nn::init::seeded(&ad, how.seed, |ad| AeNet {
+            enc: xavier_linear(dim, d, ad),
             // Start with a small posterior standard deviation (e^-2).
-            logvar: how.variational.then(|| zero_linear(dim, d, &ad).fill_bias(-4.0)),
-            dec: xavier_linear(d, dim, &ad),
+            logvar: how.variational.then(|| zero_linear(dim, d, ad).fill_bias(-4.0)),
+            dec: xavier_linear(d, dim, ad),
         });
         let mut optim = AdamWConfig::new().with_weight_decay(0.0).init();
         let val = rows(&flat[n_train * dim..], n_val, dim, device);

@@ -274,7 +274,7 @@ pub fn restore_with<M: Network, O: Objective<M>>(
         optim,
         config,
         device: ad,
-        shards: rayon::current_num_threads(),
+        shards: crate::parallel::workers(device),
     };
     Ok((trainer, state))
 }

@@ -101,7 +101,9 @@ pub struct AeTrainer {
     pub disc_optim: ModuleOptimizer,
     /// The autodiff device.
     pub device: Device,
-    /// Data-parallel shards per step.
+    /// Data-parallel shards per step. The discriminator's BatchNorm sees each shard's own
+    /// statistics, so the shard count is part of what a step computes (as the GPU count is under
+    /// PyTorch's DDP without SyncBatchNorm).
     pub shards: usize,
 }
 
@@ -140,11 +142,11 @@ impl AeTrainer {
     /// is added here), with the perceptual classifier already trained (when the loss uses one).
     pub fn new(config: TokenizerRunConfig, perceptual: Option<Classifier>, device: &Device) -> Self {
         let ad = device.clone().autodiff();
-        let ae = crate::nn::init::seeded(&ad, config.train.seed, || config.model.init(&ad));
+        let ae = crate::nn::init::seeded(&ad, config.train.seed, |ad| config.model.init(ad));
         let disc = config
             .loss
             .adversarial()
-            .then(|| crate::nn::init::seeded(&ad, config.train.seed ^ 0xD15C, || config.discriminator().init(&ad)));
+            .then(|| crate::nn::init::seeded(&ad, config.train.seed ^ 0xD15C, |ad| config.discriminator().init(ad)));
         AeTrainer {
             perceptual: perceptual.map(|p| p.to_device(&ad).freeze()),
             ae,
@@ -153,7 +155,7 @@ impl AeTrainer {
             disc_optim: adam(&config),
             config,
             device: ad,
-            shards: rayon::current_num_threads(),
+            shards: crate::parallel::workers(device),
         }
     }
 
@@ -416,7 +418,7 @@ mod tests {
             z_channels: 2,
             groups: 2,
         };
-        let ae = crate::nn::init::seeded(&ad, 3, || cfg.init(&ad));
+        let ae = crate::nn::init::seeded(&ad, 3, |ad| cfg.init(ad));
         let x = Tensor::<4>::random([3, 1, 8, 8], Distribution::Normal(0.0, 1.0), &ad);
         let forward = |ae: &ConvAutoencoder| {
             let features = ae.decode_features(ae.encode(x.clone()).mean);

@@ -112,7 +112,7 @@ impl<M: Network, O: Objective<M>> Trainer<M, O> {
         objective: impl FnOnce(&RunConfig, &Device) -> O,
     ) -> Self {
         let ad = device.clone().autodiff();
-        let model = crate::nn::init::seeded(&ad, config.train.seed, || M::build(&config, &ad));
+        let model = crate::nn::init::seeded(&ad, config.train.seed, |ad| M::build(&config, ad));
         Trainer {
             objective: objective(&config, &ad),
             ema: model.valid(),
@@ -120,7 +120,7 @@ impl<M: Network, O: Objective<M>> Trainer<M, O> {
             optim: optimizer_of(&config),
             config,
             device: ad,
-            shards: rayon::current_num_threads(),
+            shards: crate::parallel::workers(device),
         }
     }
 

@@ -59,3 +59,43 @@ pub fn options(root: &Path, resume: bool, stop: Option<usize>) -> PretrainOption
         init_from: None,
     }
 }
+
+/// The FID Inception network on `device` matches the PyTorch reference features of the first 8
+/// Fashion-MNIST test images (the fixture `inception-fmnist-test8.safetensors`): cosine above
+/// 0.9999 per image. It reads what the README's test command fetches first (`ddmlab data fetch
+/// fashion-mnist`, `ddmlab data fetch inception`), never the network itself, and fails with
+/// that instruction when they are missing (`DDMLAB_DATA` overrides the data root, default
+/// `data/` at the workspace root).
+pub fn inception_matches_the_pytorch_reference(device: &burn::tensor::Device) {
+    use ddmlab::data::fetch::inception_path;
+    use ddmlab::eval::fid::{FidSource, inception_features, load_features};
+    use ddmlab::eval::inception::{FEATURE_DIM, InceptionV3};
+    use std::path::PathBuf;
+
+    let root = std::env::var_os("DDMLAB_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data"));
+
+    let weights = inception_path(&root);
+    assert!(weights.exists(), "{}: run `ddmlab data fetch inception` first", weights.display());
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/inception-fmnist-test8.safetensors");
+    let (reference, source) = load_features(&fixture).unwrap();
+    assert!(source.starts_with("fashion-mnist:test:8"), "{source}");
+
+    let net = InceptionV3::load(&weights, device).unwrap();
+    let images = "fashion-mnist:test"
+        .parse::<FidSource>()
+        .unwrap()
+        .images(&root, 8)
+        .unwrap_or_else(|e| panic!("{e} (run `ddmlab data fetch fashion-mnist` first)"));
+    let ours = inception_features(&net, &images, 4, device, &|_| ());
+    assert_eq!(ours.len(), reference.len());
+    for (i, (a, b)) in ours.chunks(FEATURE_DIM).zip(reference.chunks(FEATURE_DIM)).enumerate() {
+        let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+        let norm = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+        let cos = dot / (norm(a) * norm(b));
+        let worst = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        eprintln!("image {i}: cosine {cos:.8}, largest difference {worst:.2e}");
+        assert!(cos > 0.9999, "image {i}: cosine {cos} with the PyTorch features");
+    }
+}
