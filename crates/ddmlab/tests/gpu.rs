@@ -10,13 +10,12 @@
 mod common;
 
 use burn::tensor::{Device, DeviceKind};
-use ddmlab::config::RunConfig;
 use ddmlab::diffusion::SamplerKind;
 use ddmlab::generate::{SampleOptions, sample_images};
 use ddmlab::models::preset;
 use ddmlab::train::{Silent, checkpoint, pretrain, run_folder};
 
-use common::{micro, options, write_synthetic_fashion_mnist};
+use common::{micro, micro_mar, options, write_synthetic_fashion_mnist};
 
 fn gpu() -> Device {
     Device::wgpu(DeviceKind::DefaultDevice)
@@ -24,14 +23,6 @@ fn gpu() -> Device {
 
 fn relative(a: f64, b: f64) -> f64 {
     (a - b).abs() / a.abs().max(b.abs()).max(1e-12)
-}
-
-/// A tiny MAR config on the synthetic data (as tests/training.rs).
-fn micro_mar(steps: usize) -> RunConfig {
-    let mut config = micro(preset("ldae-tiny").unwrap().config, steps);
-    config.model.num_classes = 10;
-    config.mar = Some(ddmlab::config::MarSection::paper(2, 32, 2));
-    config
 }
 
 /// Four training steps of each tiny preset (l-DAE, class-conditional DiT, MAR) on the GPU

@@ -9,7 +9,7 @@ use ddmlab::data::loader::BatchPlan;
 use ddmlab::models::preset;
 use ddmlab::train::{Silent, Trainer, checkpoint, metrics, pretrain, run_folder};
 
-use common::{micro, options, write_synthetic_fashion_mnist};
+use common::{micro, micro_mar, options, write_synthetic_fashion_mnist};
 
 /// A very small l-DAE config.
 fn micro_config(steps: usize) -> RunConfig {
@@ -247,14 +247,6 @@ fn a_fresh_start_drops_the_metrics_of_an_attempt_that_left_no_checkpoint() {
     assert!(lines[0].loss != 9.0);
 }
 
-/// A tiny MAR run (`[mar]` section) on the ldae-tiny tokenizer: class-conditional, 2 blocks.
-fn micro_mar_config(steps: usize) -> RunConfig {
-    let mut config = micro_config(steps);
-    config.model.num_classes = 10;
-    config.mar = Some(ddmlab::config::MarSection::paper(2, 32, 2));
-    config
-}
-
 /// MAR trains through the same loop: its first loss is the noise variance (the head's zero
 /// init), and a killed run resumes to exactly the uninterrupted trajectory (issue 12); the same
 /// for the causal variants and the L2 baseline.
@@ -270,7 +262,7 @@ fn a_mar_run_trains_and_resumes_exactly() {
         (MarVariant::ArRaster, MarLoss::L2, 0),
         (MarVariant::Mar, MarLoss::CrossEntropy, 8),
     ] {
-        let mut config = micro_mar_config(6);
+        let mut config = micro_mar(6);
         let mar = config.mar.as_mut().unwrap();
         (mar.variant, mar.loss, mar.codebook) = (variant, loss, codebook);
         config.validate().unwrap();

@@ -49,6 +49,14 @@ pub fn micro(mut c: RunConfig, steps: usize) -> RunConfig {
     c
 }
 
+/// A tiny class-conditional MAR config: the micro `ldae-tiny` backbone with a `[mar]` section.
+pub fn micro_mar(steps: usize) -> RunConfig {
+    let mut config = micro(ddmlab::models::preset("ldae-tiny").unwrap().config, steps);
+    config.model.num_classes = 10;
+    config.mar = Some(ddmlab::config::MarSection::paper(2, 32, 2));
+    config
+}
+
 /// Training options on data root `root`.
 pub fn options(root: &Path, resume: bool, stop: Option<usize>) -> PretrainOptions {
     PretrainOptions {
