@@ -93,8 +93,11 @@ fn conv(c_in: usize, c_out: usize, stride: usize, bias: bool, device: &Device) -
 
 fn bn(c: usize, device: &Device) -> BatchNorm {
     let mut norm = BatchNormConfig::new(c).init(device);
-    norm.gamma =
-        norm.gamma.map(|g| Tensor::<1>::random([c], burn::tensor::Distribution::Normal(1.0, 0.02), &g.device()));
+    // `set_require_grad`: a tensor drawn afresh is not a trained leaf by itself.
+    norm.gamma = norm.gamma.map(|g| {
+        let trained = g.is_require_grad();
+        Tensor::<1>::random([c], burn::tensor::Distribution::Normal(1.0, 0.02), &g.device()).set_require_grad(trained)
+    });
     norm
 }
 
@@ -145,6 +148,28 @@ mod tests {
         assert_eq!(d.forward(x).dims(), [3, 1, 6, 6]);
         let err = PatchGanConfig { in_channels: 1, channels: 8, layers: 4 }.validate(28, "tokenizer.loss").unwrap_err();
         assert!(err.to_string().contains("tokenizer.loss.disc_layers"), "{err}");
+    }
+
+    /// Every trained tensor gets a gradient from the logits: 4 conv weights, 2 conv biases and
+    /// each BatchNorm's scale and shift (2 x 2). The BatchNorm scale, drawn afresh at init, once
+    /// was a constant (it was never trained).
+    #[test]
+    fn every_weight_is_trained() {
+        struct Count<'a>(&'a burn::optim::GradientsParams, usize);
+        impl burn::module::ModuleVisitor for Count<'_> {
+            fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+                self.1 += usize::from(self.0.get::<D>(param.id).is_some());
+            }
+        }
+        let device = Device::flex().autodiff();
+        let d =
+            crate::nn::init::seeded(&device, 0, |d| PatchGanConfig { in_channels: 1, channels: 4, layers: 2 }.init(d));
+        let x = Tensor::<4>::random([2, 1, 32, 32], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+        let loss = d.forward(x).square().mean();
+        let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &d);
+        let mut count = Count(&grads, 0);
+        d.visit(&mut count);
+        assert_eq!(count.1, 10);
     }
 
     /// Found by `readers_never_panic`: `disc_layers = 18446744073709551615` in a tokenizer

@@ -8,6 +8,7 @@ pub mod attention;
 pub mod block;
 pub mod embed;
 pub mod gelu;
+pub mod grads;
 pub mod init;
 pub mod linear;
 pub mod mlp;

@@ -164,7 +164,7 @@ impl PatchAutoencoder {
                 Some(lv) => rec + kl_divergence(mu, lv) * how.kl_weight,
                 None => rec,
             };
-            let grads = GradientsParams::from_grads(loss.backward(), &net);
+            let grads = crate::nn::grads::contiguous(&net, GradientsParams::from_grads(loss.backward(), &net));
             let lr = lr_at(step, how.steps, how.steps / 20, how.lr, 0.0);
             net = optim.step(lr, net, grads);
         }

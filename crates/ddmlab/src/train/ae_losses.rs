@@ -2,7 +2,6 @@
 //! taming-transformers' `hinge_d_loss` / `calculate_adaptive_weight`), as pure functions.
 
 use burn::tensor::Tensor;
-use burn::tensor::activation::relu;
 
 use crate::config::tokenizer::Reconstruction;
 
@@ -22,11 +21,16 @@ pub fn reconstruction(x: Tensor<4>, x_hat: Tensor<4>, kind: Reconstruction) -> T
 
 /// The discriminator's hinge loss `1/2 (mean relu(1 - D(x)) + mean relu(1 + D(x_hat)))`.
 ///
+/// `relu` is written `clamp_min(0)`: burn 0.22's fused wgpu backend under autodiff gets two
+/// `relu(x + c)` branches summed into one value wrong (2.07 instead of 1.00 on lavapipe, and
+/// wrong gradients; `clamp_min` is right). `tests/gpu.rs` trains the adversarial loss on both
+/// devices and would catch its return.
+///
 /// # Shapes
 /// - `real`, `fake`: logits `[B, 1, h, w]`; returns `[1]`
 pub fn hinge_d_loss(real: Tensor<4>, fake: Tensor<4>) -> Tensor<1> {
-    let loss_real = relu(real.neg() + 1.0).mean();
-    let loss_fake = relu(fake + 1.0).mean();
+    let loss_real = (real.neg() + 1.0).clamp_min(0.0).mean();
+    let loss_fake = (fake + 1.0).clamp_min(0.0).mean();
     (loss_real + loss_fake) * 0.5
 }
 

@@ -251,10 +251,12 @@ impl AeTrainer {
             }
         }
         let lr = self.config.train.lr;
-        self.ae = self.ae_optim.step(lr, self.ae.clone(), ae_acc.grads());
+        let grads = crate::nn::grads::contiguous(&self.ae, ae_acc.grads());
+        self.ae = self.ae_optim.step(lr, self.ae.clone(), grads);
         if adversarial {
             let disc = self.disc.take().expect("adversarial");
-            self.disc = Some(self.disc_optim.step(lr, disc, disc_acc.grads()));
+            let grads = crate::nn::grads::contiguous(&disc, disc_acc.grads());
+            self.disc = Some(self.disc_optim.step(lr, disc, grads));
         }
         Ok(stats)
     }

@@ -140,6 +140,7 @@ impl<M: Network, O: Objective<M>> Trainer<M, O> {
             // Off by default: the norm itself is a reduction over every gradient.
             clip_global_norm(&self.model, &mut grads, self.config.train.grad_clip);
         }
+        let grads = crate::nn::grads::contiguous(&self.model, grads);
         self.model = self.optim.step(lr, self.model.clone(), grads);
         let decay = ema_decay_at(self.config.train.ema_decay, batch.step);
         self.ema = update_ema(self.ema.clone(), &self.model, decay);

@@ -133,17 +133,6 @@ pub fn train_tokenizer(
         (None, false) => config,
     };
     config.validate()?;
-    if config.loss.adversarial() && !crate::parallel::is_cpu(device) {
-        // Measured on wgpu (lavapipe): the discriminator's logits match the CPU's, its hinge
-        // loss does not (1.63 vs 0.98 at the first adversarial step of tests/gpu.rs), while the
-        // same loss on hand values is right. Until that is found, no silently wrong GAN.
-        return Err(Error::config(
-            "loss.disc_weight",
-            "the adversarial loss does not train correctly on GPU devices yet (burn's wgpu backend gets the \
-             discriminator's hinge loss wrong); train this tokenizer on --device flex, or without the \
-             adversarial loss (--set loss.disc_weight=0)",
-        ));
-    }
     if !opts.resume && checkpoint::latest(run)?.is_some() {
         return Err(Error::config(
             "out",
@@ -284,7 +273,7 @@ fn load_or_train_perceptual(
         );
         let loss = ce.forward(net.forward(x), y);
         let lr = p.lr * 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / p.steps as f64).cos());
-        let grads = GradientsParams::from_grads(loss.backward(), &net);
+        let grads = crate::nn::grads::contiguous(&net, GradientsParams::from_grads(loss.backward(), &net));
         net = optim.step(lr, net, grads);
     }
     let net = net.valid();
