@@ -331,3 +331,43 @@ fn a_run_adopts_another_runs_fitted_tokenizer_only_when_it_names_the_same_one() 
     let e = run_folder::adopt_tokenizer(&run_a, &tmp.path().join("d"), &config).unwrap_err().to_string();
     assert!(e.contains("pca"), "{e}");
 }
+
+/// MAR sampling runs its chunks side by side (one per CPU worker): the images are the same, in
+/// the same order, as one chunk after another.
+#[test]
+fn mar_samples_do_not_depend_on_the_thread_count() {
+    use ddmlab::mar::{MarSampling, sample_mar_images};
+    let tmp = tempfile::tempdir().unwrap();
+    write_synthetic_fashion_mnist(tmp.path());
+    let device = Device::flex();
+    let run = tmp.path().join("mar");
+    pretrain(micro_mar(2), &run, &options(tmp.path(), false, None), &device, &mut Silent).unwrap();
+    let ckpt = checkpoint::resolve(Some(&run), "latest").unwrap();
+    let (config, _) = checkpoint::read_meta(&ckpt).unwrap();
+    let tokenizer = run_folder::load_tokenizer(&run, &config).unwrap().bind(config.model.image, &device);
+    let model: ddmlab::models::mar::Mar =
+        checkpoint::load_weights(&ckpt, run_folder::weights_file(true), &config, &device).unwrap();
+    let sampling = MarSampling { steps: 4, head_steps: 5, temperature: 1.0, cfg: 1.5 };
+    let labels = [0, 1, 2, 3, 4];
+    let draw = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            sample_mar_images(
+                &model,
+                None,
+                &config,
+                tokenizer.as_ref(),
+                &sampling,
+                &labels,
+                5,
+                (7, 2),
+                &device,
+                &mut |_| {},
+            )
+            .unwrap()
+        })
+    };
+    let serial = draw(1);
+    assert_eq!(serial.len(), 5);
+    assert_eq!(serial, draw(3));
+}

@@ -17,6 +17,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
+use rayon::prelude::*;
 
 use super::codebook::Codebook;
 use super::objective::MarLoss;
@@ -299,14 +300,22 @@ pub fn sample_mar_images(
     let labels: Vec<usize> = if labels.is_empty() { vec![spec.null_class; n] } else { labels.to_vec() };
     let schedule = super::objective::head_schedule();
     let chunk = chunk.max(1);
-    let mut out = Vec::with_capacity(n);
-    for (i, ys) in labels.chunks(chunk).enumerate() {
+    let run = |(i, ys): (usize, &[usize])| -> Result<Vec<f32>> {
         let chunk_seed = seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let tokens = generate(model, &spec, codebook, &schedule, sampling, ys, chunk_seed, device)?;
         let images = tokenizer.decode(tokens).clamp(-1.0, 1.0); // [b, C, H, W]
-        let values: Vec<f32> = images.into_data().try_into_vec().expect("f32 samples");
-        let per = values.len() / ys.len();
-        out.extend(values.chunks(per).map(|c| c.to_vec()));
+        Ok(images.into_data().try_into_vec().expect("f32 samples"))
+    };
+    // Chunks side by side, one per worker (every CPU thread; one stream on a GPU): a chunk's
+    // generation is a long chain of small steps that keeps about one CPU thread busy.
+    let chunks: Vec<(usize, &[usize])> = labels.chunks(chunk).enumerate().collect();
+    let mut out = Vec::with_capacity(n);
+    for group in chunks.chunks(crate::parallel::workers(device)) {
+        let done = group.par_iter().map(|&c| run(c)).collect::<Result<Vec<_>>>()?;
+        for (values, (_, ys)) in done.iter().zip(group) {
+            let per = values.len() / ys.len();
+            out.extend(values.chunks(per).map(|c| c.to_vec()));
+        }
         on_chunk(out.len());
     }
     if out.iter().flatten().any(|v| !v.is_finite()) {

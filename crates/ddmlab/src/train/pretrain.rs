@@ -176,6 +176,7 @@ fn train_loop<M: Network, O: Objective<M>>(
             (trainer, state)
         }
     };
+    obs.message(&format!("model: {:.3}M parameters", trainer.model.num_params() as f64 / 1e6));
     let total = state.total_steps;
     let warmup = (config.train.warmup_frac * total as f64).round() as usize;
     let stop_at = opts.stop_after_steps.unwrap_or(total).min(total);
