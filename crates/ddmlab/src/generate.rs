@@ -7,7 +7,6 @@
 //! worker thread (burn's element-wise kernels are single-threaded).
 
 use burn::tensor::{Device, Tensor};
-use rayon::prelude::*;
 
 use crate::config::RunConfig;
 use crate::diffusion::{Denoiser, Guidance, Prediction, Sampler, SamplerKind, TimestepMap, VpSchedule};
@@ -143,7 +142,7 @@ pub fn sample_images(
     let workers = crate::parallel::workers(device);
     let mut out = Vec::with_capacity(opts.n);
     for group in chunks.chunks(workers) {
-        for values in group.par_iter().map(run).collect::<Vec<_>>() {
+        for values in crate::parallel::map(device, group.iter().collect(), run) {
             out.extend(values.chunks(out_numel).map(|c| c.to_vec()));
         }
     }

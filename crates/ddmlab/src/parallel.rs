@@ -19,6 +19,15 @@ pub fn workers(device: &Device) -> usize {
     if is_cpu(device) { rayon::current_num_threads().max(1) } else { 1 }
 }
 
+/// `f` over `items`, results in order: side by side on rayon's workers when `device` is the
+/// CPU, one after another on the calling thread otherwise. A GPU is driven from one thread:
+/// burn's fusion keeps a stream per thread, and a tensor handed between streams (a shard run
+/// on a rayon worker) made the conv tokenizer's GPU step flaky.
+pub fn map<T: Send, R: Send>(device: &Device, items: Vec<T>, f: impl Fn(T) -> R + Sync + Send) -> Vec<R> {
+    use rayon::prelude::*;
+    if is_cpu(device) { items.into_par_iter().map(f).collect() } else { items.into_iter().map(f).collect() }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -166,8 +166,6 @@ pub fn encoder_features(
     batch: usize,
     device: &Device,
 ) -> Vec<Features> {
-    use rayon::prelude::*;
-
     let shape = set.shape;
     let encode_batch = |(index, (images, labels)): (usize, (Vec<f32>, Vec<u32>))| -> Vec<(usize, Vec<f32>)> {
         let b = labels.len();
@@ -190,7 +188,7 @@ pub fn encoder_features(
     let workers = crate::parallel::workers(device);
     while batches.peek().is_some() {
         let group: Vec<_> = batches.by_ref().take(workers).collect();
-        for per_pool in group.into_par_iter().map(encode_batch).collect::<Vec<_>>() {
+        for per_pool in crate::parallel::map(device, group, encode_batch) {
             for ((dim, data), f) in per_pool.into_iter().zip(out.iter_mut()) {
                 f.dim = dim;
                 f.data.extend(data);

@@ -266,7 +266,6 @@ pub fn inception_features(
     device: &Device,
     on_batch: &(dyn Fn(usize) + Sync),
 ) -> Vec<f32> {
-    use rayon::prelude::*;
     let per = 3 * INPUT_SIZE * INPUT_SIZE;
     let run = |chunk: &[RawImage]| -> Vec<f32> {
         let mut x = Vec::with_capacity(chunk.len() * per);
@@ -282,7 +281,7 @@ pub fn inception_features(
     let workers = crate::parallel::workers(device);
     let mut out = Vec::with_capacity(images.len() * FEATURE_DIM);
     for group in chunks.chunks(workers) {
-        for f in group.par_iter().map(|c| run(c)).collect::<Vec<_>>() {
+        for f in crate::parallel::map(device, group.to_vec(), run) {
             out.extend(f);
         }
     }

@@ -17,7 +17,6 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
-use rayon::prelude::*;
 
 use super::codebook::Codebook;
 use super::objective::MarLoss;
@@ -311,7 +310,7 @@ pub fn sample_mar_images(
     let chunks: Vec<(usize, &[usize])> = labels.chunks(chunk).enumerate().collect();
     let mut out = Vec::with_capacity(n);
     for group in chunks.chunks(crate::parallel::workers(device)) {
-        let done = group.par_iter().map(|&c| run(c)).collect::<Result<Vec<_>>>()?;
+        let done = crate::parallel::map(device, group.to_vec(), run).into_iter().collect::<Result<Vec<_>>>()?;
         for (values, (_, ys)) in done.iter().zip(group) {
             let per = values.len() / ys.len();
             out.extend(values.chunks(per).map(|c| c.to_vec()));

@@ -24,7 +24,6 @@ use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand_distr::{Distribution, StandardNormal};
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::ae_losses::{adaptive_weight, generator_loss, hinge_d_loss, reconstruction};
@@ -174,26 +173,23 @@ impl AeTrainer {
         let adversarial = self.adversarial_at(batch.step);
         let shards = self.shards.clamp(1, b);
         let bounds: Vec<(usize, usize)> = (0..shards).map(|i| (i * b / shards, (i + 1) * b / shards)).collect();
-        let forwards: Vec<ShardForward> = bounds
-            .par_iter()
-            .map(|&(lo, hi)| {
-                let x = Tensor::<4>::from_data(
-                    TensorData::new(
-                        batch.images[lo * image.numel()..hi * image.numel()].to_vec(),
-                        [hi - lo, image.channels, image.height, image.width],
-                    ),
-                    &self.device,
-                );
-                let eps = Tensor::<4>::from_data(
-                    TensorData::new(
-                        noise[lo * latent.numel()..hi * latent.numel()].to_vec(),
-                        [hi - lo, latent.channels, latent.height, latent.width],
-                    ),
-                    &self.device,
-                );
-                self.shard_forward(x, eps, (hi - lo) as f64 / b as f64, adversarial)
-            })
-            .collect();
+        let forwards: Vec<ShardForward> = crate::parallel::map(&self.device, bounds, |(lo, hi)| {
+            let x = Tensor::<4>::from_data(
+                TensorData::new(
+                    batch.images[lo * image.numel()..hi * image.numel()].to_vec(),
+                    [hi - lo, image.channels, image.height, image.width],
+                ),
+                &self.device,
+            );
+            let eps = Tensor::<4>::from_data(
+                TensorData::new(
+                    noise[lo * latent.numel()..hi * latent.numel()].to_vec(),
+                    [hi - lo, latent.channels, latent.height, latent.width],
+                ),
+                &self.device,
+            );
+            self.shard_forward(x, eps, (hi - lo) as f64 / b as f64, adversarial)
+        });
 
         let mut stats = AeStepStats::default();
         for f in &forwards {
@@ -217,28 +213,25 @@ impl AeTrainer {
         }
 
         let kl_weight = self.config.loss.kl_weight;
-        let results: Vec<ShardGrads> = forwards
-            .into_par_iter()
-            .map(|f| {
-                let mut upstream = f.grad_nll;
-                if let Some(g) = f.grad_g {
-                    upstream = upstream + g * d_weight;
-                }
-                let surrogate = (f.x_hat.clone() * Tensor::from_inner(upstream)).sum() + f.kl * kl_weight;
-                let grads = GradientsParams::from_grads(surrogate.backward(), &f.ae);
-                let disc = self.disc.as_ref().filter(|_| adversarial).map(|disc| {
-                    let disc = disc.clone().fork(&self.device);
-                    let real = disc.forward(f.x.clone());
-                    let fake = disc.forward(f.x_hat.clone().detach());
-                    let share = f.x.dims()[0] as f64 / b as f64;
-                    let (lr, lf) = (mean_of(&real) * share, mean_of(&fake) * share);
-                    let d_loss = hinge_d_loss(real, fake) * share;
-                    let value = d_loss.clone().into_scalar::<f32>() as f64;
-                    (value, lr, lf, GradientsParams::from_grads(d_loss.backward(), &disc))
-                });
-                (f.ae, grads, disc)
-            })
-            .collect();
+        let results: Vec<ShardGrads> = crate::parallel::map(&self.device, forwards, |f| {
+            let mut upstream = f.grad_nll;
+            if let Some(g) = f.grad_g {
+                upstream = upstream + g * d_weight;
+            }
+            let surrogate = (f.x_hat.clone() * Tensor::from_inner(upstream)).sum() + f.kl * kl_weight;
+            let grads = GradientsParams::from_grads(surrogate.backward(), &f.ae);
+            let disc = self.disc.as_ref().filter(|_| adversarial).map(|disc| {
+                let disc = disc.clone().fork(&self.device);
+                let real = disc.forward(f.x.clone());
+                let fake = disc.forward(f.x_hat.clone().detach());
+                let share = f.x.dims()[0] as f64 / b as f64;
+                let (lr, lf) = (mean_of(&real) * share, mean_of(&fake) * share);
+                let d_loss = hinge_d_loss(real, fake) * share;
+                let value = d_loss.clone().into_scalar::<f32>() as f64;
+                (value, lr, lf, GradientsParams::from_grads(d_loss.backward(), &disc))
+            });
+            (f.ae, grads, disc)
+        });
         let mut ae_acc = GradientsAccumulator::<ConvAutoencoder>::new();
         let mut disc_acc = GradientsAccumulator::<PatchGan>::new();
         for (ae, grads, disc) in results {

@@ -9,7 +9,6 @@
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData};
-use rayon::prelude::*;
 
 use super::clip::clip_global_norm;
 use super::ema::{ema_decay_at, update_ema};
@@ -159,7 +158,7 @@ impl<M: Network, O: Objective<M>> Trainer<M, O> {
         let draws = self.draws(batch);
         let shards = self.shards.clamp(1, b);
         let bounds: Vec<(usize, usize)> = (0..shards).map(|i| (i * b / shards, (i + 1) * b / shards)).collect();
-        let results: Vec<_> = bounds.par_iter().map(|&(lo, hi)| self.shard_grads(batch, &draws, lo, hi, b)).collect();
+        let results = crate::parallel::map(&self.device, bounds, |(lo, hi)| self.shard_grads(batch, &draws, lo, hi, b));
         let mut value = 0.0;
         let mut accumulator = GradientsAccumulator::<M>::new();
         for (loss, grads) in results {
