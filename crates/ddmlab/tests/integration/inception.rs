@@ -7,11 +7,9 @@
 //! and fails with that instruction when they are missing. (`DDMLAB_DATA` overrides the data
 //! root, default `data/` at the workspace root.)
 
-mod common;
-
 use burn::tensor::Device;
 
 #[test]
 fn inception_features_match_the_pytorch_reference() {
-    common::inception_matches_the_pytorch_reference(&Device::flex());
+    crate::common::inception_matches_the_pytorch_reference(&Device::flex());
 }

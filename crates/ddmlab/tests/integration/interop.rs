@@ -18,8 +18,6 @@ use ddmlab::tokenizer::patchify::{patchify, unpatchify};
 use ddmlab::train::interop::{Layout, export, import};
 use safetensors::SafeTensors;
 
-mod common;
-
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/interop").join(name)
 }
@@ -213,21 +211,21 @@ fn an_exported_run_starts_a_new_run_with_the_same_network() {
     use ddmlab::train::interop::Layout;
     use ddmlab::train::{Silent, checkpoint, pretrain, run_folder};
     let tmp = tempfile::tempdir().unwrap();
-    common::write_synthetic_fashion_mnist(tmp.path());
-    let mut config = common::micro(ddmlab::models::preset("dit-tiny").unwrap().config, 4);
+    crate::common::write_synthetic_fashion_mnist(tmp.path());
+    let mut config = crate::common::micro(ddmlab::models::preset("dit-tiny").unwrap().config, 4);
     config.model.gelu = GeluKind::Tanh;
     config.model.cond_width = config.model.width;
     config.model.freq_dim = 256;
     let device = Device::flex();
     let first = tmp.path().join("first");
-    pretrain(config.clone(), &first, &common::options(tmp.path(), false, None), &device, &mut Silent).unwrap();
+    pretrain(config.clone(), &first, &crate::common::options(tmp.path(), false, None), &device, &mut Silent).unwrap();
     let ckpt = checkpoint::latest(&first).unwrap().unwrap();
     let trained = run_folder::load_model(&ckpt, &config, true, &device).unwrap();
     let file = tmp.path().join("dit.safetensors");
     std::fs::write(&file, export(&trained, &config.network(), Layout::Dit).unwrap()).unwrap();
 
     let second = tmp.path().join("second");
-    let mut opts = common::options(tmp.path(), false, Some(0));
+    let mut opts = crate::common::options(tmp.path(), false, Some(0));
     opts.init_from = Some((file, Layout::Dit));
     pretrain(config.clone(), &second, &opts, &device, &mut Silent).unwrap();
     let ckpt0 = checkpoint::latest(&second).unwrap().unwrap();

@@ -1,15 +1,13 @@
 //! Claims about the training loop, on a synthetic Fashion-MNIST-shaped data set written to a
 //! temporary data root (tests never download).
 
-mod common;
-
 use burn::tensor::Device;
 use ddmlab::config::RunConfig;
 use ddmlab::data::loader::BatchPlan;
 use ddmlab::models::preset;
 use ddmlab::train::{Silent, Trainer, checkpoint, metrics, pretrain, run_folder};
 
-use common::{micro, micro_mar, options, write_synthetic_fashion_mnist};
+use crate::common::{micro, micro_mar, options, write_synthetic_fashion_mnist};
 
 /// A very small l-DAE config.
 fn micro_config(steps: usize) -> RunConfig {

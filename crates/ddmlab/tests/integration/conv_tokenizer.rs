@@ -1,8 +1,6 @@
 //! Claims about conv tokenizer training (`ddmlab tokenizer train`), on a synthetic
 //! Fashion-MNIST-shaped data set (tests never download).
 
-mod common;
-
 use burn::tensor::Device;
 use ddmlab::config::tokenizer::TokenizerRunConfig;
 use ddmlab::models::tokenizer_preset;
@@ -10,7 +8,7 @@ use ddmlab::train::Silent;
 use ddmlab::train::metrics;
 use ddmlab::train::tokenizer_run::{AeMetricLine, TokenizerTrainOptions, train_tokenizer};
 
-use common::{micro, write_synthetic_fashion_mnist};
+use crate::common::{micro, write_synthetic_fashion_mnist};
 
 fn tiny() -> TokenizerRunConfig {
     let mut c = tokenizer_preset("kl-tiny").unwrap().config;
@@ -138,7 +136,7 @@ fn a_run_trains_its_conv_vae_once_and_uses_it_as_a_unit_variance_tokenizer() {
     config.validate().unwrap();
     assert_eq!((config.model.patch, config.denoise.tokenizer.latent_dim(1), config.model.tokens()), (4, 8, 16));
     let run = tmp.path().join("run");
-    let opts = common::options(tmp.path(), false, None);
+    let opts = crate::common::options(tmp.path(), false, None);
     pretrain(config.clone(), &run, &opts, &device, &mut Silent).unwrap();
     assert!(run.join("conv-vae/checkpoints/latest").exists(), "the conv VAE trained in its own folder");
     let report: ddmlab::tokenizer::FitReport =

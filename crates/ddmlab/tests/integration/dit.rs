@@ -1,8 +1,6 @@
 //! Claims about class-conditional DiT training (the DDPM objective through the shared training
 //! loop) and sampling, on a synthetic Fashion-MNIST-shaped data set (tests never download).
 
-mod common;
-
 use burn::tensor::Device;
 use ddmlab::config::RunConfig;
 use ddmlab::diffusion::SamplerKind;
@@ -10,7 +8,7 @@ use ddmlab::generate::{SampleOptions, sample_images};
 use ddmlab::models::preset;
 use ddmlab::train::{Silent, checkpoint, pretrain, run_folder};
 
-use common::{micro, options, write_synthetic_fashion_mnist};
+use crate::common::{micro, options, write_synthetic_fashion_mnist};
 
 /// A very small class-conditional DiT config.
 fn micro_dit(steps: usize) -> RunConfig {

@@ -2,8 +2,6 @@
 //! seed; run again it redoes nothing that is finished, and a killed (partly trained) rung
 //! resumes from its checkpoint; a corrupt tokenizer of a rung is one error naming the file.
 
-mod common;
-
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -13,7 +11,7 @@ use ddmlab::eval::ProbeConfig;
 use ddmlab::models::ladder::{self, Table};
 use ddmlab::train::{PretrainOptions, Silent, checkpoint, pretrain};
 
-use common::write_synthetic_fashion_mnist;
+use crate::common::write_synthetic_fashion_mnist;
 
 fn options(root: &Path, out: &Path) -> DeconstructOptions {
     let set = |s: &str| s.to_string();

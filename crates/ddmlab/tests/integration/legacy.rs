@@ -4,8 +4,6 @@
 //! 3 and 6) on the synthetic data of `common`, with the step-6 checkpoint removed and the losses
 //! of all 6 steps kept in `expected-losses.json`.
 
-mod common;
-
 use std::path::Path;
 
 use burn::tensor::Device;
@@ -15,7 +13,7 @@ use ddmlab::models::preset;
 use ddmlab::tokenizer::{LatentScale, TokenizerSpec};
 use ddmlab::train::{Silent, pretrain};
 
-use common::{options, write_synthetic_fashion_mnist};
+use crate::common::{options, write_synthetic_fashion_mnist};
 
 fn fixture(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
