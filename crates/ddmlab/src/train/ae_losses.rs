@@ -23,8 +23,8 @@ pub fn reconstruction(x: Tensor<4>, x_hat: Tensor<4>, kind: Reconstruction) -> T
 ///
 /// `relu` is written `clamp_min(0)`: burn 0.22's fused wgpu backend under autodiff gets two
 /// `relu(x + c)` branches summed into one value wrong (2.07 instead of 1.00 on lavapipe, and
-/// wrong gradients; `clamp_min` is right). `tests/integration/gpu.rs` trains the adversarial loss on both
-/// devices and would catch its return.
+/// wrong gradients; `clamp_min` is right). `tests/integration/gpu.rs` trains the adversarial
+/// loss on both devices and would catch its return.
 ///
 /// # Shapes
 /// - `real`, `fake`: logits `[B, 1, h, w]`; returns `[1]`
