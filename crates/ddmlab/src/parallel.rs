@@ -22,9 +22,7 @@ pub fn workers(device: &Device) -> usize {
 /// `f` over `items`, results in order: side by side on rayon's workers when `device` is the
 /// CPU, one after another on the calling thread otherwise. A GPU is driven from one thread:
 /// burn's fusion keeps a stream per thread, and a tensor made on one thread and used on another
-/// (a shard run on a rayon worker) would cross streams. (This was first taken for the cause of
-/// the conv tokenizer's intermittent GPU discrepancy; that discrepancy outlived it, see
-/// `tests/integration/gpu.rs`.)
+/// (a shard run on a rayon worker) would cross streams.
 pub fn map<T: Send, R: Send>(device: &Device, items: Vec<T>, f: impl Fn(T) -> R + Sync + Send) -> Vec<R> {
     use rayon::prelude::*;
     if is_cpu(device) { items.into_par_iter().map(f).collect() } else { items.into_iter().map(f).collect() }

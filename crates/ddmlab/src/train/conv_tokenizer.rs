@@ -34,6 +34,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::models::classifier::{Classifier, perceptual_distance};
 use crate::models::conv_ae::ConvAutoencoder;
 use crate::models::patchgan::PatchGan;
+use crate::nn::grads::materialize;
 
 /// The RNG purpose of the posterior samples (see [`crate::data::loader::purpose`]).
 const POSTERIOR_NOISE: u64 = 7;
@@ -283,7 +284,8 @@ impl AeTrainer {
             None => (rec, 0.0),
         };
         let nll_value = nll.clone().into_scalar::<f32>() as f64;
-        let grad_nll = leaf.grad(&nll.backward()).expect("x_hat leaf has a gradient");
+        // Materialised: see `nn::grads` for the fused-kernel misread this avoids on a GPU.
+        let grad_nll = materialize(leaf.grad(&nll.backward()).expect("x_hat leaf has a gradient"));
 
         let (grad_g, g_value) = match self.disc.as_ref().filter(|_| adversarial) {
             Some(disc) => {
@@ -291,7 +293,7 @@ impl AeTrainer {
                 let leaf = x_hat.clone().detach().require_grad();
                 let g = generator_loss(disc.forward(leaf.clone())) * share;
                 let value = g.clone().into_scalar::<f32>() as f64;
-                (Some(leaf.grad(&g.backward()).expect("x_hat leaf has a gradient")), value)
+                (Some(materialize(leaf.grad(&g.backward()).expect("x_hat leaf has a gradient"))), value)
             }
             None => (None, 0.0),
         };
