@@ -11,6 +11,7 @@ pub mod lr;
 pub mod metrics;
 pub mod objective;
 pub mod observer;
+pub mod perceptual;
 pub mod pretrain;
 pub mod run_folder;
 pub mod step;

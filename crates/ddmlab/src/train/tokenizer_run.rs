@@ -5,7 +5,8 @@
 //!
 //! ```text
 //! RUN/config.toml                the resolved TokenizerRunConfig
-//! RUN/perceptual.bpk, .json      the perceptual classifier and its test accuracy
+//! RUN/perceptual.bpk, .json      the perceptual classifier and its test accuracy (`perceptual`)
+//! RUN/perceptual/checkpoints/    the classifier's checkpoints while it trains
 //! RUN/metrics.jsonl              one AeMetricLine per `log_every` steps
 //! RUN/recon.json, recon.md       PSNR / rFID per evaluated checkpoint
 //! RUN/recon-step-NNNNNN.png      originals (odd rows) over reconstructions (even rows)
@@ -18,9 +19,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{AdamWConfig, GradientsParams};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::ae_losses::psnr;
@@ -28,6 +27,7 @@ use super::checkpoint;
 use super::conv_tokenizer::{AeState, AeStepStats, AeTrainer};
 use super::metrics::{self, Stepped};
 use super::observer::{Observer, StepReport};
+use super::perceptual::{self, PerceptualStage};
 use crate::atomic::write_atomic;
 use crate::config::tokenizer::TokenizerRunConfig;
 use crate::data::loader::{BatchPlan, Loader, ordered_batches};
@@ -36,7 +36,6 @@ use crate::data::{ImageSet, Split, from_unit};
 use crate::error::{Error, IoContext, Result};
 use crate::eval::fid::{RawImage, Stats, frechet_distance, inception_features, load_features, save_features};
 use crate::eval::inception::{FEATURE_DIM, InceptionV3};
-use crate::models::classifier::{Classifier, ClassifierConfig};
 use crate::models::conv_ae::ConvAutoencoder;
 use crate::viz::grid::save_grid;
 
@@ -83,14 +82,6 @@ pub struct ReconRow {
     pub rfid: Option<f64>,
 }
 
-/// The perceptual classifier's record.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PerceptualReport {
-    pub steps: usize,
-    pub test_accuracy: f64,
-    pub seconds: f64,
-}
-
 /// The end of a call.
 #[derive(Debug, Clone)]
 pub struct TokenizerSummary {
@@ -98,11 +89,6 @@ pub struct TokenizerSummary {
     pub step: usize,
     pub total_steps: usize,
     pub recon: Vec<ReconRow>,
-}
-
-/// `RUN/perceptual.bpk`.
-pub fn perceptual_path(run: &Path) -> PathBuf {
-    run.join("perceptual.bpk")
 }
 
 /// One split of the config's data set at the tokenizer's image size.
@@ -133,7 +119,9 @@ pub fn train_tokenizer(
         (None, false) => config,
     };
     config.validate()?;
-    if !opts.resume && checkpoint::latest(run)?.is_some() {
+    if !opts.resume
+        && (checkpoint::latest(run)?.is_some() || checkpoint::latest(&perceptual::stage_dir(run))?.is_some())
+    {
         return Err(Error::config(
             "out",
             format!("{} already holds a run with checkpoints; pass --resume to continue it", run.display()),
@@ -145,8 +133,23 @@ pub fn train_tokenizer(
     let train = Arc::new(load_split(&config, &opts.data_root, Split::Train)?);
     let test = load_split(&config, &opts.data_root, Split::Test)?;
     obs.message(&format!("data: {} train images of {} from {}", train.len(), train.shape, config.data));
+    let deadline = opts.stop_after_minutes.map(|m| Instant::now() + std::time::Duration::from_secs_f64(m * 60.0));
     let perceptual = if config.loss.perceptual() {
-        Some(load_or_train_perceptual(run, &config, &train, &test, device, obs)?)
+        match perceptual::load_or_train(run, &config, &train, &test, deadline, device, obs)? {
+            PerceptualStage::Ready(net) => Some(*net),
+            PerceptualStage::Stopped { step, total } => {
+                obs.message(&format!(
+                    "stopped after the time limit in the perceptual classifier's training (step {step} of {total}); \
+                     continue with --resume"
+                ));
+                return Ok(TokenizerSummary {
+                    run: run.to_path_buf(),
+                    step: 0,
+                    total_steps: config.train.steps,
+                    recon: Vec::new(),
+                });
+            }
+        }
     } else {
         None
     };
@@ -165,7 +168,6 @@ pub fn train_tokenizer(
     };
     let total = config.train.steps;
     let plan = BatchPlan { seed: config.train.seed, batch_size: config.train.batch_size, augment: Augment::None };
-    let deadline = opts.stop_after_minutes.map(|m| Instant::now() + std::time::Duration::from_secs_f64(m * 60.0));
     let inception = match &opts.inception {
         Some(path) => Some(InceptionV3::load(path, &device.clone().without_autodiff())?),
         None => None,
@@ -233,74 +235,6 @@ fn mean_stats(window: &[AeStepStats]) -> AeStepStats {
         m.add(s, 1.0 / n);
     }
     m
-}
-
-/// The run's perceptual classifier: loaded, or trained on the training labels and saved.
-fn load_or_train_perceptual(
-    run: &Path,
-    config: &TokenizerRunConfig,
-    train: &ImageSet,
-    test: &ImageSet,
-    device: &Device,
-    obs: &mut dyn Observer,
-) -> Result<Classifier> {
-    let net_config = ClassifierConfig {
-        in_channels: config.model.image.channels,
-        widths: config.perceptual.widths.clone(),
-        classes: train.num_classes().max(test.num_classes()),
-    };
-    let path = perceptual_path(run);
-    if path.exists() {
-        return checkpoint::load_into(crate::nn::init::exclusive(|| net_config.init(device)), &path);
-    }
-    let p = &config.perceptual;
-    obs.message(&format!("training the perceptual classifier ({} steps of {})", p.steps, p.batch_size));
-    let started = Instant::now();
-    let ad = device.clone().autodiff();
-    let mut net = crate::nn::init::seeded(&ad, config.train.seed ^ 0x5EED, |ad| net_config.init(ad));
-    let mut optim = AdamWConfig::new().with_weight_decay(0.0).init();
-    let plan = BatchPlan { seed: config.train.seed ^ 0x5EED, batch_size: p.batch_size, augment: Augment::None };
-    let shape = train.shape;
-    let ce = CrossEntropyLossConfig::new().init(&ad);
-    for step in 0..p.steps {
-        let batch = plan.make(train, step);
-        let b = batch.labels.len();
-        let x =
-            Tensor::<4>::from_data(TensorData::new(batch.images, [b, shape.channels, shape.height, shape.width]), &ad);
-        let y = Tensor::<1, Int>::from_data(
-            TensorData::new(batch.labels.iter().map(|&l| l as i64).collect::<Vec<_>>(), [b]),
-            &ad,
-        );
-        let loss = ce.forward(net.forward(x), y);
-        let lr = p.lr * 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / p.steps as f64).cos());
-        let grads = crate::nn::grads::contiguous(&net, GradientsParams::from_grads(loss.backward(), &net));
-        net = optim.step(lr, net, grads);
-    }
-    let net = net.valid();
-    let accuracy = classifier_accuracy(&net, test, device);
-    let report = PerceptualReport { steps: p.steps, test_accuracy: accuracy, seconds: started.elapsed().as_secs_f64() };
-    obs.message(&format!("perceptual classifier: test accuracy {:.2}% ({:.0} s)", 100.0 * accuracy, report.seconds));
-    let bytes = net
-        .clone()
-        .into_record()
-        .into_bytes()
-        .map_err(|e| Error::Other(format!("serialising the perceptual classifier: {e}")))?;
-    write_atomic(&path, &bytes)?;
-    write_atomic(&run.join("perceptual.json"), serde_json::to_string_pretty(&report).expect("serialises").as_bytes())?;
-    Ok(net)
-}
-
-/// Top-1 accuracy of `net` on `set`.
-fn classifier_accuracy(net: &Classifier, set: &ImageSet, device: &Device) -> f64 {
-    let shape = set.shape;
-    let mut correct = 0usize;
-    for (images, labels) in ordered_batches(set, 500) {
-        let b = labels.len();
-        let x = Tensor::<4>::from_data(TensorData::new(images, [b, shape.channels, shape.height, shape.width]), device);
-        let pred = net.forward(x).argmax(1).into_data().convert::<i64>().try_into_vec::<i64>().expect("ints");
-        correct += pred.iter().zip(&labels).filter(|(p, l)| **p == **l as i64).count();
-    }
-    correct as f64 / set.len().max(1) as f64
 }
 
 /// Reconstruct the first `eval_images` test images with the posterior mean; PSNR, rFID (with

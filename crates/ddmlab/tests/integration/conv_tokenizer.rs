@@ -202,3 +202,41 @@ fn a_conv_vae_that_does_not_tile_the_image_is_named() {
     let err = c.validate().unwrap_err().to_string();
     assert!(err.contains("denoise.tokenizer.config.model.image"), "{err}");
 }
+
+/// The perceptual classifier's stage (minutes on real data) stops at the time limit with a
+/// checkpoint, refuses to be overwritten without --resume, and resumed gives the classifier of
+/// an uninterrupted stage: the autoencoder's losses, whose perceptual term reads the classifier,
+/// come out the same.
+#[test]
+fn the_perceptual_stage_stops_at_the_time_limit_and_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_synthetic_fashion_mnist(tmp.path());
+    let device = Device::flex();
+    let mut config = tiny();
+    config.train.steps = 2;
+    config.train.checkpoint_every = 2;
+    config.perceptual.steps = 5;
+    config.perceptual.batch_size = 8;
+    let run_a = tmp.path().join("a");
+    train_tokenizer(config.clone(), &run_a, &options(tmp.path(), false, None), &device, &mut Silent).unwrap();
+
+    let run_b = tmp.path().join("b");
+    let out_of_time = TokenizerTrainOptions { stop_after_minutes: Some(0.0), ..options(tmp.path(), false, None) };
+    let summary = train_tokenizer(config.clone(), &run_b, &out_of_time, &device, &mut Silent).unwrap();
+    assert_eq!(summary.step, 0, "no autoencoder step before the classifier is done");
+    assert!(!run_b.join("perceptual.bpk").exists());
+    assert!(run_b.join("perceptual/checkpoints/step-000001/net.bpk").exists(), "stopped after one step, saved");
+    let err = train_tokenizer(config.clone(), &run_b, &options(tmp.path(), false, None), &device, &mut Silent)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--resume"), "{err}");
+
+    let summary = train_tokenizer(config, &run_b, &options(tmp.path(), true, None), &device, &mut Silent).unwrap();
+    assert_eq!(summary.step, 2);
+    assert!(run_b.join("perceptual.bpk").exists() && !run_b.join("perceptual").exists(), "the stage's checkpoints go");
+    let (a, b) = (losses(&run_a), losses(&run_b));
+    assert_eq!(a.len(), 2);
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x.1 - y.1).abs() <= 1e-6 * x.1.abs(), "step {}: uninterrupted {} vs resumed {}", x.0, x.1, y.1);
+    }
+}
