@@ -139,12 +139,9 @@ pub fn sample_images(
         let x = tokenizer.decode(tokenizer.grid_to_tokens(x)).clamp(-1.0, 1.0); // [b, C, H, W]
         x.into_data().try_into_vec::<f32>().expect("f32 samples")
     };
-    let workers = crate::parallel::workers(device);
     let mut out = Vec::with_capacity(opts.n);
-    for group in chunks.chunks(workers) {
-        for values in crate::parallel::map(device, group.iter().collect(), run) {
-            out.extend(values.chunks(out_numel).map(|c| c.to_vec()));
-        }
+    for values in crate::parallel::map_grouped(device, &chunks, &run) {
+        out.extend(values.chunks(out_numel).map(|c| c.to_vec()));
     }
     if out.iter().flatten().any(|v| !v.is_finite()) {
         return Err(Error::Diverged("sampling produced non-finite pixels (is the checkpoint diverged?)".into()));

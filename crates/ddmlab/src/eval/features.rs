@@ -184,15 +184,10 @@ pub fn encoder_features(
             .collect()
     };
     let mut out: Vec<Features> = pools.iter().map(|_| Features { data: Vec::new(), dim: 0 }).collect();
-    let mut batches = ordered_batches(set, batch).enumerate().peekable();
-    let workers = crate::parallel::workers(device);
-    while batches.peek().is_some() {
-        let group: Vec<_> = batches.by_ref().take(workers).collect();
-        for per_pool in crate::parallel::map(device, group, encode_batch) {
-            for ((dim, data), f) in per_pool.into_iter().zip(out.iter_mut()) {
-                f.dim = dim;
-                f.data.extend(data);
-            }
+    for per_pool in crate::parallel::map_grouped(device, ordered_batches(set, batch).enumerate(), &encode_batch) {
+        for ((dim, data), f) in per_pool.into_iter().zip(out.iter_mut()) {
+            f.dim = dim;
+            f.data.extend(data);
         }
     }
     out

@@ -277,13 +277,9 @@ pub fn inception_features(
         on_batch(chunk.len());
         f
     };
-    let chunks: Vec<&[RawImage]> = images.chunks(batch.max(1)).collect();
-    let workers = crate::parallel::workers(device);
     let mut out = Vec::with_capacity(images.len() * FEATURE_DIM);
-    for group in chunks.chunks(workers) {
-        for f in crate::parallel::map(device, group.to_vec(), run) {
-            out.extend(f);
-        }
+    for f in crate::parallel::map_grouped(device, images.chunks(batch.max(1)), &run) {
+        out.extend(f);
     }
     out
 }

@@ -299,22 +299,18 @@ pub fn sample_mar_images(
     let labels: Vec<usize> = if labels.is_empty() { vec![spec.null_class; n] } else { labels.to_vec() };
     let schedule = super::objective::head_schedule();
     let chunk = chunk.max(1);
-    let run = |(i, ys): (usize, &[usize])| -> Result<Vec<f32>> {
+    let run = |(i, ys): (usize, &[usize])| -> (Result<Vec<f32>>, usize) {
         let chunk_seed = seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let tokens = generate(model, &spec, codebook, &schedule, sampling, ys, chunk_seed, device)?;
-        let images = tokenizer.decode(tokens).clamp(-1.0, 1.0); // [b, C, H, W]
-        Ok(images.into_data().try_into_vec().expect("f32 samples"))
+        let images = generate(model, &spec, codebook, &schedule, sampling, ys, chunk_seed, device)
+            .map(|tokens| tokenizer.decode(tokens).clamp(-1.0, 1.0).into_data().try_into_vec().expect("f32 samples"));
+        (images, ys.len()) // images: [b, C, H, W] flattened
     };
     // Chunks side by side, one per worker (every CPU thread; one stream on a GPU): a chunk's
     // generation is a long chain of small steps that keeps about one CPU thread busy.
-    let chunks: Vec<(usize, &[usize])> = labels.chunks(chunk).enumerate().collect();
     let mut out = Vec::with_capacity(n);
-    for group in chunks.chunks(crate::parallel::workers(device)) {
-        let done = crate::parallel::map(device, group.to_vec(), run).into_iter().collect::<Result<Vec<_>>>()?;
-        for (values, (_, ys)) in done.iter().zip(group) {
-            let per = values.len() / ys.len();
-            out.extend(values.chunks(per).map(|c| c.to_vec()));
-        }
+    for (values, b) in crate::parallel::map_grouped(device, labels.chunks(chunk).enumerate(), &run) {
+        let values = values?;
+        out.extend(values.chunks(values.len() / b).map(|c| c.to_vec()));
         on_chunk(out.len());
     }
     if out.iter().flatten().any(|v| !v.is_finite()) {
