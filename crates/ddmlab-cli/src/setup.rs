@@ -19,6 +19,21 @@ pub fn allocator() {
     }
 }
 
+/// Make burn's implicit default device the CPU unless the user named one (`BURN_DEVICE`).
+///
+/// burn 0.22 materialises a loaded optimizer state on `Device::default()` (the first GPU
+/// backend compiled in) and moves it to each parameter's device at the next step. On a build
+/// with the `wgpu` feature every resumed CPU run therefore started a GPU device (measured: on
+/// lavapipe it loaded Vulkan, printed the loader's complaints to stderr and ran cubecl's
+/// throughput probe) only to hand the state back. The device a command computes on is always
+/// the explicit `--device`; this changes only where burn puts what it creates implicitly.
+pub fn default_device() {
+    if std::env::var_os("BURN_DEVICE").is_none() {
+        // SAFETY: called at the start of `main`, before any thread exists.
+        unsafe { std::env::set_var("BURN_DEVICE", "flex") };
+    }
+}
+
 /// Size rayon's global pool (burn's flex backend runs on it); `None` = all cores.
 pub fn threads(n: Option<usize>) -> Result<()> {
     if let Some(n) = n {

@@ -138,6 +138,37 @@ fn pretrain_probe_denoise_and_pca_run_end_to_end() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("step 4/4"));
 }
 
+/// A resumed CPU run stays on the CPU: burn loads optimizer state on its default device, which a
+/// build with a GPU feature made the GPU (on CI's lavapipe: Vulkan loaded, the loader's errors on
+/// stderr, seconds of device probing). glibc's `LD_DEBUG=libs` lists every library the process
+/// initialises.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[test]
+fn a_resumed_cpu_run_initialises_no_gpu() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_data(tmp.path());
+    let data = tmp.path().to_str().unwrap();
+    let run = tmp.path().join("run");
+    let run_s = run.to_str().unwrap();
+    let mut args = vec!["pretrain", "--preset", "ldae-tiny", "--out", run_s, "--data-dir", data, "--steps", "4"];
+    args.extend(MICRO);
+    args.extend(["--set", "train.checkpoint_every=2"]);
+    let out = ddmlab(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::remove_dir_all(run.join("checkpoints/step-000004")).unwrap();
+    std::fs::write(run.join("checkpoints/latest"), "step-000002").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ddmlab"))
+        .args(["pretrain", "--out", run_s, "--data-dir", data, "--resume"])
+        .env("LD_DEBUG", "libs")
+        .env_remove("BURN_DEVICE")
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("step 4/4"), "{stderr}");
+    assert!(stderr.contains("calling init"), "LD_DEBUG=libs printed nothing: the check would be blind");
+    assert!(!stderr.contains("libvulkan"), "the resumed CPU run loaded Vulkan");
+}
+
 #[test]
 fn train_a_mar_sample_it_and_reject_bad_mar_settings() {
     let tmp = tempfile::tempdir().unwrap();
