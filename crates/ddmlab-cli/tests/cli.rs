@@ -91,17 +91,25 @@ fn missing_data_and_unwritable_run_folders_are_reported() {
     fails_with(ddmlab(&["probe", "--run", tmp.path().to_str().unwrap()]), &["no checkpoint"]);
 }
 
+/// Synthetic data in `root` and a 4-step micro `ldae-tiny` run in `root/run` (with `extra`
+/// flags); returns the run folder.
+fn pretrain_tiny(root: &Path, extra: &[&str]) -> std::path::PathBuf {
+    write_data(root);
+    let run = root.join("run");
+    let (data, run_s) = (root.to_str().unwrap(), run.to_str().unwrap());
+    let mut args = vec!["pretrain", "--preset", "ldae-tiny", "--out", run_s, "--data-dir", data, "--steps", "4"];
+    args.extend(MICRO);
+    args.extend(extra);
+    let out = ddmlab(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    run
+}
+
 #[test]
 fn pretrain_probe_denoise_and_pca_run_end_to_end() {
     let tmp = tempfile::tempdir().unwrap();
-    write_data(tmp.path());
-    let data = tmp.path().to_str().unwrap();
-    let run = tmp.path().join("run");
-    let run_s = run.to_str().unwrap();
-    let mut args = vec!["pretrain", "--preset", "ldae-tiny", "--out", run_s, "--data-dir", data, "--steps", "4"];
-    args.extend(MICRO);
-    let out = ddmlab(&args);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let run = pretrain_tiny(tmp.path(), &[]);
+    let (data, run_s) = (tmp.path().to_str().unwrap(), run.to_str().unwrap());
     assert!(run.join("checkpoints/step-000004/ema.bpk").exists());
 
     let out = ddmlab(&["probe", "--run", run_s, "--data-dir", data, "--epochs", "2", "--knn-k", "3"]);
@@ -146,15 +154,8 @@ fn pretrain_probe_denoise_and_pca_run_end_to_end() {
 #[test]
 fn a_resumed_cpu_run_initialises_no_gpu() {
     let tmp = tempfile::tempdir().unwrap();
-    write_data(tmp.path());
-    let data = tmp.path().to_str().unwrap();
-    let run = tmp.path().join("run");
-    let run_s = run.to_str().unwrap();
-    let mut args = vec!["pretrain", "--preset", "ldae-tiny", "--out", run_s, "--data-dir", data, "--steps", "4"];
-    args.extend(MICRO);
-    args.extend(["--set", "train.checkpoint_every=2"]);
-    let out = ddmlab(&args);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let run = pretrain_tiny(tmp.path(), &["--set", "train.checkpoint_every=2"]);
+    let (data, run_s) = (tmp.path().to_str().unwrap(), run.to_str().unwrap());
     std::fs::remove_dir_all(run.join("checkpoints/step-000004")).unwrap();
     std::fs::write(run.join("checkpoints/latest"), "step-000002").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_ddmlab"))
