@@ -18,7 +18,7 @@
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig, PaddingConfig2d};
-use burn::tensor::activation::{silu, softmax};
+use burn::tensor::activation::softmax;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Tensor};
@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::ImageShape;
 use crate::error::{Error, Result};
+use crate::nn::fused::group_norm;
 
 /// Sizes of a [`ConvAutoencoder`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -180,8 +181,8 @@ impl ResBlock {
     /// # Shapes
     /// - `x`: `[B, c_in, h, w]`; returns `[B, c_out, h, w]`
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let h = self.conv1.forward(silu(self.norm1.forward(x.clone())));
-        let h = self.conv2.forward(silu(self.norm2.forward(h)));
+        let h = self.conv1.forward(group_norm(&self.norm1, x.clone(), true));
+        let h = self.conv2.forward(group_norm(&self.norm2, h, true));
         let skip = match &self.shortcut {
             Some(s) => s.forward(x),
             None => x,
@@ -216,7 +217,7 @@ impl SpatialAttention {
     /// - `x`: `[B, c, h, w]`; returns `[B, c, h, w]`
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let [b, c, h, w] = x.dims();
-        let n = self.norm.forward(x.clone());
+        let n = group_norm(&self.norm, x.clone(), false);
         let tokens = |t: Tensor<4>| t.reshape([b, c, h * w]).swap_dims(1, 2); // [B, hw, c]
         let q = tokens(self.q.forward(n.clone()));
         let k = tokens(self.k.forward(n.clone()));
@@ -337,7 +338,7 @@ impl ConvAutoencoder {
             }
         }
         h = e.mid.forward(h);
-        h = e.conv_out.forward(silu(e.norm_out.forward(h)));
+        h = e.conv_out.forward(group_norm(&e.norm_out, h, true));
         let moments = self.quant_conv.forward(h); // [B, 2z, h, w]
         let z = moments.dims()[1] / 2;
         let mut halves = moments.split(z, 1);
@@ -366,7 +367,7 @@ impl ConvAutoencoder {
                 h = conv.forward(up);
             }
         }
-        silu(d.norm_out.forward(h))
+        group_norm(&d.norm_out, h, true)
     }
 
     /// The weight of the encoder's first conv (for gradient checks).

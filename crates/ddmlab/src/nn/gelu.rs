@@ -111,7 +111,8 @@ unsafe fn linearised_avx2(v: &mut [f32], c: &mut [f32]) {
     linearised_inline(v, c)
 }
 
-fn has_avx2() -> bool {
+/// Whether the CPU has AVX2 and FMA (the vectorised twins of the CPU kernels run then).
+pub(crate) fn has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")

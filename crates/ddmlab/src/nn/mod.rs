@@ -7,6 +7,7 @@ pub mod adaln;
 pub mod attention;
 pub mod block;
 pub mod embed;
+pub mod fused;
 pub mod gelu;
 pub mod grads;
 pub mod init;
