@@ -20,6 +20,8 @@
 use burn::tensor::{Tensor, TensorData, activation};
 use rayon::prelude::*;
 
+use super::simd::{has_avx2, with_avx2};
+
 const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
 const CHUNK: usize = 16 * 1024;
 
@@ -88,66 +90,19 @@ fn linearised_inline(v: &mut [f32], c: &mut [f32]) {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn values_avx2(v: &mut [f32]) {
-    values_inline(v)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn linearised_avx2(v: &mut [f32], c: &mut [f32]) {
-    linearised_inline(v, c)
-}
-
-// Never called off x86-64 (`has_avx2` is false there); they keep the dispatch below plain.
-#[cfg(not(target_arch = "x86_64"))]
-unsafe fn values_avx2(v: &mut [f32]) {
-    values_inline(v)
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-unsafe fn linearised_avx2(v: &mut [f32], c: &mut [f32]) {
-    linearised_inline(v, c)
-}
-
-/// Whether the CPU has AVX2 and FMA (the vectorised twins of the CPU kernels run then).
-pub(crate) fn has_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
 /// GELU in place, on all worker threads.
 pub fn gelu_slice(v: &mut [f32]) {
     let avx2 = has_avx2();
-    v.par_chunks_mut(CHUNK).for_each(|chunk| {
-        if avx2 {
-            // SAFETY: the CPU has AVX2 and FMA (checked above).
-            unsafe { values_avx2(chunk) }
-        } else {
-            values_inline(chunk)
-        }
-    });
+    v.par_chunks_mut(CHUNK).for_each(|chunk| with_avx2!(avx2, values_inline(chunk)));
 }
 
 /// Replaces `v` by `gelu'(v)` and returns `gelu(v) - v gelu'(v)`, on all worker threads.
 pub fn gelu_linearised(v: &mut [f32]) -> Vec<f32> {
     let avx2 = has_avx2();
     let mut c = vec![0f32; v.len()];
-    v.par_chunks_mut(CHUNK).zip(c.par_chunks_mut(CHUNK)).for_each(|(chunk, c)| {
-        if avx2 {
-            // SAFETY: the CPU has AVX2 and FMA (checked above).
-            unsafe { linearised_avx2(chunk, c) }
-        } else {
-            linearised_inline(chunk, c)
-        }
-    });
+    v.par_chunks_mut(CHUNK)
+        .zip(c.par_chunks_mut(CHUNK))
+        .for_each(|(chunk, c)| with_avx2!(avx2, linearised_inline(chunk, c)));
     c
 }
 

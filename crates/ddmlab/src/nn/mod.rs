@@ -13,6 +13,7 @@ pub mod grads;
 pub mod init;
 pub mod linear;
 pub mod mlp;
+pub(crate) mod simd;
 pub mod vit_block;
 
 pub use adaln::{layer_norm, modulate};

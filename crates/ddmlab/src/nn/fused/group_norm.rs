@@ -31,7 +31,8 @@ use burn::tensor::activation::silu;
 use burn::tensor::{DType, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{f32s, sum_by, sum2_by, tensor, with_avx2};
+use super::{f32s, sum_by, sum2_by, tensor};
+use crate::nn::simd::{has_avx2, with_avx2};
 
 /// The fused GroupNorm (+ SiLU) as a backend operation.
 #[backend_extension(Flex, Autodiff)]
@@ -109,7 +110,7 @@ fn forward_block<const ACT: bool>(
 fn forward(x: &[f32], gamma: &[f32], beta: &[f32], d: Dims, eps: f64, act: bool) -> (Vec<f32>, Stats) {
     let m = d.block();
     let cg = d.c / d.g;
-    let avx2 = crate::nn::gelu::has_avx2();
+    let avx2 = has_avx2();
     let mut y = vec![0f32; x.len()];
     let mut mean = vec![0f32; d.n * d.g];
     let mut rstd = vec![0f32; d.n * d.g];
@@ -191,7 +192,7 @@ fn backward(
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let m = d.block();
     let cg = d.c / d.g;
-    let avx2 = crate::nn::gelu::has_avx2();
+    let avx2 = has_avx2();
     let mut dx = vec![0f32; x.len()];
     // Per (image, channel) partial sums of dgamma and dbeta, reduced over images below.
     let mut dgamma_part = vec![0f32; d.n * d.c];

@@ -59,28 +59,6 @@ fn sum2_by(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f64 {
     lanes.iter().map(|&v| v as f64).sum::<f64>() + tail
 }
 
-/// Runs `$body` (an expression) compiled for AVX2 + FMA when the CPU has them, plainly
-/// otherwise: the same code, vectorised 8-wide instead of 4.
-macro_rules! with_avx2 {
-    ($avx2:expr, $body:expr) => {{
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx2,fma")]
-        fn fast<R>(f: impl FnOnce() -> R) -> R {
-            f()
-        }
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: the caller checked that the CPU has AVX2 and FMA.
-        let result = if $avx2 { unsafe { fast(|| $body) } } else { $body };
-        #[cfg(not(target_arch = "x86_64"))]
-        let result = {
-            let _ = $avx2;
-            $body
-        };
-        result
-    }};
-}
-pub(crate) use with_avx2;
-
 #[cfg(test)]
 pub(crate) fn max_rel(a: burn::tensor::Tensor<1>, b: burn::tensor::Tensor<1>) -> f32 {
     let scale = b.clone().abs().max().into_scalar::<f32>().max(1e-6);
