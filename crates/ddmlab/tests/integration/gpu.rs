@@ -175,8 +175,11 @@ fn mar_generation_on_the_gpu_matches_the_cpu() {
 }
 
 /// The FID Inception network on the GPU matches the PyTorch reference features as closely as
-/// on the CPU (tests/integration/inception.rs).
+/// on the CPU (tests/integration/inception.rs), on two of its eight images, one at a time: every
+/// convolution shape is autotuned on its first call by running each candidate kernel on the
+/// call's own input, and on lavapipe that tuning, not the features, is most of the test's time
+/// (measured: 2-22 s per 3x3 shape and 36-50 s per 1x1 shape at batch 4), so the batch sets it.
 #[test]
 fn inception_on_the_gpu_matches_the_pytorch_reference() {
-    crate::common::inception_matches_the_pytorch_reference(&gpu());
+    crate::common::inception_matches_the_pytorch_reference(&gpu(), 2, 1);
 }

@@ -68,13 +68,13 @@ pub fn options(root: &Path, resume: bool, stop: Option<usize>) -> PretrainOption
     }
 }
 
-/// The FID Inception network on `device` matches the PyTorch reference features of the first 8
-/// Fashion-MNIST test images (the fixture `inception-fmnist-test8.safetensors`): cosine above
-/// 0.9999 per image. It reads what the README's test command fetches first (`ddmlab data fetch
-/// fashion-mnist`, `ddmlab data fetch inception`), never the network itself, and fails with
-/// that instruction when they are missing (`DDMLAB_DATA` overrides the data root, default
-/// `data/` at the workspace root).
-pub fn inception_matches_the_pytorch_reference(device: &burn::tensor::Device) {
+/// The FID Inception network on `device` matches the PyTorch reference features of the first
+/// `n` (at most 8) Fashion-MNIST test images, run `batch` at a time (the fixture
+/// `inception-fmnist-test8.safetensors`): cosine above 0.9999 per image. It reads what the
+/// README's test command fetches first (`ddmlab data fetch fashion-mnist`, `ddmlab data fetch
+/// inception`), never the network itself, and fails with that instruction when they are missing
+/// (`DDMLAB_DATA` overrides the data root, default `data/` at the workspace root).
+pub fn inception_matches_the_pytorch_reference(device: &burn::tensor::Device, n: usize, batch: usize) {
     use ddmlab::data::fetch::inception_path;
     use ddmlab::eval::fid::{FidSource, inception_features, load_features};
     use ddmlab::eval::inception::{FEATURE_DIM, InceptionV3};
@@ -94,9 +94,11 @@ pub fn inception_matches_the_pytorch_reference(device: &burn::tensor::Device) {
     let images = "fashion-mnist:test"
         .parse::<FidSource>()
         .unwrap()
-        .images(&root, 8)
+        .images(&root, n)
         .unwrap_or_else(|e| panic!("{e} (run `ddmlab data fetch fashion-mnist` first)"));
-    let ours = inception_features(&net, &images, 4, device, &|_| ());
+    assert_eq!(images.len(), n);
+    let ours = inception_features(&net, &images, batch, device, &|_| ());
+    let reference = &reference[..n * FEATURE_DIM];
     assert_eq!(ours.len(), reference.len());
     for (i, (a, b)) in ours.chunks(FEATURE_DIM).zip(reference.chunks(FEATURE_DIM)).enumerate() {
         let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
