@@ -73,6 +73,7 @@ fn training_on_the_gpu_follows_the_cpu_trajectory() {
 #[test]
 fn conv_tokenizer_training_on_the_gpu_follows_the_cpu() {
     use ddmlab::train::metrics;
+    use ddmlab::train::perceptual::perceptual_path;
     use ddmlab::train::tokenizer_run::{AeMetricLine, TokenizerTrainOptions, train_tokenizer};
 
     let tmp = tempfile::tempdir().unwrap();
@@ -97,10 +98,8 @@ fn conv_tokenizer_training_on_the_gpu_follows_the_cpu() {
     // One rayon worker: the CPU run steps in one shard, as the GPU does.
     let one_worker = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
     let cpu = one_worker.install(|| run(&Device::flex(), "cpu"));
-    let classifier = ddmlab::train::perceptual::perceptual_path(&tmp.path().join("cpu"));
-    let gpu_dir = tmp.path().join("gpu");
-    std::fs::create_dir_all(&gpu_dir).unwrap();
-    std::fs::copy(&classifier, ddmlab::train::perceptual::perceptual_path(&gpu_dir)).unwrap();
+    std::fs::create_dir_all(tmp.path().join("gpu")).unwrap();
+    std::fs::copy(perceptual_path(&tmp.path().join("cpu")), perceptual_path(&tmp.path().join("gpu"))).unwrap();
     let gpu = run(&gpu(), "gpu");
     assert_eq!(cpu.len(), 4);
     for (step, (a, b)) in cpu.iter().zip(&gpu).enumerate() {
