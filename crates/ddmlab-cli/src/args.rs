@@ -292,8 +292,10 @@ pub struct PretrainArgs {
     /// see `ddmlab import`.
     #[arg(long)]
     pub init_from: Option<PathBuf>,
-    /// Reuse the fitted tokenizer of this run folder (same tokenizer, data and image size)
-    /// instead of fitting one, e.g. a conv VAE shared by MAR's variants.
+    /// Reuse a fitted tokenizer instead of fitting one: that of this run folder (same
+    /// tokenizer, data and image size), e.g. a conv VAE shared by MAR's variants, or of a
+    /// tokenizer folder that `deconstruct` wrote (OUT/tokenizers/NAME), e.g. a ladder rung's conv
+    /// VAE for a latent DiT (a conv VAE may be read with another number of cells per token).
     #[arg(long)]
     pub tokenizer_from: Option<PathBuf>,
     /// The key layout of --init-from: reference or dit.

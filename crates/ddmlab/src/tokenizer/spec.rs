@@ -121,6 +121,20 @@ impl TokenizerSpec {
         }
     }
 
+    /// Whether a tokenizer fitted for `self` serves a run that names `other`: the same spec,
+    /// or conv VAEs of one training config and latent scale (how many latent cells make a
+    /// token is the run's choice, applied when the latent is read; the scale is one number over
+    /// the whole latent).
+    pub fn same_fit(&self, other: &TokenizerSpec) -> bool {
+        match (self, other) {
+            (
+                TokenizerSpec::ConvVae { scale: a, config: ca, .. },
+                TokenizerSpec::ConvVae { scale: b, config: cb, .. },
+            ) => a == b && ca == cb,
+            _ => self == other,
+        }
+    }
+
     /// What identifies a fitted tokenizer, so that runs naming the same one share it: the
     /// spec, less what does not change the fit (PCA's kept dimension: the whole basis is
     /// stored).

@@ -87,37 +87,47 @@ pub fn load_tokenizer(run: &Path, config: &RunConfig) -> Result<FittedTokenizer>
     FittedTokenizer::load(&config.denoise.tokenizer, &path, config.model.image.channels)
 }
 
-/// Start run folder `to` with the fitted tokenizer of run `from` (its file and fit report), so
-/// that runs on one tokenizer (MAR's variants, a DiT beside a MAR) share one fit. The two
-/// configs must name the same tokenizer on the same data and image size; a folder that already
-/// holds a tokenizer keeps it.
+/// Start run folder `to` with a fitted tokenizer, so that runs on one tokenizer (MAR's
+/// variants, a DiT beside a MAR, a DiT on a ladder rung's conv VAE) share one fit. `from` is a
+/// run folder, whose config must name the same tokenizer (`TokenizerSpec::same_fit`) on the
+/// same data and image size, or a folder without a config that holds the tokenizer file (as
+/// `deconstruct` keeps them under `tokenizers/`), checked against what the file records (a
+/// conv VAE: its whole training config, data and image size included; patch tokenizers: patch,
+/// channels and latent size). A folder that already holds a tokenizer keeps it.
 pub fn adopt_tokenizer(from: &Path, to: &Path, config: &RunConfig) -> Result<()> {
-    let source = read_config(from)?;
-    let same = source.denoise.tokenizer == config.denoise.tokenizer
-        && source.data == config.data
-        && source.model.image == config.model.image
-        && source.resize == config.resize;
-    if !same {
-        return Err(Error::config(
-            "--tokenizer-from",
-            format!(
-                "{} fits {} on {} at {:?}, this run wants {} on {} at {:?}",
-                from.display(),
-                source.denoise.tokenizer.label(source.model.image.channels),
-                source.data,
-                source.model.image,
-                config.denoise.tokenizer.label(config.model.image.channels),
-                config.data,
-                config.model.image
-            ),
-        ));
-    }
-    let (file, target) = (tokenizer_path(from, &source), tokenizer_path(to, config));
+    let spec = &config.denoise.tokenizer;
+    let file = if config_path(from).exists() {
+        let source = read_config(from)?;
+        let same = source.denoise.tokenizer.same_fit(spec)
+            && source.data == config.data
+            && source.model.image == config.model.image
+            && source.resize == config.resize;
+        if !same {
+            return Err(Error::config(
+                "--tokenizer-from",
+                format!(
+                    "{} fits {} on {} at {:?}, this run wants {} on {} at {:?}",
+                    from.display(),
+                    source.denoise.tokenizer.label(source.model.image.channels),
+                    source.data,
+                    source.model.image,
+                    spec.label(config.model.image.channels),
+                    config.data,
+                    config.model.image
+                ),
+            ));
+        }
+        tokenizer_path(from, &source)
+    } else {
+        from.join(spec.file_name())
+    };
+    let target = tokenizer_path(to, config);
     if target.exists() {
         return Ok(());
     }
-    // Loading checks that the file is whole before it is copied.
-    load_tokenizer(from, &source)?;
+    // Loading checks that the file is whole and holds the tokenizer this run names before it
+    // is copied.
+    FittedTokenizer::load(spec, &file, config.model.image.channels)?;
     std::fs::create_dir_all(to).at(to)?;
     let report = fit_report_path(from);
     if report.exists() {

@@ -187,6 +187,39 @@ fn a_run_trains_its_conv_vae_once_and_uses_it_as_a_unit_variance_tokenizer() {
     }
     let err = run_folder::load_tokenizer(&run, &other).unwrap_err().to_string();
     assert!(err.contains("another config"), "{err}");
+
+    // `--tokenizer-from`: a run with 1 x 1 cells per token (64 tokens of d = 2) adopts this conv
+    // VAE from the run folder or from a bare tokenizer folder (as `deconstruct` keeps them); it
+    // reads the same latent, grouped otherwise, so decoding the encoding gives the same images.
+    let mut single = config.clone();
+    if let ddmlab::tokenizer::TokenizerSpec::ConvVae { cells, .. } = &mut single.denoise.tokenizer {
+        *cells = 1;
+    }
+    single.model.patch = single.denoise.tokenizer.patch();
+    single.validate().unwrap();
+    let bare = tmp.path().join("tokenizers/kl");
+    std::fs::create_dir_all(&bare).unwrap();
+    std::fs::copy(&path, bare.join("conv-vae.safetensors")).unwrap();
+    let x = Tensor::<4>::from_data(
+        TensorData::new(
+            set.images[..4 * 256].iter().map(|&v| ddmlab::data::to_unit(v)).collect::<Vec<_>>(),
+            [4, 1, 16, 16],
+        ),
+        &device,
+    );
+    let images = |t: &dyn ddmlab::tokenizer::Tokenizer, x: Tensor<4>| -> Vec<f32> {
+        t.decode(t.encode(x)).into_data().try_into_vec().unwrap()
+    };
+    for (i, from) in [&run, &bare].into_iter().enumerate() {
+        let to = tmp.path().join(format!("single-{i}"));
+        run_folder::adopt_tokenizer(from, &to, &single).unwrap();
+        let t = run_folder::load_tokenizer(&to, &single).unwrap().bind(single.model.image, &device);
+        assert_eq!(t.encode(x.clone()).dims(), [4, 64, 2]);
+        assert_eq!(images(&*t, x.clone()), images(&*tok, x.clone()), "from {}", from.display());
+        let err = run_folder::adopt_tokenizer(from, &tmp.path().join("other"), &other).unwrap_err().to_string();
+        assert!(err.contains("--tokenizer-from") || err.contains("another config"), "{err}");
+        assert!(!tmp.path().join("other").exists(), "nothing written on error");
+    }
 }
 
 #[test]
