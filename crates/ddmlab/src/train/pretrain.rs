@@ -263,14 +263,20 @@ fn resolve_total_steps<M: Network, O: Objective<M>>(
     if t.epochs > 0.0 {
         return Ok(((t.epochs * per_epoch as f64).ceil() as usize).max(1));
     }
-    // Time the step on a throwaway trainer: one warm-up step, then three timed ones.
+    // Time the step on a throwaway trainer: three warm-up steps (the allocator and the page
+    // tables settle over the first few: one warm-up step overestimated the sustained step by up
+    // to 20%), then five timed ones.
+    const WARM_UP: usize = 3;
+    const TIMED: usize = 5;
     let mut probe = Trainer::<M, O>::with_objective(config.clone(), device, objective);
-    probe.step(&plan.make(set, 0), 0.0)?;
-    let start = Instant::now();
-    for s in 1..4 {
+    for s in 0..WARM_UP {
         probe.step(&plan.make(set, s), 0.0)?;
     }
-    let per_step = start.elapsed().as_secs_f64() / 3.0;
+    let start = Instant::now();
+    for s in WARM_UP..WARM_UP + TIMED {
+        probe.step(&plan.make(set, s), 0.0)?;
+    }
+    let per_step = start.elapsed().as_secs_f64() / TIMED as f64;
     // Checkpoints and metrics cost a little; keep 5% aside.
     let total = ((t.time_budget_min * 60.0 * 0.95 / per_step).floor() as usize).max(1);
     obs.message(&format!(
