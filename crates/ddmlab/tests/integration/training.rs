@@ -369,3 +369,26 @@ fn mar_samples_do_not_depend_on_the_thread_count() {
     assert_eq!(serial.len(), 5);
     assert_eq!(serial, draw(3));
 }
+
+/// A time budget only chooses the step count: the run it makes is the run with that many steps
+/// (the throwaway trainer that times the step must not draw from the run's seeds or touch its
+/// folder), and the count is saved in the run's config so that `--resume` keeps it.
+#[test]
+fn a_time_budget_run_is_the_run_of_its_resolved_step_count() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_synthetic_fashion_mnist(tmp.path());
+    let device = Device::flex();
+    let mut budgeted = micro_config(0);
+    budgeted.train.time_budget_min = 0.003;
+    let a = tmp.path().join("budget");
+    let by_time = pretrain(budgeted, &a, &options(tmp.path(), false, None), &device, &mut Silent).unwrap();
+    let saved = run_folder::read_config(&a).unwrap();
+    assert!(saved.train.steps >= 1, "the resolved count is saved");
+    assert_eq!(by_time.losses.len(), saved.train.steps);
+
+    let mut fixed = saved.clone();
+    fixed.train.time_budget_min = 0.0;
+    let by_steps =
+        pretrain(fixed, &tmp.path().join("steps"), &options(tmp.path(), false, None), &device, &mut Silent).unwrap();
+    assert_eq!(by_time.losses, by_steps.losses);
+}
