@@ -12,7 +12,8 @@ OUT=${2:-runs/recipe}
 shift $(( $# > 2 ? 2 : $# ))
 BIN=./target/release/ddmlab
 COSINE='denoise.noise={kind="cosine",s=0.008,max_beta=0.999}'
-# name | preset | --set overrides (space-separated KEY=VALUE)
+# name | preset | --set overrides (space-separated KEY=VALUE). The peak lr is blr * batch / 256: the batch variants
+# raise blr so that the peak lr stays dit-fmnist's 5e-4 (they change the batch and the step count, not the lr).
 VARIANTS=$(cat <<EOF
 base|dit-fmnist|
 patch2|dit-fmnist|model.patch=2 denoise.tokenizer.patch=2
@@ -21,7 +22,8 @@ deep|dit-fmnist|model.depth=12 model.encoder_depth=6
 v-pred|dit-fmnist|denoise.target=v
 cosine|dit-fmnist|$COSINE
 lr1e-3|dit-fmnist|train.blr=0.001
-batch128|dit-fmnist|train.batch_size=128
+batch128|dit-fmnist|train.batch_size=128 train.blr=0.001
+batch64|dit-fmnist|train.batch_size=64 train.blr=0.002
 ema0.9999|dit-fmnist|train.ema_decay=0.9999
 pca-latent|dit-fmnist-pca|
 EOF
