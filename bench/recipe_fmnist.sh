@@ -3,9 +3,12 @@
 # wall-clock budget on this machine (the schedule is fitted to it), then FID-1K (DDIM-50, EMA, class-balanced,
 # against the first 1000 test images) at guidance 1, 2 and 3 with precision / recall. Resumable: run it again after
 # a stop; a finished variant is skipped. Never run it beside another job: the budget is wall-clock time.
-# Usage: bench/recipe_fmnist.sh [MINUTES] [OUT_DIR] [VARIANT...]
+# Usage: [CFG=1,2,3] [KL_VAE=DIR] bench/recipe_fmnist.sh [MINUTES] [OUT_DIR] [VARIANT...]
 #   MINUTES  training budget of every variant (default 15)
 #   VARIANT  names from the table below (default: all)
+#   CFG      guidance scales of the FID-1K evaluation (default 1,2,3; each costs about 5 minutes here)
+#   KL_VAE   a fitted conv VAE (a run folder or a kept tokenizers/<fit key>/ folder) for the kl-latent variant,
+#            adopted with --tokenizer-from so that its fit stays outside the budget (without it the run fits its own)
 set -euo pipefail
 MIN=${1:-15}
 OUT=${2:-runs/recipe}
@@ -26,6 +29,7 @@ batch128|dit-fmnist|train.batch_size=128 train.blr=0.001
 batch64|dit-fmnist|train.batch_size=64 train.blr=0.002
 ema0.9999|dit-fmnist|train.ema_decay=0.9999
 pca-latent|dit-fmnist-pca|
+kl-latent|dit-fmnist-kl|
 EOF
 )
 mkdir -p "$OUT"
@@ -37,10 +41,11 @@ while IFS='|' read -r name preset sets; do
   if [[ -e $run/fid.json ]]; then echo "== $name: done"; continue; fi
   args=(train --preset "$preset" --out "$run" --time-budget "$MIN")
   for s in $sets; do args+=(--set "$s"); done
+  if [[ $preset == *-kl && -n ${KL_VAE:-} ]]; then args+=(--tokenizer-from "$KL_VAE"); fi
   if [[ -e $run/checkpoints/latest ]]; then args=(train --out "$run" --resume); fi
   echo "== $name: ${args[*]}"
   $BIN "${args[@]}"
-  $BIN gen-eval --run "$run" --ckpt latest --cfg 1,2,3 --n 1000
+  $BIN gen-eval --run "$run" --ckpt latest --cfg "${CFG:-1,2,3}" --n 1000
 done <<< "$VARIANTS"
 for run in "$OUT"/*/; do
   [[ -e $run/fid.md ]] && { echo "== $(basename "$run")"; cat "$run/fid.md"; }
