@@ -53,6 +53,9 @@ def check(cfg):
         sys.exit("denoise.tokenizer.patch must equal model.patch (pixel tokens are the network's patches)")
     if d["target"] not in ("eps", "x0", "v"):
         sys.exit(f"denoise.target = {d['target']!r}: expected eps, x0 or v")
+    t = cfg["train"]
+    if t.get("grad_clip", 0.0) != 0.0 or t.get("augment", {}).get("kind", "none") != "none":
+        sys.exit("train.grad_clip / train.augment: this script mirrors a run without gradient clipping or augmentation")
     if m.get("num_classes", 0) == 0:
         sys.exit("model.num_classes = 0: the parity check is for the class-conditional generator")
 
