@@ -96,7 +96,7 @@ pub fn load_tokenizer(run: &Path, config: &RunConfig) -> Result<FittedTokenizer>
 /// channels and latent size). A folder that already holds a tokenizer keeps it.
 pub fn adopt_tokenizer(from: &Path, to: &Path, config: &RunConfig) -> Result<()> {
     let spec = &config.denoise.tokenizer;
-    let file = if config_path(from).exists() {
+    if config_path(from).exists() {
         let source = read_config(from)?;
         let same = source.denoise.tokenizer.same_fit(spec)
             && source.data == config.data
@@ -117,11 +117,9 @@ pub fn adopt_tokenizer(from: &Path, to: &Path, config: &RunConfig) -> Result<()>
                 ),
             ));
         }
-        tokenizer_path(from, &source)
-    } else {
-        from.join(spec.file_name())
-    };
-    let target = tokenizer_path(to, config);
+    }
+    // The same fit is the same kind of tokenizer, so the file has the name this run's spec gives.
+    let (file, target) = (tokenizer_path(from, config), tokenizer_path(to, config));
     if target.exists() {
         return Ok(());
     }

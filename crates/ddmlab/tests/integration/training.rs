@@ -386,7 +386,7 @@ fn a_time_budget_run_is_the_run_of_its_resolved_step_count() {
     assert!(saved.train.steps >= 1, "the resolved count is saved");
     assert_eq!(by_time.losses.len(), saved.train.steps);
 
-    let mut fixed = saved.clone();
+    let mut fixed = saved;
     fixed.train.time_budget_min = 0.0;
     let by_steps =
         pretrain(fixed, &tmp.path().join("steps"), &options(tmp.path(), false, None), &device, &mut Silent).unwrap();
