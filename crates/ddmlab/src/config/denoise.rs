@@ -114,6 +114,9 @@ impl DenoiseConfig {
         if let Some(problem) = self.noise.problem() {
             return Err(Error::config("denoise.noise", problem));
         }
+        if let Some(problem) = self.loss_weight.problem() {
+            return Err(Error::config("denoise.loss_weight", problem));
+        }
         check(
             self.probe_t < self.timesteps,
             "denoise.probe_t",

@@ -14,7 +14,8 @@
 //!    Image targets: the squared error summed over a patch's pixels and averaged over patches,
 //!    with the residual weight `w` of the PCA-residual loss (l-DAE §4.4): for an orthonormal
 //!    basis `Q` of the tokenizer's patch subspace, `sum_i w_i r_i^2 = w |e|^2 + (1 - w) |Q^T e|^2`.
-//!    Each image is weighted by `lambda_t` (uniform, `gamma_t^2`, or `1 / (1 + sigma_t^2)`).
+//!    Each image is weighted by `lambda_t` (uniform, `gamma_t^2`, `1 / (1 + sigma_t^2)`, or
+//!    Min-SNR-`k` on the clean-data error, converted to the target's error).
 //!
 //! Noise drawn in pixels (the pixel tokenizer, or `noise_space = pixels`) is laid out as images,
 //! `[B, C, H, W]`; noise drawn in a latent as tokens, `[B, L, d]`. Runs written before this
@@ -23,7 +24,7 @@
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use super::noise::{LossWeight, NoiseTables};
+use super::noise::{ErrorOn, LossWeight, NoiseTables};
 use super::vp::Prediction;
 use crate::tokenizer::{Tokenizer, patchify};
 
@@ -199,7 +200,13 @@ impl DenoiseObjective {
     /// - `output`, `target`: `[B, L, n]`; `t`: `[B]`; returns `[1]`
     pub fn loss(&self, tok: &dyn Tokenizer, output: Tensor<3>, target: Tensor<3>, t: &[usize]) -> Tensor<1> {
         let device = output.device();
-        let lambda = self.per_image(t, |t| self.loss_weight.at(self.tables.gamma[t], self.tables.sigma[t]), &device);
+        let on = match self.target {
+            Target::Eps => ErrorOn::Eps,
+            Target::V => ErrorOn::V,
+            Target::X0 | Target::DecodedX0 | Target::Image => ErrorOn::Clean,
+        };
+        let lambda =
+            self.per_image(t, |t| self.loss_weight.at(self.tables.gamma[t], self.tables.sigma[t], on), &device);
         let e = target - output; // [B, L, n]
         if !self.target.in_image_space() {
             return (e.square() * lambda).mean();

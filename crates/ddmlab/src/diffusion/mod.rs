@@ -9,7 +9,7 @@ pub mod schedule;
 pub mod vp;
 
 pub use denoise::{DenoiseObjective, InputSpace, NoiseSpace, Target};
-pub use noise::{LossWeight, NoiseSchedule, NoiseTables};
+pub use noise::{ErrorOn, LossWeight, NoiseSchedule, NoiseTables};
 pub use sampler::{Denoiser, Guidance, Sampler, SamplerKind, TimestepMap};
 pub use schedule::SigmaSchedule;
 pub use vp::{BetaSchedule, Prediction, VpSchedule};

@@ -11,7 +11,9 @@
 //! - a single constant level `sigma` (Table 3, last row: `sqrt(1/3)`).
 //!
 //! The loss weight `lambda_t` is uniform (DDPM's `L_simple`), `gamma_t^2` (Table 3, "predict
-//! clean data"), or `1 / (1 + sigma_t^2)` (l-DAE).
+//! clean data"), `1 / (1 + sigma_t^2)` (l-DAE), or Min-SNR-`k` (Hang et al. 2023): the clean-data
+//! error weighted by `min(SNR_t, k)`, `SNR_t = gamma_t^2 / sigma_t^2`, written on whichever target
+//! the network predicts.
 
 use serde::{Deserialize, Serialize};
 
@@ -131,8 +133,21 @@ impl NoiseTables {
     }
 }
 
-/// The loss weight `lambda_t`, in `[denoise] loss_weight`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// What the squared error of a loss is measured on, for a weight defined on the clean-data
+/// error (Min-SNR).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorOn {
+    /// The noise `eps`: its error is `SNR_t` times the clean-data error.
+    Eps,
+    /// `v = gamma_t eps - sigma_t x0`: its error is `(gamma_t^2 + sigma_t^2)^2 / sigma_t^2` times it.
+    V,
+    /// The clean data (latent or image).
+    Clean,
+}
+
+/// The loss weight `lambda_t`, in `[denoise] loss_weight`: `"uniform"`, `"gamma2"`,
+/// `"inv-one-plus-sigma2"`, or `{ min-snr = 5.0 }`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LossWeight {
     /// 1 (DDPM's `L_simple`).
@@ -141,24 +156,64 @@ pub enum LossWeight {
     Gamma2,
     /// `1 / (1 + sigma_t^2)` (l-DAE).
     InvOnePlusSigma2,
+    /// Min-SNR-`k`: the clean-data error weighted by `min(SNR_t, k)` (`k = 5` in the paper),
+    /// so that the low-noise steps, whose gradients conflict with the rest, stop dominating.
+    MinSnr(f64),
 }
 
 impl LossWeight {
-    /// `lambda_t` for signal scale `gamma` and noise scale `sigma`.
-    pub fn at(self, gamma: f64, sigma: f64) -> f64 {
+    /// `lambda_t` for signal scale `gamma` and noise scale `sigma`, on an error measured on `on`.
+    pub fn at(self, gamma: f64, sigma: f64, on: ErrorOn) -> f64 {
         match self {
             LossWeight::Uniform => 1.0,
             LossWeight::Gamma2 => gamma * gamma,
             LossWeight::InvOnePlusSigma2 => 1.0 / (1.0 + sigma * sigma),
+            LossWeight::MinSnr(k) => {
+                // min(SNR, k) / (the target's error per unit of clean-data error), written so
+                // that sigma = 0 (SNR infinite) is finite: for eps, k sigma^2 / gamma^2 -> 0.
+                let (g2, s2) = (gamma * gamma, sigma * sigma);
+                let below = g2 <= k * s2; // SNR <= k
+                match on {
+                    ErrorOn::Eps => {
+                        if below {
+                            1.0
+                        } else {
+                            k * s2 / g2
+                        }
+                    }
+                    ErrorOn::V => {
+                        let n2 = (g2 + s2) * (g2 + s2);
+                        if below { g2 / n2 } else { k * s2 / n2 }
+                    }
+                    ErrorOn::Clean => {
+                        if below {
+                            g2 / s2
+                        } else {
+                            k
+                        }
+                    }
+                }
+            }
         }
     }
 
     /// The name used in configs and tables.
-    pub fn label(self) -> &'static str {
+    pub fn label(self) -> String {
         match self {
-            LossWeight::Uniform => "uniform",
-            LossWeight::Gamma2 => "gamma2",
-            LossWeight::InvOnePlusSigma2 => "inv-one-plus-sigma2",
+            LossWeight::Uniform => "uniform".into(),
+            LossWeight::Gamma2 => "gamma2".into(),
+            LossWeight::InvOnePlusSigma2 => "inv-one-plus-sigma2".into(),
+            LossWeight::MinSnr(k) => format!("min-snr({k})"),
+        }
+    }
+
+    /// Why the setting is invalid, if it is.
+    pub fn problem(self) -> Option<String> {
+        match self {
+            LossWeight::MinSnr(k) if !(k.is_finite() && k > 0.0) => {
+                Some(format!("min-snr needs a positive finite k, got {k}"))
+            }
+            _ => None,
         }
     }
 }
@@ -187,9 +242,48 @@ mod tests {
 
     #[test]
     fn loss_weights_match_hand_values() {
-        assert_eq!(LossWeight::Uniform.at(0.3, 0.9), 1.0);
-        assert!((LossWeight::Gamma2.at(0.6, 0.8) - 0.36).abs() < 1e-15);
-        assert!((LossWeight::InvOnePlusSigma2.at(1.0, 2f64.sqrt()) - 1.0 / 3.0).abs() < 1e-15);
+        assert_eq!(LossWeight::Uniform.at(0.3, 0.9, ErrorOn::Eps), 1.0);
+        assert!((LossWeight::Gamma2.at(0.6, 0.8, ErrorOn::Clean) - 0.36).abs() < 1e-15);
+        assert!((LossWeight::InvOnePlusSigma2.at(1.0, 2f64.sqrt(), ErrorOn::Clean) - 1.0 / 3.0).abs() < 1e-15);
+    }
+
+    #[test]
+    fn min_snr_is_min_snr_k_on_the_clean_error_whatever_the_target() {
+        let w = LossWeight::MinSnr(5.0);
+        // gamma 0.96, sigma 0.28: SNR = 0.9216 / 0.0784 = 11.755... > 5.
+        let (g, s) = (0.96, 0.28);
+        assert!((w.at(g, s, ErrorOn::Clean) - 5.0).abs() < 1e-12);
+        assert!((w.at(g, s, ErrorOn::Eps) - 5.0 / (0.9216 / 0.0784)).abs() < 1e-12);
+        assert!((w.at(g, s, ErrorOn::V) - 5.0 / (0.9216 / 0.0784 + 1.0)).abs() < 1e-12); // VP: 1 + SNR
+        // gamma 0.6, sigma 0.8: SNR = 0.5625 < 5: the eps error keeps weight 1, v gets SNR / (1 + SNR).
+        let (g, s) = (0.6, 0.8);
+        assert!((w.at(g, s, ErrorOn::Eps) - 1.0).abs() < 1e-12);
+        assert!((w.at(g, s, ErrorOn::V) - 0.5625 / 1.5625).abs() < 1e-12);
+        assert!((w.at(g, s, ErrorOn::Clean) - 0.5625).abs() < 1e-12);
+        // Each weighted error is the same multiple of the clean-data error: eps error = SNR x
+        // clean error, v error = (1 + SNR) x clean error (variance preserving).
+        for (g, s) in [(0.99f64, (1.0f64 - 0.9801).sqrt()), (0.3, (1.0f64 - 0.09).sqrt())] {
+            let snr = g * g / (s * s);
+            let clean = w.at(g, s, ErrorOn::Clean);
+            assert!((w.at(g, s, ErrorOn::Eps) * snr - clean).abs() < 1e-9);
+            assert!((w.at(g, s, ErrorOn::V) * (1.0 + snr) - clean).abs() < 1e-9);
+        }
+        // sigma = 0 (t = 0 of l-DAE's schedule) stays finite: eps gets 0, clean data k.
+        assert_eq!(LossWeight::MinSnr(5.0).at(1.0, 0.0, ErrorOn::Eps), 0.0);
+        assert_eq!(LossWeight::MinSnr(5.0).at(1.0, 0.0, ErrorOn::Clean), 5.0);
+        assert!(LossWeight::MinSnr(0.0).problem().is_some() && w.problem().is_none());
+    }
+
+    #[test]
+    fn loss_weights_read_from_toml() {
+        #[derive(Deserialize)]
+        struct W {
+            w: LossWeight,
+        }
+        let w: W = toml::from_str("w = { min-snr = 5.0 }").unwrap();
+        assert_eq!(w.w, LossWeight::MinSnr(5.0));
+        let w: W = toml::from_str("w = \"inv-one-plus-sigma2\"").unwrap();
+        assert_eq!(w.w, LossWeight::InvOnePlusSigma2);
     }
 
     #[test]

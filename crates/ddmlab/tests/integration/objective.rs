@@ -183,6 +183,28 @@ fn latent_losses_are_the_weighted_mean_squared_error() {
 }
 
 #[test]
+fn min_snr_weights_each_target_by_its_own_conversion() {
+    // DDPM's linear betas: t = 100 has SNR = abar / (1 - abar) ~ 8.9 (above 5), t = 900 ~ 3e-4.
+    // Squared errors 5 (t = 100) and 9 (t = 900) over 8 elements, as above.
+    let tok = pixels();
+    let schedule = ddmlab::diffusion::VpSchedule::new(ddmlab::diffusion::BetaSchedule::ddpm(), 1000);
+    let snr = |t: usize| schedule.alpha_bar[t] / (1.0 - schedule.alpha_bar[t]);
+    assert!(snr(100) > 5.0 && snr(900) < 5.0);
+    let target = patchify(image(&[1.0, 2.0, 0.0, 0.0, 0.0, 0.0, 0.0, 3.0], 2), 1);
+    let out = target.zeros_like();
+    let ts = [100, 900];
+    for (t, want) in [
+        // eps: min(SNR, 5) / SNR; v: min(SNR, 5) / (1 + SNR); x0: min(SNR, 5).
+        (Target::Eps, (5.0 * 5.0 / snr(100) + 9.0) / 8.0),
+        (Target::V, (5.0 * 5.0 / (1.0 + snr(100)) + 9.0 * snr(900) / (1.0 + snr(900))) / 8.0),
+        (Target::X0, (5.0 * 5.0 + 9.0 * snr(900)) / 8.0),
+    ] {
+        let got = vp(t, LossWeight::MinSnr(5.0)).loss(&tok, out.clone(), target.clone(), &ts).into_scalar::<f32>();
+        assert!((got as f64 - want).abs() < 1e-5 * want.max(1.0), "{t:?}: {got} vs {want}");
+    }
+}
+
+#[test]
 fn decoded_latent_target_is_the_pca_reconstruction_and_pixel_noise_spans_every_pixel() {
     let device = Device::flex();
     let pca = hadamard_pca();
