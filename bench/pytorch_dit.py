@@ -54,6 +54,8 @@ def check(cfg):
     if d["target"] not in ("eps", "x0", "v"):
         sys.exit(f"denoise.target = {d['target']!r}: expected eps, x0 or v")
     t = cfg["train"]
+    if cfg["model"].get("long_skip", False):
+        sys.exit("model.long_skip: this script mirrors DiT blocks without U-ViT's long skips")
     if t.get("grad_clip", 0.0) != 0.0 or t.get("augment", {}).get("kind", "none") != "none":
         sys.exit("train.grad_clip / train.augment: this script mirrors a run without gradient clipping or augmentation")
     if m.get("num_classes", 0) == 0:

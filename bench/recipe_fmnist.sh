@@ -29,6 +29,7 @@ batch128|dit-fmnist|train.batch_size=128 train.blr=0.001
 batch64|dit-fmnist|train.batch_size=64 train.blr=0.002
 ema0.9999|dit-fmnist|train.ema_decay=0.9999
 min-snr|dit-fmnist|denoise.loss_weight={min-snr=5.0}
+long-skip|dit-fmnist|model.long_skip=true
 pca-latent|dit-fmnist-pca|
 kl-latent|dit-fmnist-kl|
 EOF

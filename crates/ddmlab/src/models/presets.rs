@@ -251,6 +251,7 @@ pub fn vit(image: ImageShape, patch: usize, width: usize, depth: usize, heads: u
         gelu: crate::nn::gelu::GeluKind::Erf,
         in_dim: None,
         out_dim: None,
+        long_skip: false,
     }
 }
 

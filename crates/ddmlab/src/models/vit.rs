@@ -8,13 +8,22 @@
 //! (`in = d`); the output width is its own setting (`d` for a latent target, `p p C` for an
 //! image). The conditioning MLP is `cond_width` wide, a quarter of the token width in l-DAE's
 //! setting. The encoder's output tokens are the representation judged by the linear probe.
+//!
+//! With `long_skip` (U-ViT, Bao et al. 2023: the change that matters most for a ViT diffusion
+//! model at small resolution), the first `N / 2` blocks are "in" blocks and the last `N / 2`
+//! "out" blocks (a middle one between them for odd `N`); out block `j` first maps
+//! `concat(h, h_in[N/2 - 1 - j])` back to `W` with its own linear layer, so that every out
+//! block reads the matching in block's output, as a U-Net's decoder reads its encoder.
 
 use burn::module::Module;
+use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};
 
 use crate::data::ImageShape;
 use crate::error::{Error, Result};
 use crate::nn::gelu::GeluKind;
+use crate::nn::init::xavier_linear;
+use crate::nn::linear::linear_tokens;
 use crate::nn::{DitBlock, FinalLayer, LabelEmbedder, PatchEmbed, TimestepEmbedder, sincos_pos_embed_2d};
 
 /// Sizes of a [`DenoisingVit`].
@@ -52,6 +61,9 @@ pub struct VitConfig {
     /// Token output width (default `p p C`); a run sets it from its objective.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub out_dim: Option<usize>,
+    /// U-ViT's long skip connections between the first and the last `depth / 2` blocks.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub long_skip: bool,
 }
 
 impl VitConfig {
@@ -99,6 +111,9 @@ impl VitConfig {
         if !(self.mlp_ratio > 0.0 && self.mlp_ratio.is_finite()) {
             return Err(Error::config("model.mlp_ratio", "must be a positive number"));
         }
+        if self.long_skip && self.depth < 2 {
+            return Err(Error::config("model.long_skip", "needs model.depth >= 2 (an in and an out block)"));
+        }
         Ok(())
     }
 
@@ -126,6 +141,10 @@ impl VitConfig {
                 .map(|_| DitBlock::new(self.width, self.heads, hidden, self.gelu, self.cond_width, device))
                 .collect(),
             final_layer: FinalLayer::new(self.width, self.out_dim.unwrap_or(self.patch_dim()), self.cond_width, device),
+            // Drawn last, so that a model without long skips draws the numbers it always did.
+            skips: (0..if self.long_skip { self.depth / 2 } else { 0 })
+                .map(|_| xavier_linear(2 * self.width, self.width, device))
+                .collect(),
             encoder_depth: self.encoder_depth,
         }
     }
@@ -142,6 +161,8 @@ pub struct DenoisingVit {
     pub y_embed: Option<LabelEmbedder>,
     pub blocks: Vec<DitBlock>,
     pub final_layer: FinalLayer,
+    /// The long skips' `2 W -> W` layers, one per out block (empty without long skips).
+    pub skips: Vec<Linear>,
     pub encoder_depth: usize,
 }
 
@@ -177,8 +198,19 @@ impl DenoisingVit {
         let device = tokens.device();
         let c = self.condition(t, labels, &device); // [B, cond]
         let mut h = self.patch_embed.forward_tokens(tokens) + self.pos_embed.clone(); // [B, L, W]
-        for block in &self.blocks[..depth] {
+        let n = self.blocks.len();
+        let half = self.skips.len(); // in blocks 0..half, out blocks n - half..n
+        let mut saved: Vec<Tensor<3>> = Vec::with_capacity(half);
+        for (i, block) in self.blocks[..depth].iter().enumerate() {
+            if half > 0 && i >= n - half {
+                let j = i - (n - half);
+                let skip = saved[half - 1 - j].clone();
+                h = linear_tokens(&self.skips[j], Tensor::cat(vec![h, skip], 2)); // [B, L, 2W] -> [B, L, W]
+            }
             h = block.forward(h, c.clone());
+            if i < half {
+                saved.push(h.clone());
+            }
         }
         (h, c)
     }
@@ -206,10 +238,77 @@ impl DenoisingVit {
     /// # Shapes
     /// - `tokens`: `[B, L, in]`; `t`, `labels`: `[B]`; returns `[B, L, out]`
     pub fn forward(&self, tokens: Tensor<3>, t: &[usize], labels: Option<&[usize]>) -> Tensor<3> {
-        let (mut h, c) = self.run_blocks(tokens, t, labels, self.encoder_depth);
-        for block in &self.blocks[self.encoder_depth..] {
+        let (h, c) = self.run_blocks(tokens, t, labels, self.blocks.len());
+        self.final_layer.forward(h, c) // [B, L, out]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::init::normal_linear;
+
+    fn config(depth: usize, long_skip: bool) -> VitConfig {
+        VitConfig {
+            num_classes: 3,
+            long_skip,
+            ..crate::models::presets::vit(ImageShape { channels: 1, height: 8, width: 8 }, 4, 16, depth, 2)
+        }
+    }
+
+    /// The model with its adaLN layers drawn at random, so that no block is the identity.
+    fn live(config: &VitConfig, device: &Device) -> DenoisingVit {
+        let mut model = config.init(device);
+        let (w, c) = (config.width, config.cond_width);
+        for block in &mut model.blocks {
+            block.ada_ln = normal_linear(c, 6 * w, 0.3, device);
+        }
+        model.final_layer.ada_ln = normal_linear(c, 2 * w, 0.3, device);
+        model.final_layer.proj = normal_linear(w, config.patch_dim(), 0.3, device);
+        model
+    }
+
+    #[test]
+    fn long_skips_pair_each_out_block_with_its_mirror_in_block() {
+        let device = Device::flex();
+        let config = config(5, true); // in blocks 0, 1; middle 2; out blocks 3, 4
+        let model = live(&config, &device);
+        assert_eq!(model.skips.len(), 2);
+        let tokens = Tensor::<3>::random([2, 4, 16], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+        let (t, y) = ([10, 700], [0, 2]);
+        let got = model.forward(tokens.clone(), &t, Some(&y));
+        // By hand: out block 3 reads block 1's output, out block 4 block 0's.
+        let c = model.condition(&t, Some(&y), &device);
+        let b = |i: usize, h: Tensor<3>| model.blocks[i].forward(h, c.clone());
+        let skip =
+            |j: usize, h: Tensor<3>, s: &Tensor<3>| linear_tokens(&model.skips[j], Tensor::cat(vec![h, s.clone()], 2));
+        let h0 = model.patch_embed.forward_tokens(tokens) + model.pos_embed.clone();
+        let h1 = b(0, h0);
+        let h2 = b(1, h1.clone());
+        let h3 = b(2, h2.clone());
+        let h4 = b(3, skip(0, h3, &h2));
+        let h5 = b(4, skip(1, h4, &h1));
+        let want = model.final_layer.forward(h5, c);
+        let diff = (got - want).abs().max().into_scalar::<f32>();
+        assert!(diff < 1e-5, "{diff}");
+    }
+
+    #[test]
+    fn without_long_skips_the_blocks_run_in_sequence_and_the_config_is_unchanged() {
+        let device = Device::flex();
+        let config = config(3, false);
+        assert!(!toml::to_string(&config).unwrap().contains("long_skip"), "old configs keep their text");
+        let model = live(&config, &device);
+        assert!(model.skips.is_empty());
+        let tokens = Tensor::<3>::random([1, 4, 16], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+        let got = model.forward(tokens.clone(), &[5], None);
+        let c = model.condition(&[5], None, &device);
+        let mut h = model.patch_embed.forward_tokens(tokens) + model.pos_embed.clone();
+        for block in &model.blocks {
             h = block.forward(h, c.clone());
         }
-        self.final_layer.forward(h, c) // [B, L, out]
+        let diff = (got - model.final_layer.forward(h, c)).abs().max().into_scalar::<f32>();
+        assert!(diff < 1e-6, "{diff}");
+        assert!(VitConfig { depth: 1, encoder_depth: 1, ..self::config(1, true) }.validate().is_err());
     }
 }

@@ -120,6 +120,12 @@ impl Layout {
 
     /// Check that `config` can be written in (or read from) this layout.
     fn check(&self, config: &VitConfig) -> Result<()> {
+        if config.long_skip {
+            return Err(Error::config(
+                "model.long_skip",
+                "neither PyTorch layout (bench/pytorch_ldae.py's, DiT's) has U-ViT's long skips",
+            ));
+        }
         if *self != Layout::Dit {
             return Ok(());
         }

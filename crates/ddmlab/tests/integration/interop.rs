@@ -38,6 +38,7 @@ fn reference_config() -> VitConfig {
         gelu: GeluKind::Erf,
         in_dim: None,
         out_dim: None,
+        long_skip: false,
     }
 }
 

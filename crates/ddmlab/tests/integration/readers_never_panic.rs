@@ -246,6 +246,7 @@ fn checkpoint_readers_never_panic() {
         gelu: ddmlab::nn::gelu::GeluKind::Tanh,
         in_dim: None,
         out_dim: None,
+        long_skip: false,
     };
     let dit_model = dit.init(&device);
     let pt = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/interop/dit.pt")).unwrap();
