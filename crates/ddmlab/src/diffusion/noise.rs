@@ -169,29 +169,13 @@ impl LossWeight {
             LossWeight::Gamma2 => gamma * gamma,
             LossWeight::InvOnePlusSigma2 => 1.0 / (1.0 + sigma * sigma),
             LossWeight::MinSnr(k) => {
-                // min(SNR, k) / (the target's error per unit of clean-data error), written so
-                // that sigma = 0 (SNR infinite) is finite: for eps, k sigma^2 / gamma^2 -> 0.
+                // min(SNR, k) over the target's error per unit of clean-data error, written with
+                // gamma^2 and sigma^2 so that sigma = 0 (SNR infinite) stays finite.
                 let (g2, s2) = (gamma * gamma, sigma * sigma);
-                let below = g2 <= k * s2; // SNR <= k
                 match on {
-                    ErrorOn::Eps => {
-                        if below {
-                            1.0
-                        } else {
-                            k * s2 / g2
-                        }
-                    }
-                    ErrorOn::V => {
-                        let n2 = (g2 + s2) * (g2 + s2);
-                        if below { g2 / n2 } else { k * s2 / n2 }
-                    }
-                    ErrorOn::Clean => {
-                        if below {
-                            g2 / s2
-                        } else {
-                            k
-                        }
-                    }
+                    ErrorOn::Eps => (k * s2 / g2).min(1.0),
+                    ErrorOn::V => g2.min(k * s2) / ((g2 + s2) * (g2 + s2)),
+                    ErrorOn::Clean => (g2 / s2).min(k),
                 }
             }
         }

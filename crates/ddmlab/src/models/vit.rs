@@ -202,7 +202,7 @@ impl DenoisingVit {
         let half = self.skips.len(); // in blocks 0..half, out blocks n - half..n
         let mut saved: Vec<Tensor<3>> = Vec::with_capacity(half);
         for (i, block) in self.blocks[..depth].iter().enumerate() {
-            if half > 0 && i >= n - half {
+            if i >= n - half {
                 let j = i - (n - half);
                 let skip = saved[half - 1 - j].clone();
                 h = linear_tokens(&self.skips[j], Tensor::cat(vec![h, skip], 2)); // [B, L, 2W] -> [B, L, W]
