@@ -56,6 +56,8 @@ def check(cfg):
     t = cfg["train"]
     if cfg["model"].get("long_skip", False):
         sys.exit("model.long_skip: this script mirrors DiT blocks without U-ViT's long skips")
+    if cfg["model"].get("conv_head", 0):
+        sys.exit("model.conv_head: this script mirrors DiT's linear head, not a conv head")
     if t.get("grad_clip", 0.0) != 0.0 or t.get("augment", {}).get("kind", "none") != "none":
         sys.exit("train.grad_clip / train.augment: this script mirrors a run without gradient clipping or augmentation")
     if m.get("num_classes", 0) == 0:

@@ -3,8 +3,11 @@
 # wall-clock budget on this machine (the schedule is fitted to it), then FID-1K (DDIM-50, EMA, class-balanced,
 # against the first 1000 test images) at guidance 1, 2 and 3 with precision / recall. Resumable: run it again after
 # a stop; a finished variant is skipped. Never run it beside another job: the budget is wall-clock time.
-# Usage: [CFG=1,2,3] [KL_VAE=DIR] bench/recipe_fmnist.sh [MINUTES] [OUT_DIR] [VARIANT...]
+# Usage: [CFG=1,2,3] [STEPS=N] [KL_VAE=DIR] bench/recipe_fmnist.sh [MINUTES] [OUT_DIR] [VARIANT...]
 #   MINUTES  training budget of every variant (default 15)
+#   STEPS    equal-steps mode: every variant trains exactly N steps (its lr schedule fitted to N) and MINUTES is
+#            ignored. Use it for the variants that do not change a step's cost (loss weight, target, schedule, lr,
+#            EMA): this machine's speed drifts by ~25% within the hour, so a wall-clock budget would confound them.
 #   VARIANT  names from the table below (default: all)
 #   CFG      guidance scales of the FID-1K evaluation (default 1,2,3; each costs about 5 minutes here)
 #   KL_VAE   a fitted conv VAE (a run folder or a kept tokenizers/<fit key>/ folder) for the kl-latent variant,
@@ -29,6 +32,16 @@ batch128|dit-fmnist|train.batch_size=128 train.blr=0.001
 batch64|dit-fmnist|train.batch_size=64 train.blr=0.002
 ema0.9999|dit-fmnist|train.ema_decay=0.9999
 min-snr|dit-fmnist|denoise.loss_weight={min-snr=5.0}
+b64-min-snr|dit-fmnist|train.batch_size=64 train.blr=0.002 denoise.loss_weight={min-snr=5.0}
+b64-lr1e-3|dit-fmnist|train.batch_size=64 train.blr=0.004
+b64-lr2e-3|dit-fmnist|train.batch_size=64 train.blr=0.008
+b64-v|dit-fmnist|train.batch_size=64 train.blr=0.002 denoise.target=v
+b64-cosine-v|dit-fmnist|train.batch_size=64 train.blr=0.002 denoise.target=v $COSINE
+b64-lr4e-3|dit-fmnist|train.batch_size=64 train.blr=0.016
+lr2e-3-v|dit-fmnist|train.batch_size=64 train.blr=0.008 denoise.target=v
+lr2e-3-min-snr|dit-fmnist|train.batch_size=64 train.blr=0.008 denoise.loss_weight={min-snr=5.0}
+lr2e-3-conv16|dit-fmnist|train.batch_size=64 train.blr=0.008 model.conv_head=16
+lr2e-3-long-skip|dit-fmnist|train.batch_size=64 train.blr=0.008 model.long_skip=true
 long-skip|dit-fmnist|model.long_skip=true
 pca-latent|dit-fmnist-pca|
 kl-latent|dit-fmnist-kl|
@@ -41,7 +54,11 @@ while IFS='|' read -r name preset sets; do
   if (( ${#wanted[@]} )) && [[ ! " ${wanted[*]} " == *" $name "* ]]; then continue; fi
   run="$OUT/$name"
   if [[ -e $run/fid.json ]]; then echo "== $name: done"; continue; fi
-  args=(train --preset "$preset" --out "$run" --time-budget "$MIN")
+  if [[ -n ${STEPS:-} ]]; then
+    args=(train --preset "$preset" --out "$run" --set "train.steps=$STEPS")
+  else
+    args=(train --preset "$preset" --out "$run" --time-budget "$MIN")
+  fi
   for s in $sets; do args+=(--set "$s"); done
   if [[ $preset == *-kl && -n ${KL_VAE:-} ]]; then args+=(--tokenizer-from "$KL_VAE"); fi
   if [[ -e $run/checkpoints/latest ]]; then args=(train --out "$run" --resume); fi

@@ -252,6 +252,7 @@ pub fn vit(image: ImageShape, patch: usize, width: usize, depth: usize, heads: u
         in_dim: None,
         out_dim: None,
         long_skip: false,
+        conv_head: 0,
     }
 }
 

@@ -14,9 +14,18 @@
 //! "out" blocks (a middle one between them for odd `N`); out block `j` first maps
 //! `concat(h, h_in[N/2 - 1 - j])` back to `W` with its own linear layer, so that every out
 //! block reads the matching in block's output, as a U-Net's decoder reads its encoder.
+//!
+//! With `conv_head = K` (U-ViT's extra 3x3 conv after the last linear, widened to `K`
+//! channels), the final layer emits `p p K` values per token; they are laid out as a
+//! `[B, K, H, W]` image and a 3x3 conv maps it to the `C` output channels, so that every output
+//! pixel reads its neighbours across patch borders (a linear head draws each `p x p` patch on
+//! its own, and the seams show in early samples). The conv starts at zero, so the model's output
+//! starts at zero as adaLN-Zero's does; the linear before it starts at Xavier instead of zero,
+//! else neither layer would receive a gradient.
 
 use burn::module::Module;
-use burn::nn::Linear;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{Initializer, Linear, PaddingConfig2d};
 use burn::tensor::{Device, Tensor};
 
 use crate::data::ImageShape;
@@ -25,6 +34,7 @@ use crate::nn::gelu::GeluKind;
 use crate::nn::init::xavier_linear;
 use crate::nn::linear::linear_tokens;
 use crate::nn::{DitBlock, FinalLayer, LabelEmbedder, PatchEmbed, TimestepEmbedder, sincos_pos_embed_2d};
+use crate::tokenizer::{patchify, unpatchify};
 
 /// Sizes of a [`DenoisingVit`].
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -64,6 +74,14 @@ pub struct VitConfig {
     /// U-ViT's long skip connections between the first and the last `depth / 2` blocks.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub long_skip: bool,
+    /// Channels `K` of U-ViT's 3x3 conv head on the output image (0: a linear head, as DiT).
+    /// The output must be the image's patches (`out = p p C`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub conv_head: usize,
+}
+
+fn is_zero(v: &usize) -> bool {
+    *v == 0
 }
 
 impl VitConfig {
@@ -114,6 +132,17 @@ impl VitConfig {
         if self.long_skip && self.depth < 2 {
             return Err(Error::config("model.long_skip", "needs model.depth >= 2 (an in and an out block)"));
         }
+        if self.conv_head > 0 && self.out_dim.is_some_and(|out| out != self.patch_dim()) {
+            return Err(Error::config(
+                "model.conv_head",
+                format!(
+                    "the conv head draws image patches ({} values per token) but this objective's output has {} \
+                     (a latent target): use model.conv_head = 0",
+                    self.patch_dim(),
+                    self.out_dim.unwrap_or(0)
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -132,7 +161,9 @@ impl VitConfig {
         let hidden = (self.width as f64 * self.mlp_ratio).round() as usize;
         let (gh, gw) = (self.image.height / self.patch, self.image.width / self.patch);
         let in_dim = self.in_dim.unwrap_or(self.patch_dim());
-        DenoisingVit {
+        let (k, p) = (self.conv_head, self.patch);
+        let out = if k > 0 { p * p * k } else { self.out_dim.unwrap_or(self.patch_dim()) };
+        let mut model = DenoisingVit {
             patch_embed: PatchEmbed::from_width(in_dim, self.patch, self.width, device),
             pos_embed: sincos_pos_embed_2d(self.width, gh, gw, device),
             t_embed: TimestepEmbedder::new(self.freq_dim, self.cond_width, device),
@@ -140,13 +171,20 @@ impl VitConfig {
             blocks: (0..self.depth)
                 .map(|_| DitBlock::new(self.width, self.heads, hidden, self.gelu, self.cond_width, device))
                 .collect(),
-            final_layer: FinalLayer::new(self.width, self.out_dim.unwrap_or(self.patch_dim()), self.cond_width, device),
+            final_layer: FinalLayer::new(self.width, out, self.cond_width, device),
             // Drawn last, so that a model without long skips draws the numbers it always did.
             skips: (0..if self.long_skip { self.depth / 2 } else { 0 })
                 .map(|_| xavier_linear(2 * self.width, self.width, device))
                 .collect(),
+            conv_head: None,
             encoder_depth: self.encoder_depth,
+        };
+        // Drawn last too; the conv starts at zero, the linear before it at Xavier.
+        if k > 0 {
+            model.final_layer.proj = xavier_linear(self.width, out, device);
+            model.conv_head = Some(ConvHead::new(k, self.patch, self.image, device));
         }
+        model
     }
 }
 
@@ -163,7 +201,37 @@ pub struct DenoisingVit {
     pub final_layer: FinalLayer,
     /// The long skips' `2 W -> W` layers, one per out block (empty without long skips).
     pub skips: Vec<Linear>,
+    /// U-ViT's 3x3 conv on the output image (`None`: the final layer's patches are the output).
+    pub conv_head: Option<ConvHead>,
     pub encoder_depth: usize,
+}
+
+/// The conv head: `[B, L, p p K]` patches -> a `[B, K, H, W]` image -> 3x3 conv -> `[B, L, p p C]`.
+#[derive(Module, Debug)]
+pub struct ConvHead {
+    /// `[C, K, 3, 3]`, zero at init.
+    pub conv: Conv2d,
+    pub patch: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+impl ConvHead {
+    fn new(k: usize, patch: usize, image: ImageShape, device: &Device) -> Self {
+        let conv = Conv2dConfig::new([k, image.channels], [3, 3])
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .with_initializer(Initializer::Zeros)
+            .init(device);
+        ConvHead { conv, patch, height: image.height, width: image.width }
+    }
+
+    /// # Shapes
+    /// - `x`: `[B, L, p p K]`; returns `[B, L, p p C]`
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let [_, k, _, _] = self.conv.weight.dims();
+        let grid = unpatchify(x, self.patch, k, self.height, self.width); // [B, K, H, W]
+        patchify(self.conv.forward(grid), self.patch) // [B, C, H, W] -> [B, L, p p C]
+    }
 }
 
 impl DenoisingVit {
@@ -239,7 +307,11 @@ impl DenoisingVit {
     /// - `tokens`: `[B, L, in]`; `t`, `labels`: `[B]`; returns `[B, L, out]`
     pub fn forward(&self, tokens: Tensor<3>, t: &[usize], labels: Option<&[usize]>) -> Tensor<3> {
         let (h, c) = self.run_blocks(tokens, t, labels, self.blocks.len());
-        self.final_layer.forward(h, c) // [B, L, out]
+        let out = self.final_layer.forward(h, c); // [B, L, out] (or [B, L, p p K] before a conv head)
+        match &self.conv_head {
+            Some(head) => head.forward(out),
+            None => out,
+        }
     }
 }
 
@@ -247,6 +319,7 @@ impl DenoisingVit {
 mod tests {
     use super::*;
     use crate::nn::init::normal_linear;
+    use burn::tensor::TensorData;
 
     fn config(depth: usize, long_skip: bool) -> VitConfig {
         VitConfig {
@@ -264,8 +337,60 @@ mod tests {
             block.ada_ln = normal_linear(c, 6 * w, 0.3, device);
         }
         model.final_layer.ada_ln = normal_linear(c, 2 * w, 0.3, device);
-        model.final_layer.proj = normal_linear(w, config.patch_dim(), 0.3, device);
+        let p = config.patch;
+        let out = if config.conv_head > 0 { p * p * config.conv_head } else { config.patch_dim() };
+        model.final_layer.proj = normal_linear(w, out, 0.3, device);
         model
+    }
+
+    #[test]
+    fn conv_head_starts_at_zero_and_still_learns() {
+        let device = Device::flex().autodiff();
+        let config = VitConfig { conv_head: 3, ..config(2, false) };
+        let model = config.init(&device);
+        let tokens = Tensor::<3>::random([2, 4, 16], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+        let out = model.forward(tokens, &[3, 900], Some(&[1, 0]));
+        assert_eq!(out.dims(), [2, 4, 16], "the output is the image's patches, p p C = 16");
+        assert_eq!(out.clone().abs().max().into_scalar::<f32>(), 0.0, "zero at init, as adaLN-Zero");
+        // A zero conv after a zero linear would never move: the conv must get a gradient.
+        let weight = &model.conv_head.as_ref().unwrap().conv.weight;
+        let probe = Tensor::<3>::random([2, 4, 16], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+        let grads = burn::optim::GradientsParams::from_grads((out * probe).sum().backward(), &model);
+        let g = grads.get::<4>(weight.id).expect("the conv receives a gradient");
+        assert!(g.abs().max().into_scalar::<f32>() > 1e-3);
+        let mut wrong = config.clone();
+        wrong.out_dim = Some(8); // a latent target
+        assert!(wrong.validate().unwrap_err().to_string().contains("model.conv_head"));
+    }
+
+    #[test]
+    fn conv_head_output_pixels_read_their_neighbours_across_patch_borders() {
+        let device = Device::flex();
+        let (k, p, side) = (3, 4, 8);
+        let config = VitConfig { conv_head: k, ..config(2, false) };
+        let mut model = live(&config, &device);
+        // Output pixel (y, x) = hidden channel 1 at (y, x + 1): a conv tap right of the centre.
+        let mut taps = vec![0.0f32; k * 9];
+        taps[9 + 3 + 2] = 1.0; // [C = 0, K = 1, row 1, column 2]
+        let head = model.conv_head.as_mut().unwrap();
+        head.conv.weight =
+            head.conv.weight.clone().map(|_| Tensor::<4>::from_data(TensorData::new(taps, [1, k, 3, 3]), &device));
+        let tokens = Tensor::<3>::random([1, 4, 16], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+        let (h, c) = model.run_blocks(tokens.clone(), &[40], None, 2);
+        let f: Vec<f32> = model.final_layer.forward(h, c).into_data().try_into_vec().unwrap(); // [1, 4, p p K]
+        let got: Vec<f32> = model.forward(tokens, &[40], None).into_data().try_into_vec().unwrap(); // [1, 4, p p]
+        let hidden = |y: usize, x: usize, ch: usize| {
+            let token = (y / p) * (side / p) + x / p;
+            f[token * p * p * k + ((y % p) * p + x % p) * k + ch]
+        };
+        for y in 0..side {
+            for x in 0..side {
+                let want = if x + 1 < side { hidden(y, x + 1, 1) } else { 0.0 }; // zero padding
+                let have = got[((y / p) * (side / p) + x / p) * p * p + (y % p) * p + x % p];
+                assert!((have - want).abs() < 1e-5, "pixel ({y}, {x}): {have} vs {want}");
+            }
+        }
+        assert_ne!(hidden(0, 4, 1), 0.0, "pixel (0, 3) reads the next patch's first column, which is live");
     }
 
     #[test]

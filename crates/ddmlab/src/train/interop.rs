@@ -126,6 +126,12 @@ impl Layout {
                 "neither PyTorch layout (bench/pytorch_ldae.py's, DiT's) has U-ViT's long skips",
             ));
         }
+        if config.conv_head > 0 {
+            return Err(Error::config(
+                "model.conv_head",
+                "neither PyTorch layout (bench/pytorch_ldae.py's, DiT's) has a conv head",
+            ));
+        }
         if *self != Layout::Dit {
             return Ok(());
         }
@@ -420,6 +426,19 @@ mod tests {
         assert_eq!(conv_v[((c + 1) * p) * p + 1], 11.0);
         let back: Vec<f32> = permute_patch(conv, w, p, c, false).try_into_vec::<f32>().unwrap();
         assert_eq!(back, linear);
+    }
+
+    #[test]
+    fn layouts_refuse_what_pytorch_has_no_weights_for() {
+        let base =
+            crate::models::presets::vit(crate::data::ImageShape { channels: 1, height: 8, width: 8 }, 4, 16, 2, 2);
+        for layout in [Layout::Reference, Layout::Dit] {
+            let long = VitConfig { long_skip: true, ..base.clone() };
+            assert!(layout.check(&long).unwrap_err().to_string().contains("model.long_skip"));
+            let conv = VitConfig { conv_head: 4, ..base.clone() };
+            assert!(layout.check(&conv).unwrap_err().to_string().contains("model.conv_head"));
+        }
+        assert!(Layout::Reference.check(&base).is_ok());
     }
 
     #[test]

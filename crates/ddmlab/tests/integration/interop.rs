@@ -39,6 +39,7 @@ fn reference_config() -> VitConfig {
         in_dim: None,
         out_dim: None,
         long_skip: false,
+        conv_head: 0,
     }
 }
 

@@ -247,6 +247,7 @@ fn checkpoint_readers_never_panic() {
         in_dim: None,
         out_dim: None,
         long_skip: false,
+        conv_head: 0,
     };
     let dit_model = dit.init(&device);
     let pt = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/interop/dit.pt")).unwrap();
