@@ -42,6 +42,9 @@ lr2e-3-v|dit-fmnist|train.batch_size=64 train.blr=0.008 denoise.target=v
 lr2e-3-min-snr|dit-fmnist|train.batch_size=64 train.blr=0.008 denoise.loss_weight={min-snr=5.0}
 lr2e-3-conv16|dit-fmnist|train.batch_size=64 train.blr=0.008 model.conv_head=16
 lr2e-3-long-skip|dit-fmnist|train.batch_size=64 train.blr=0.008 model.long_skip=true
+b64-lr8e-3|dit-fmnist|train.batch_size=64 train.blr=0.032
+lr4e-3-v|dit-fmnist|train.batch_size=64 train.blr=0.016 denoise.target=v
+lr4e-3-cosine-v|dit-fmnist|train.batch_size=64 train.blr=0.016 denoise.target=v $COSINE
 long-skip|dit-fmnist|model.long_skip=true
 pca-latent|dit-fmnist-pca|
 kl-latent|dit-fmnist-kl|
