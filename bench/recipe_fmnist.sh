@@ -32,14 +32,13 @@ batch128|dit-fmnist|train.batch_size=128 train.blr=0.001
 batch64|dit-fmnist|train.batch_size=64 train.blr=0.002
 ema0.9999|dit-fmnist|train.ema_decay=0.9999
 min-snr|dit-fmnist|denoise.loss_weight={min-snr=5.0}
-b64-min-snr|dit-fmnist|train.batch_size=64 train.blr=0.002 denoise.loss_weight={min-snr=5.0}
+batch64-min-snr|dit-fmnist|train.batch_size=64 train.blr=0.002 denoise.loss_weight={min-snr=5.0}
 b64-lr1e-3|dit-fmnist|train.batch_size=64 train.blr=0.004
 b64-lr2e-3|dit-fmnist|train.batch_size=64 train.blr=0.008
 b64-v|dit-fmnist|train.batch_size=64 train.blr=0.002 denoise.target=v
 b64-cosine-v|dit-fmnist|train.batch_size=64 train.blr=0.002 denoise.target=v $COSINE
 b64-lr4e-3|dit-fmnist|train.batch_size=64 train.blr=0.016
 lr2e-3-v|dit-fmnist|train.batch_size=64 train.blr=0.008 denoise.target=v
-lr2e-3-min-snr|dit-fmnist|train.batch_size=64 train.blr=0.008 denoise.loss_weight={min-snr=5.0}
 lr2e-3-conv16|dit-fmnist|train.batch_size=64 train.blr=0.008 model.conv_head=16
 lr2e-3-long-skip|dit-fmnist|train.batch_size=64 train.blr=0.008 model.long_skip=true
 b64-lr8e-3|dit-fmnist|train.batch_size=64 train.blr=0.032

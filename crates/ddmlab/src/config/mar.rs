@@ -41,12 +41,8 @@ pub struct MarSection {
     /// Quantise the tokens to a k-means codebook of this many codes fitted on the training
     /// tokens (0: continuous tokens). Needed by the cross-entropy loss; with the Diffusion Loss
     /// it is the paper's VQ row.
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "super::is_zero")]
     pub codebook: usize,
-}
-
-fn is_zero(v: &usize) -> bool {
-    *v == 0
 }
 
 impl MarSection {

@@ -18,6 +18,12 @@ use crate::data::transform::Augment;
 use crate::error::{Error, Result};
 use crate::models::VitConfig;
 
+/// serde's `skip_serializing_if` for a count whose 0 means "off", so that configs written before
+/// the field existed keep their text.
+pub(crate) fn is_zero(v: &usize) -> bool {
+    *v == 0
+}
+
 /// Optimisation settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -76,12 +76,8 @@ pub struct VitConfig {
     pub long_skip: bool,
     /// Channels `K` of U-ViT's 3x3 conv head on the output image (0: a linear head, as DiT).
     /// The output must be the image's patches (`out = p p C`).
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "crate::config::is_zero")]
     pub conv_head: usize,
-}
-
-fn is_zero(v: &usize) -> bool {
-    *v == 0
 }
 
 impl VitConfig {
@@ -132,14 +128,13 @@ impl VitConfig {
         if self.long_skip && self.depth < 2 {
             return Err(Error::config("model.long_skip", "needs model.depth >= 2 (an in and an out block)"));
         }
-        if self.conv_head > 0 && self.out_dim.is_some_and(|out| out != self.patch_dim()) {
+        if let Some(out) = self.out_dim.filter(|&out| self.conv_head > 0 && out != self.patch_dim()) {
             return Err(Error::config(
                 "model.conv_head",
                 format!(
-                    "the conv head draws image patches ({} values per token) but this objective's output has {} \
+                    "the conv head draws image patches ({} values per token) but this objective's output has {out} \
                      (a latent target): use model.conv_head = 0",
-                    self.patch_dim(),
-                    self.out_dim.unwrap_or(0)
+                    self.patch_dim()
                 ),
             ));
         }
@@ -156,13 +151,21 @@ impl VitConfig {
         self.patch * self.patch * self.image.channels
     }
 
+    /// The final layer's output width per token: the objective's `out` (default `p p C`), or
+    /// `p p K` in front of a conv head.
+    pub fn final_width(&self) -> usize {
+        match self.conv_head {
+            0 => self.out_dim.unwrap_or(self.patch_dim()),
+            k => self.patch * self.patch * k,
+        }
+    }
+
     /// Build the network on `device` (random init from the device's RNG).
     pub fn init(&self, device: &Device) -> DenoisingVit {
         let hidden = (self.width as f64 * self.mlp_ratio).round() as usize;
         let (gh, gw) = (self.image.height / self.patch, self.image.width / self.patch);
         let in_dim = self.in_dim.unwrap_or(self.patch_dim());
-        let (k, p) = (self.conv_head, self.patch);
-        let out = if k > 0 { p * p * k } else { self.out_dim.unwrap_or(self.patch_dim()) };
+        let out = self.final_width();
         let mut model = DenoisingVit {
             patch_embed: PatchEmbed::from_width(in_dim, self.patch, self.width, device),
             pos_embed: sincos_pos_embed_2d(self.width, gh, gw, device),
@@ -180,9 +183,9 @@ impl VitConfig {
             encoder_depth: self.encoder_depth,
         };
         // Drawn last too; the conv starts at zero, the linear before it at Xavier.
-        if k > 0 {
+        if self.conv_head > 0 {
             model.final_layer.proj = xavier_linear(self.width, out, device);
-            model.conv_head = Some(ConvHead::new(k, self.patch, self.image, device));
+            model.conv_head = Some(ConvHead::new(self.conv_head, self.patch, self.image, device));
         }
         model
     }
@@ -337,9 +340,7 @@ mod tests {
             block.ada_ln = normal_linear(c, 6 * w, 0.3, device);
         }
         model.final_layer.ada_ln = normal_linear(c, 2 * w, 0.3, device);
-        let p = config.patch;
-        let out = if config.conv_head > 0 { p * p * config.conv_head } else { config.patch_dim() };
-        model.final_layer.proj = normal_linear(w, out, 0.3, device);
+        model.final_layer.proj = normal_linear(w, config.final_width(), 0.3, device);
         model
     }
 

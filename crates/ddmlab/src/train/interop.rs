@@ -120,17 +120,16 @@ impl Layout {
 
     /// Check that `config` can be written in (or read from) this layout.
     fn check(&self, config: &VitConfig) -> Result<()> {
-        if config.long_skip {
-            return Err(Error::config(
-                "model.long_skip",
-                "neither PyTorch layout (bench/pytorch_ldae.py's, DiT's) has U-ViT's long skips",
-            ));
-        }
-        if config.conv_head > 0 {
-            return Err(Error::config(
-                "model.conv_head",
-                "neither PyTorch layout (bench/pytorch_ldae.py's, DiT's) has a conv head",
-            ));
+        for (on, field, what) in [
+            (config.long_skip, "model.long_skip", "U-ViT's long skips"),
+            (config.conv_head > 0, "model.conv_head", "a conv head"),
+        ] {
+            if on {
+                return Err(Error::config(
+                    field,
+                    format!("neither PyTorch layout (bench/pytorch_ldae.py's, DiT's) has {what}"),
+                ));
+            }
         }
         if *self != Layout::Dit {
             return Ok(());
