@@ -10,6 +10,8 @@
    embedding, t_embedder.mlp.{0,2}, y_embedder.embedding_table, blocks.N.adaLN_modulation.1, final_layer.linear,
    learn_sigma output of 2C channels, tanh GELU, pos_embed in the state_dict), saved with torch.save like the
    official checkpoints, and its output.
+3. `reference_skip.safetensors` + `reference_skip_io.npz`: the reference model with U-ViT's long skips
+   (`model.long_skip`), as 1.
 
 With `--check EXPORTED.safetensors` it instead loads a file written by `ddmlab export` (reference layout) into the
 reference model with strict=True and prints the largest difference between its output and reference_io.npz's.
@@ -34,6 +36,9 @@ REFERENCE = {
     "patch": 2, "width": 32, "depth": 3, "encoder_depth": 2, "heads": 4, "mlp_ratio": 4.0,
     "cond_width": 16, "freq_dim": 32, "num_classes": 3,
 }
+# The reference model with U-ViT's long skips: 5 blocks, so two skip pairs around a middle block, the encoder
+# ending between them.
+REFERENCE_SKIP = dict(REFERENCE, depth=5, long_skip=True)
 DIT = {"input_size": 8, "patch_size": 2, "in_channels": 2, "hidden_size": 32, "depth": 2, "num_heads": 4,
        "num_classes": 3}
 
@@ -197,6 +202,19 @@ def inputs(c, size, gen):
     return x, t, y
 
 
+def write(model, channels, size, gen, weights, save):
+    """Randomise `model`, save its state_dict to `weights` with `save`, and its output on fixed inputs to
+    `<weights stem>_io.npz`."""
+    model.eval()
+    randomise(model, gen)
+    x, t, y = inputs(channels, size, gen)
+    with torch.no_grad():
+        out = model(x, t, y)
+    save(model.state_dict(), weights)
+    io = os.path.splitext(weights)[0] + "_io.npz"
+    np.savez(io, x=x.numpy(), t=t.numpy(), y=y.numpy(), out=out.numpy())
+
+
 def main():
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
@@ -211,21 +229,11 @@ def main():
     out_dir = sys.argv[1]
     os.makedirs(out_dir, exist_ok=True)
 
-    ref = pytorch_ldae.DenoisingVit(REFERENCE).eval()
-    randomise(ref, gen)
-    x, t, y = inputs(REFERENCE["image"]["channels"], REFERENCE["image"]["height"], gen)
-    with torch.no_grad():
-        out = ref(x, t, y)
-    save_safetensors(ref.state_dict(), os.path.join(out_dir, "reference.safetensors"))
-    np.savez(os.path.join(out_dir, "reference_io.npz"), x=x.numpy(), t=t.numpy(), y=y.numpy(), out=out.numpy())
-
-    dit = DiT(**DIT).eval()
-    randomise(dit, gen)
-    x, t, y = inputs(DIT["in_channels"], DIT["input_size"], gen)
-    with torch.no_grad():
-        out = dit(x, t, y)
-    torch.save(dit.state_dict(), os.path.join(out_dir, "dit.pt"))
-    np.savez(os.path.join(out_dir, "dit_io.npz"), x=x.numpy(), t=t.numpy(), y=y.numpy(), out=out.numpy())
+    write(pytorch_ldae.DenoisingVit(REFERENCE), REFERENCE["image"]["channels"], REFERENCE["image"]["height"], gen,
+          os.path.join(out_dir, "reference.safetensors"), save_safetensors)
+    write(DiT(**DIT), DIT["in_channels"], DIT["input_size"], gen, os.path.join(out_dir, "dit.pt"), torch.save)
+    write(pytorch_ldae.DenoisingVit(REFERENCE_SKIP), REFERENCE_SKIP["image"]["channels"],
+          REFERENCE_SKIP["image"]["height"], gen, os.path.join(out_dir, "reference_skip.safetensors"), save_safetensors)
     for f in sorted(os.listdir(out_dir)):
         print(f, os.path.getsize(os.path.join(out_dir, f)))
 

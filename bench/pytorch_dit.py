@@ -54,8 +54,6 @@ def check(cfg):
     if d["target"] not in ("eps", "x0", "v"):
         sys.exit(f"denoise.target = {d['target']!r}: expected eps, x0 or v")
     t = cfg["train"]
-    if cfg["model"].get("long_skip", False):
-        sys.exit("model.long_skip: this script mirrors DiT blocks without U-ViT's long skips")
     if cfg["model"].get("conv_head", 0):
         sys.exit("model.conv_head: this script mirrors DiT's linear head, not a conv head")
     if t.get("grad_clip", 0.0) != 0.0 or t.get("augment", {}).get("kind", "none") != "none":

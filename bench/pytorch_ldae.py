@@ -101,6 +101,10 @@ class DenoisingVit(nn.Module):
         self.t2 = nn.Linear(cond, cond)
         hidden = round(width * m["mlp_ratio"])
         self.blocks = nn.ModuleList([Block(width, m["heads"], hidden, cond) for _ in range(m["depth"])])
+        # U-ViT's long skips (model.long_skip): out block j first maps concat(h, the output of in block half-1-j)
+        # back to the width with its own linear layer (Xavier, as every linear before the zero inits below).
+        half = m["depth"] // 2 if m.get("long_skip", False) else 0
+        self.skips = nn.ModuleList([nn.Linear(2 * width, width) for _ in range(half)])
         self.final_norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.final_ada = nn.Linear(cond, 2 * width)
         self.final_proj = nn.Linear(width, self.p * self.p * c)
@@ -132,17 +136,24 @@ class DenoisingVit(nn.Module):
             c = c + self.y_embed(y)
         return c
 
-    def encode(self, x, t, y=None):
+    def run_blocks(self, x, t, y, depth):  # tokens after the first `depth` blocks, and the conditioning
         c = self.cond(t, y)
         h = self.patch_embed(patchify(x, self.p)) + self.pos
-        for blk in self.blocks[: self.encoder_depth]:
+        n, half, saved = len(self.blocks), len(self.skips), []
+        for i, blk in enumerate(self.blocks[:depth]):
+            if i >= n - half:  # an out block: read the mirror in block's output
+                j = i - (n - half)
+                h = self.skips[j](torch.cat([h, saved[half - 1 - j]], dim=-1))
             h = blk(h, c)
+            if i < half:
+                saved.append(h)
         return h, c
 
+    def encode(self, x, t, y=None):
+        return self.run_blocks(x, t, y, self.encoder_depth)
+
     def forward(self, x, t, y=None):
-        h, c = self.encode(x, t, y)
-        for blk in self.blocks[self.encoder_depth:]:
-            h = blk(h, c)
+        h, c = self.run_blocks(x, t, y, len(self.blocks))
         shift, scale = self.final_ada(F.silu(c)).chunk(2, dim=1)
         out = self.final_proj(modulate(self.final_norm(h), shift, scale))
         return unpatchify(out, self.p, self.c, self.h, self.w)

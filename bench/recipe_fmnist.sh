@@ -18,8 +18,15 @@ OUT=${2:-runs/recipe}
 shift $(( $# > 2 ? 2 : $# ))
 BIN=./target/release/ddmlab
 COSINE='denoise.noise={kind="cosine",s=0.008,max_beta=0.999}'
-# name | preset | --set overrides (space-separated KEY=VALUE). The peak lr is blr * batch / 256: the batch variants
-# raise blr so that the peak lr stays dit-fmnist's 5e-4 (they change the batch and the step count, not the lr).
+# The sweep's base: dit-fmnist as it was when the sweep ran (batch 256, lr 5e-4, eps, linear betas, no long skips,
+# EMA 0.999), pinned here so that every row below means what RESULTS.md says after the preset took the sweep's winner.
+BASE="train.batch_size=256 train.blr=0.0005 train.warmup_frac=0.02 train.min_lr_frac=0.1 train.ema_decay=0.999"
+BASE+=' denoise.target=eps denoise.noise={kind="linear-beta",start=0.0001,end=0.02} model.long_skip=false'
+BASE+=" model.conv_head=0 model.patch=4 denoise.tokenizer.patch=4 model.width=128 model.cond_width=128 model.heads=4"
+BASE+=" model.depth=8 model.encoder_depth=4"
+# name | preset | --set overrides (space-separated KEY=VALUE), applied after BASE for the dit-fmnist rows. The peak lr is
+# blr * batch / 256: the batch variants raise blr so that the peak lr stays the base's 5e-4 (they change the batch and
+# the step count, not the lr).
 VARIANTS=$(cat <<EOF
 base|dit-fmnist|
 patch2|dit-fmnist|model.patch=2 denoise.tokenizer.patch=2
@@ -44,6 +51,9 @@ lr2e-3-long-skip|dit-fmnist|train.batch_size=64 train.blr=0.008 model.long_skip=
 b64-lr8e-3|dit-fmnist|train.batch_size=64 train.blr=0.032
 lr4e-3-v|dit-fmnist|train.batch_size=64 train.blr=0.016 denoise.target=v
 lr4e-3-cosine-v|dit-fmnist|train.batch_size=64 train.blr=0.016 denoise.target=v $COSINE
+b64-lr16e-3|dit-fmnist|train.batch_size=64 train.blr=0.064
+lr8e-3-v|dit-fmnist|train.batch_size=64 train.blr=0.032 denoise.target=v
+lr8e-3-cosine-v|dit-fmnist|train.batch_size=64 train.blr=0.032 denoise.target=v $COSINE
 long-skip|dit-fmnist|model.long_skip=true
 pca-latent|dit-fmnist-pca|
 kl-latent|dit-fmnist-kl|
@@ -61,6 +71,7 @@ while IFS='|' read -r name preset sets; do
   else
     args=(train --preset "$preset" --out "$run" --time-budget "$MIN")
   fi
+  if [[ $preset == dit-fmnist ]]; then for s in $BASE; do args+=(--set "$s"); done; fi
   for s in $sets; do args+=(--set "$s"); done
   if [[ $preset == *-kl && -n ${KL_VAE:-} ]]; then args+=(--tokenizer-from "$KL_VAE"); fi
   if [[ -e $run/checkpoints/latest ]]; then args=(train --out "$run" --resume); fi

@@ -5,7 +5,8 @@
 //! Two layouts, each a table of key renames plus the tensor reshapes its modules need:
 //! - [`Layout::Reference`]: `bench/pytorch_ldae.py`'s `DenoisingVit`, the model ddmlab's training
 //!   is measured against (`patch_embed`, `t1`/`t2`, `blocks.N.{attn.qkv, attn.proj, fc1, fc2,
-//!   ada_ln}`, `final_ada`, `final_proj`, `y_embed`, the `pos` buffer);
+//!   ada_ln}`, `final_ada`, `final_proj`, `y_embed`, U-ViT's long skips `skips.N`, the `pos`
+//!   buffer);
 //! - [`Layout::Dit`]: facebookresearch/DiT's `models.py` (`x_embedder.proj` as a strided conv
 //!   `[W, C, p, p]`, `t_embedder.mlp.{0,2}`, `y_embedder.embedding_table`,
 //!   `blocks.N.adaLN_modulation.1`, `final_layer.linear` / `final_layer.adaLN_modulation.1`,
@@ -120,19 +121,20 @@ impl Layout {
 
     /// Check that `config` can be written in (or read from) this layout.
     fn check(&self, config: &VitConfig) -> Result<()> {
-        for (on, field, what) in [
-            (config.long_skip, "model.long_skip", "U-ViT's long skips"),
-            (config.conv_head > 0, "model.conv_head", "a conv head"),
-        ] {
-            if on {
-                return Err(Error::config(
-                    field,
-                    format!("neither PyTorch layout (bench/pytorch_ldae.py's, DiT's) has {what}"),
-                ));
-            }
+        if config.conv_head > 0 {
+            return Err(Error::config(
+                "model.conv_head",
+                "neither PyTorch layout (bench/pytorch_ldae.py's, DiT's) has a conv head",
+            ));
         }
         if *self != Layout::Dit {
             return Ok(());
+        }
+        if config.long_skip {
+            return Err(Error::config(
+                "model.long_skip",
+                "DiT's layout has no long skips (U-ViT's); the reference layout (bench/pytorch_ldae.py) has them",
+            ));
         }
         let patch = config.patch_dim();
         if config.in_dim.unwrap_or(patch) != patch || config.out_dim.unwrap_or(patch) != patch {
@@ -432,11 +434,12 @@ mod tests {
         let base =
             crate::models::presets::vit(crate::data::ImageShape { channels: 1, height: 8, width: 8 }, 4, 16, 2, 2);
         for layout in [Layout::Reference, Layout::Dit] {
-            let long = VitConfig { long_skip: true, ..base.clone() };
-            assert!(layout.check(&long).unwrap_err().to_string().contains("model.long_skip"));
             let conv = VitConfig { conv_head: 4, ..base.clone() };
             assert!(layout.check(&conv).unwrap_err().to_string().contains("model.conv_head"));
         }
+        let long = VitConfig { long_skip: true, ..base.clone() };
+        assert!(Layout::Dit.check(&long).unwrap_err().to_string().contains("model.long_skip"));
+        assert!(Layout::Reference.check(&long).is_ok(), "the reference model has U-ViT's long skips");
         assert!(Layout::Reference.check(&base).is_ok());
     }
 

@@ -107,23 +107,23 @@ fn tensors_of(bytes: &[u8]) -> BTreeMap<String, (Vec<usize>, Vec<u8>)> {
     st.tensors().into_iter().map(|(k, v)| (k, (v.shape().to_vec(), v.data().to_vec()))).collect()
 }
 
-#[test]
-fn reference_state_dict_imports_to_pytorchs_outputs_and_exports_back_bit_for_bit() {
+/// The state_dict `weights` of the reference model of `config` imports, gives PyTorch's output
+/// on the inputs of `io`, and exports back key for key and bit for bit.
+fn reference_round_trip(config: &VitConfig, weights: &str, io: &str) {
     let device = Device::flex();
-    let config = reference_config();
-    let model = import(config.init(&device), &config, Layout::Reference, &fixture("reference.safetensors")).unwrap();
-    let io = read_io("reference_io.npz", &device);
+    let model = import(config.init(&device), config, Layout::Reference, &fixture(weights)).unwrap();
+    let io = read_io(io, &device);
     assert_eq!(io.out_shape, vec![3, 2, 8, 8]);
-    let ours = run(&model, &config, &io);
+    let ours = run(&model, config, &io);
     let diff = max_abs_diff(&ours, &io.out);
     let scale = io.out.iter().map(|v| v.abs()).fold(0.0, f32::max);
     assert!(scale > 0.1, "a fixture whose output is ~0 would test nothing ({scale})");
-    println!("reference layout: max |ddmlab - PyTorch| = {diff:e} (outputs up to {scale})");
+    println!("{weights}: max |ddmlab - PyTorch| = {diff:e} (outputs up to {scale})");
     assert!(diff < 1e-5, "max |ddmlab - PyTorch| = {diff:e} (outputs up to {scale})");
 
-    let exported = export(&model, &config, Layout::Reference).unwrap();
+    let exported = export(&model, config, Layout::Reference).unwrap();
     let ours = tensors_of(&exported);
-    let theirs = tensors_of(&std::fs::read(fixture("reference.safetensors")).unwrap());
+    let theirs = tensors_of(&std::fs::read(fixture(weights)).unwrap());
     assert_eq!(ours.keys().collect::<Vec<_>>(), theirs.keys().collect::<Vec<_>>(), "the same keys as PyTorch's");
     for (key, (shape, data)) in &theirs {
         let (our_shape, our_data) = &ours[key];
@@ -136,6 +136,22 @@ fn reference_state_dict_imports_to_pytorchs_outputs_and_exports_back_bit_for_bit
             assert!(our_data == data, "{key}: exported values differ from PyTorch's");
         }
     }
+}
+
+#[test]
+fn reference_state_dict_imports_to_pytorchs_outputs_and_exports_back_bit_for_bit() {
+    reference_round_trip(&reference_config(), "reference.safetensors", "reference_io.npz");
+}
+
+/// U-ViT's long skips (5 blocks: two in, a middle, two out; the encoder ends after block 2):
+/// each out block reads its mirror in block's output through its own linear, as PyTorch's
+/// model does; a pairing off by one or reversed would miss PyTorch's output by O(1).
+#[test]
+fn long_skips_import_to_pytorchs_outputs_and_export_back_bit_for_bit() {
+    let config = VitConfig { depth: 5, long_skip: true, ..reference_config() };
+    reference_round_trip(&config, "reference_skip.safetensors", "reference_skip_io.npz");
+    let keys = tensors_of(&std::fs::read(fixture("reference_skip.safetensors")).unwrap());
+    assert!(keys.contains_key("skips.1.weight") && !keys.contains_key("skips.2.weight"), "two skip layers");
 }
 
 #[test]
