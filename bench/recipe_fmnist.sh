@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The generation recipe sweep of issue 11: each variant is `dit-fmnist` plus one change, trained for the same
+# The generation recipe sweep of issue 11: each variant is `dit-fmnist-eps` plus one change, trained for the same
 # wall-clock budget on this machine (the schedule is fitted to it), then FID-1K (DDIM-50, EMA, class-balanced,
 # against the first 1000 test images) at guidance 1, 2 and 3 with precision / recall. Resumable: run it again after
 # a stop; a finished variant is skipped. Never run it beside another job: the budget is wall-clock time.
@@ -18,43 +18,39 @@ OUT=${2:-runs/recipe}
 shift $(( $# > 2 ? 2 : $# ))
 BIN=./target/release/ddmlab
 COSINE='denoise.noise={kind="cosine",s=0.008,max_beta=0.999}'
-# The sweep's base: dit-fmnist as it was when the sweep ran (batch 256, lr 5e-4, eps, linear betas, no long skips,
-# EMA 0.999), pinned here so that every row below means what RESULTS.md says after the preset took the sweep's winner.
-BASE="train.batch_size=256 train.blr=0.0005 train.warmup_frac=0.02 train.min_lr_frac=0.1 train.ema_decay=0.999"
-BASE+=' denoise.target=eps denoise.noise={kind="linear-beta",start=0.0001,end=0.02} model.long_skip=false'
-BASE+=" model.conv_head=0 model.patch=4 denoise.tokenizer.patch=4 model.width=128 model.cond_width=128 model.heads=4"
-BASE+=" model.depth=8 model.encoder_depth=4"
-# name | preset | --set overrides (space-separated KEY=VALUE), applied after BASE for the dit-fmnist rows. The peak lr is
+# name | preset | --set overrides (space-separated KEY=VALUE). The base is `dit-fmnist-eps`, dit-fmnist as it was
+# before this sweep chose its recipe (batch 256, lr 5e-4, eps, linear betas, no long skips). The peak lr is
 # blr * batch / 256: the batch variants raise blr so that the peak lr stays the base's 5e-4 (they change the batch and
 # the step count, not the lr).
 VARIANTS=$(cat <<EOF
-base|dit-fmnist|
-patch2|dit-fmnist|model.patch=2 denoise.tokenizer.patch=2
-wide|dit-fmnist|model.width=192 model.cond_width=192 model.heads=6
-deep|dit-fmnist|model.depth=12 model.encoder_depth=6
-v-pred|dit-fmnist|denoise.target=v
-cosine|dit-fmnist|$COSINE
-lr1e-3|dit-fmnist|train.blr=0.001
-batch128|dit-fmnist|train.batch_size=128 train.blr=0.001
-batch64|dit-fmnist|train.batch_size=64 train.blr=0.002
-ema0.9999|dit-fmnist|train.ema_decay=0.9999
-min-snr|dit-fmnist|denoise.loss_weight={min-snr=5.0}
-batch64-min-snr|dit-fmnist|train.batch_size=64 train.blr=0.002 denoise.loss_weight={min-snr=5.0}
-b64-lr1e-3|dit-fmnist|train.batch_size=64 train.blr=0.004
-b64-lr2e-3|dit-fmnist|train.batch_size=64 train.blr=0.008
-b64-v|dit-fmnist|train.batch_size=64 train.blr=0.002 denoise.target=v
-b64-cosine-v|dit-fmnist|train.batch_size=64 train.blr=0.002 denoise.target=v $COSINE
-b64-lr4e-3|dit-fmnist|train.batch_size=64 train.blr=0.016
-lr2e-3-v|dit-fmnist|train.batch_size=64 train.blr=0.008 denoise.target=v
-lr2e-3-conv16|dit-fmnist|train.batch_size=64 train.blr=0.008 model.conv_head=16
-lr2e-3-long-skip|dit-fmnist|train.batch_size=64 train.blr=0.008 model.long_skip=true
-b64-lr8e-3|dit-fmnist|train.batch_size=64 train.blr=0.032
-lr4e-3-v|dit-fmnist|train.batch_size=64 train.blr=0.016 denoise.target=v
-lr4e-3-cosine-v|dit-fmnist|train.batch_size=64 train.blr=0.016 denoise.target=v $COSINE
-b64-lr16e-3|dit-fmnist|train.batch_size=64 train.blr=0.064
-lr8e-3-v|dit-fmnist|train.batch_size=64 train.blr=0.032 denoise.target=v
-lr8e-3-cosine-v|dit-fmnist|train.batch_size=64 train.blr=0.032 denoise.target=v $COSINE
-long-skip|dit-fmnist|model.long_skip=true
+base|dit-fmnist-eps|
+patch2|dit-fmnist-eps|model.patch=2 denoise.tokenizer.patch=2
+wide|dit-fmnist-eps|model.width=192 model.cond_width=192 model.heads=6
+deep|dit-fmnist-eps|model.depth=12 model.encoder_depth=6
+v-pred|dit-fmnist-eps|denoise.target=v
+cosine|dit-fmnist-eps|$COSINE
+lr1e-3|dit-fmnist-eps|train.blr=0.001
+batch128|dit-fmnist-eps|train.batch_size=128 train.blr=0.001
+batch64|dit-fmnist-eps|train.batch_size=64 train.blr=0.002
+ema0.9999|dit-fmnist-eps|train.ema_decay=0.9999
+min-snr|dit-fmnist-eps|denoise.loss_weight={min-snr=5.0}
+batch64-min-snr|dit-fmnist-eps|train.batch_size=64 train.blr=0.002 denoise.loss_weight={min-snr=5.0}
+b64-lr1e-3|dit-fmnist-eps|train.batch_size=64 train.blr=0.004
+b64-lr2e-3|dit-fmnist-eps|train.batch_size=64 train.blr=0.008
+b64-v|dit-fmnist-eps|train.batch_size=64 train.blr=0.002 denoise.target=v
+b64-cosine-v|dit-fmnist-eps|train.batch_size=64 train.blr=0.002 denoise.target=v $COSINE
+b64-lr4e-3|dit-fmnist-eps|train.batch_size=64 train.blr=0.016
+lr2e-3-v|dit-fmnist-eps|train.batch_size=64 train.blr=0.008 denoise.target=v
+lr2e-3-conv16|dit-fmnist-eps|train.batch_size=64 train.blr=0.008 model.conv_head=16
+lr2e-3-long-skip|dit-fmnist-eps|train.batch_size=64 train.blr=0.008 model.long_skip=true
+b64-lr8e-3|dit-fmnist-eps|train.batch_size=64 train.blr=0.032
+lr4e-3-v|dit-fmnist-eps|train.batch_size=64 train.blr=0.016 denoise.target=v
+lr4e-3-cosine-v|dit-fmnist-eps|train.batch_size=64 train.blr=0.016 denoise.target=v $COSINE
+b64-lr16e-3|dit-fmnist-eps|train.batch_size=64 train.blr=0.064
+lr8e-3-v|dit-fmnist-eps|train.batch_size=64 train.blr=0.032 denoise.target=v
+lr8e-3-cosine-v|dit-fmnist-eps|train.batch_size=64 train.blr=0.032 denoise.target=v $COSINE
+long-skip|dit-fmnist-eps|model.long_skip=true
+dit-fmnist|dit-fmnist|
 pca-latent|dit-fmnist-pca|
 kl-latent|dit-fmnist-kl|
 EOF
@@ -71,7 +67,6 @@ while IFS='|' read -r name preset sets; do
   else
     args=(train --preset "$preset" --out "$run" --time-budget "$MIN")
   fi
-  if [[ $preset == dit-fmnist ]]; then for s in $BASE; do args+=(--set "$s"); done; fi
   for s in $sets; do args+=(--set "$s"); done
   if [[ $preset == *-kl && -n ${KL_VAE:-} ]]; then args+=(--tokenizer-from "$KL_VAE"); fi
   if [[ -e $run/checkpoints/latest ]]; then args=(train --out "$run" --resume); fi

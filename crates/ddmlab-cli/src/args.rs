@@ -230,7 +230,8 @@ pub struct ImportArgs {
     /// PyTorch weights: a .safetensors state_dict or a torch.save file (.pt, .pth, .bin, .ckpt).
     pub weights: PathBuf,
     /// Whose key names the file uses: `reference` (bench/pytorch_ldae.py) or `dit`
-    /// (facebookresearch/DiT; set model.gelu=tanh and model.cond_width=model.width).
+    /// (facebookresearch/DiT: eps, linear betas, no long skips, as `--preset dit-fmnist-eps`;
+    /// set model.gelu=tanh and model.cond_width=model.width).
     #[arg(long, default_value = "reference")]
     pub layout: String,
     /// Preset giving the model's sizes and the run's settings (see `ddmlab presets`).

@@ -119,7 +119,10 @@ impl MarSection {
                 "{} of {} blocks: a MAR run needs at least one encoder and one decoder block",
                 model.encoder_depth, model.depth
             ),
-        )
+        )?;
+        // The denoising ViT's options that MAR's encoder-decoder does not have.
+        check(!model.long_skip, "model.long_skip", "MAR's encoder-decoder has no long skips: set it to false".into())?;
+        check(model.conv_head == 0, "model.conv_head", "MAR predicts tokens, not an image: set it to 0".into())
     }
 }
 
@@ -130,7 +133,7 @@ mod tests {
     use crate::models::preset;
 
     fn mar_config() -> RunConfig {
-        let mut config = preset("dit-fmnist").unwrap().config;
+        let mut config = preset("dit-fmnist-eps").unwrap().config;
         config.model.encoder_depth = 4;
         config.mar = Some(MarSection { buffer: 8, ..MarSection::paper(8, 128, 3) });
         config
@@ -161,7 +164,7 @@ mod tests {
         assert!(!old.contains("variant"), "{old}");
         assert_eq!(RunConfig::from_toml(&old, "x.toml".as_ref()).unwrap(), config);
         // A config without the section writes none (older runs read and write as before).
-        let plain = preset("dit-fmnist").unwrap().config;
+        let plain = preset("dit-fmnist-eps").unwrap().config;
         assert!(!plain.to_toml().contains("mar"));
         assert!(plain.mar_network().is_none());
     }
@@ -169,7 +172,7 @@ mod tests {
     #[test]
     fn invalid_mar_settings_are_one_error_naming_the_field() {
         type Spoil = fn(&mut RunConfig);
-        let cases: [(&str, Spoil); 10] = [
+        let cases: [(&str, Spoil); 12] = [
             ("mar.mask_ratio", |c| c.mar.as_mut().unwrap().mask_ratio = Some(0.0)),
             ("mar.mask_ratio", |c| {
                 let m = c.mar.as_mut().unwrap();
@@ -183,6 +186,8 @@ mod tests {
             ("mar.min_mask_ratio", |c| c.mar.as_mut().unwrap().min_mask_ratio = f64::NAN),
             ("mar.diffusion_repeat", |c| c.mar.as_mut().unwrap().diffusion_repeat = 0),
             ("model.encoder_depth", |c| c.model.encoder_depth = c.model.depth),
+            ("model.long_skip", |c| c.model.long_skip = true),
+            ("model.conv_head", |c| c.model.conv_head = 4),
         ];
         for (field, spoil) in cases {
             let mut config = mar_config();

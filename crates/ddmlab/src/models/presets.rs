@@ -62,7 +62,7 @@ use crate::config::{DenoiseConfig, MarSection, RunConfig, TrainConfig};
 use crate::data::ImageShape;
 use crate::data::transform::Augment;
 use crate::diffusion::denoise::{InputSpace, NoiseSpace, Target};
-use crate::diffusion::{LossWeight, NoiseSchedule};
+use crate::diffusion::{BetaSchedule, LossWeight, NoiseSchedule};
 use crate::error::{Error, Result};
 use crate::mar::{MarLoss, MarVariant};
 use crate::models::VitConfig;
@@ -342,9 +342,30 @@ fn registry() -> Vec<Preset> {
         },
         Preset {
             name: "dit-fmnist",
-            about: "class-conditional DiT on Fashion-MNIST pixels: width 128, 8 blocks, patch 4, eps, CFG dropout 0.1",
+            about: "class-conditional DiT on Fashion-MNIST pixels: width 128, 8 blocks with U-ViT's long skips, patch 4, \
+                    v prediction, cosine schedule, batch 64 at lr 8e-3 (RESULTS.md's recipe sweep), CFG dropout 0.1",
             config: RunConfig {
                 preset: "dit-fmnist".into(),
+                data: "fashion-mnist".into(),
+                train_limit: 0,
+                resize: false,
+                model: VitConfig { long_skip: true, ..dit(fmnist, 4, 128, 8, 4, 10) },
+                denoise: DenoiseConfig {
+                    target: Target::V,
+                    noise: NoiseSchedule::from_beta(BetaSchedule::cosine()),
+                    ..ddpm(pixels(4))
+                },
+                mar: None,
+                // blr 0.032 at batch 64: a peak lr of 8e-3.
+                train: TrainConfig { ema_decay: 0.999, min_lr_frac: 0.1, ..train(64, 0.032, 20.0, 0.02) },
+            },
+        },
+        Preset {
+            name: "dit-fmnist-eps",
+            about: "dit-fmnist with DiT's own objective and the old recipe (eps, linear betas, no long skips, batch 256 at \
+                    lr 5e-4): the recipe sweep's base, and the model a DiT-layout checkpoint imports into",
+            config: RunConfig {
+                preset: "dit-fmnist-eps".into(),
                 data: "fashion-mnist".into(),
                 train_limit: 0,
                 resize: false,
