@@ -139,6 +139,12 @@ fn dit_train(epochs: f64) -> TrainConfig {
     TrainConfig { beta2: 0.999, min_lr_frac: 1.0, ..train(256, 1e-4, epochs, 0.0) }
 }
 
+/// The Fashion-MNIST DiTs' optimisation: AdamW at `blr` (lr = blr * batch / 256) with 2% warm-up,
+/// then cosine to 0.1x, EMA 0.999, 20 epochs unless a budget or a step count is given.
+fn fmnist_dit_train(batch_size: usize, blr: f64) -> TrainConfig {
+    TrainConfig { ema_decay: 0.999, min_lr_frac: 0.1, ..train(batch_size, blr, 20.0, 0.02) }
+}
+
 /// The 64 tokens (8 x 8 cells of 2 channels, unit scale) of the conv KL-VAE `kl-fmnist` on
 /// 32 x 32 Fashion-MNIST, the latent of `dit-fmnist-kl` and `mar-fmnist`.
 fn kl_fmnist_tokens() -> TokenizerSpec {
@@ -357,7 +363,7 @@ fn registry() -> Vec<Preset> {
                 },
                 mar: None,
                 // blr 0.032 at batch 64: a peak lr of 8e-3.
-                train: TrainConfig { ema_decay: 0.999, min_lr_frac: 0.1, ..train(64, 0.032, 20.0, 0.02) },
+                train: fmnist_dit_train(64, 0.032),
             },
         },
         Preset {
@@ -372,7 +378,7 @@ fn registry() -> Vec<Preset> {
                 model: dit(fmnist, 4, 128, 8, 4, 10),
                 denoise: ddpm(pixels(4)),
                 mar: None,
-                train: TrainConfig { ema_decay: 0.999, min_lr_frac: 0.1, ..train(256, 5e-4, 20.0, 0.02) },
+                train: fmnist_dit_train(256, 5e-4),
             },
         },
         Preset {
@@ -392,7 +398,7 @@ fn registry() -> Vec<Preset> {
                     seed: 0,
                 }),
                 mar: None,
-                train: TrainConfig { ema_decay: 0.999, min_lr_frac: 0.1, ..train(256, 5e-4, 20.0, 0.02) },
+                train: fmnist_dit_train(256, 5e-4),
             },
         },
         Preset {
@@ -406,7 +412,7 @@ fn registry() -> Vec<Preset> {
                 model: dit(ImageShape { channels: 1, height: 32, width: 32 }, 4, 128, 8, 4, 10),
                 denoise: ddpm(kl_fmnist_tokens()),
                 mar: None,
-                train: TrainConfig { ema_decay: 0.999, min_lr_frac: 0.1, ..train(256, 5e-4, 20.0, 0.02) },
+                train: fmnist_dit_train(256, 5e-4),
             },
         },
         Preset {
