@@ -21,7 +21,8 @@ COSINE='denoise.noise={kind="cosine",s=0.008,max_beta=0.999}'
 # name | preset | --set overrides (space-separated KEY=VALUE). The base is `dit-fmnist-eps`, dit-fmnist as it was
 # before this sweep chose its recipe (batch 256, lr 5e-4, eps, linear betas, no long skips). The peak lr is
 # blr * batch / 256: the batch variants raise blr so that the peak lr stays the base's 5e-4 (they change the batch and
-# the step count, not the lr).
+# the step count, not the lr). The rec-* rows start from the sweep's winner, `dit-fmnist` (long skips, v, cosine,
+# batch 64 at lr 8e-3), and vary what the sweep left at its default: EMA decay, width, depth, patch size.
 VARIANTS=$(cat <<EOF
 base|dit-fmnist-eps|
 patch2|dit-fmnist-eps|model.patch=2 denoise.tokenizer.patch=2
@@ -51,6 +52,11 @@ lr8e-3-v|dit-fmnist-eps|train.batch_size=64 train.blr=0.032 denoise.target=v
 lr8e-3-cosine-v|dit-fmnist-eps|train.batch_size=64 train.blr=0.032 denoise.target=v $COSINE
 long-skip|dit-fmnist-eps|model.long_skip=true
 dit-fmnist|dit-fmnist|
+rec-ema0.99|dit-fmnist|train.ema_decay=0.99
+rec-ema0.9999|dit-fmnist|train.ema_decay=0.9999
+rec-wide|dit-fmnist|model.width=192 model.cond_width=192 model.heads=6
+rec-deep|dit-fmnist|model.depth=12 model.encoder_depth=6
+rec-patch2|dit-fmnist|model.patch=2 denoise.tokenizer.patch=2
 pca-latent|dit-fmnist-pca|
 kl-latent|dit-fmnist-kl|
 EOF
