@@ -25,6 +25,7 @@ use args::{Cli, Command};
 
 fn main() -> ExitCode {
     setup::allocator();
+    setup::flush_denormals();
     setup::default_device();
     let cli = Cli::parse();
     let result = setup::threads(cli.threads).and_then(|()| match cli.command {

@@ -27,6 +27,36 @@ pub fn allocator() {
     }
 }
 
+/// Flush subnormal floats to zero on this thread (x86-64: MXCSR's FTZ and DAZ bits; aarch64:
+/// FPCR.FZ); threads spawned afterwards inherit the setting.
+///
+/// As a model trains, some products land below f32's normal range (~1.2e-38): attention weights
+/// of sharpening softmaxes, GELU of large negative inputs. Every arithmetic instruction that meets
+/// such a value takes a microcode assist of ~100 cycles. Measured on `dit-fmnist`: its step slowed
+/// from 0.49 s to 1.5 s over the first 2000 steps of a run, with the GEMM microkernel's share of the
+/// profile at 75% (31% on fresh weights); the same process flushing subnormals keeps the fresh
+/// step's speed. Values that small carry no information for these networks, and PyTorch offers
+/// the same switch (`torch.set_flush_denormal`).
+pub fn flush_denormals() {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: only the flush-to-zero / denormals-are-zero control bits of this thread's MXCSR change.
+    #[allow(deprecated)] // _mm_getcsr / _mm_setcsr: the plain intrinsics say exactly what is meant
+    unsafe {
+        use std::arch::x86_64::{_mm_getcsr, _mm_setcsr};
+        const FTZ: u32 = 1 << 15;
+        const DAZ: u32 = 1 << 6;
+        _mm_setcsr(_mm_getcsr() | FTZ | DAZ);
+    }
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: only the flush-to-zero bit of this thread's FPCR changes.
+    unsafe {
+        let mut fpcr: u64;
+        std::arch::asm!("mrs {}, fpcr", out(reg) fpcr);
+        fpcr |= 1 << 24;
+        std::arch::asm!("msr fpcr, {}", in(reg) fpcr);
+    }
+}
+
 /// Make burn's implicit default device the CPU unless the user named one (`BURN_DEVICE`).
 ///
 /// burn 0.22 materialises a loaded optimizer state on `Device::default()` (the first GPU
@@ -42,14 +72,13 @@ pub fn default_device() {
     }
 }
 
-/// Size rayon's global pool (burn's flex backend runs on it); `None` = all cores.
+/// Size rayon's global pool (burn's flex backend runs on it); `None` = all cores. Its workers
+/// flush subnormals like the main thread.
 pub fn threads(n: Option<usize>) -> Result<()> {
-    if let Some(n) = n {
-        if n == 0 {
-            bail!("invalid value for --threads: 0, expected at least 1");
-        }
-        rayon::ThreadPoolBuilder::new().num_threads(n).build_global()?;
+    if n == Some(0) {
+        bail!("invalid value for --threads: 0, expected at least 1");
     }
+    rayon::ThreadPoolBuilder::new().num_threads(n.unwrap_or(0)).start_handler(|_| flush_denormals()).build_global()?;
     Ok(())
 }
 
@@ -136,5 +165,34 @@ fn check_runs(name: &str, device: &Device) -> Result<()> {
             };
             bail!("--device {name}: no usable device ({why}); this needs {hint}")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::hint::black_box;
+
+    /// 1e-30 * 1e-10 = 1e-40 is below f32's smallest normal (1.18e-38): a subnormal unless flushed.
+    fn subnormal_product() -> f32 {
+        black_box(1e-30f32) * black_box(1e-10f32)
+    }
+
+    #[test]
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    fn subnormal_results_are_flushed_on_the_thread_and_on_pool_workers() {
+        std::thread::spawn(|| {
+            assert!(subnormal_product() > 0.0, "a fresh thread keeps subnormals");
+            super::flush_denormals();
+            assert_eq!(subnormal_product(), 0.0);
+            // A thread spawned afterwards inherits the setting, and a pool built as `threads` builds the
+            // global one flushes on its workers too.
+            assert_eq!(std::thread::spawn(subnormal_product).join().unwrap(), 0.0);
+        })
+        .join()
+        .unwrap();
+        let pool =
+            rayon::ThreadPoolBuilder::new().num_threads(2).start_handler(|_| super::flush_denormals()).build().unwrap();
+        assert_eq!(pool.install(subnormal_product), 0.0);
+        assert!(subnormal_product() > 0.0, "the test harness's thread was left alone");
     }
 }
