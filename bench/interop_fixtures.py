@@ -16,10 +16,8 @@
 With `--check EXPORTED.safetensors` it instead loads a file written by `ddmlab export` (reference layout) into the
 reference model with strict=True and prints the largest difference between its output and reference_io.npz's.
 """
-import json
 import math
 import os
-import struct
 import sys
 
 import numpy as np
@@ -43,34 +41,8 @@ DIT = {"input_size": 8, "patch_size": 2, "in_channels": 2, "hidden_size": 32, "d
        "num_classes": 3}
 
 
-def save_safetensors(tensors, path):
-    """The safetensors format (8-byte header length, JSON header, little-endian f32 data), written directly."""
-    header, blobs, offset = {}, [], 0
-    for name in sorted(tensors):
-        a = tensors[name].detach().cpu().contiguous().numpy().astype("<f4")
-        b = a.tobytes()
-        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [offset, offset + len(b)]}
-        blobs.append(b)
-        offset += len(b)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
-
-
-def load_safetensors(path):
-    with open(path, "rb") as f:
-        raw = f.read()
-    n = struct.unpack("<Q", raw[:8])[0]
-    header = json.loads(raw[8:8 + n])
-    out = {}
-    for name, meta in header.items():
-        if name == "__metadata__":
-            continue
-        assert meta["dtype"] == "F32", (name, meta["dtype"])
-        s, e = meta["data_offsets"]
-        out[name] = torch.from_numpy(np.frombuffer(raw[8 + n + s:8 + n + e], dtype="<f4").reshape(meta["shape"]).copy())
-    return out
+save_safetensors = pytorch_ldae.save_safetensors
+load_safetensors = pytorch_ldae.load_safetensors
 
 
 def randomise(model, gen):

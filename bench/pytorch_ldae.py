@@ -21,6 +21,7 @@ import json
 import math
 import os
 import resource
+import struct
 import sys
 import time
 import tomllib
@@ -287,12 +288,50 @@ def load_split(root, name, split):
 
 
 # ---------------------------------------------------------------- commands
+def save_safetensors(tensors, path):
+    """The safetensors format (8-byte header length, JSON header, little-endian f32 data), written directly."""
+    header, blobs, offset = {}, [], 0
+    for name in sorted(tensors):
+        a = tensors[name].detach().cpu().contiguous().numpy().astype("<f4")
+        b = a.tobytes()
+        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [offset, offset + len(b)]}
+        blobs.append(b)
+        offset += len(b)
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
+def load_safetensors(path):
+    with open(path, "rb") as f:
+        raw = f.read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    out = {}
+    for name, meta in header.items():
+        if name == "__metadata__":
+            continue
+        assert meta["dtype"] == "F32", (name, meta["dtype"])
+        s, e = meta["data_offsets"]
+        out[name] = torch.from_numpy(np.frombuffer(raw[8 + n + s:8 + n + e], dtype="<f4").reshape(meta["shape"]).copy())
+    return out
+
+
 def make_model_and_optim(cfg):
     torch.manual_seed(cfg["train"]["seed"])
     model = DenoisingVit(cfg["model"])
     t = cfg["train"]
     opt = torch.optim.AdamW(model.parameters(), lr=0.0, betas=(t["beta1"], t["beta2"]), eps=t["adam_eps"],
                             weight_decay=t["weight_decay"])
+    return model, opt
+
+
+def bench_model_and_optim(args, cfg):
+    """The benchmarked model: fresh, or with `--init-from`'s weights (strict: every key, every shape)."""
+    model, opt = make_model_and_optim(cfg)
+    if args.init_from:
+        model.load_state_dict(load_safetensors(args.init_from), strict=True)
     return model, opt
 
 
@@ -338,7 +377,7 @@ def cmd_bench_ddpm(args, cfg):
     b, m = args.batch_size, cfg["model"]
     c, h, w = m["image"]["channels"], m["image"]["height"], m["image"]["width"]
     obj = DdpmObjective(cfg)
-    model, opt = make_model_and_optim(cfg)
+    model, opt = bench_model_and_optim(args, cfg)
     classes, drop = m.get("num_classes", 0), cfg["ddpm"]["class_dropout"]
     gen = torch.Generator().manual_seed(0)
 
@@ -360,7 +399,7 @@ def cmd_bench_sample(args, cfg):
     b, m = args.batch_size, cfg["model"]
     c, h, w = m["image"]["channels"], m["image"]["height"], m["image"]["width"]
     obj = DdpmObjective(cfg)
-    model, _ = make_model_and_optim(cfg)
+    model, _ = bench_model_and_optim(args, cfg)
     model.eval()
     classes = m.get("num_classes", 0)
     gen = torch.Generator().manual_seed(0)
@@ -397,7 +436,7 @@ def cmd_bench(args, cfg):
     c, h, w = m["image"]["channels"], m["image"]["height"], m["image"]["width"]
     dim = m["patch"] ** 2 * c
     obj = Objective(cfg, np.zeros(dim), np.eye(dim))  # speed does not depend on the basis
-    model, opt = make_model_and_optim(cfg)
+    model, opt = bench_model_and_optim(args, cfg)
     tokens = (h // m["patch"]) * (w // m["patch"])
     gen = torch.Generator().manual_seed(0)
     def batch():
@@ -519,9 +558,14 @@ def main():
     ap.add_argument("--probe-lr", type=float, default=0.1)
     ap.add_argument("--out", default=None)
     ap.add_argument("--device", default="cpu", help="train: cpu or cuda (the probe protocol is the same)")
+    ap.add_argument("--init-from", default=None,
+                    help="bench, bench-sample: start from these weights (reference-layout safetensors, `ddmlab export`)")
+    ap.add_argument("--flush-denormal", action="store_true", help="torch.set_flush_denormal(True) before any work")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.flush_denormal and not torch.set_flush_denormal(True):
+        sys.exit("torch.set_flush_denormal(True) is not supported on this CPU")
     with open(args.config, "rb") as f:
         cfg = tomllib.load(f)
     if args.command == "bench":

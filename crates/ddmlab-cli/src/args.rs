@@ -585,6 +585,16 @@ pub struct BenchArgs {
     /// and print the ratio.
     #[arg(long)]
     pub pytorch: bool,
+    /// Start the timed network from these weights (reference-layout safetensors, as `ddmlab
+    /// export --raw` writes them) instead of a fresh initialisation; with --pytorch the PyTorch side
+    /// loads the same file. Real training steps run on trained weights, which a fresh network does
+    /// not reproduce (their subnormal products, for one).
+    #[arg(long, conflicts_with_all = ["inception", "tokenizer"])]
+    pub init_from: Option<PathBuf>,
+    /// With --pytorch: PyTorch flushes subnormal floats to zero (`torch.set_flush_denormal(True)`),
+    /// as ddmlab's binary always does.
+    #[arg(long, requires = "pytorch")]
+    pub pytorch_flush_denormal: bool,
     /// The PyTorch reference script.
     #[arg(long, default_value = "bench/pytorch_ldae.py")]
     pub script: String,

@@ -22,6 +22,7 @@ use ddmlab::tokenizer::conv_vae::FittedConvVae;
 use ddmlab::tokenizer::patch_ae::PatchAutoencoder;
 use ddmlab::tokenizer::{FittedTokenizer, PatchPca, TokenizerSpec};
 use ddmlab::train::Trainer;
+use ddmlab::train::interop::{Layout, import};
 
 use crate::args::BenchArgs;
 use crate::setup;
@@ -107,10 +108,16 @@ fn train_step(config: &RunConfig, args: &BenchArgs) -> Result<(f64, f64)> {
         });
         let objective =
             |c: &RunConfig, ad: &burn::tensor::Device| MarTrainObjective::new(c, &tokenizer, codebook.as_ref(), ad);
+        if args.init_from.is_some() {
+            bail!("--init-from reads the denoising ViT's reference layout; MAR runs have no PyTorch weight layout");
+        }
         let mut trainer = Trainer::<Mar, MarTrainObjective>::with_objective(config.clone(), &device, &objective);
         return time_steps(config, args, |batch| trainer.step(batch, 1e-4).map(|_| ()));
     }
     let mut trainer = Trainer::new(config.clone(), &tokenizer, &device)?;
+    if let Some(path) = &args.init_from {
+        trainer.model = import(trainer.model.clone(), &config.network(), Layout::Reference, path)?;
+    }
     time_steps(config, args, |batch| trainer.step(batch, 1e-4).map(|_| ()))
 }
 
@@ -197,10 +204,13 @@ fn synthetic_tokenizer(config: &RunConfig) -> FittedTokenizer {
 }
 
 /// Images per second through one DDIM step, as `ddmlab sample` runs it (the batch split into
-/// one chunk per worker thread), with a freshly initialised network.
+/// one chunk per worker thread), with a freshly initialised network or `--init-from`'s weights.
 fn sample_step(config: &RunConfig, args: &BenchArgs) -> Result<(f64, f64)> {
     let device = setup::device(&args.common.device)?;
-    let model = config.network().init(&device);
+    let mut model = config.network().init(&device);
+    if let Some(path) = &args.init_from {
+        model = import(model, &config.network(), Layout::Reference, path)?;
+    }
     let tokenizer = synthetic_tokenizer(config).bind(config.model.image, &device);
     let threads = rayon::current_num_threads();
     let classes = config.model.num_classes;
@@ -366,6 +376,8 @@ fn pytorch_model(config: &RunConfig, args: &BenchArgs, command: &str, threads: u
         .arg(&cfg)
         .args(["--batch-size", &args.batch_size.to_string(), "--steps", &args.steps.to_string()])
         .args(["--threads", &threads.to_string(), "--cfg", &args.cfg.to_string()])
+        .args(args.init_from.iter().flat_map(|p| [std::ffi::OsStr::new("--init-from"), p.as_os_str()]))
+        .args(args.pytorch_flush_denormal.then_some("--flush-denormal"))
         .output()
         .with_context(|| format!("cannot start {}", args.python))?;
     parse_python(&out, &script.display().to_string())
