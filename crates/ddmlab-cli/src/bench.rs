@@ -64,6 +64,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "--sample times a DDIM step of a denoising ViT; a MAR run's sampling speed is the s/image that `ddmlab sample` and `gen-eval` print"
         );
     }
+    if args.init_from.is_some() && config.mar.is_some() {
+        bail!("--init-from reads the denoising ViT's reference layout; MAR runs have no PyTorch weight layout");
+    }
     let (ours, ms) = if args.sample { sample_step(&config, &args)? } else { train_step(&config, &args)? };
     let task = if args.sample {
         format!("DDIM step (cfg {})", args.cfg)
@@ -108,9 +111,6 @@ fn train_step(config: &RunConfig, args: &BenchArgs) -> Result<(f64, f64)> {
         });
         let objective =
             |c: &RunConfig, ad: &burn::tensor::Device| MarTrainObjective::new(c, &tokenizer, codebook.as_ref(), ad);
-        if args.init_from.is_some() {
-            bail!("--init-from reads the denoising ViT's reference layout; MAR runs have no PyTorch weight layout");
-        }
         let mut trainer = Trainer::<Mar, MarTrainObjective>::with_objective(config.clone(), &device, &objective);
         return time_steps(config, args, |batch| trainer.step(batch, 1e-4).map(|_| ()));
     }
@@ -207,9 +207,10 @@ fn synthetic_tokenizer(config: &RunConfig) -> FittedTokenizer {
 /// one chunk per worker thread), with a freshly initialised network or `--init-from`'s weights.
 fn sample_step(config: &RunConfig, args: &BenchArgs) -> Result<(f64, f64)> {
     let device = setup::device(&args.common.device)?;
-    let mut model = config.network().init(&device);
+    let net = config.network();
+    let mut model = net.init(&device);
     if let Some(path) = &args.init_from {
-        model = import(model, &config.network(), Layout::Reference, path)?;
+        model = import(model, &net, Layout::Reference, path)?;
     }
     let tokenizer = synthetic_tokenizer(config).bind(config.model.image, &device);
     let threads = rayon::current_num_threads();

@@ -78,8 +78,13 @@ pub fn threads(n: Option<usize>) -> Result<()> {
     if n == Some(0) {
         bail!("invalid value for --threads: 0, expected at least 1");
     }
-    rayon::ThreadPoolBuilder::new().num_threads(n.unwrap_or(0)).start_handler(|_| flush_denormals()).build_global()?;
+    pool(n).build_global()?;
     Ok(())
+}
+
+/// The pool `threads` installs: `n` workers (`None`: all cores), each flushing subnormals.
+fn pool(n: Option<usize>) -> rayon::ThreadPoolBuilder {
+    rayon::ThreadPoolBuilder::new().num_threads(n.unwrap_or(0)).start_handler(|_| flush_denormals())
 }
 
 /// The devices this build offers, for messages.
@@ -184,15 +189,13 @@ mod tests {
             assert!(subnormal_product() > 0.0, "a fresh thread keeps subnormals");
             super::flush_denormals();
             assert_eq!(subnormal_product(), 0.0);
-            // A thread spawned afterwards inherits the setting, and a pool built as `threads` builds the
-            // global one flushes on its workers too.
+            // A thread spawned afterwards inherits the setting.
             assert_eq!(std::thread::spawn(subnormal_product).join().unwrap(), 0.0);
         })
         .join()
         .unwrap();
-        let pool =
-            rayon::ThreadPoolBuilder::new().num_threads(2).start_handler(|_| super::flush_denormals()).build().unwrap();
-        assert_eq!(pool.install(subnormal_product), 0.0);
+        // The pool `threads` installs as the global one flushes on its workers.
+        assert_eq!(super::pool(Some(2)).build().unwrap().install(subnormal_product), 0.0);
         assert!(subnormal_product() > 0.0, "the test harness's thread was left alone");
     }
 }
