@@ -1,6 +1,6 @@
 //! Redraw a run's plots from its result files (after a change to the plotting code):
-//! `loss.png` from `metrics.jsonl`, `probe.png` from `probe.json`, `fid.png` from `fid.json`,
-//! whichever the run has.
+//! `loss.png` from `metrics.jsonl`, `probe.png` from `probe.json`, and from `fid.json` its
+//! `fid.md` table (re-sorted) and FID curves, whichever the run has.
 //!
 //! ```sh
 //! cargo run --release --example replot -- RUN
@@ -24,9 +24,9 @@ fn main() -> ddmlab::Result<()> {
     }
     let fid = run.join("fid.json");
     if fid.exists() {
-        let rows = ddmlab::eval::gen_eval::read_rows(&fid)?;
-        ddmlab::eval::gen_eval::plot_fid(&run.join("fid.png"), &rows)?;
-        println!("{}", run.join("fid.png").display());
+        use ddmlab::eval::gen_eval::{merge_rows, read_rows, write_results};
+        write_results(&run, &merge_rows(read_rows(&fid)?, Vec::new()))?;
+        println!("{} (and fid.md, fid.json)", run.join("fid.png").display());
     }
     Ok(())
 }

@@ -297,15 +297,20 @@ pub fn gen_eval_run(run: &Path, opts: &GenEvalOptions, device: &Device, obs: &mu
             }
         }
     }
-    let json = run.join("fid.json");
-    let merged = merge_rows(read_rows(&json)?, rows);
-    write_atomic(&json, serde_json::to_string_pretty(&merged).expect("rows serialise").as_bytes())?;
-    write_atomic(&run.join("fid.md"), format_table(&merged).as_bytes())?;
-    plot_fid(&run.join("fid.png"), &merged)?;
-    plot_fid_against(&run.join("fid-cfg.png"), &merged, Axis::Guidance)?;
-    plot_fid_against(&run.join("fid-steps.png"), &merged, Axis::SamplingSteps)?;
-    plot_fid_against(&run.join("fid-temperature.png"), &merged, Axis::Temperature)?;
+    let merged = merge_rows(read_rows(&run.join("fid.json"))?, rows);
+    write_results(run, &merged)?;
     Ok(merged)
+}
+
+/// Write `rows` (merged and sorted) as the run's `fid.json`, `fid.md` and its FID curves (over
+/// training steps, guidance scale, sampling steps and temperature, each where it has two points).
+pub fn write_results(run: &Path, rows: &[FidRow]) -> Result<()> {
+    write_atomic(&run.join("fid.json"), serde_json::to_string_pretty(rows).expect("rows serialise").as_bytes())?;
+    write_atomic(&run.join("fid.md"), format_table(rows).as_bytes())?;
+    plot_fid(&run.join("fid.png"), rows)?;
+    plot_fid_against(&run.join("fid-cfg.png"), rows, Axis::Guidance)?;
+    plot_fid_against(&run.join("fid-steps.png"), rows, Axis::SamplingSteps)?;
+    plot_fid_against(&run.join("fid-temperature.png"), rows, Axis::Temperature)
 }
 
 /// Rows of `RUN/fid.json` (none when the file does not exist).
@@ -317,14 +322,23 @@ pub fn read_rows(path: &Path) -> Result<Vec<FidRow>> {
     serde_json::from_str(&text).map_err(|e| Error::format(path, format!("not a FID result list ({e})")))
 }
 
-/// `old` with the rows of `new` added, re-measured ones replaced; sorted by sampler, count,
-/// scale and step.
+/// A sampler label's place in the tables: by kind, then by the number of steps as a number
+/// (`ddim-25` before `ddim-100`), then by the whole label (MAR's head steps and temperature).
+fn sampler_order(label: &str) -> (&str, usize, &str) {
+    match parse_label(label) {
+        Some((kind, steps)) => (kind, steps, label),
+        None => (label, 0, label),
+    }
+}
+
+/// `old` with the rows of `new` added, re-measured ones replaced; sorted by sampler (kind, then
+/// steps), count, scale and step.
 pub fn merge_rows(old: Vec<FidRow>, new: Vec<FidRow>) -> Vec<FidRow> {
     let mut rows: Vec<FidRow> = old.into_iter().filter(|o| !new.iter().any(|n| n.key() == o.key())).collect();
     rows.extend(new);
     rows.sort_by(|a, b| {
-        (&a.sampler, a.n, &a.reference, a.ema)
-            .cmp(&(&b.sampler, b.n, &b.reference, b.ema))
+        (sampler_order(&a.sampler), a.n, &a.reference, a.ema)
+            .cmp(&(sampler_order(&b.sampler), b.n, &b.reference, b.ema))
             .then(a.cfg.total_cmp(&b.cfg))
             .then(a.step.cmp(&b.step))
     });
@@ -461,6 +475,17 @@ mod tests {
         let merged = merge_rows(old, vec![row(200, 1.0, 25.0), row(300, 1.0, 20.0)]);
         let got: Vec<(usize, f64, f64)> = merged.iter().map(|r| (r.step, r.cfg, r.fid)).collect();
         assert_eq!(got, vec![(100, 1.0, 50.0), (200, 1.0, 25.0), (300, 1.0, 20.0), (100, 2.0, 40.0)]);
+    }
+
+    #[test]
+    fn samplers_sort_by_kind_then_step_count_as_a_number() {
+        let rows: Vec<FidRow> = ["ddpm-25", "ddim-250", "ddim-100", "ddim-25", "ddim-50"]
+            .iter()
+            .map(|s| FidRow { sampler: (*s).into(), ..row(100, 1.5, 30.0) })
+            .collect();
+        let merged = merge_rows(Vec::new(), rows);
+        let got: Vec<&str> = merged.iter().map(|r| r.sampler.as_str()).collect();
+        assert_eq!(got, vec!["ddim-25", "ddim-50", "ddim-100", "ddim-250", "ddpm-25"]);
     }
 
     #[test]
