@@ -87,13 +87,18 @@ pub fn run(args: PretrainArgs) -> Result<()> {
         },
     };
     let summary = pretrain(config, &args.out, &opts, &device, &mut Bar::new())?;
-    println!(
-        "{}: step {}/{}, last loss {:.4}, {:.0} img/s",
-        summary.run.display(),
-        summary.step,
-        summary.total_steps,
-        summary.last_loss,
-        summary.img_per_s
-    );
+    if summary.losses.is_empty() {
+        // A resumed run that had already reached its last step: nothing was trained.
+        println!("{}: already finished at step {}/{}", summary.run.display(), summary.step, summary.total_steps);
+    } else {
+        println!(
+            "{}: step {}/{}, last loss {:.4}, {:.0} img/s",
+            summary.run.display(),
+            summary.step,
+            summary.total_steps,
+            summary.last_loss,
+            summary.img_per_s
+        );
+    }
     Ok(())
 }
