@@ -228,8 +228,8 @@ fn best<'a>(rows: &'a [RowResult], names: &[&'a str]) -> Option<Named<'a>> {
         .max_by(|a, b| mean(a.1).total_cmp(&mean(b.1)))
 }
 
-/// Claim (a): removing class conditioning raises the probe, from `cond` to `uncond`, with the
-/// FID change beside it.
+/// Removing class conditioning raises the probe, from `cond` to `uncond` (claims (a) and (i)),
+/// with the FID change beside it.
 fn class_conditioning_claim(letter: char, text: &'static str, rows: &[RowResult], uncond: &str, cond: &str) -> Claim {
     let mut claim = higher_claim(letter, text, rows, uncond, cond);
     let fid = |name| find(rows, name).map(|r| r.fid.clone()).unwrap_or_default();
@@ -389,13 +389,13 @@ fn claims(rows: &[RowResult], depth: &[(usize, Vec<f64>)]) -> Vec<Claim> {
         "ladder-t3-ldae",
         "ladder-t3-pixel-dae",
     ));
-    out.extend(conv_vae_claims(rows, &pca));
+    out.extend(further_claims(rows, &pca));
     out
 }
 
 /// Table 1's changes on patch PCA (claims i, j), FID down the conv VAE's Table 1 (claim k) and
 /// Table 2's conv VAE row (claim l).
-fn conv_vae_claims(rows: &[RowResult], pca: &[&str]) -> Vec<Claim> {
+fn further_claims(rows: &[RowResult], pca: &[&str]) -> Vec<Claim> {
     let chain = CONV_VAE_CHAIN;
     let mut out = vec![
         class_conditioning_claim(
@@ -685,9 +685,9 @@ mod tests {
         assert!((half_range(&[1.0, 4.0, 2.0]) - 1.5).abs() < 1e-12 && half_range(&[3.0]) == 0.0);
     }
 
-    #[test]
-    fn a_claim_whose_rungs_are_not_measured_names_them_instead_of_a_nan_difference() {
-        let row = |name: &'static str, linear: Vec<f64>| RowResult {
+    /// A measured rung with only its name and linear-probe values.
+    fn row(name: &'static str, linear: Vec<f64>) -> RowResult {
+        RowResult {
             name,
             about: "",
             paper_row: "",
@@ -696,7 +696,11 @@ mod tests {
             linear,
             knn: vec![],
             fid: vec![],
-        };
+        }
+    }
+
+    #[test]
+    fn a_claim_whose_rungs_are_not_measured_names_them_instead_of_a_nan_difference() {
         let rows = vec![row("a", vec![80.0, 81.0]), row("b", vec![])];
         let claim = higher_claim('x', "a beats b", &rows, "a", "b");
         assert_eq!(claim.verdict, Verdict::Missing);
@@ -707,16 +711,6 @@ mod tests {
 
     #[test]
     fn table_1_claims_a_b_read_the_conv_vae_rows_and_i_j_the_patch_pca_rows() {
-        let row = |name: &'static str, linear: Vec<f64>| RowResult {
-            name,
-            about: "",
-            paper_row: "",
-            paper_probe: None,
-            paper_fid: None,
-            linear,
-            knn: vec![],
-            fid: vec![],
-        };
         // The conv VAE's changes raise the probe, patch PCA's lower it: each claim must follow
         // its own tokenizer's rows.
         let rows = vec![
