@@ -64,6 +64,20 @@ impl TimestepMap {
         map.dedup();
         TimestepMap(map)
     }
+
+    /// `steps` timesteps `i T / steps` for `i < steps` (DDIM's "uniform" spacing): the first is
+    /// 0, the last `T - T / steps`, so the chain starts one stride before the schedule's end.
+    /// For a schedule whose last step is (near) singular, such as the cosine one (`abar` of the
+    /// last step 2.4e-9 at T = 1000), where the DDPM step from `x_T` multiplies the error of an
+    /// eps estimate by `sqrt(abar_prev / abar_T)` (316 for 100 steps of it).
+    ///
+    /// # Panics
+    /// When `steps == 0` or `total == 0` (callers check user input first).
+    pub fn leading(total: usize, steps: usize) -> Self {
+        assert!(steps > 0 && total > 0, "a sampler needs at least one step of a non-empty schedule");
+        let steps = steps.min(total);
+        TimestepMap((0..steps).map(|i| i * total / steps).collect())
+    }
 }
 
 /// Classifier-free guidance settings.
@@ -235,6 +249,15 @@ mod tests {
         assert_eq!(TimestepMap::evenly_spaced(1000, 5).0, vec![0, 250, 500, 749, 999]);
         assert_eq!(TimestepMap::evenly_spaced(10, 50).0, (0..10).collect::<Vec<_>>());
         assert_eq!(TimestepMap::evenly_spaced(1000, 2).0, vec![0, 999]);
+    }
+
+    #[test]
+    fn leading_map_starts_at_zero_and_stops_one_stride_before_the_end() {
+        assert_eq!(TimestepMap::leading(1000, 4).0, vec![0, 250, 500, 750]);
+        assert_eq!(TimestepMap::leading(1000, 100).0.last(), Some(&990));
+        assert_eq!(TimestepMap::leading(1000, 3).0, vec![0, 333, 666]);
+        assert_eq!(TimestepMap::leading(10, 50).0, (0..10).collect::<Vec<_>>());
+        assert_eq!(TimestepMap::leading(1000, 1).0, vec![0]);
     }
 
     /// Regression (issue 11, defect a): `--steps 1` ran all 1000 steps.
