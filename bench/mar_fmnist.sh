@@ -1,24 +1,26 @@
 #!/usr/bin/env bash
 # MAR's comparisons on Fashion-MNIST (issue 12), every model on the one conv KL-VAE latent (64 tokens of 2) and the
 # same number of training steps (those that a BUDGET-minute time budget gives mar-fmnist on this machine), then FID-N
-# (EMA, class-balanced, against the test split):
-#   mar-fmnist                         Diffusion Loss, bidirectional, random order (fits the conv VAE first)
+# (EMA, class-balanced, K = 64 generation steps, 100 head steps, against the test split):
+#   mar-fmnist                         Diffusion Loss, bidirectional, random order
 #   mar-fmnist-ar-random / -ar-raster  causal attention, random / raster order (MAR's Table 1)
 #   mar-fmnist-l2                      L2 regression head (MAR's Table 2: FID > 100 in the paper)
 #   mar-fmnist-ce / -vq                256-code k-means codebook: cross-entropy, or Diffusion Loss on the codes
-#   dit-fmnist-kl                      the DiT of the same width and depth on the same latent, for sampling speed
 # then mar-fmnist's K sweep (8/16/32/64) and temperature sweep (0.8-1.1) at guidance SWEEP_CFG.
 # Usage: bench/mar_fmnist.sh [OUT_DIR] [STOP_AFTER_MIN]
-#   Every run is resumable: run the script again after a stop (--stop-after STOP_AFTER_MIN per call of `train`).
-#   N (default 5000) images per FID; CFGS (default 1,3) guidance scales of the comparison; SWEEP_CFG (default 3);
-#   BUDGET (default 55) minutes of mar-fmnist's training, which sets every run's step count.
+#   Every run is resumable: run the script again after a stop (--stop-after STOP_AFTER_MIN per call of `train`); an
+#   FID point already in a run's fid.json is not recomputed.
+#   N (default 5000) images per FID; CFGS (default "1 3") guidance scales of the comparison; SWEEP_CFG (default 3);
+#   BUDGET (default 55) minutes of mar-fmnist's training, which sets every run's step count; KL_VAE (default
+#   docs/results/mar/kl-fmnist-vae) the fitted conv VAE every run adopts (empty: mar-fmnist fits one first).
 set -euo pipefail
 OUT=${1:-runs/mar}
 STOP=${2:-600}
 N=${N:-5000}
-CFGS=${CFGS:-1,3}
+CFGS=${CFGS:-1 3}
 SWEEP_CFG=${SWEEP_CFG:-3}
 BUDGET=${BUDGET:-55}
+KL_VAE=${KL_VAE-docs/results/mar/kl-fmnist-vae}
 BIN=${DDMLAB:-./target/release/ddmlab}
 mkdir -p "$OUT"
 
@@ -41,22 +43,33 @@ sys.exit(0 if state.get("step") == state.get("total_steps") else 1)
 EOF
 }
 
-train mar-fmnist "$OUT/mar-fmnist" --time-budget "$BUDGET"
+evaluate() {  # run cfg [K] [temperature]: FID-N of one point unless fid.json has it
+  local run=$1 cfg=$2 k=${3:-64} tau=${4:-1}
+  if python3 - "$run/fid.json" "$cfg" "mar-$k-head100-tau$tau" "$N" <<'EOF'
+import json, sys, pathlib
+path, cfg, sampler, n = pathlib.Path(sys.argv[1]), float(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+rows = json.loads(path.read_text()) if path.exists() else []
+sys.exit(0 if any(r["cfg"] == cfg and r["sampler"] == sampler and r["n"] == n for r in rows) else 1)
+EOF
+  then echo "$run: cfg $cfg K $k tau $tau already evaluated"; return; fi
+  $BIN gen-eval --run "$run" --cfg "$cfg" --n "$N" --mar-steps "$k" --temperature "$tau"
+}
+
+tok=()
+[[ -n $KL_VAE ]] && tok=(--tokenizer-from "$KL_VAE")
+finished "$OUT/mar-fmnist" || train mar-fmnist "$OUT/mar-fmnist" --time-budget "$BUDGET" "${tok[@]}"
 finished "$OUT/mar-fmnist" || { echo "mar-fmnist stopped: run the script again"; exit 0; }
 STEPS=$(sed -n '/^\[train\]/,/^\[/s/^steps = //p' "$OUT/mar-fmnist/config.toml")
-for preset in mar-fmnist-ar-random mar-fmnist-ar-raster mar-fmnist-l2 mar-fmnist-ce mar-fmnist-vq dit-fmnist-kl; do
-  train "$preset" "$OUT/$preset" --tokenizer-from "$OUT/mar-fmnist" --steps "$STEPS"
-  finished "$OUT/$preset" || { echo "$preset stopped: run the script again"; exit 0; }
-done
-
-$BIN gen-eval --run "$OUT/mar-fmnist" --cfg "$CFGS" --n "$N"
+for cfg in $CFGS; do evaluate "$OUT/mar-fmnist" "$cfg"; done
 for preset in mar-fmnist-ar-random mar-fmnist-ar-raster mar-fmnist-l2 mar-fmnist-ce mar-fmnist-vq; do
-  $BIN gen-eval --run "$OUT/$preset" --cfg "$CFGS" --n "$N"
+  finished "$OUT/$preset" || train "$preset" "$OUT/$preset" --tokenizer-from "$OUT/mar-fmnist" --steps "$STEPS"
+  finished "$OUT/$preset" || { echo "$preset stopped: run the script again"; exit 0; }
+  for cfg in $CFGS; do evaluate "$OUT/$preset" "$cfg"; done
 done
-$BIN gen-eval --run "$OUT/dit-fmnist-kl" --cfg "$CFGS" --n "$N"
-$BIN gen-eval --run "$OUT/mar-fmnist" --cfg "$SWEEP_CFG" --n "$N" --mar-steps 8,16,32,64
-$BIN gen-eval --run "$OUT/mar-fmnist" --cfg "$SWEEP_CFG" --n "$N" --temperature 0.8,0.9,1.0,1.1
-$BIN sample --run "$OUT/mar-fmnist" --n 100 --cfg "$SWEEP_CFG" --out "$OUT/mar-fmnist/grid.png"
-for preset in mar-fmnist mar-fmnist-ar-random mar-fmnist-ar-raster mar-fmnist-l2 mar-fmnist-ce mar-fmnist-vq dit-fmnist-kl; do
+for k in 8 16 32 64; do evaluate "$OUT/mar-fmnist" "$SWEEP_CFG" "$k"; done
+for tau in 0.8 0.9 1 1.1; do evaluate "$OUT/mar-fmnist" "$SWEEP_CFG" 64 "$tau"; done
+[[ -e $OUT/mar-fmnist/grid.png ]] ||
+  $BIN sample --run "$OUT/mar-fmnist" --n 100 --cfg "$SWEEP_CFG" --steps 100 --out "$OUT/mar-fmnist/grid.png"
+for preset in mar-fmnist mar-fmnist-ar-random mar-fmnist-ar-raster mar-fmnist-l2 mar-fmnist-ce mar-fmnist-vq; do
   echo "== $preset"; cat "$OUT/$preset/fid.md"
 done
