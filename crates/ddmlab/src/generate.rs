@@ -85,10 +85,11 @@ pub fn sampler_of(config: &RunConfig, opts: &SampleOptions) -> Result<Sampler> {
     if opts.steps == 0 || opts.steps > d.timesteps {
         return Err(Error::config("--steps", format!("{} must be in 1..={}", opts.steps, d.timesteps)));
     }
+    let schedule = VpSchedule::new(beta, d.timesteps);
     Ok(Sampler {
-        schedule: VpSchedule::new(beta, d.timesteps),
         kind: opts.kind,
-        map: TimestepMap::evenly_spaced(d.timesteps, opts.steps),
+        map: TimestepMap::for_schedule(&schedule, opts.steps),
+        schedule,
         guidance: (config.model.num_classes > 0)
             .then_some(Guidance { scale: opts.cfg, null_class: config.model.num_classes }),
         clip_x0: opts.clip_x0,

@@ -78,7 +78,25 @@ impl TimestepMap {
         let steps = steps.min(total);
         TimestepMap((0..steps).map(|i| i * total / steps).collect())
     }
+
+    /// The map a sampler of `steps` steps uses on `schedule`: [`TimestepMap::leading`] when the
+    /// schedule's last step carries no signal (`abar_T` below [`SINGULAR_ABAR`]: the cosine
+    /// schedule, 2.4e-9, and linear gamma^2, 0) and more than one step is asked, else
+    /// [`TimestepMap::evenly_spaced`] (linear betas: `abar_T` = 4e-5, the maps of every DiT
+    /// result so far).
+    pub fn for_schedule(schedule: &VpSchedule, steps: usize) -> Self {
+        let total = schedule.len();
+        if steps > 1 && schedule.alpha_bar[total - 1] < SINGULAR_ABAR {
+            TimestepMap::leading(total, steps)
+        } else {
+            TimestepMap::evenly_spaced(total, steps)
+        }
+    }
 }
+
+/// `abar` below which a schedule's last timestep is singular for an eps-predicting sampler: the
+/// step from it multiplies the eps error by `sqrt(abar_prev / abar_T)`.
+pub const SINGULAR_ABAR: f64 = 1e-6;
 
 /// Classifier-free guidance settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -258,6 +276,16 @@ mod tests {
         assert_eq!(TimestepMap::leading(1000, 3).0, vec![0, 333, 666]);
         assert_eq!(TimestepMap::leading(10, 50).0, (0..10).collect::<Vec<_>>());
         assert_eq!(TimestepMap::leading(1000, 1).0, vec![0]);
+    }
+
+    #[test]
+    fn singular_schedules_start_one_stride_before_their_end() {
+        let map = |kind, steps| TimestepMap::for_schedule(&VpSchedule::new(kind, 1000), steps).0;
+        let linear = BetaSchedule::LinearBeta { start: 1e-4, end: 0.02 };
+        assert_eq!(map(linear, 50), TimestepMap::evenly_spaced(1000, 50).0);
+        assert_eq!(map(BetaSchedule::cosine(), 100).last(), Some(&990));
+        assert_eq!(map(BetaSchedule::LinearGamma2, 50).last(), Some(&980));
+        assert_eq!(map(BetaSchedule::cosine(), 1), vec![999]);
     }
 
     /// Regression (issue 11, defect a): `--steps 1` ran all 1000 steps.
