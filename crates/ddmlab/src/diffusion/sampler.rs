@@ -66,10 +66,8 @@ impl TimestepMap {
     }
 
     /// `steps` timesteps `i T / steps` for `i < steps` (DDIM's "uniform" spacing): the first is
-    /// 0, the last `T - T / steps`, so the chain starts one stride before the schedule's end.
-    /// For a schedule whose last step is (near) singular, such as the cosine one (`abar` of the
-    /// last step 2.4e-9 at T = 1000), where the DDPM step from `x_T` multiplies the error of an
-    /// eps estimate by `sqrt(abar_prev / abar_T)` (316 for 100 steps of it).
+    /// 0, the last `T - T / steps`, so the chain starts one stride before the schedule's end
+    /// (the map of singular schedules, see [`TimestepMap::for_schedule`]).
     ///
     /// # Panics
     /// When `steps == 0` or `total == 0` (callers check user input first).

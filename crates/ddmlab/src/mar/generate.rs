@@ -154,12 +154,9 @@ pub fn sample_tokens(
     let sampler = Sampler {
         schedule: schedule.clone(),
         kind: SamplerKind::Ddpm,
-        // The official code respaces over both ends (t = 999 included, as `evenly_spaced`); its
-        // first step then scales the head's eps error at abar = 2.4e-9 by 316, which only a head
-        // trained for hundreds of epochs makes harmless (measured here: a 500-step head's 0.055
-        // error there gave tokens of std 260 instead of 1). The cosine schedule is singular, so
-        // the chain starts one stride earlier (t = 990, where x_t is N(0, 1) up to an SNR of
-        // 2.4e-4).
+        // The cosine schedule is singular: the chain starts at t = 990, not at t = 999 as the
+        // official code (there a 500-step head's eps error of 0.055, scaled by 316, gave tokens
+        // of std 260 instead of 1).
         map: TimestepMap::for_schedule(schedule, head_steps),
         guidance: None,
         clip_x0: false,

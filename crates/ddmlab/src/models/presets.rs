@@ -27,7 +27,7 @@
 //!   3 x 256 Diffusion Loss head; MAR's AdamW recipe (weight decay 0.02, warm-up then constant,
 //!   global-norm clip 3) at batch 64 and lr 5e-4 (the best of a measured sweep). 20 epochs;
 //!   about 65 img/s on 2 cores (the head's 4 noisy copies per masked token are two thirds of
-//!   the step), so `--time-budget 55` is the under-an-hour run (about 3,300 steps).
+//!   the step), so `--time-budget 55` is the under-an-hour run (3,447 steps measured).
 //! - `mar-fmnist-ar-random`, `mar-fmnist-ar-raster`, `mar-fmnist-l2`: the same with causal
 //!   attention in random or raster order, or an L2 regression head (MAR's Tables 1 and 2).
 //! - `mar-fmnist-ce`, `mar-fmnist-vq`: the same latent quantised by a 256-code k-means
