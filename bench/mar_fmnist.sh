@@ -6,7 +6,8 @@
 #   mar-fmnist-ar-random / -ar-raster  causal attention, random / raster order (MAR's Table 1)
 #   mar-fmnist-l2                      L2 regression head (MAR's Table 2: FID > 100 in the paper)
 #   mar-fmnist-ce / -vq                256-code k-means codebook: cross-entropy, or Diffusion Loss on the codes
-# then mar-fmnist's K sweep (8/16/32/64) and temperature sweep (0.8-1.1) at guidance SWEEP_CFG.
+# then mar-fmnist's K sweep (8/16/32/64) and temperature sweep (0.8-1.1) at guidance SWEEP_CFG, and the table of
+# them all (bench/mar_table.py) in OUT_DIR/table.md.
 # Usage: bench/mar_fmnist.sh [OUT_DIR] [STOP_AFTER_MIN]
 #   Every run is resumable: run the script again after a stop (--stop-after STOP_AFTER_MIN per call of `train`); an
 #   FID point already in a run's fid.json is not recomputed.
@@ -70,6 +71,4 @@ for k in 8 16 32 64; do evaluate "$OUT/mar-fmnist" "$SWEEP_CFG" "$k"; done
 for tau in 0.8 0.9 1 1.1; do evaluate "$OUT/mar-fmnist" "$SWEEP_CFG" 64 "$tau"; done
 [[ -e $OUT/mar-fmnist/grid.png ]] ||
   $BIN sample --run "$OUT/mar-fmnist" --n 100 --cfg "$SWEEP_CFG" --steps 100 --out "$OUT/mar-fmnist/grid.png"
-for preset in mar-fmnist mar-fmnist-ar-random mar-fmnist-ar-raster mar-fmnist-l2 mar-fmnist-ce mar-fmnist-vq; do
-  echo "== $preset"; cat "$OUT/$preset/fid.md"
-done
+python3 bench/mar_table.py "$OUT" | tee "$OUT/table.md"

@@ -29,8 +29,8 @@ pub enum Command {
     Data(DataArgs),
     /// List the presets.
     Presets,
-    /// Train a run from a preset: l-DAE pretraining (ldae-*) or a DiT generator (dit-*);
-    /// `train` is the same command. Resume a run with --resume.
+    /// Train a run from a preset: l-DAE pretraining (ldae-*, ladder-*), a DiT generator (dit-*)
+    /// or a masked autoregressive generator (mar-*, mae-*); `train` is the same command. Resume a run with --resume.
     #[command(alias = "train")]
     Pretrain(PretrainArgs),
     /// Linear probe + kNN of a run's checkpoints, beside raw-pixel and random-init baselines.
@@ -39,11 +39,13 @@ pub enum Command {
     Denoise(DenoiseArgs),
     /// PNG of the first patch-PCA components (paper Fig. 4).
     Pca(PcaArgs),
-    /// Sample images from a DiT run (DDPM or DDIM, classifier-free guidance) to a PNG grid.
+    /// Sample images from a generator run (DiT: DDPM or DDIM; MAR: K steps of its Diffusion Loss
+    /// head), with classifier-free guidance, to a PNG grid.
     Sample(SampleArgs),
     /// FID (and optionally KID) between two image sources with the standard Inception network.
     Fid(FidArgs),
-    /// FID of a DiT run's checkpoints at several guidance scales: table, JSON and curve.
+    /// FID of a generator run's checkpoints at several guidance scales (and, for MAR, generation
+    /// steps and temperatures): table, JSON and curves.
     GenEval(GenEvalArgs),
     /// Time the training step (images per second), optionally beside PyTorch.
     Bench(BenchArgs),
@@ -380,7 +382,7 @@ pub struct DenoiseArgs {
 
 #[derive(Args, Debug)]
 pub struct SampleArgs {
-    /// Run folder written by `ddmlab train` (a DDPM-objective preset such as dit-fmnist).
+    /// Run folder written by `ddmlab train` (a generator preset such as dit-fmnist or mar-fmnist).
     #[arg(long)]
     pub run: Option<PathBuf>,
     /// Checkpoint: `latest`, a step of --run, or a checkpoint folder.
@@ -389,7 +391,8 @@ pub struct SampleArgs {
     /// ddim or ddpm.
     #[arg(long, default_value = "ddim")]
     pub sampler: String,
-    /// Sampling steps (evenly spaced over the training schedule).
+    /// Sampling steps over the training schedule (evenly spaced; a schedule whose last step has
+    /// no signal, such as cosine, starts one stride before it).
     #[arg(long, default_value_t = 50)]
     pub steps: usize,
     /// DDIM eta (0: deterministic).
@@ -479,7 +482,7 @@ pub struct FidArgs {
 
 #[derive(Args, Debug)]
 pub struct GenEvalArgs {
-    /// Run folder written by `ddmlab train` with a DDPM-objective preset.
+    /// Run folder written by `ddmlab train` with a generator preset (dit-*, mar-*).
     #[arg(long)]
     pub run: PathBuf,
     /// Checkpoints: latest, all, or comma-separated steps.

@@ -17,15 +17,18 @@ use crate::config::RunConfig;
 use crate::data::ImageSet;
 use crate::data::loader::ordered_batches;
 use crate::error::{Error, Result};
-use crate::tokenizer::FittedTokenizer;
 use crate::tokenizer::store::{self, Named};
+use crate::tokenizer::{FittedTokenizer, Tokenizer};
 use crate::train::Observer;
+use crate::train::ae_losses::psnr;
 
 /// Training images whose tokens a run's codebook is fitted on (a seeded sample of at most
 /// `FIT_TOKENS` of their tokens), and Lloyd's iterations at most.
 pub const FIT_IMAGES: usize = 4000;
 pub const FIT_TOKENS: usize = 100_000;
 pub const FIT_ITERATIONS: usize = 30;
+/// Training images on which a fitted codebook's cost is also measured in pixels.
+pub const ERROR_IMAGES: usize = 500;
 
 /// `RUN/codebook.safetensors`.
 pub fn codebook_path(run: &Path) -> PathBuf {
@@ -88,17 +91,21 @@ pub fn load_or_fit_run_codebook(
         tokens
     };
     let started = std::time::Instant::now();
-    let (book, report) = Codebook::fit(&sample, dim, size, FIT_ITERATIONS, config.train.seed)?;
+    let (book, mut report) = Codebook::fit(&sample, dim, size, FIT_ITERATIONS, config.train.seed)?;
+    let (continuous, quantised) = image_errors(set, tokenizer.as_ref(), &book, device);
+    report.image_error = Some(ImageError { images: ERROR_IMAGES.min(set.len()), continuous, quantised });
     book.save(&codebook_path(run))?;
     let json = serde_json::to_string_pretty(&report).expect("serialises");
     crate::atomic::write_atomic(&codebook_report_path(run), json.as_bytes())?;
     obs.message(&format!(
-        "codebook: {size} k-means codes of {dim}-d tokens ({} tokens, {} iterations, {:.1} s): quantisation MSE {:.5} ({:.2}% of the tokens' variance)",
+        "codebook: {size} k-means codes of {dim}-d tokens ({} tokens, {} iterations, {:.1} s): quantisation MSE {:.5} ({:.2}% of the tokens' variance); decoded PSNR {:.2} dB from the codes vs {:.2} dB from the continuous tokens",
         report.tokens,
         report.iterations,
         started.elapsed().as_secs_f64(),
         report.mse,
-        100.0 * report.relative_mse
+        100.0 * report.relative_mse,
+        psnr(quantised),
+        psnr(continuous),
     ));
     Ok(Some(book))
 }
@@ -122,6 +129,42 @@ pub struct CodebookReport {
     pub mse: f64,
     /// `mse` over the tokens' variance per value: the share of the latent's variance lost.
     pub relative_mse: f64,
+    /// The tokenizer's reconstruction MSE per pixel (`[-1, 1]` units) from the continuous
+    /// tokens and from their codes (absent in reports written before it was measured).
+    #[serde(default)]
+    pub image_error: Option<ImageError>,
+}
+
+/// What quantising the tokens costs in the decoded images.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageError {
+    /// The first `images` images of the training set.
+    pub images: usize,
+    /// Mean squared error per pixel of `decode(encode(x))` against `x`.
+    pub continuous: f64,
+    /// The same with every token replaced by its nearest code.
+    pub quantised: f64,
+}
+
+/// Mean squared error per pixel (images in `[-1, 1]`) of the tokenizer's reconstruction of the
+/// first [`ERROR_IMAGES`] images of `set`: from their continuous tokens, and from their codes.
+fn image_errors(set: &ImageSet, tokenizer: &dyn Tokenizer, book: &Codebook, device: &Device) -> (f64, f64) {
+    let shape = set.shape;
+    let (mut continuous, mut quantised, mut pixels) = (0.0, 0.0, 0usize);
+    for (images, labels) in ordered_batches(set, 250).take(ERROR_IMAGES.div_ceil(250)) {
+        let b = labels.len();
+        let x = Tensor::<4>::from_data(TensorData::new(images, [b, shape.channels, shape.height, shape.width]), device);
+        let t = tokenizer.encode(x.clone());
+        let dims = t.dims();
+        let codes = book.quantize(&t.clone().into_data().try_into_vec::<f32>().expect("f32 tokens"));
+        let q = Tensor::<3>::from_data(TensorData::new(codes, dims), device);
+        let sse = |r: Tensor<4>| f64::from((r - x.clone()).square().sum().into_scalar::<f32>());
+        continuous += sse(tokenizer.decode(t));
+        quantised += sse(tokenizer.decode(q));
+        pixels += x.dims().iter().product::<usize>();
+    }
+    let n = pixels.max(1) as f64;
+    (continuous / n, quantised / n)
 }
 
 /// `|a - b|^2`.
@@ -245,7 +288,14 @@ impl Codebook {
             .map(|(i, j)| (tokens[i * dim + j] as f64 - mean[j]).powi(2))
             .sum::<f64>()
             / values;
-        let report = CodebookReport { size, tokens: n, iterations, mse, relative_mse: mse / variance.max(1e-12) };
+        let report = CodebookReport {
+            size,
+            tokens: n,
+            iterations,
+            mse,
+            relative_mse: mse / variance.max(1e-12),
+            image_error: None,
+        };
         Ok((book, report))
     }
 
@@ -293,6 +343,35 @@ mod tests {
         // Variance per value is 4 (centres at +-2) plus the noise: relative error ~ 0.0025 / 4.
         assert!((report.relative_mse - 0.0025 / 4.0025).abs() < 1e-4, "{report:?}");
         assert_eq!(book.quantize(&tokens[..2]), book.code(book.assign(&tokens[..2])[0]).to_vec());
+    }
+
+    #[test]
+    fn the_pixel_cost_of_a_codebook_is_measured_on_decoded_images() {
+        // The pixel tokenizer at scale 2 decodes a token error e to a pixel error e / 2: the
+        // image-space MSE of the codes is their token-space MSE / 4, and the continuous tokens
+        // reconstruct exactly. Comparing tokens instead of decoded images would miss the / 4.
+        use crate::data::ImageShape;
+        use crate::tokenizer::pixels::PixelTokenizer;
+        let device = Device::flex();
+        let shape = ImageShape { channels: 1, height: 4, width: 4 };
+        let n = 300;
+        let images: Vec<u8> = (0..n * 16).map(|i| ((i * 7919 + i / 16 * 31) % 256) as u8).collect();
+        let set = ImageSet { images, labels: vec![0; n], shape, classes: vec!["x".into()] };
+        let tokenizer = PixelTokenizer { patch: 2, image: shape, scale: 2.0 };
+        let tokens: Vec<f32> = (0..n)
+            .flat_map(|i| {
+                let x = Tensor::<4>::from_data(TensorData::new(set.image_f32(i), [1, 1, 4, 4]), &device);
+                tokenizer.encode(x).into_data().try_into_vec::<f32>().unwrap()
+            })
+            .collect();
+        let (book, _) = Codebook::fit(&tokens, 4, 16, 20, 0).unwrap();
+        let quantised = book.quantize(&tokens);
+        let token_mse =
+            tokens.iter().zip(&quantised).map(|(a, b)| f64::from((a - b) * (a - b))).sum::<f64>() / tokens.len() as f64;
+        assert!(token_mse > 1e-3, "16 codes cannot hold these tokens exactly: {token_mse}");
+        let (continuous, pixels) = image_errors(&set, &tokenizer, &book, &device);
+        assert!(continuous < 1e-10, "{continuous}");
+        assert!((pixels - token_mse / 4.0).abs() < 1e-6 * token_mse, "{pixels} vs {}", token_mse / 4.0);
     }
 
     #[test]
