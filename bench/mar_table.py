@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """MAR's comparisons on Fashion-MNIST as one markdown table (issue 12), from the run folders that
 bench/mar_fmnist.sh writes: each run's config.toml, fid.json and (for the codebook runs)
-codebook-fit.json. Standard library only.
+codebook-fit.json. Standard library only (Python 3.11+).
 
 Usage: bench/mar_table.py [OUT_DIR] > table.md      (default OUT_DIR: runs/mar)
 
@@ -12,8 +12,8 @@ not in a run's fid.json yet is shown as "-".
 import json
 import math
 import pathlib
-import re
 import sys
+import tomllib
 
 OUT = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "runs/mar")
 
@@ -27,14 +27,6 @@ ROWS = [
     ("mar-fmnist-ce", "cross-entropy over k-means codes", "worse than Diffusion Loss (8.79 w/o CFG)"),
     ("mar-fmnist-vq", "Diffusion Loss on the k-means codes", "worse than on continuous tokens"),
 ]
-
-
-def section(text, name):
-    """The `key = value` lines of one [name] section of a TOML file, as strings."""
-    body = re.search(r"^\[" + re.escape(name) + r"\]\n(.*?)(?=^\[|\Z)", text, re.S | re.M)
-    if not body:
-        return {}
-    return dict(re.findall(r"^(\w+) = (.*)$", body.group(1), re.M))
 
 
 def fid_rows(run):
@@ -59,12 +51,12 @@ for name, change, paper in ROWS:
     if not (run / "config.toml").exists():
         print(f"| {name} | {change} | not started | | | | | {paper} |")
         continue
-    config = (run / "config.toml").read_text()
+    planned = tomllib.loads((run / "config.toml").read_text())["train"]["steps"]
     losses = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines() if '"loss"' in l]
     tail = [m["loss"] for m in losses[-max(1, len(losses) // 5):]]
     loss = f"{sum(tail) / len(tail):.4f}" if tail else "-"
     done = losses[-1]["step"] if losses else 0
-    steps = f"{done} / {section(config, 'train').get('steps', '?')}"
+    steps = f"{done} / {planned}"
     rows = fid_rows(run)
     book = "-"
     report = run / "codebook-fit.json"

@@ -68,14 +68,9 @@ pub fn load_or_fit_run_codebook(
     }
     // Bound only when a codebook is fitted (binding a conv VAE decodes its weights).
     let tokenizer = tokenizer.bind(config.model.image, device);
-    let shape = set.shape;
     let mut tokens = Vec::new();
     let mut dim = 0;
-    for (images, labels) in ordered_batches(set, 250).take(FIT_IMAGES.div_ceil(250)) {
-        let x = Tensor::<4>::from_data(
-            TensorData::new(images, [labels.len(), shape.channels, shape.height, shape.width]),
-            device,
-        );
+    for x in image_batches(set, FIT_IMAGES, device) {
         let t = tokenizer.encode(x);
         dim = t.dims()[2];
         tokens.extend(t.into_data().try_into_vec::<f32>().expect("f32 tokens"));
@@ -92,8 +87,8 @@ pub fn load_or_fit_run_codebook(
     };
     let started = std::time::Instant::now();
     let (book, mut report) = Codebook::fit(&sample, dim, size, FIT_ITERATIONS, config.train.seed)?;
-    let (continuous, quantised) = image_errors(set, tokenizer.as_ref(), &book, device);
-    report.image_error = Some(ImageError { images: ERROR_IMAGES.min(set.len()), continuous, quantised });
+    let error = image_error(set, tokenizer.as_ref(), &book, device);
+    report.image_error = Some(error.clone());
     book.save(&codebook_path(run))?;
     let json = serde_json::to_string_pretty(&report).expect("serialises");
     crate::atomic::write_atomic(&codebook_report_path(run), json.as_bytes())?;
@@ -104,8 +99,8 @@ pub fn load_or_fit_run_codebook(
         started.elapsed().as_secs_f64(),
         report.mse,
         100.0 * report.relative_mse,
-        psnr(quantised),
-        psnr(continuous),
+        psnr(error.quantised),
+        psnr(error.continuous),
     ));
     Ok(Some(book))
 }
@@ -146,14 +141,22 @@ pub struct ImageError {
     pub quantised: f64,
 }
 
-/// Mean squared error per pixel (images in `[-1, 1]`) of the tokenizer's reconstruction of the
-/// first [`ERROR_IMAGES`] images of `set`: from their continuous tokens, and from their codes.
-fn image_errors(set: &ImageSet, tokenizer: &dyn Tokenizer, book: &Codebook, device: &Device) -> (f64, f64) {
+/// The first `n` images of `set` (rounded up to a whole batch of 250), `[B, C, H, W]` each.
+fn image_batches<'a>(set: &'a ImageSet, n: usize, device: &'a Device) -> impl Iterator<Item = Tensor<4>> + 'a {
     let shape = set.shape;
-    let (mut continuous, mut quantised, mut pixels) = (0.0, 0.0, 0usize);
-    for (images, labels) in ordered_batches(set, 250).take(ERROR_IMAGES.div_ceil(250)) {
-        let b = labels.len();
-        let x = Tensor::<4>::from_data(TensorData::new(images, [b, shape.channels, shape.height, shape.width]), device);
+    ordered_batches(set, 250).take(n.div_ceil(250)).map(move |(images, labels)| {
+        Tensor::<4>::from_data(
+            TensorData::new(images, [labels.len(), shape.channels, shape.height, shape.width]),
+            device,
+        )
+    })
+}
+
+/// The tokenizer's reconstruction error per pixel (images in `[-1, 1]`) on the first
+/// [`ERROR_IMAGES`] images of `set`: from their continuous tokens, and from their codes.
+fn image_error(set: &ImageSet, tokenizer: &dyn Tokenizer, book: &Codebook, device: &Device) -> ImageError {
+    let (mut continuous, mut quantised, mut pixels, mut images) = (0.0, 0.0, 0usize, 0usize);
+    for x in image_batches(set, ERROR_IMAGES, device) {
         let t = tokenizer.encode(x.clone());
         let dims = t.dims();
         let codes = book.quantize(&t.clone().into_data().try_into_vec::<f32>().expect("f32 tokens"));
@@ -162,9 +165,10 @@ fn image_errors(set: &ImageSet, tokenizer: &dyn Tokenizer, book: &Codebook, devi
         continuous += sse(tokenizer.decode(t));
         quantised += sse(tokenizer.decode(q));
         pixels += x.dims().iter().product::<usize>();
+        images += x.dims()[0];
     }
     let n = pixels.max(1) as f64;
-    (continuous / n, quantised / n)
+    ImageError { images, continuous: continuous / n, quantised: quantised / n }
 }
 
 /// `|a - b|^2`.
@@ -369,7 +373,7 @@ mod tests {
         let token_mse =
             tokens.iter().zip(&quantised).map(|(a, b)| f64::from((a - b) * (a - b))).sum::<f64>() / tokens.len() as f64;
         assert!(token_mse > 1e-3, "16 codes cannot hold these tokens exactly: {token_mse}");
-        let (continuous, pixels) = image_errors(&set, &tokenizer, &book, &device);
+        let ImageError { continuous, quantised: pixels, .. } = image_error(&set, &tokenizer, &book, &device);
         assert!(continuous < 1e-10, "{continuous}");
         assert!((pixels - token_mse / 4.0).abs() < 1e-6 * token_mse, "{pixels} vs {}", token_mse / 4.0);
     }
