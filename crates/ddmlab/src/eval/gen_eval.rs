@@ -443,6 +443,10 @@ pub fn plot_fid_against(path: &Path, rows: &[FidRow], axis: Axis) -> Result<()> 
     }
     let (title, x) = match axis {
         Axis::Guidance => (format!("FID vs guidance scale (step {last})"), "guidance scale w"),
+        // A MAR run's step count is its generation steps K (the head's steps are in the label).
+        Axis::SamplingSteps if series.iter().all(|s| s.name.starts_with("mar")) => {
+            (format!("FID vs generation steps K (step {last})"), "generation steps K")
+        }
         Axis::SamplingSteps => (format!("FID vs sampling steps (step {last})"), "sampling steps"),
         Axis::Temperature => (format!("FID vs temperature (step {last})"), "temperature tau"),
     };
