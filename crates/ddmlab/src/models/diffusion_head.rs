@@ -115,7 +115,29 @@ impl DiffusionHead {
     /// # Shapes
     /// - `x_t`: `[N, C]`; `t`: `N` timesteps (host); `cz`: `[N, W]`; returns `[N, C]`
     pub fn forward_conditioned(&self, x_t: Tensor<2>, t: &[usize], cz: Tensor<2>) -> Tensor<2> {
-        let device = x_t.device();
+        self.trunk(self.input.forward(x_t), t, cz)
+    }
+
+    /// The head as a plain regressor of its condition (the L2 and cross-entropy baselines): the
+    /// residual stream starts from `W_z z` in place of `W_in x_t`, at `t = 0`. Starting it from a
+    /// zero token instead would make it the same vector for every row, which the LayerNorms map
+    /// to a constant, so that with the zero-initialised output and modulations no gradient ever
+    /// reaches anything but the output bias: the head would predict one token whatever `z`.
+    ///
+    /// # Shapes
+    /// - `z`: `[N, Z]`; returns `[N, out_dim]`
+    pub fn regress(&self, z: Tensor<2>) -> Tensor<2> {
+        let [n, _] = z.dims();
+        let cz = self.condition(z);
+        self.trunk(cz.clone(), &vec![0; n], cz)
+    }
+
+    /// The residual blocks and the output layer over the stream `h`.
+    ///
+    /// # Shapes
+    /// - `h`: `[N, W]`; `t`: `N` timesteps (host); `cz`: `[N, W]`; returns `[N, out_dim]`
+    fn trunk(&self, mut h: Tensor<2>, t: &[usize], cz: Tensor<2>) -> Tensor<2> {
+        let device = h.device();
         let c = match t.first() {
             Some(&t0) if t.iter().all(|&s| s == t0) => self.time.forward(&[t0], &device) + cz, // [1, W] + [N, W]
             _ => {
@@ -128,7 +150,6 @@ impl DiffusionHead {
             }
         };
         let c_act = silu(c);
-        let mut h = self.input.forward(x_t);
         for block in &self.blocks {
             h = block.forward(h, c_act.clone());
         }
@@ -191,6 +212,36 @@ mod tests {
             let diff: f32 = (all.clone().slice_dim(0, i..i + 1) - one).abs().max().into_scalar();
             assert!(diff < 1e-6, "row {i}: {diff}");
         }
+    }
+
+    /// The L2 / cross-entropy baselines regress a token from `z` alone. A fresh head (zero
+    /// output and modulations) must still learn a target that depends on `z`: once it read a
+    /// zero token, every row's stream was one vector, the LayerNorms made it a constant, and only
+    /// the output bias ever moved (the L2 baseline then drew one token whatever its class).
+    #[test]
+    fn a_fresh_regression_head_learns_a_target_that_depends_on_the_condition() {
+        use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+        let device = Device::flex().autodiff();
+        let mut head = crate::nn::init::seeded(&device, 3, |device| {
+            DiffusionHeadConfig { token_dim: 2, out_dim: 2, cond_dim: 6, width: 32, depth: 2 }.init(device)
+        });
+        let mut optim: ModuleOptimizer = AdamWConfig::new().with_weight_decay(0.0).init();
+        let z = Tensor::<2>::random([256, 6], Distribution::Normal(0.0, 1.0), &device);
+        // A target that is a fixed linear map of z: zero mean, so the bias alone cannot fit it.
+        let a = Tensor::<2>::from_data(
+            TensorData::new(vec![1.0f32, 0.0, 0.0, 1.0, 0.5, -0.5, 0.0, 0.0, -1.0, 0.5, 0.0, 0.0], [6, 2]),
+            &device,
+        );
+        let target = z.clone().matmul(a).detach();
+        let variance: f32 = target.clone().square().mean().into_scalar();
+        let mut loss = variance;
+        for _ in 0..200 {
+            let l = (head.regress(z.clone()) - target.clone()).square().mean();
+            loss = l.clone().into_scalar();
+            let grads = crate::nn::grads::contiguous(&head, GradientsParams::from_grads(l.backward(), &head));
+            head = optim.step(3e-3, head, grads);
+        }
+        assert!(loss < 0.1 * variance, "loss {loss} vs the target's variance {variance}");
     }
 
     #[test]

@@ -306,7 +306,7 @@ impl Mar {
     }
 
     /// The L2 regression baseline (the paper's Table 2 "L2 loss" row): the head reads `z` alone
-    /// (a zero input at `t = 0`) and its output is the token itself; the loss is
+    /// ([`DiffusionHead::regress`]) and its output is the token itself; the loss is
     /// `|x0 - x0_hat(z)|^2 / C` over the `mask`ed tokens (every token for a causal model).
     ///
     /// # Shapes
@@ -376,14 +376,12 @@ impl Mar {
     }
 
     /// The L2 head's token estimate (or the cross-entropy head's logits) from its condition
-    /// vectors.
+    /// vectors ([`DiffusionHead::regress`]).
     ///
     /// # Shapes
     /// - `z`: `[M, W]`; returns `[M, head_out]`
     pub fn regress(&self, z: Tensor<2>) -> Tensor<2> {
-        let [m, _] = z.dims();
-        let c = self.head.input.weight.dims()[0];
-        self.head.forward(Tensor::zeros([m, c], &z.device()), &vec![0; m], z)
+        self.head.regress(z)
     }
 
     /// The Diffusion Loss of the masked tokens (every token for a causal model): the mean over
