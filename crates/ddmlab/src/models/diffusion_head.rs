@@ -123,6 +123,7 @@ impl DiffusionHead {
     /// zero token instead would make it the same vector for every row, which the LayerNorms map
     /// to a constant, so that with the zero-initialised output and modulations no gradient ever
     /// reaches anything but the output bias: the head would predict one token whatever `z`.
+    /// `W_in` is unused on this path (it stays in the checkpoint, untrained).
     ///
     /// # Shapes
     /// - `z`: `[N, Z]`; returns `[N, out_dim]`
