@@ -12,7 +12,8 @@
 #   Every run is resumable: run the script again after a stop (--stop-after STOP_AFTER_MIN per call of `train`); an
 #   FID point already in a run's fid.json is not recomputed.
 #   N (default 5000) images per FID; CFGS (default "1 3") guidance scales of the comparison; SWEEP_CFG (default 3);
-#   BUDGET (default 55) minutes of mar-fmnist's training, which sets every run's step count; KL_VAE (default
+#   BUDGET (default 55) minutes of mar-fmnist's training, which sets every run's step count, unless STEPS is set
+#   (STEPS=3447 repeats the recorded runs' count on any machine; SEED, default 0, is mar-fmnist's seed); KL_VAE (default
 #   docs/results/mar/kl-fmnist-vae) the fitted conv VAE every run adopts (empty: mar-fmnist fits one first).
 set -euo pipefail
 OUT=${1:-runs/mar}
@@ -21,6 +22,8 @@ N=${N:-5000}
 CFGS=${CFGS:-1 3}
 SWEEP_CFG=${SWEEP_CFG:-3}
 BUDGET=${BUDGET:-55}
+STEPS=${STEPS:-}
+SEED=${SEED:-0}
 KL_VAE=${KL_VAE-docs/results/mar/kl-fmnist-vae}
 BIN=${DDMLAB:-./target/release/ddmlab}
 mkdir -p "$OUT"
@@ -58,7 +61,8 @@ EOF
 
 tok=()
 [[ -n $KL_VAE ]] && tok=(--tokenizer-from "$KL_VAE")
-finished "$OUT/mar-fmnist" || train mar-fmnist "$OUT/mar-fmnist" --time-budget "$BUDGET" "${tok[@]}"
+if [[ -n $STEPS ]]; then length=(--steps "$STEPS"); else length=(--time-budget "$BUDGET"); fi
+finished "$OUT/mar-fmnist" || train mar-fmnist "$OUT/mar-fmnist" "${length[@]}" --seed "$SEED" "${tok[@]}"
 finished "$OUT/mar-fmnist" || { echo "mar-fmnist stopped: run the script again"; exit 0; }
 STEPS=$(sed -n '/^\[train\]/,/^\[/s/^steps = //p' "$OUT/mar-fmnist/config.toml")
 for cfg in $CFGS; do evaluate "$OUT/mar-fmnist" "$cfg"; done
