@@ -47,16 +47,9 @@ sys.exit(0 if state.get("step") == state.get("total_steps") else 1)
 EOF
 }
 
-evaluate() {  # run cfg [K] [temperature]: FID-N of one point unless fid.json has it
+evaluate() {  # run cfg [K] [temperature]: FID-N of one point (gen-eval --resume skips one fid.json already has)
   local run=$1 cfg=$2 k=${3:-64} tau=${4:-1}
-  if python3 - "$run/fid.json" "$cfg" "mar-$k-head100-tau$tau" "$N" <<'EOF'
-import json, sys, pathlib
-path, cfg, sampler, n = pathlib.Path(sys.argv[1]), float(sys.argv[2]), sys.argv[3], int(sys.argv[4])
-rows = json.loads(path.read_text()) if path.exists() else []
-sys.exit(0 if any(r["cfg"] == cfg and r["sampler"] == sampler and r["n"] == n for r in rows) else 1)
-EOF
-  then echo "$run: cfg $cfg K $k tau $tau already evaluated"; return; fi
-  $BIN gen-eval --run "$run" --cfg "$cfg" --n "$N" --mar-steps "$k" --temperature "$tau"
+  $BIN gen-eval --run "$run" --cfg "$cfg" --n "$N" --mar-steps "$k" --temperature "$tau" --resume
 }
 
 tok=()

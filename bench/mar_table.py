@@ -36,7 +36,7 @@ def fid_rows(run):
 
 def point(rows, cfg, k=64, tau=1):
     sampler = f"mar-{k}-head100-tau{tau:g}"
-    hits = [r for r in rows if r["cfg"] == cfg and r["sampler"] == sampler and r["n"] == 5000]
+    hits = [r for r in rows if r["cfg"] == cfg and r["sampler"] == sampler and r["n"] == 5000 and r.get("seed", 0) == 0]
     return hits[-1] if hits else None
 
 

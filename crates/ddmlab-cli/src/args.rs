@@ -527,6 +527,10 @@ pub struct GenEvalArgs {
     /// Use the raw trained weights instead of the EMA.
     #[arg(long)]
     pub no_ema: bool,
+    /// Skip the points already in RUN/fid.json (every point is written there as it finishes,
+    /// so a killed sweep rerun with --resume continues at its first missing point).
+    #[arg(long)]
+    pub resume: bool,
     /// Inception weights (default: DATA_DIR/inception/fid-inception-2015-12-05.safetensors).
     #[arg(long)]
     pub weights: Option<PathBuf>,

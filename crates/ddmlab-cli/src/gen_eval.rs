@@ -70,6 +70,7 @@ pub fn run(args: GenEvalArgs) -> Result<()> {
         inception_batch: 25,
         ema: !args.no_ema,
         kid: args.kid,
+        skip_measured: args.resume,
     };
     let device = setup::device(&args.common.device)?;
     let rows = gen_eval_run(&args.run, &opts, &device, &mut Bar::new())?;

@@ -226,6 +226,32 @@ fn train_a_mar_sample_it_and_reject_bad_mar_settings() {
     assert_eq!(labels, ["mar-4-head3-tau0.9", "mar-4-head3-tau1.1", "mar-8-head3-tau0.9", "mar-8-head3-tau1.1"]);
     assert!(rows.iter().all(|r| r.fid.is_finite() && r.temperature.is_some()), "{rows:?}");
     assert!(run.join("fid-temperature.png").exists() && run.join("fid-steps.png").exists());
+    // --resume skips the points already in fid.json (their rows stay as they were) and
+    // measures only the new one.
+    let mut args = vec!["gen-eval", "--run", run_s, "--data-dir", data, "--weights", w, "--n", "4", "--resume"];
+    args.extend([
+        "--batch-size",
+        "4",
+        "--steps",
+        "3",
+        "--mar-steps",
+        "4,8",
+        "--temperature",
+        "0.9,1.1",
+        "--cfg",
+        "1,2",
+    ]);
+    let out = ddmlab(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).matches("skipped").count(),
+        4,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let resumed = ddmlab::eval::gen_eval::read_rows(&run.join("fid.json")).unwrap();
+    assert_eq!(resumed.len(), 8);
+    assert_eq!(resumed.iter().filter(|r| r.cfg == 1.0).cloned().collect::<Vec<_>>(), rows);
     fails_with(ddmlab(&["gen-eval", "--run", run_s, "--weights", w, "--mar-steps", "50"]), &["--mar-steps", "K = 50"]);
 
     // The training step of a MAR preset is benchmarked through the same command as the others.

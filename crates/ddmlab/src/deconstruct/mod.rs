@@ -138,6 +138,7 @@ pub fn fid_options(opts: &DeconstructOptions, weights: &Path) -> Result<GenEvalO
         inception_batch: 25,
         ema: true,
         kid: false,
+        skip_measured: false,
     })
 }
 

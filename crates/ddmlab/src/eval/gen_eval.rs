@@ -54,6 +54,9 @@ pub struct GenEvalOptions {
     pub inception_batch: usize,
     pub ema: bool,
     pub kid: bool,
+    /// Skip every point whose rows (against every reference) are already in `RUN/fid.json`:
+    /// a killed sweep, rerun with the same settings, resumes at its first missing point.
+    pub skip_measured: bool,
 }
 
 /// A sampler and its number of steps.
@@ -148,17 +151,22 @@ pub struct FidRow {
     /// A MAR row's sampling temperature (absent for other samplers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f64>,
+    /// The sampling seed (`gen-eval --seed`; 0 in older files): rows of two seeds are two
+    /// measurements, which is how FID's sampling spread is measured.
+    #[serde(default)]
+    pub seed: u64,
 }
 
 impl FidRow {
-    fn key(&self) -> (usize, String, String, usize, String, bool) {
-        (self.step, format!("{}", self.cfg), self.sampler.clone(), self.n, self.reference.clone(), self.ema)
+    fn key(&self) -> (usize, String, String, usize, String, bool, u64) {
+        (self.step, format!("{}", self.cfg), self.sampler.clone(), self.n, self.reference.clone(), self.ema, self.seed)
     }
 }
 
 /// Evaluate a run; merges the new rows into `RUN/fid.json` (a row replaces the one with the same
-/// step, scale, sampler, count, reference and weights) and rewrites `fid.md` and `fid.png`.
-/// Returns the merged rows.
+/// step, scale, sampler, count, reference and weights) and rewrites `fid.md` and `fid.png`
+/// after every point, so a killed evaluation keeps the points it finished. Returns the merged
+/// rows.
 pub fn gen_eval_run(run: &Path, opts: &GenEvalOptions, device: &Device, obs: &mut dyn Observer) -> Result<Vec<FidRow>> {
     if opts.cfgs.is_empty() || opts.n < 2 || opts.samplers.is_empty() || opts.references.is_empty() {
         return Err(Error::config("--cfg", "at least one guidance scale, sampler, reference and 2 images are needed"));
@@ -201,7 +209,8 @@ pub fn gen_eval_run(run: &Path, opts: &GenEvalOptions, device: &Device, obs: &mu
         let radii = (n_ref > PR_K).then(|| knn_radii(&features, FEATURE_DIM, PR_K, device));
         references.push(Ref { label, features, stats, radii });
     }
-    let mut rows = Vec::new();
+    let fid_json = run.join("fid.json");
+    let mut merged = read_rows(&fid_json)?;
     for (step, ckpt) in &chosen {
         let (config, _) = checkpoint::read_meta(ckpt)?;
         let tokenizer = run_folder::load_tokenizer(run, &config)?.bind(config.model.image, device);
@@ -260,6 +269,27 @@ pub fn gen_eval_run(run: &Path, opts: &GenEvalOptions, device: &Device, obs: &mu
         }
         for (label, temperature, draw) in &points {
             for &cfg in &opts.cfgs {
+                let point = |reference: &str| FidRow {
+                    step: *step,
+                    cfg,
+                    sampler: label.clone(),
+                    n: opts.n,
+                    reference: reference.to_string(),
+                    fid: f64::NAN,
+                    kid: None,
+                    precision: None,
+                    recall: None,
+                    ema: opts.ema,
+                    temperature: *temperature,
+                    seed: opts.seed,
+                };
+                if opts.skip_measured
+                    && references.iter().all(|r| merged.iter().any(|m| m.key() == point(&r.label).key()))
+                {
+                    obs.message(&format!("step {step} cfg {cfg} {label}: already in {}, skipped", fid_json.display()));
+                    continue;
+                }
+                let mut rows = Vec::new();
                 let t0 = std::time::Instant::now();
                 let images: Vec<RawImage> = draw(cfg)?.iter().map(|img| RawImage::from_unit(img, shape)).collect();
                 let sampled_s = t0.elapsed().as_secs_f64();
@@ -272,17 +302,11 @@ pub fn gen_eval_run(run: &Path, opts: &GenEvalOptions, device: &Device, obs: &mu
                         precision_recall_with_radii(&reference.features, radii, &features, FEATURE_DIM, PR_K, device)
                     });
                     let row = FidRow {
-                        step: *step,
-                        cfg,
-                        sampler: label.clone(),
-                        n: opts.n,
-                        reference: reference.label.clone(),
                         fid,
                         kid,
                         precision: pr.map(|p| p.precision),
                         recall: pr.map(|p| p.recall),
-                        ema: opts.ema,
-                        temperature: *temperature,
+                        ..point(&reference.label)
                     };
                     obs.message(&format!(
                         "{} vs {}  (sampling {sampled_s:.0} s, {:.2} s/image; Inception {:.0} s; {:.0} s in all)",
@@ -294,10 +318,11 @@ pub fn gen_eval_run(run: &Path, opts: &GenEvalOptions, device: &Device, obs: &mu
                     ));
                     rows.push(row);
                 }
+                merged = merge_rows(merged, rows);
+                write_results(run, &merged)?;
             }
         }
     }
-    let merged = merge_rows(read_rows(&run.join("fid.json"))?, rows);
     write_results(run, &merged)?;
     Ok(merged)
 }
@@ -341,8 +366,14 @@ pub fn merge_rows(old: Vec<FidRow>, new: Vec<FidRow>) -> Vec<FidRow> {
             .cmp(&(sampler_order(&b.sampler), b.n, &b.reference, b.ema))
             .then(a.cfg.total_cmp(&b.cfg))
             .then(a.step.cmp(&b.step))
+            .then(a.seed.cmp(&b.seed))
     });
     rows
+}
+
+/// A row's sampler with its sampling seed where that is not the default 0.
+fn sampler_with_seed(r: &FidRow) -> String {
+    if r.seed == 0 { r.sampler.clone() } else { format!("{} (seed {})", r.sampler, r.seed) }
 }
 
 /// One row as a line.
@@ -351,7 +382,7 @@ pub fn format_row(r: &FidRow) -> String {
         "step {} cfg {} {} : FID-{} {:.2}{}{}",
         r.step,
         r.cfg,
-        r.sampler,
+        sampler_with_seed(r),
         r.n,
         r.fid,
         r.kid.map(|k| format!("  KID {k:.5}")).unwrap_or_default(),
@@ -370,7 +401,7 @@ pub fn format_table(rows: &[FidRow]) -> String {
             "| {} | {} | {} | {} | {} | {} | {:.2} | {} | {} | {} |\n",
             r.step,
             r.cfg,
-            r.sampler,
+            sampler_with_seed(r),
             r.n,
             r.reference,
             if r.ema { "EMA" } else { "raw" },
@@ -387,7 +418,7 @@ pub fn format_table(rows: &[FidRow]) -> String {
 pub fn plot_fid(path: &Path, rows: &[FidRow]) -> Result<()> {
     let mut series: Vec<Series> = Vec::new();
     for r in rows {
-        let name = format!("w = {} ({}, FID-{} vs {})", r.cfg, r.sampler, r.n, r.reference);
+        let name = format!("w = {} ({}, FID-{} vs {})", r.cfg, sampler_with_seed(r), r.n, r.reference);
         add_point(&mut series, name, (r.step as f64, r.fid));
     }
     line_plot(path, "FID over training", "training step", "FID", &series, true)
@@ -417,7 +448,8 @@ pub fn plot_fid_against(path: &Path, rows: &[FidRow], axis: Axis) -> Result<()> 
     let mut series: Vec<Series> = Vec::new();
     for r in rows.iter().filter(|r| r.step == last) {
         let Some((kind, steps)) = parse_label(&r.sampler) else { continue };
-        let weights = if r.ema { "" } else { ", raw" };
+        let seed = if r.seed == 0 { String::new() } else { format!(", seed {}", r.seed) };
+        let weights = format!("{}{seed}", if r.ema { "" } else { ", raw" });
         let tau = r.temperature.map(|t| format!(" tau {t}")).unwrap_or_default();
         let (name, x) = match axis {
             Axis::Guidance => (format!("{} (FID-{} vs {}{weights})", r.sampler, r.n, r.reference), r.cfg),
@@ -470,6 +502,7 @@ mod tests {
             recall: None,
             ema: true,
             temperature: None,
+            seed: 0,
         }
     }
 
@@ -479,6 +512,19 @@ mod tests {
         let merged = merge_rows(old, vec![row(200, 1.0, 25.0), row(300, 1.0, 20.0)]);
         let got: Vec<(usize, f64, f64)> = merged.iter().map(|r| (r.step, r.cfg, r.fid)).collect();
         assert_eq!(got, vec![(100, 1.0, 50.0), (200, 1.0, 25.0), (300, 1.0, 20.0), (100, 2.0, 40.0)]);
+    }
+
+    #[test]
+    fn two_sampling_seeds_are_two_points_and_older_files_read_as_seed_zero() {
+        let old = vec![row(100, 1.0, 50.0)];
+        let merged = merge_rows(old, vec![FidRow { seed: 1, ..row(100, 1.0, 51.0) }]);
+        let got: Vec<(u64, f64)> = merged.iter().map(|r| (r.seed, r.fid)).collect();
+        assert_eq!(got, vec![(0, 50.0), (1, 51.0)]);
+        assert!(format_table(&merged).contains("ddim-50 (seed 1)"));
+        let json = r#"[{"step": 100, "cfg": 1.0, "sampler": "ddim-50", "n": 5000, "reference": "fashion-mnist:test",
+            "fid": 50.0, "kid": null, "ema": true}]"#;
+        let read: Vec<FidRow> = serde_json::from_str(json).unwrap();
+        assert_eq!(read, vec![row(100, 1.0, 50.0)]);
     }
 
     #[test]
