@@ -164,7 +164,7 @@ impl FidRow {
 }
 
 /// Evaluate a run; merges the new rows into `RUN/fid.json` (a row replaces the one with the same
-/// step, scale, sampler, count, reference and weights) and rewrites `fid.md` and `fid.png`
+/// step, scale, sampler, count, reference, weights and sampling seed) and rewrites `fid.md` and `fid.png`
 /// after every point, so a killed evaluation keeps the points it finished. Returns the merged
 /// rows.
 pub fn gen_eval_run(run: &Path, opts: &GenEvalOptions, device: &Device, obs: &mut dyn Observer) -> Result<Vec<FidRow>> {
@@ -323,7 +323,6 @@ pub fn gen_eval_run(run: &Path, opts: &GenEvalOptions, device: &Device, obs: &mu
             }
         }
     }
-    write_results(run, &merged)?;
     Ok(merged)
 }
 
