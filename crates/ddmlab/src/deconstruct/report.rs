@@ -3,7 +3,7 @@
 //! and probe-timestep ablations of the last rung, and a verdict per claim.
 //!
 //! A claim "A beats B" is *reproduced* when A's mean exceeds B's by more than the seed spread
-//! (the sum of both rows' half-ranges over seeds), *not reproduced* when B's mean exceeds A's by
+//! (the sum of both rows' standard errors over seeds; for two seeds, half their range), *not reproduced* when B's mean exceeds A's by
 //! more than it, and *inconclusive* otherwise. Everything is read back from the run folders, so
 //! the report of a half-finished ladder shows what is done and marks the rest as missing.
 
@@ -49,13 +49,17 @@ pub fn mean(v: &[f64]) -> f64 {
     if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 }
 }
 
-/// Half the range of `v` (0 for fewer than two values).
-pub fn half_range(v: &[f64]) -> f64 {
-    if v.len() < 2 {
+/// Standard error of the mean of `v`: the sample standard deviation (n - 1) over sqrt(n), 0 for
+/// fewer than two values. For two seeds it is half their range, so a third and fourth seed narrow
+/// it as they should (a range only ever widens with more seeds).
+pub fn std_error(v: &[f64]) -> f64 {
+    let n = v.len();
+    if n < 2 {
         return 0.0;
     }
-    let (lo, hi) = v.iter().fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
-    (hi - lo) / 2.0
+    let m = mean(v);
+    let var = v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (n - 1) as f64;
+    (var / n as f64).sqrt()
 }
 
 fn fmt_values(v: &[f64]) -> String {
@@ -65,7 +69,7 @@ fn fmt_values(v: &[f64]) -> String {
         _ => format!(
             "{:.2} ± {:.2} ({})",
             mean(v),
-            half_range(v),
+            std_error(v),
             v.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>().join(", ")
         ),
     }
@@ -125,7 +129,7 @@ pub fn table_markdown(table: Table, rows: &[RowResult], plan: &Plan, with_fid: b
             ""
         }
     );
-    s += "| rung | paper's row | paper probe | ours: linear probe (mean ± half-range, per seed) | kNN | paper FID | FID |\n";
+    s += "| rung | paper's row | paper probe | ours: linear probe (mean ± s.e., per seed) | kNN | paper FID | FID |\n";
     s += "|---|---|---|---|---|---|---|\n";
     for r in rows {
         s += &format!(
@@ -169,7 +173,7 @@ pub fn judge_higher(a: &[f64], b: &[f64]) -> (Verdict, f64) {
         return (Verdict::Missing, f64::NAN);
     }
     let diff = mean(a) - mean(b);
-    let spread = half_range(a) + half_range(b);
+    let spread = std_error(a) + std_error(b);
     let verdict = if a.len() < 2 || b.len() < 2 {
         // One seed says nothing about the spread.
         Verdict::Inconclusive
@@ -211,7 +215,7 @@ fn higher_claim(letter: char, text: &'static str, rows: &[RowResult], a: &str, b
             "`{a}` {} vs `{b}` {}: {diff:+.2} points (seed spread {:.2})",
             fmt_values(va),
             fmt_values(vb),
-            half_range(va) + half_range(vb)
+            std_error(va) + std_error(vb)
         )
     };
     Claim { letter, text, verdict, evidence }
@@ -326,7 +330,7 @@ fn claims(rows: &[RowResult], depth: &[(usize, Vec<f64>)]) -> Vec<Claim> {
             bests.iter().map(|(f, b)| (*f, b.expect("checked").0, b.expect("checked").1)).collect();
         let means: Vec<f64> = got.iter().map(|g| mean(g.2)).collect();
         let (lo, hi) = means.iter().fold((f64::MAX, f64::MIN), |(a, b), &m| (a.min(m), b.max(m)));
-        let spread: f64 = got.iter().map(|g| half_range(g.2)).fold(0.0, f64::max) * 2.0;
+        let spread: f64 = got.iter().map(|g| std_error(g.2)).fold(0.0, f64::max) * 2.0;
         // "About equal": within a point, or within the seed spread.
         let verdict = if hi - lo <= spread.max(1.0) { Verdict::Reproduced } else { Verdict::NotReproduced };
         (
@@ -606,7 +610,7 @@ pub fn write_all(out: &Path, plan: &Plan, with_fid: bool, protocols: &Protocols)
     let t_clean = sweep(&protocols.t_clean)?;
     let t_noisy = sweep(&protocols.t_noisy)?;
     let mut abl = format!(
-        "Probe ablations of `{FINAL_RUNG}` (no retraining; linear probe top-1, mean ± half-range over seeds). The paper \
+        "Probe ablations of `{FINAL_RUNG}` (no retraining; linear probe top-1, mean ± standard error over seeds). The paper \
          (24 blocks): encoder depth 9..15 gives 58.5 62.0 64.1 64.5 63.6 61.9 59.7, best at half; noisy input at t = \
          10..40 gives 65.0.\n\n| encoder depth | linear probe |\n|---|---|\n"
     );
@@ -682,7 +686,10 @@ mod tests {
         assert_eq!(judge_higher(&[77.0, 77.2], &[80.0, 80.4]).0, Verdict::NotReproduced);
         assert_eq!(judge_higher(&[], &[80.0]).0, Verdict::Missing);
         assert_eq!(judge_higher(&[90.0], &[80.0]).0, Verdict::Inconclusive, "one seed has no spread");
-        assert!((half_range(&[1.0, 4.0, 2.0]) - 1.5).abs() < 1e-12 && half_range(&[3.0]) == 0.0);
+        assert_eq!(std_error(&[3.0]), 0.0, "one seed has no spread");
+        // Two seeds: half the range; more: sd / sqrt(n) (mean 2, sample variance 1, n = 4).
+        assert!((std_error(&[80.0, 81.0]) - 0.5).abs() < 1e-12);
+        assert!((std_error(&[1.0, 3.0, 2.0 + 0.5f64.sqrt(), 2.0 - 0.5f64.sqrt()]) - 0.5).abs() < 1e-12);
     }
 
     /// A measured rung with only its name and linear-probe values.
