@@ -3,9 +3,10 @@
 //! and probe-timestep ablations of the last rung, and a verdict per claim.
 //!
 //! A claim "A beats B" is *reproduced* when A's mean exceeds B's by more than the seed spread
-//! (the sum of both rows' standard errors over seeds; for two seeds, half their range), *not reproduced* when B's mean exceeds A's by
-//! more than it, and *inconclusive* otherwise. Everything is read back from the run folders, so
-//! the report of a half-finished ladder shows what is done and marks the rest as missing.
+//! (the sum of both rows' standard errors over seeds; for two seeds, half their range), *not
+//! reproduced* when B's mean exceeds A's by more than it, and *inconclusive* otherwise. Everything
+//! is read back from the run folders, so the report of a half-finished ladder shows what is done
+//! and marks the rest as missing.
 
 use std::path::Path;
 
@@ -167,13 +168,18 @@ impl Verdict {
     }
 }
 
+/// The seed spread that a difference between rows `a` and `b` must exceed to count.
+fn seed_spread(a: &[f64], b: &[f64]) -> f64 {
+    std_error(a) + std_error(b)
+}
+
 /// `a > b` judged against the seed spread; with the evidence as text.
 pub fn judge_higher(a: &[f64], b: &[f64]) -> (Verdict, f64) {
     if a.is_empty() || b.is_empty() {
         return (Verdict::Missing, f64::NAN);
     }
     let diff = mean(a) - mean(b);
-    let spread = std_error(a) + std_error(b);
+    let spread = seed_spread(a, b);
     let verdict = if a.len() < 2 || b.len() < 2 {
         // One seed says nothing about the spread.
         Verdict::Inconclusive
@@ -215,7 +221,7 @@ fn higher_claim(letter: char, text: &'static str, rows: &[RowResult], a: &str, b
             "`{a}` {} vs `{b}` {}: {diff:+.2} points (seed spread {:.2})",
             fmt_values(va),
             fmt_values(vb),
-            std_error(va) + std_error(vb)
+            seed_spread(va, vb)
         )
     };
     Claim { letter, text, verdict, evidence }
