@@ -21,7 +21,7 @@ use crate::atomic::write_atomic;
 use crate::diffusion::SamplerKind;
 use crate::error::{Error, IoContext, Result};
 use crate::generate::{SampleOptions, sample_images};
-use crate::mar::{MarSampling, MarSpec, sample_mar_images};
+use crate::mar::{MarLoss, MarSampling, MarSpec, sample_mar_images};
 use crate::models::mar::Mar;
 use crate::train::Observer;
 use crate::train::checkpoint::{self, Checkpoints};
@@ -99,6 +99,17 @@ impl MarSweep {
     /// checked (a bad `K` or temperature fails before anything is sampled).
     pub fn settings(&self, spec: &MarSpec) -> Result<Vec<MarSampling>> {
         let steps = if self.steps.is_empty() { vec![spec.default_steps()] } else { self.steps.clone() };
+        if spec.loss != MarLoss::Diffusion && self.head_steps.len() > 1 {
+            return Err(Error::config(
+                "--steps",
+                format!(
+                    "{:?}: head DDPM steps apply to the Diffusion Loss head; a {} head predicts in one pass, \
+                     expected one value",
+                    self.head_steps,
+                    spec.loss.name()
+                ),
+            ));
+        }
         let mut out = Vec::new();
         for &steps in &steps {
             for &head_steps in &self.head_steps {
@@ -116,9 +127,15 @@ impl MarSweep {
     }
 }
 
-/// The row label of a MAR setting: `mar-64-head100-tau1`.
-pub fn mar_label(s: &MarSampling) -> String {
-    format!("mar-{}-head{}-tau{}", s.steps, s.head_steps, s.temperature)
+/// The row label of a MAR setting, naming only what the head uses: `mar-64-head100-tau1`
+/// (Diffusion Loss), `mar-64-tau1` (cross-entropy: one draw from the softmax), `mar-64` (L2: one
+/// regression).
+pub fn mar_label(loss: MarLoss, s: &MarSampling) -> String {
+    match loss {
+        MarLoss::Diffusion => format!("mar-{}-head{}-tau{}", s.steps, s.head_steps, s.temperature),
+        MarLoss::CrossEntropy => format!("mar-{}-tau{}", s.steps, s.temperature),
+        MarLoss::L2 => format!("mar-{}", s.steps),
+    }
 }
 
 /// `(sampler kind, steps)` of a row's sampler label (`ddim-50` -> `("ddim", 50)`).
@@ -245,7 +262,8 @@ pub fn gen_eval_run(run: &Path, opts: &GenEvalOptions, device: &Device, obs: &mu
                         &mut |_| (),
                     )
                 };
-                points.push((mar_label(&setting), Some(setting.temperature), Box::new(draw)));
+                let temperature = (spec.loss != MarLoss::L2).then_some(setting.temperature);
+                points.push((mar_label(spec.loss, &setting), temperature, Box::new(draw)));
             }
         } else {
             vit = run_folder::load_model(ckpt, &config, opts.ema, device)?;
@@ -524,6 +542,26 @@ mod tests {
             "fid": 50.0, "kid": null, "ema": true}]"#;
         let read: Vec<FidRow> = serde_json::from_str(json).unwrap();
         assert_eq!(read, vec![row(100, 1.0, 50.0)]);
+    }
+
+    #[test]
+    fn a_mar_row_label_names_only_the_settings_its_head_uses() {
+        let spec = |loss| MarSpec { len: 16, token_dim: 2, null_class: 10, variant: crate::mar::MarVariant::Mar, loss };
+        let sweep = MarSweep { steps: vec![8], head_steps: vec![100], temperatures: vec![0.9] };
+        let labels =
+            |loss| -> Vec<String> { sweep.settings(&spec(loss)).unwrap().iter().map(|s| mar_label(loss, s)).collect() };
+        assert_eq!(labels(MarLoss::Diffusion), vec!["mar-8-head100-tau0.9"]);
+        assert_eq!(labels(MarLoss::CrossEntropy), vec!["mar-8-tau0.9"]);
+        // A regressor does not sample: no temperature but 1, and its label names neither.
+        assert!(sweep.settings(&spec(MarLoss::L2)).unwrap_err().to_string().contains("--temperature"));
+        let l2 = MarSweep { temperatures: vec![1.0], ..sweep.clone() };
+        let got: Vec<String> =
+            l2.settings(&spec(MarLoss::L2)).unwrap().iter().map(|s| mar_label(MarLoss::L2, s)).collect();
+        assert_eq!(got, vec!["mar-8"]);
+        // Several head step counts would be identical points of a one-pass head.
+        let many = MarSweep { head_steps: vec![50, 100], ..sweep.clone() };
+        assert!(many.settings(&spec(MarLoss::CrossEntropy)).unwrap_err().to_string().contains("--steps"));
+        assert_eq!(many.settings(&spec(MarLoss::Diffusion)).unwrap().len(), 2);
     }
 
     #[test]

@@ -92,7 +92,17 @@ impl MarSampling {
         if !(self.cfg >= 0.0 && self.cfg.is_finite()) {
             return Err(Error::config("--cfg", format!("{}, expected a non-negative number", self.cfg)));
         }
-        if self.head_steps < 2 {
+        if spec.loss == MarLoss::L2 && self.temperature != 1.0 {
+            return Err(Error::config(
+                "--temperature",
+                format!(
+                    "{}: an L2 regression head outputs its prediction without sampling, so a temperature \
+                     has nothing to scale (it applies to Diffusion Loss and cross-entropy heads); expected 1",
+                    self.temperature
+                ),
+            ));
+        }
+        if spec.loss == MarLoss::Diffusion && self.head_steps < 2 {
             return Err(Error::config(
                 "--steps",
                 format!(
@@ -482,5 +492,11 @@ mod tests {
         let e = ok.validate(&spec(8, MarVariant::ArRaster)).unwrap_err().to_string();
         assert!(e.contains("--mar-steps") && e.contains("ar-raster"), "{e}");
         assert!(MarSampling { steps: 8, ..ok }.validate(&spec(8, MarVariant::ArRandom)).is_ok());
+        // A regressor has no noise to scale; a head that takes one pass has no DDPM steps to check.
+        let l2 = MarSpec { loss: MarLoss::L2, ..spec(8, MarVariant::Mar) };
+        let e = MarSampling { temperature: 0.9, ..ok }.validate(&l2).unwrap_err().to_string();
+        assert!(e.contains("--temperature") && e.contains("L2"), "{e}");
+        let ce = MarSpec { loss: MarLoss::CrossEntropy, ..spec(8, MarVariant::Mar) };
+        assert!(MarSampling { temperature: 0.9, head_steps: 1, ..ok }.validate(&ce).is_ok());
     }
 }
