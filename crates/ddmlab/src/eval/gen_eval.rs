@@ -99,7 +99,7 @@ impl MarSweep {
     /// checked (a bad `K` or temperature fails before anything is sampled).
     pub fn settings(&self, spec: &MarSpec) -> Result<Vec<MarSampling>> {
         let steps = if self.steps.is_empty() { vec![spec.default_steps()] } else { self.steps.clone() };
-        if spec.loss != MarLoss::Diffusion && self.head_steps.len() > 1 {
+        if !spec.loss.denoises() && self.head_steps.len() > 1 {
             return Err(Error::config(
                 "--steps",
                 format!(
@@ -131,11 +131,14 @@ impl MarSweep {
 /// (Diffusion Loss), `mar-64-tau1` (cross-entropy: one draw from the softmax), `mar-64` (L2: one
 /// regression).
 pub fn mar_label(loss: MarLoss, s: &MarSampling) -> String {
-    match loss {
-        MarLoss::Diffusion => format!("mar-{}-head{}-tau{}", s.steps, s.head_steps, s.temperature),
-        MarLoss::CrossEntropy => format!("mar-{}-tau{}", s.steps, s.temperature),
-        MarLoss::L2 => format!("mar-{}", s.steps),
+    let mut label = format!("mar-{}", s.steps);
+    if loss.denoises() {
+        label += &format!("-head{}", s.head_steps);
     }
+    if loss.samples() {
+        label += &format!("-tau{}", s.temperature);
+    }
+    label
 }
 
 /// `(sampler kind, steps)` of a row's sampler label (`ddim-50` -> `("ddim", 50)`).
@@ -262,7 +265,7 @@ pub fn gen_eval_run(run: &Path, opts: &GenEvalOptions, device: &Device, obs: &mu
                         &mut |_| (),
                     )
                 };
-                let temperature = (spec.loss != MarLoss::L2).then_some(setting.temperature);
+                let temperature = spec.loss.samples().then_some(setting.temperature);
                 points.push((mar_label(spec.loss, &setting), temperature, Box::new(draw)));
             }
         } else {

@@ -92,7 +92,7 @@ impl MarSampling {
         if !(self.cfg >= 0.0 && self.cfg.is_finite()) {
             return Err(Error::config("--cfg", format!("{}, expected a non-negative number", self.cfg)));
         }
-        if spec.loss == MarLoss::L2 && self.temperature != 1.0 {
+        if !spec.loss.samples() && self.temperature != 1.0 {
             return Err(Error::config(
                 "--temperature",
                 format!(
@@ -102,7 +102,7 @@ impl MarSampling {
                 ),
             ));
         }
-        if spec.loss == MarLoss::Diffusion && self.head_steps < 2 {
+        if spec.loss.denoises() && self.head_steps < 2 {
             return Err(Error::config(
                 "--steps",
                 format!(

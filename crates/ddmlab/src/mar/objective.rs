@@ -51,6 +51,17 @@ impl MarLoss {
             MarLoss::CrossEntropy => "cross-entropy",
         }
     }
+
+    /// Whether the head draws its output (Diffusion Loss, cross-entropy), so that a sampling
+    /// temperature applies; an L2 head regresses.
+    pub fn samples(self) -> bool {
+        self != MarLoss::L2
+    }
+
+    /// Whether the head runs a DDPM chain (Diffusion Loss), so that head steps apply.
+    pub fn denoises(self) -> bool {
+        self == MarLoss::Diffusion
+    }
 }
 
 /// The settings of MAR's objective.
