@@ -75,9 +75,9 @@ pub enum TokenizerCommand {
 
 #[derive(Args, Debug)]
 pub struct TokenizerTrainArgs {
-    /// Tokenizer preset (kl-tiny, kl-fmnist, kl-f8).
-    #[arg(long, default_value = "kl-fmnist")]
-    pub preset: String,
+    /// Tokenizer preset (kl-tiny, kl-fmnist, kl-f8) [default: kl-fmnist].
+    #[arg(long)]
+    pub preset: Option<String>,
     /// A TOML config file (the format of a tokenizer run's config.toml) instead of a preset.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -254,9 +254,9 @@ pub struct ImportArgs {
 
 #[derive(Args, Debug)]
 pub struct PretrainArgs {
-    /// Preset to start from (see `ddmlab presets`).
-    #[arg(long, default_value = "ldae-fmnist")]
-    pub preset: String,
+    /// Preset to start from (see `ddmlab presets`) [default: ldae-fmnist].
+    #[arg(long)]
+    pub preset: Option<String>,
     /// A TOML config file (the format of a run's config.toml) instead of a preset.
     #[arg(long)]
     pub config: Option<PathBuf>,

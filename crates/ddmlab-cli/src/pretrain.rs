@@ -1,9 +1,10 @@
 //! `ddmlab pretrain`: preset or TOML file -> overrides -> validated `RunConfig` -> library.
 
 use anyhow::{Context, Result, bail};
-use ddmlab::config::RunConfig;
+use ddmlab::config::{RunConfig, refuse_changes_on_resume};
 use ddmlab::models::preset;
 use ddmlab::train::interop::Layout;
+use ddmlab::train::run_folder;
 use ddmlab::train::{PretrainOptions, pretrain};
 
 use crate::args::PretrainArgs;
@@ -26,9 +27,54 @@ pub fn base_config(preset_name: &str, file: Option<&std::path::Path>, overrides:
     Ok(config)
 }
 
+/// The preset of a run when `--preset` is not given.
+const DEFAULT_PRESET: &str = "ldae-fmnist";
+
 /// The config these flags describe, validated.
 pub fn resolve(args: &PretrainArgs) -> Result<RunConfig> {
-    let mut config = base_config(&args.preset, args.config.as_deref(), &args.overrides)?;
+    let preset_name = args.preset.as_deref().unwrap_or(DEFAULT_PRESET);
+    let config = apply_flags(base_config(preset_name, args.config.as_deref(), &args.overrides)?, args);
+    if let Some(m) = args.stop_after
+        && !(m.is_finite() && m > 0.0)
+    {
+        bail!("invalid value for --stop-after: {m}, expected a positive number of minutes");
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+/// On `--resume`, the run's saved config governs: flags that would change it are an error naming
+/// each field (a flag the saved config already holds is fine). A `--preset` or `--config` given
+/// is compared whole; without one, the flags are applied to the saved config.
+fn check_resume(args: &PretrainArgs) -> Result<()> {
+    let path = run_folder::config_path(&args.out);
+    if !args.resume || !path.exists() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read config", path.display()))?;
+    let saved = RunConfig::from_toml(&text, &path)?;
+    let base = match (&args.preset, &args.config) {
+        (None, None) => {
+            let mut c = saved.clone();
+            for s in &args.overrides {
+                c = c.with_override(s)?;
+            }
+            c
+        }
+        (p, file) => base_config(p.as_deref().unwrap_or(DEFAULT_PRESET), file.as_deref(), &args.overrides)?,
+    };
+    let mut requested = apply_flags(base, args);
+    if requested.train.steps == 0 {
+        // Steps derived from train.epochs or train.time_budget_min were resolved once, at the
+        // run's start, and saved; those two fields are still compared.
+        requested.train.steps = saved.train.steps;
+    }
+    refuse_changes_on_resume(&args.out, &saved, &requested)?;
+    Ok(())
+}
+
+/// `config` with the command line's field flags (--data, --steps, --seed, ...) applied.
+fn apply_flags(mut config: RunConfig, args: &PretrainArgs) -> RunConfig {
     let t = &mut config.train;
     if let Some(v) = &args.data {
         config.data = v.clone();
@@ -54,16 +100,11 @@ pub fn resolve(args: &PretrainArgs) -> Result<RunConfig> {
     if let Some(v) = args.train_limit {
         config.train_limit = v;
     }
-    if let Some(m) = args.stop_after
-        && !(m.is_finite() && m > 0.0)
-    {
-        bail!("invalid value for --stop-after: {m}, expected a positive number of minutes");
-    }
-    config.validate()?;
-    Ok(config)
+    config
 }
 
 pub fn run(args: PretrainArgs) -> Result<()> {
+    check_resume(&args)?;
     let config = resolve(&args)?;
     if args.dry_run {
         print!("{}", config.to_toml());

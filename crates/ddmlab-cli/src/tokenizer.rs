@@ -2,6 +2,9 @@
 //! `TokenizerRunConfig` -> library.
 
 use anyhow::{Context, Result, bail};
+use std::path::Path;
+
+use ddmlab::config::refuse_changes_on_resume;
 use ddmlab::config::tokenizer::TokenizerRunConfig;
 use ddmlab::data::Split;
 use ddmlab::data::fetch::inception_path;
@@ -25,22 +28,16 @@ pub fn run(command: TokenizerCommand) -> Result<()> {
     }
 }
 
+/// The preset of a tokenizer run when `--preset` is not given.
+const DEFAULT_PRESET: &str = "kl-fmnist";
+
 /// The config these flags describe, validated.
 fn resolve(args: &TokenizerTrainArgs) -> Result<TokenizerRunConfig> {
-    let mut config = match &args.config {
-        Some(path) => {
-            let text =
-                std::fs::read_to_string(path).with_context(|| format!("{}: cannot read config", path.display()))?;
-            TokenizerRunConfig::from_toml(&text, path)?
-        }
-        None => tokenizer_preset(&args.preset)?.config,
+    let base = match &args.config {
+        Some(path) => read_config(path)?,
+        None => tokenizer_preset(args.preset.as_deref().unwrap_or(DEFAULT_PRESET))?.config,
     };
-    for s in &args.overrides {
-        config = config.with_override(s)?;
-    }
-    if let Some(v) = args.steps {
-        config.train.steps = v;
-    }
+    let config = apply_flags(base, args)?;
     if let Some(m) = args.stop_after
         && !(m.is_finite() && m > 0.0)
     {
@@ -50,7 +47,42 @@ fn resolve(args: &TokenizerTrainArgs) -> Result<TokenizerRunConfig> {
     Ok(config)
 }
 
+fn read_config(path: &Path) -> Result<TokenizerRunConfig> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read config", path.display()))?;
+    Ok(TokenizerRunConfig::from_toml(&text, path)?)
+}
+
+/// `config` with `--set` and `--steps` applied (not validated).
+fn apply_flags(mut config: TokenizerRunConfig, args: &TokenizerTrainArgs) -> Result<TokenizerRunConfig> {
+    for s in &args.overrides {
+        config = config.with_override(s)?;
+    }
+    if let Some(v) = args.steps {
+        config.train.steps = v;
+    }
+    Ok(config)
+}
+
+/// On `--resume`, the run's saved config governs: flags that would change it are an error naming
+/// each field. A `--preset` or `--config` given is compared whole; without one, the flags are
+/// applied to the saved config.
+fn check_resume(args: &TokenizerTrainArgs) -> Result<()> {
+    let path = args.out.join("config.toml");
+    if !args.resume || !path.exists() {
+        return Ok(());
+    }
+    let saved = read_config(&path)?;
+    let base = match (&args.preset, &args.config) {
+        (None, None) => saved.clone(),
+        (_, Some(file)) => read_config(file)?,
+        (Some(name), None) => tokenizer_preset(name)?.config,
+    };
+    refuse_changes_on_resume(&args.out, &saved, &apply_flags(base, args)?)?;
+    Ok(())
+}
+
 fn train(args: TokenizerTrainArgs) -> Result<()> {
+    check_resume(&args)?;
     let config = resolve(&args)?;
     if args.dry_run {
         print!("{}", config.to_toml());

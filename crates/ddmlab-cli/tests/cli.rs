@@ -140,11 +140,36 @@ fn pretrain_probe_denoise_and_pca_run_end_to_end() {
     let out = ddmlab(&["pca", "--run", run_s, "--out", png.to_str().unwrap()]);
     assert!(out.status.success() && png.exists(), "{}", String::from_utf8_lossy(&out.stderr));
 
+    // A resumed run keeps its saved config: a flag that would change it is refused, named.
+    fails_with(
+        ddmlab(&["pretrain", "--out", run_s, "--data-dir", data, "--resume", "--set", "train.seed=12345"]),
+        &["train.seed", "12345", "config.toml"],
+    );
+    // The flags the run was started with describe its saved config: accepted.
+    let start = ["pretrain", "--preset", "ldae-tiny", "--out", run_s, "--data-dir", data, "--steps", "4", "--resume"];
+    let out = ddmlab(&[&start[..], &MICRO].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // Resuming a finished run is a no-op that reports the final step.
     let out = ddmlab(&["pretrain", "--out", run_s, "--data-dir", data, "--resume"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("already finished at step 4/4") && !stdout.contains("NaN"), "{stdout}");
+}
+
+/// Steps derived from `--epochs` are resolved once and saved; resuming with the same `--epochs`
+/// is the same config, and another `--epochs` is refused.
+#[test]
+fn a_run_sized_in_epochs_resumes_with_its_own_flags_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = pretrain_tiny(tmp.path(), &["--epochs", "0.5"]);
+    let (data, run_s) = (tmp.path().to_str().unwrap(), run.to_str().unwrap());
+    let again = |epochs: &str| {
+        let args = ["pretrain", "--preset", "ldae-tiny", "--out", run_s, "--data-dir", data, "--epochs", epochs];
+        ddmlab(&[&args[..], &MICRO, &["--resume"]].concat())
+    };
+    let out = again("0.5");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    fails_with(again("2"), &["train.epochs", "config.toml"]);
 }
 
 /// A resumed CPU run stays on the CPU: burn loads optimizer state on its default device, which a
@@ -437,6 +462,11 @@ fn a_conv_tokenizer_trains_evaluates_and_rejects_bad_settings() {
     fails_with(
         ddmlab(&["tokenizer", "train", "--preset", "kl-tiny", "--out", run_s, "--data-dir", data]),
         &["--resume"],
+    );
+    // A resumed run keeps its saved config: a flag that would change it is refused, named.
+    fails_with(
+        ddmlab(&["tokenizer", "train", "--out", run_s, "--data-dir", data, "--resume", "--steps", "99"]),
+        &["train.steps", "99", "config.toml"],
     );
     fails_with(ddmlab(&["tokenizer", "eval", "--run", other_s, "--data-dir", data]), &["no checkpoint"]);
     fails_with(ddmlab(&["tokenizer", "eval", "--run", run_s, "--data-dir", data, "--pca-dim", "99"]), &["latent_dim"]);

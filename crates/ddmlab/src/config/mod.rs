@@ -4,6 +4,7 @@
 //! and in every checkpoint.
 
 pub mod denoise;
+pub mod diff;
 pub mod legacy;
 pub mod mar;
 pub mod tokenizer;
@@ -11,6 +12,7 @@ pub mod tokenizer;
 use serde::{Deserialize, Serialize};
 
 pub use denoise::DenoiseConfig;
+pub use diff::{FieldChange, changed_fields, refuse_changes_on_resume};
 pub use legacy::{DdpmConfig, LdaeConfig, LegacyRunConfig, PcaLatentConfig};
 pub use mar::MarSection;
 
