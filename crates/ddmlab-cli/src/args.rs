@@ -87,7 +87,8 @@ pub struct TokenizerTrainArgs {
     /// Continue the run in --out from its latest checkpoint.
     #[arg(long)]
     pub resume: bool,
-    /// Total optimisation steps (train.steps).
+    /// Total optimisation steps (train.steps). With --resume, more steps than the run's train on
+    /// (a finished run included): the learning rate is constant, so it is the longer run.
     #[arg(long)]
     pub steps: Option<usize>,
     /// Stop cleanly (with a checkpoint) after this many minutes; continue later with --resume.

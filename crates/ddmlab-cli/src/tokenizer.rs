@@ -65,11 +65,12 @@ fn apply_flags(mut config: TokenizerRunConfig, args: &TokenizerTrainArgs) -> Res
 
 /// On `--resume`, the run's saved config governs: flags that would change it are an error naming
 /// each field. A `--preset` or `--config` given is compared whole; without one, the flags are
-/// applied to the saved config.
-fn check_resume(args: &TokenizerTrainArgs) -> Result<()> {
+/// applied to the saved config. The one change allowed is more `train.steps` (`--steps`): the
+/// run trains on to them, returned here.
+fn check_resume(args: &TokenizerTrainArgs) -> Result<Option<usize>> {
     let path = args.out.join("config.toml");
     if !args.resume || !path.exists() {
-        return Ok(());
+        return Ok(None);
     }
     let saved = read_config(&path)?;
     let base = match (&args.preset, &args.config) {
@@ -77,12 +78,17 @@ fn check_resume(args: &TokenizerTrainArgs) -> Result<()> {
         (_, Some(file)) => read_config(file)?,
         (Some(name), None) => tokenizer_preset(name)?.config,
     };
-    refuse_changes_on_resume(&args.out, &saved, &apply_flags(base, args)?)?;
-    Ok(())
+    let mut requested = apply_flags(base, args)?;
+    let extend_to = (requested.train.steps > saved.train.steps).then_some(requested.train.steps);
+    if extend_to.is_some() {
+        requested.train.steps = saved.train.steps;
+    }
+    refuse_changes_on_resume(&args.out, &saved, &requested)?;
+    Ok(extend_to)
 }
 
 fn train(args: TokenizerTrainArgs) -> Result<()> {
-    check_resume(&args)?;
+    let extend_to = check_resume(&args)?;
     let config = resolve(&args)?;
     if args.dry_run {
         print!("{}", config.to_toml());
@@ -102,6 +108,7 @@ fn train(args: TokenizerTrainArgs) -> Result<()> {
         stop_after_minutes: args.stop_after,
         stop_after_steps: None,
         inception: weights.exists().then_some(weights),
+        extend_to,
     };
     let summary = train_tokenizer(config, &args.out, &opts, &device, &mut Bar::new())?;
     println!("{}: step {}/{}", summary.run.display(), summary.step, summary.total_steps);

@@ -465,8 +465,8 @@ fn a_conv_tokenizer_trains_evaluates_and_rejects_bad_settings() {
     );
     // A resumed run keeps its saved config: a flag that would change it is refused, named.
     fails_with(
-        ddmlab(&["tokenizer", "train", "--out", run_s, "--data-dir", data, "--resume", "--steps", "99"]),
-        &["train.steps", "99", "config.toml"],
+        ddmlab(&["tokenizer", "train", "--out", run_s, "--data-dir", data, "--resume", "--set", "loss.kl_weight=0.5"]),
+        &["loss.kl_weight", "0.5", "config.toml"],
     );
     fails_with(ddmlab(&["tokenizer", "eval", "--run", other_s, "--data-dir", data]), &["no checkpoint"]);
     fails_with(ddmlab(&["tokenizer", "eval", "--run", run_s, "--data-dir", data, "--pca-dim", "99"]), &["latent_dim"]);

@@ -201,6 +201,7 @@ fn fit_conv_vae(
         stop_after_minutes: fit.stop_after_minutes,
         stop_after_steps: None,
         inception: inception.exists().then_some(inception),
+        extend_to: None,
     };
     let summary = train_tokenizer((**config).clone(), &folder, &opts, device, obs)?;
     if summary.step < summary.total_steps {

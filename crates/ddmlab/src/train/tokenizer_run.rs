@@ -51,6 +51,10 @@ pub struct TokenizerTrainOptions {
     pub stop_after_steps: Option<usize>,
     /// Inception weights for rFID; without them checkpoints are evaluated by PSNR only.
     pub inception: Option<PathBuf>,
+    /// On resume, train on to this many steps instead of the saved `train.steps` (not fewer):
+    /// the continued run is the one a longer run would have been, since the tokenizer's
+    /// learning rate is constant and its batches are functions of the step.
+    pub extend_to: Option<usize>,
 }
 
 /// One logged point of a tokenizer run (means over the steps since the last line).
@@ -118,6 +122,19 @@ pub fn train_tokenizer(
         (None, true) => TokenizerRunConfig::from_toml(&std::fs::read_to_string(&cfg_path).at(&cfg_path)?, &cfg_path)?,
         (None, false) => config,
     };
+    let mut config = config;
+    if let Some(n) = opts.extend_to {
+        if n < config.train.steps {
+            return Err(Error::config(
+                "train.steps",
+                format!(
+                    "a resumed tokenizer run may train on to more steps, not fewer (saved {}, asked {n})",
+                    config.train.steps
+                ),
+            ));
+        }
+        config.train.steps = n;
+    }
     config.validate()?;
     if !opts.resume
         && (checkpoint::latest(run)?.is_some() || checkpoint::latest(&perceptual::stage_dir(run))?.is_some())
@@ -156,7 +173,8 @@ pub fn train_tokenizer(
     let metrics_path = run.join("metrics.jsonl");
     let (mut trainer, mut state) = match &resume_from {
         Some(ckpt) => {
-            let (t, s) = AeTrainer::restore(ckpt, perceptual, device)?;
+            let (mut t, s) = AeTrainer::restore(ckpt, perceptual, device)?;
+            t.config.train.steps = config.train.steps;
             metrics::truncate_after::<AeMetricLine>(&metrics_path, s.step)?;
             obs.message(&format!("resuming from {} (step {} of {})", ckpt.display(), s.step, config.train.steps));
             (t, s)

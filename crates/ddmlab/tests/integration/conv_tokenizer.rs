@@ -66,6 +66,23 @@ fn resumed_tokenizer_training_reproduces_the_uninterrupted_run() {
     assert_eq!(rb.iter().map(|r| r.step).collect::<Vec<_>>(), vec![4, 8]);
     assert!((ra[1].mse - rb[1].mse).abs() < 1e-4 * ra[1].mse, "{} vs {}", ra[1].mse, rb[1].mse);
     assert!(run_a.join("recon-step-000008.png").exists());
+
+    // A finished 4-step run trained on to 8 steps is the 8-step run.
+    let run_c = tmp.path().join("c");
+    let mut short = tiny();
+    short.train.steps = 4;
+    train_tokenizer(short.clone(), &run_c, &options(tmp.path(), false, None), &device, &mut Silent).unwrap();
+    let on = TokenizerTrainOptions { extend_to: Some(8), ..options(tmp.path(), true, None) };
+    assert_eq!(train_tokenizer(short.clone(), &run_c, &on, &device, &mut Silent).unwrap().step, 8);
+    for (x, y) in a.iter().zip(&losses(&run_c)) {
+        assert!((x.1 - y.1).abs() <= 1e-4 * x.1.abs().max(1.0), "step {}: 8-step run {} vs extended {}", x.0, x.1, y.1);
+    }
+    assert_eq!(losses(&run_c).len(), 8);
+    let saved = std::fs::read_to_string(run_c.join("checkpoints/step-000008/config.toml")).unwrap();
+    assert!(saved.contains("steps = 8"), "the extended run's checkpoint records its new length: {saved}");
+    let fewer = TokenizerTrainOptions { extend_to: Some(6), ..options(tmp.path(), true, None) };
+    let err = train_tokenizer(short, &run_c, &fewer, &device, &mut Silent).unwrap_err().to_string();
+    assert!(err.contains("train.steps") && err.contains("not fewer"), "{err}");
 }
 
 #[test]
