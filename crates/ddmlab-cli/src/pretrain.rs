@@ -13,7 +13,7 @@ use crate::setup;
 
 /// A preset, or a TOML file instead when given, with `--set` overrides applied (not validated).
 pub fn base_config(preset_name: &str, file: Option<&std::path::Path>, overrides: &[String]) -> Result<RunConfig> {
-    let mut config = match file {
+    let config = match file {
         Some(path) => {
             let text =
                 std::fs::read_to_string(path).with_context(|| format!("{}: cannot read config", path.display()))?;
@@ -21,6 +21,11 @@ pub fn base_config(preset_name: &str, file: Option<&std::path::Path>, overrides:
         }
         None => preset(preset_name)?.config,
     };
+    with_overrides(config, overrides)
+}
+
+/// `config` with the `--set` assignments applied in order (not validated).
+fn with_overrides(mut config: RunConfig, overrides: &[String]) -> Result<RunConfig> {
     for s in overrides {
         config = config.with_override(s)?;
     }
@@ -47,20 +52,12 @@ pub fn resolve(args: &PretrainArgs) -> Result<RunConfig> {
 /// each field (a flag the saved config already holds is fine). A `--preset` or `--config` given
 /// is compared whole; without one, the flags are applied to the saved config.
 fn check_resume(args: &PretrainArgs) -> Result<()> {
-    let path = run_folder::config_path(&args.out);
-    if !args.resume || !path.exists() {
+    if !args.resume || !run_folder::config_path(&args.out).exists() {
         return Ok(());
     }
-    let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read config", path.display()))?;
-    let saved = RunConfig::from_toml(&text, &path)?;
+    let saved = run_folder::read_config(&args.out)?;
     let base = match (&args.preset, &args.config) {
-        (None, None) => {
-            let mut c = saved.clone();
-            for s in &args.overrides {
-                c = c.with_override(s)?;
-            }
-            c
-        }
+        (None, None) => with_overrides(saved.clone(), &args.overrides)?,
         (p, file) => base_config(p.as_deref().unwrap_or(DEFAULT_PRESET), file.as_deref(), &args.overrides)?,
     };
     let mut requested = apply_flags(base, args);

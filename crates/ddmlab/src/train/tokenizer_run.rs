@@ -117,12 +117,11 @@ pub fn train_tokenizer(
 ) -> Result<TokenizerSummary> {
     let cfg_path = run.join("config.toml");
     let resume_from = if opts.resume { checkpoint::latest(run)? } else { None };
-    let config = match (&resume_from, opts.resume && cfg_path.exists()) {
+    let mut config = match (&resume_from, opts.resume && cfg_path.exists()) {
         (Some(ckpt), _) => super::conv_tokenizer::read_meta(ckpt)?.0,
         (None, true) => TokenizerRunConfig::from_toml(&std::fs::read_to_string(&cfg_path).at(&cfg_path)?, &cfg_path)?,
         (None, false) => config,
     };
-    let mut config = config;
     if let Some(n) = opts.extend_to {
         if n < config.train.steps {
             return Err(Error::config(
