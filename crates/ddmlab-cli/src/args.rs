@@ -116,11 +116,13 @@ pub struct TokenizerEvalArgs {
     /// Checkpoint: latest or a step number.
     #[arg(long, default_value = "latest")]
     pub ckpt: String,
-    /// Test images to reconstruct (default: the run's train.eval_images).
+    /// Test images to reconstruct (default: the run's train.eval_images, whose rows go to
+    /// RUN/recon.{json,md} beside those written while training; any other count goes to
+    /// RUN/recon-nN.{json,md}).
     #[arg(long)]
     pub n: Option<usize>,
     /// Also evaluate patch PCA keeping this many dimensions per patch on the same images (the
-    /// baseline at the same latent size), into RUN/recon-pca-dD.{json,md}.
+    /// baseline at the same latent size), into RUN/recon-pca-dD.{json,md} (recon-pca-dD-nN with --n N).
     #[arg(long)]
     pub pca_dim: Option<usize>,
     /// The PCA baseline's patch side (default: the pixels one token of 2x2 latent cells covers).

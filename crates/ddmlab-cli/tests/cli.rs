@@ -451,6 +451,13 @@ fn a_conv_tokenizer_trains_evaluates_and_rejects_bad_settings() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("patch PCA p=4 d=4"));
     assert!(run.join("recon-pca-d4.md").exists());
+    // An evaluation on another image count has tables of its own: the training-time rows stay.
+    let rows = std::fs::read_to_string(run.join("recon.json")).unwrap();
+    let out = ddmlab(&["tokenizer", "eval", "--run", run_s, "--data-dir", data, "--n", "12", "--pca-dim", "4"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("reconstruction of 12 test images"));
+    assert!(run.join("recon-n12.md").exists() && run.join("recon-pca-d4-n12.md").exists());
+    assert_eq!(std::fs::read_to_string(run.join("recon.json")).unwrap(), rows, "recon.json holds 16-image rows");
 
     let other = tmp.path().join("other");
     let other_s = other.to_str().unwrap();

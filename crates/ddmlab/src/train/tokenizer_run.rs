@@ -8,9 +8,10 @@
 //! RUN/perceptual.bpk, .json      the perceptual classifier and its test accuracy (`perceptual`)
 //! RUN/perceptual/checkpoints/    the classifier's checkpoints while it trains
 //! RUN/metrics.jsonl              one AeMetricLine per `log_every` steps
-//! RUN/recon.json, recon.md       PSNR / rFID per evaluated checkpoint
+//! RUN/recon.json, recon.md       PSNR / rFID per evaluated checkpoint (train.eval_images images)
 //! RUN/recon-step-NNNNNN.png      originals (odd rows) over reconstructions (even rows)
-//! RUN/recon-reference.safetensors  Inception features of the evaluation originals
+//! RUN/recon-nN.json, .md, -step-NNNNNN.png  the same on N images (`tokenizer eval --n N`)
+//! RUN/recon-reference-nN.safetensors  Inception features of the first N test images (originals)
 //! RUN/checkpoints/step-NNNNNN/   ae.bpk ae-optim.bpk [disc.bpk disc-optim.bpk] state.json config.toml
 //! ```
 
@@ -228,7 +229,7 @@ pub fn train_tokenizer(
             if at_interval {
                 let t0 = Instant::now();
                 let ae = trainer.ae.valid();
-                let row = evaluate(run, &config, &ae, &test, state.step, inception.as_ref(), device)?;
+                let row = evaluate(run, "recon", &config, &ae, &test, state.step, inception.as_ref(), device)?;
                 obs.message(&format_recon(&row));
                 eval_s += t0.elapsed().as_secs_f64();
             }
@@ -255,9 +256,12 @@ fn mean_stats(window: &[AeStepStats]) -> AeStepStats {
 }
 
 /// Reconstruct the first `eval_images` test images with the posterior mean; PSNR, rFID (with
-/// Inception weights) and a grid PNG; the row is merged into `RUN/recon.json` / `recon.md`.
+/// Inception weights) and a grid PNG; the row is merged into `RUN/<name>.json` / `<name>.md`
+/// (`recon` for the evaluations made while training; see [`recon_table`]).
+#[allow(clippy::too_many_arguments)]
 pub fn evaluate(
     run: &Path,
+    name: &str,
     config: &TokenizerRunConfig,
     ae: &ConvAutoencoder,
     test: &ImageSet,
@@ -268,7 +272,14 @@ pub fn evaluate(
     let plain = device.clone().without_autodiff();
     let ae = ae.clone().to_device(&plain);
     let n = config.train.eval_images;
-    evaluate_reconstruction(run, "recon", test, n, step, inception, &plain, &|x| ae.decode(ae.encode(x).mean))
+    evaluate_reconstruction(run, name, test, n, step, inception, &plain, &|x| ae.decode(ae.encode(x).mean))
+}
+
+/// The table an evaluation on `n` images goes to: `base` itself on the run's own
+/// `train.eval_images` (`run_n`: the rows written while training), `base-nN` on any other count,
+/// so that an evaluation on more images never replaces a training-time row of the same step.
+pub fn recon_table(base: &str, n: usize, run_n: usize) -> String {
+    if n == run_n { base.to_string() } else { format!("{base}-n{n}") }
 }
 
 /// The same evaluation of any reconstruction `recon` (a conv VAE, or a baseline such as patch
@@ -359,9 +370,9 @@ pub fn evaluate_reconstruction(
     Ok(row)
 }
 
-/// Inception features of the evaluation originals, cached in the run folder.
+/// Inception features of the evaluation originals, cached in the run folder, one file per count.
 fn reference_features(run: &Path, originals: &[RawImage], net: &InceptionV3, device: &Device) -> Result<Vec<f32>> {
-    let path = run.join("recon-reference.safetensors");
+    let path = run.join(format!("recon-reference-n{}.safetensors", originals.len()));
     let tag = format!("tokenizer eval originals: {} images", originals.len());
     if path.exists() {
         let (features, meta) = load_features(&path)?;
