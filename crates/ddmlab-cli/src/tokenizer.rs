@@ -121,19 +121,16 @@ fn train(args: TokenizerTrainArgs) -> Result<()> {
 fn eval(args: TokenizerEvalArgs) -> Result<()> {
     let device = setup::device(&args.common.device)?;
     let ckpt = checkpoint::resolve(Some(&args.run), &args.ckpt)?;
-    let (mut config, state) = read_meta(&ckpt)?;
+    let (config, state) = read_meta(&ckpt)?;
     let n = args.n.unwrap_or(config.train.eval_images);
     if n < 2 {
         bail!("invalid value for --n: {n}, expected at least 2 images");
     }
-    let run_n = config.train.eval_images;
-    let table = move |base: &str| recon_table(base, n, run_n);
-    config.train.eval_images = n;
     let ae = checkpoint::load_into(ddmlab::nn::init::exclusive(|| config.model.init(&device)), &ckpt.join("ae.bpk"))?;
     let test = load_split(&config, &args.common.data_dir, Split::Test)?;
     let weights = args.weights.clone().unwrap_or_else(|| inception_path(&args.common.data_dir));
     let inception = if weights.exists() { Some(InceptionV3::load(&weights, &device)?) } else { None };
-    let row = evaluate(&args.run, &table("recon"), &config, &ae, &test, state.step, inception.as_ref(), &device)?;
+    let row = evaluate(&args.run, &config, &ae, &test, n, state.step, inception.as_ref(), &device)?;
     println!("conv VAE: {}", format_recon(&row));
     if let Some(d) = args.pca_dim {
         let patch = args.pca_patch.unwrap_or(2 * config.model.stride());
@@ -142,7 +139,7 @@ fn eval(args: TokenizerEvalArgs) -> Result<()> {
         let train = load_split(&config, &args.common.data_dir, Split::Train)?;
         let (pca, _) = FittedTokenizer::fit(&spec, &train, &device)?;
         let pca = pca.bind(config.model.image, &device);
-        let name = table(&format!("recon-pca-d{d}"));
+        let name = recon_table(&format!("recon-pca-d{d}"), n, config.train.eval_images);
         let row = evaluate_reconstruction(&args.run, &name, &test, n, state.step, inception.as_ref(), &device, &|x| {
             pca.decode(pca.encode(x))
         })?;

@@ -229,7 +229,16 @@ pub fn train_tokenizer(
             if at_interval {
                 let t0 = Instant::now();
                 let ae = trainer.ae.valid();
-                let row = evaluate(run, "recon", &config, &ae, &test, state.step, inception.as_ref(), device)?;
+                let row = evaluate(
+                    run,
+                    &config,
+                    &ae,
+                    &test,
+                    config.train.eval_images,
+                    state.step,
+                    inception.as_ref(),
+                    device,
+                )?;
                 obs.message(&format_recon(&row));
                 eval_s += t0.elapsed().as_secs_f64();
             }
@@ -255,24 +264,25 @@ fn mean_stats(window: &[AeStepStats]) -> AeStepStats {
     m
 }
 
-/// Reconstruct the first `eval_images` test images with the posterior mean; PSNR, rFID (with
-/// Inception weights) and a grid PNG; the row is merged into `RUN/<name>.json` / `<name>.md`
-/// (`recon` for the evaluations made while training; see [`recon_table`]).
+/// Reconstruct the first `n` test images with the posterior mean; PSNR, rFID (with Inception
+/// weights) and a grid PNG; the row is merged into the table [`recon_table`] names for `n`:
+/// `RUN/recon.json` / `recon.md` on the run's own `train.eval_images` (the evaluations made while
+/// training), `RUN/recon-nN.*` on any other count.
 #[allow(clippy::too_many_arguments)]
 pub fn evaluate(
     run: &Path,
-    name: &str,
     config: &TokenizerRunConfig,
     ae: &ConvAutoencoder,
     test: &ImageSet,
+    n: usize,
     step: usize,
     inception: Option<&InceptionV3>,
     device: &Device,
 ) -> Result<ReconRow> {
     let plain = device.clone().without_autodiff();
     let ae = ae.clone().to_device(&plain);
-    let n = config.train.eval_images;
-    evaluate_reconstruction(run, name, test, n, step, inception, &plain, &|x| ae.decode(ae.encode(x).mean))
+    let name = recon_table("recon", n, config.train.eval_images);
+    evaluate_reconstruction(run, &name, test, n, step, inception, &plain, &|x| ae.decode(ae.encode(x).mean))
 }
 
 /// The table an evaluation on `n` images goes to: `base` itself on the run's own
