@@ -137,45 +137,26 @@ pub struct TokenizerEvalArgs {
 
 #[derive(Args, Debug)]
 pub struct DeconstructArgs {
-    /// Tables to run: 1, 2, 3 or all (comma-separated).
-    #[arg(long, default_value = "all")]
-    pub table: String,
-    /// Only these rungs of the tables (comma-separated names, see `ddmlab presets`).
-    #[arg(long, value_delimiter = ',')]
-    pub rungs: Vec<String>,
-    /// The ladder's folder (runs, tokenizers, tables, charts, verdicts).
+    /// The declared study: a registered name (ladder) or a study file (TOML). Its budgets, seeds,
+    /// arms, claims and probe protocol are fixed by the declaration; a changed study is a new
+    /// version (new hash) and goes into a new folder.
+    #[arg(long, default_value = "ladder")]
+    pub study: String,
+    /// The study's folder (runs, tokenizers, report, charts).
     #[arg(long, default_value = "runs/deconstruct")]
     pub out: PathBuf,
-    /// Optimisation steps of every rung.
-    #[arg(long, default_value_t = 600)]
-    pub steps: usize,
-    /// Seeds per rung (comma-separated).
-    #[arg(long, value_delimiter = ',', default_value = "0,1")]
-    pub seeds: Vec<u64>,
-    /// Linear-probe epochs over the cached features.
-    #[arg(long, default_value_t = 30)]
-    pub probe_epochs: usize,
-    /// kNN neighbours.
-    #[arg(long, default_value_t = 20)]
-    pub knn_k: usize,
-    /// Images per FID of the generator rungs (FID-N against the test split).
-    #[arg(long, default_value_t = 1000)]
-    pub fid_n: usize,
-    /// Leave out the FID column.
+    /// Print the study (TOML), its hash and its runs, and run nothing.
     #[arg(long)]
-    pub no_fid: bool,
+    pub show: bool,
+    /// Write the report from the runs measured so far, and run nothing.
+    #[arg(long)]
+    pub report_only: bool,
     /// Inception weights (default: DATA_DIR/inception/fid-inception-2015-12-05.safetensors).
     #[arg(long)]
     pub weights: Option<PathBuf>,
-    /// Skip the encoder-depth and probe-timestep sweeps of the last rung.
-    #[arg(long)]
-    pub no_sweeps: bool,
     /// Stop cleanly after this many minutes; run the same command again to continue.
     #[arg(long)]
     pub stop_after: Option<f64>,
-    /// Override a config field of every rung, e.g. --set model.width=96 (recorded in the plan).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub overrides: Vec<String>,
     #[command(flatten)]
     pub common: Common,
 }

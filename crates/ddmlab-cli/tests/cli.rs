@@ -67,8 +67,7 @@ fn invalid_config_values_name_the_field() {
     fails_with(ddmlab(&["pretrain", "--out", out, "--preset", "ldae-huge"]), &["unknown preset", "ldae-tiny"]);
     fails_with(ddmlab(&["pretrain", "--out", out, "--data", "svhn"]), &["unknown data set"]);
     fails_with(ddmlab(&["--threads", "0", "presets"]), &["--threads"]);
-    fails_with(ddmlab(&["deconstruct", "--table", "4", "--out", out, "--no-fid"]), &["--table", "1, 2, 3 or all"]);
-    fails_with(ddmlab(&["deconstruct", "--out", out, "--set", "model.colour=3", "--no-fid"]), &["colour"]);
+    fails_with(ddmlab(&["deconstruct", "--study", "nonesuch", "--out", out]), &["nonesuch", "ladder"]);
 }
 
 #[test]

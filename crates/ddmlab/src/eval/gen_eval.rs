@@ -199,6 +199,9 @@ pub fn gen_eval_run(run: &Path, opts: &GenEvalOptions, device: &Device, obs: &mu
         }
     }
     let net = InceptionV3::load(&opts.weights, device)?;
+    let steps: Vec<String> = chosen.iter().map(|(s, _)| s.to_string()).collect();
+    let detail = format!("FID-{}, steps {}, guidance {:?}", opts.n, steps.join(","), opts.cfgs);
+    crate::provenance::record(run, &crate::provenance::Provenance::now("fid", detail, device))?;
     let started = std::time::Instant::now();
     struct Ref {
         label: String,

@@ -191,6 +191,9 @@ pub fn probe_run(run: &Path, opts: &ProbeOptions, device: &Device, obs: &mut dyn
         }
     }
     let protocol = opts.protocol(train.len(), test.len());
+    let steps: Vec<String> = chosen.iter().map(|(s, _)| s.to_string()).collect();
+    let detail = format!("probe, steps {}: {protocol}", steps.join(","));
+    crate::provenance::record(run, &crate::provenance::Provenance::now("probe", detail, device))?;
     let merged = merge_rows(read_rows(&run.join("probe.json"))?, rows);
     let json = serde_json::to_string_pretty(&merged).expect("serialises");
     write_atomic(&run.join("probe.json"), json.as_bytes())?;

@@ -64,12 +64,6 @@ pub struct Rung {
     pub parent: Option<&'static str>,
     /// The config keys (dotted TOML paths) that differ from the parent.
     pub changes: Vec<&'static str>,
-    /// The paper's linear-probe top-1 for the matching row (ImageNet, DiT-L, 400 epochs), and
-    /// its FID-50K where given.
-    pub paper_probe: Option<f64>,
-    pub paper_fid: Option<f64>,
-    /// The paper's row this is compared with, when the correspondence is not one to one.
-    pub paper_row: &'static str,
     pub config: RunConfig,
 }
 
@@ -196,7 +190,6 @@ pub fn rungs() -> Vec<Rung> {
                    table: Table,
                    parent: Option<&'static str>,
                    changes: &[&'static str],
-                   paper: (Option<f64>, Option<f64>, &'static str),
                    change: &dyn Fn(&mut RunConfig)| {
         let mut config = match parent {
             Some(p) => out.iter().find(|r| r.name == p).expect("parents come first").config.clone(),
@@ -204,17 +197,7 @@ pub fn rungs() -> Vec<Rung> {
         };
         change(&mut config);
         config.preset = name.into();
-        out.push(Rung {
-            name,
-            about,
-            table,
-            parent,
-            changes: changes.to_vec(),
-            paper_probe: paper.0,
-            paper_fid: paper.1,
-            paper_row: paper.2,
-            config,
-        });
+        out.push(Rung { name, about, table, parent, changes: changes.to_vec(), config });
     };
     use Table::*;
     add(
@@ -223,7 +206,6 @@ pub fn rungs() -> Vec<Rung> {
         One,
         None,
         &[],
-        (Some(57.5), Some(11.6), "DiT baseline"),
         &|_| {},
     );
     add(
@@ -232,7 +214,6 @@ pub fn rungs() -> Vec<Rung> {
         One,
         Some("ladder-t1-dit"),
         &UNCOND_CHANGES,
-        (Some(62.5), Some(30.9), "remove class conditioning"),
         &remove_class_conditioning,
     );
     add(
@@ -241,7 +222,6 @@ pub fn rungs() -> Vec<Rung> {
         One,
         Some("ladder-t1-uncond"),
         &GAMMA2_CHANGES,
-        (Some(63.4), Some(93.2), "replace the noise schedule"),
         &|c| c.denoise.noise = NoiseSchedule::LinearGamma2,
     );
     // Table 1 on the paper's tokenizer: the conv VAE with all its losses, then without its
@@ -252,7 +232,6 @@ pub fn rungs() -> Vec<Rung> {
         One,
         Some("ladder-t1-dit"),
         &CONV_VAE_CHANGES,
-        (Some(57.5), Some(11.6), "DiT baseline"),
         &|c| to_conv_vae(c, conv_vae(2, true, true)),
     );
     add(
@@ -261,7 +240,6 @@ pub fn rungs() -> Vec<Rung> {
         One,
         Some("ladder-t1-kl-dit"),
         &UNCOND_CHANGES,
-        (Some(62.5), Some(30.9), "remove class conditioning"),
         &remove_class_conditioning,
     );
     add(
@@ -270,7 +248,6 @@ pub fn rungs() -> Vec<Rung> {
         One,
         Some("ladder-t1-kl-uncond"),
         &["denoise.tokenizer.config.loss.perceptual_weight"],
-        (Some(58.4), Some(54.3), "remove the perceptual loss"),
         &|c| c.denoise.tokenizer = conv_vae(2, false, true),
     );
     add(
@@ -279,7 +256,6 @@ pub fn rungs() -> Vec<Rung> {
         One,
         Some("ladder-t1-kl-no-perceptual"),
         &["denoise.tokenizer.config.loss.disc_weight"],
-        (Some(59.0), Some(75.6), "remove the adversarial loss"),
         &|c| c.denoise.tokenizer = conv_vae(2, false, false),
     );
     add(
@@ -288,48 +264,40 @@ pub fn rungs() -> Vec<Rung> {
         One,
         Some("ladder-t1-kl-no-adversarial"),
         &GAMMA2_CHANGES,
-        (Some(63.4), Some(93.2), "replace the noise schedule"),
         &|c| c.denoise.noise = NoiseSchedule::LinearGamma2,
     );
     // Table 2's conv VAE row: the plain conv VAE of Table 1's last rung (d = 8) at d = 4, 16.
-    for (name, z, paper, row) in
-        [("ladder-t2-kl-d4", 1, Some(63.4), "conv VAE d=16"), ("ladder-t2-kl-d16", 4, Some(57.0), "conv VAE d=64")]
-    {
+    for (name, z) in [("ladder-t2-kl-d4", 1), ("ladder-t2-kl-d16", 4)] {
         add(
             name,
             "ladder T2: the plain conv VAE at another latent size (latent channels)",
             Two,
             Some("ladder-t1-kl-gamma2"),
             &["denoise.tokenizer.config.model.z_channels"],
-            (paper, None, row),
             &move |c| c.denoise.tokenizer = conv_vae(z, false, false),
         );
     }
     // Table 2: each tokenizer and latent size from Table 1's last rung (its PCA d = 8 row is that
     // rung itself). The paper's d (of D = 768) is matched to ours (of D = 49) by rank.
-    for (name, d, paper, row) in [
-        ("ladder-t2-pca-d2", 2, Some(56.0), "patch PCA d=8"),
-        ("ladder-t2-pca-d4", 4, Some(63.4), "patch PCA d=16"),
-        ("ladder-t2-pca-d16", 16, Some(60.0), "patch PCA d=64"),
-        ("ladder-t2-pca-d32", 32, Some(53.9), "patch PCA d=128"),
-    ] {
+    for (name, d) in
+        [("ladder-t2-pca-d2", 2), ("ladder-t2-pca-d4", 4), ("ladder-t2-pca-d16", 16), ("ladder-t2-pca-d32", 32)]
+    {
         add(
             name,
             "ladder T2: patch PCA at another latent size",
             Two,
             Some("ladder-t1-gamma2"),
             &["denoise.tokenizer.latent_dim"],
-            (paper, None, row),
             &move |c| c.denoise.tokenizer = pca(d),
         );
     }
-    for (name, d, variational, paper, row) in [
-        ("ladder-t2-ae-d4", 4, false, Some(64.7), "patch AE d=16"),
-        ("ladder-t2-ae-d8", 8, false, Some(64.6), "patch AE d=32"),
-        ("ladder-t2-ae-d16", 16, false, Some(59.9), "patch AE d=64"),
-        ("ladder-t2-vae-d4", 4, true, Some(64.9), "patch VAE d=16"),
-        ("ladder-t2-vae-d8", 8, true, Some(64.8), "patch VAE d=32"),
-        ("ladder-t2-vae-d16", 16, true, Some(56.8), "patch VAE d=64"),
+    for (name, d, variational) in [
+        ("ladder-t2-ae-d4", 4, false),
+        ("ladder-t2-ae-d8", 8, false),
+        ("ladder-t2-ae-d16", 16, false),
+        ("ladder-t2-vae-d4", 4, true),
+        ("ladder-t2-vae-d8", 8, true),
+        ("ladder-t2-vae-d16", 16, true),
     ] {
         let mut changes = vec!["denoise.tokenizer.kind", "denoise.tokenizer.steps"];
         if d != BASE_D {
@@ -343,22 +311,17 @@ pub fn rungs() -> Vec<Rung> {
         } else {
             "ladder T2: patch AE tokenizer (linear)"
         };
-        add(name, about, Two, Some("ladder-t1-gamma2"), &changes, (paper, None, row), &move |c| {
+        add(name, about, Two, Some("ladder-t1-gamma2"), &changes, &move |c| {
             c.denoise.tokenizer = patch_ae(d, variational)
         });
     }
-    for (name, p, paper, row) in [
-        ("ladder-t2-pixels-p2", 2, None, "pixels, small d"),
-        ("ladder-t2-pixels-p4", 4, None, "pixels"),
-        ("ladder-t2-pixels-p7", 7, Some(23.6), "pixels d=D=768"),
-    ] {
+    for (name, p) in [("ladder-t2-pixels-p2", 2), ("ladder-t2-pixels-p4", 4), ("ladder-t2-pixels-p7", 7)] {
         add(
             name,
             "ladder T2: pixels (no compression, d = p p), images resized to 4p x 4p: 16 tokens",
             Two,
             Some("ladder-t1-gamma2"),
             &pixel_changes(p),
-            (paper, None, row),
             &move |c| {
                 c.resize = p * 4 != 28;
                 c.model.image = ImageShape { channels: 1, height: 4 * p, width: 4 * p };
@@ -373,7 +336,6 @@ pub fn rungs() -> Vec<Rung> {
         Three,
         Some("ladder-t1-gamma2"),
         &["denoise.target", "denoise.loss_weight"],
-        (Some(62.4), None, "predict clean data"),
         &|c| {
             c.denoise.target = Target::X0;
             c.denoise.loss_weight = LossWeight::Gamma2;
@@ -385,7 +347,6 @@ pub fn rungs() -> Vec<Rung> {
         Three,
         Some("ladder-t3-x0"),
         &["denoise.noise.kind", "denoise.noise.sigma_max", "denoise.loss_weight"],
-        (Some(63.6), None, "remove input scaling"),
         &|c| {
             c.denoise.noise = NoiseSchedule::ldae();
             c.denoise.loss_weight = LossWeight::InvOnePlusSigma2;
@@ -397,7 +358,6 @@ pub fn rungs() -> Vec<Rung> {
         Three,
         Some("ladder-t3-no-scaling"),
         &["denoise.target"],
-        (None, None, "eps target (footnote)"),
         &|c| c.denoise.target = Target::Eps,
     );
     add(
@@ -406,7 +366,6 @@ pub fn rungs() -> Vec<Rung> {
         Three,
         Some("ladder-t3-no-scaling"),
         &["denoise.input"],
-        (Some(63.6), None, "inverse PCA on the input"),
         &|c| c.denoise.input = InputSpace::Image,
     );
     add(
@@ -415,7 +374,6 @@ pub fn rungs() -> Vec<Rung> {
         Three,
         Some("ladder-t3-image-input"),
         &["denoise.target"],
-        (Some(63.9), None, "inverse PCA on the output"),
         &|c| c.denoise.target = Target::DecodedX0,
     );
     add(
@@ -424,7 +382,6 @@ pub fn rungs() -> Vec<Rung> {
         Three,
         Some("ladder-t3-image-output"),
         &["denoise.target", "denoise.residual_weight"],
-        (Some(64.5), None, "predict the original image (l-DAE)"),
         &|c| {
             c.denoise.target = Target::Image;
             c.denoise.residual_weight = Some(0.1);
@@ -436,7 +393,6 @@ pub fn rungs() -> Vec<Rung> {
         Three,
         Some("ladder-t3-ldae"),
         &["denoise.noise.kind", "denoise.noise.sigma_max", "denoise.noise.sigma"],
-        (Some(61.5), None, "single noise level"),
         &|c| c.denoise.noise = NoiseSchedule::Constant { sigma: (1.0f64 / 3.0).sqrt() },
     );
     add(
@@ -445,7 +401,6 @@ pub fn rungs() -> Vec<Rung> {
         Three,
         Some("ladder-t3-ldae"),
         &[&pixel_changes(PATCH)[..], &["denoise.residual_weight"]].concat(),
-        (None, None, "pixel-space DAE"),
         &|c| {
             c.denoise.residual_weight = None;
             c.denoise.tokenizer = TokenizerSpec::Pixels { patch: PATCH, scale: LatentScale::Unit };

@@ -95,6 +95,9 @@ pub fn pretrain(
     }
     std::fs::create_dir_all(run).at(run)?;
     crate::atomic::write_atomic(&cfg_path, config.to_toml().as_bytes())?;
+    let from = resume_from.as_ref().map(|c| checkpoint::read_meta(c).map(|m| m.1.step)).transpose()?.unwrap_or(0);
+    let detail = format!("steps {from}..{}", config.train.steps);
+    crate::provenance::record(run, &crate::provenance::Provenance::now("train", detail, device))?;
 
     let set = Arc::new(load_train_set(&config, &opts.data_root)?);
     obs.message(&format!("data: {} train images of {} from {}", set.len(), set.shape, config.data));

@@ -168,6 +168,8 @@ pub fn load_or_fit_tokenizer(
     };
     fitted.save(&tokenizer_path(run, config))?;
     write_fit_report(run, &report)?;
+    let detail = format!("tokenizer fit: {}", spec.label(set.shape.channels));
+    crate::provenance::record(run, &crate::provenance::Provenance::now("tokenizer", detail, device))?;
     obs.message(&format!(
         "tokenizer {}: held-out reconstruction MSE {:.5} per pixel ({:.1} s)",
         spec.label(set.shape.channels),

@@ -146,6 +146,8 @@ pub fn train_tokenizer(
     }
     std::fs::create_dir_all(run).at(run)?;
     write_atomic(&cfg_path, config.to_toml().as_bytes())?;
+    let detail = format!("tokenizer training to step {}", config.train.steps);
+    crate::provenance::record(run, &crate::provenance::Provenance::now("tokenizer", detail, device))?;
 
     let train = Arc::new(load_split(&config, &opts.data_root, Split::Train)?);
     let test = load_split(&config, &opts.data_root, Split::Test)?;

@@ -1,44 +1,74 @@
-//! Claims about `deconstruct`: it trains, probes and tabulates every rung of a table for every
-//! seed; run again it redoes nothing that is finished, and a killed (partly trained) rung
-//! resumes from its checkpoint; a corrupt tokenizer of a rung is one error naming the file.
+//! Claims about `deconstruct` running a declared study: it trains and measures every planned
+//! run; run again it redoes nothing that is finished, and a killed (partly trained) run resumes
+//! from its checkpoint; an edited study is refused in the old folder, naming both versions; the
+//! report has one verdict table per budget with every claim and the commit that made the runs;
+//! a corrupt tokenizer of a run is one error naming the file.
 
 use std::path::Path;
 use std::time::SystemTime;
 
 use burn::tensor::Device;
-use ddmlab::deconstruct::{DeconstructOptions, deconstruct, run_dir, rung_config};
-use ddmlab::eval::ProbeConfig;
-use ddmlab::models::ladder::{self, Table};
+use ddmlab::deconstruct::{DeconstructOptions, deconstruct};
+use ddmlab::study::verdicts::run_dir;
+use ddmlab::study::{Stamp, Study};
 use ddmlab::train::{PretrainOptions, Silent, checkpoint, pretrain};
 
 use crate::common::write_synthetic_fashion_mnist;
 
-fn options(root: &Path, out: &Path) -> DeconstructOptions {
-    let set = |s: &str| s.to_string();
+/// Table 1's rows on patch PCA (its conv-VAE rows train a conv tokenizer first), tiny.
+const STUDY: &str = r#"
+name = "tiny-ladder"
+about = "Table 1 on patch PCA, a tiny network"
+runner = "ladder"
+budgets = [3, 4]
+seeds = [0, 1]
+overrides = ["model.width=32", "model.cond_width=8", "model.depth=2", "model.encoder_depth=1", "model.heads=2",
+             "model.freq_dim=32", "denoise.tokenizer.samples=500", "train.batch_size=8"]
+protocol = { probe_epochs = 2, knn_k = 3 }
+
+[[arm]]
+name = "ladder-t1-dit"
+budgets = [3]
+
+[[arm]]
+name = "ladder-t1-uncond"
+budgets = [3]
+
+[[arm]]
+name = "ladder-t1-gamma2"
+budgets = [3]
+
+[[claim]]
+id = "i"
+text = "on patch PCA, removing class conditioning raises the probe"
+paper = "57.5 -> 62.5"
+a = { arm = "ladder-t1-uncond", metric = { kind = "probe" } }
+b = { arm = "ladder-t1-dit", metric = { kind = "probe" } }
+test = { kind = "greater" }
+budgets = [3, 4]
+
+[[claim]]
+id = "g"
+text = "depth 1 beats depth 2"
+paper = "-"
+a = { arm = "ladder-t1-gamma2", metric = { kind = "probe", depth = 1 } }
+b = { arm = "ladder-t1-gamma2", metric = { kind = "probe", depth = 2 } }
+test = { kind = "equivalent", margin = 1.0 }
+budgets = [3]
+
+[[table]]
+title = "Table 1"
+rows = [{ arm = "ladder-t1-dit", row = "DiT", paper_probe = 57.5 }, { arm = "ladder-t1-gamma2", row = "gamma2", paper_probe = 63.4 }]
+"#;
+
+fn options(root: &Path, out: &Path, study: &str) -> DeconstructOptions {
     DeconstructOptions {
-        tables: vec![Table::One],
-        // Table 1's rows on patch PCA (its conv-VAE rows train a conv tokenizer first).
-        rungs: ["ladder-t1-dit", "ladder-t1-uncond", "ladder-t1-gamma2"].map(String::from).to_vec(),
+        study: Study::from_toml(study, Path::new("tiny.toml")).unwrap(),
         out: out.to_path_buf(),
         data_root: root.to_path_buf(),
-        steps: 3,
-        seeds: vec![0, 1],
-        probe: ProbeConfig { epochs: 2, warmup_epochs: 1, batch_size: 16, ..Default::default() },
-        knn_k: 3,
-        fid_n: 8,
         inception: None,
         stop_after_minutes: None,
-        sweeps: false,
-        overrides: vec![
-            set("model.width=32"),
-            set("model.cond_width=8"),
-            set("model.depth=2"),
-            set("model.encoder_depth=1"),
-            set("model.heads=2"),
-            set("model.freq_dim=32"),
-            set("denoise.tokenizer.samples=500"),
-            set("train.batch_size=8"),
-        ],
+        report_only: false,
     }
 }
 
@@ -47,16 +77,18 @@ fn modified(path: &Path) -> SystemTime {
 }
 
 #[test]
-fn a_table_runs_every_rung_and_seed_and_a_rerun_redoes_only_what_is_unfinished() {
+fn a_study_runs_every_planned_run_and_a_rerun_redoes_only_what_is_unfinished() {
     let tmp = tempfile::tempdir().unwrap();
     write_synthetic_fashion_mnist(tmp.path());
     let out = tmp.path().join("ladder");
-    let opts = options(tmp.path(), &out);
+    let opts = options(tmp.path(), &out, STUDY);
     let device = Device::flex();
-    // A rung "killed" after its checkpoint at step 2 of 3, before the table first runs.
-    let killed = run_dir(&out, "ladder-t1-gamma2", 0);
-    let rung = ladder::rungs().into_iter().find(|r| r.name == "ladder-t1-gamma2").unwrap();
-    let config = rung_config(&rung, &opts, 0).unwrap();
+    let stamp = Stamp { study: "tiny-ladder".into(), hash: opts.study.hash().unwrap() };
+    // A run "killed" after its checkpoint at step 2 of 3, before the study first runs.
+    stamp.check_folder(&out).unwrap();
+    let killed = run_dir(&out, 3, "ladder-t1-gamma2", 0);
+    stamp.write(&killed).unwrap();
+    let config = opts.study.config("ladder-t1-gamma2", 3, 0).unwrap();
     let early = PretrainOptions {
         data_root: tmp.path().to_path_buf(),
         resume: false,
@@ -73,40 +105,55 @@ fn a_table_runs_every_rung_and_seed_and_a_rerun_redoes_only_what_is_unfinished()
         after.starts_with(&before) && after.lines().count() == before.lines().count() + 1,
         "resumed at step 2:\n{before}\n{after}"
     );
-    let table = std::fs::read_to_string(out.join("table-1.md")).unwrap();
-    for rung in ["ladder-t1-dit", "ladder-t1-uncond", "ladder-t1-gamma2"] {
-        let line = table.lines().find(|l| l.contains(rung)).unwrap_or_else(|| panic!("{rung} missing:\n{table}"));
-        assert!(line.contains(" ± "), "two seeds measured: {line}");
+    // Budget 3: three arms x two seeds; budget 4: only the claim's two arms.
+    for (budget, arm, present) in
+        [(3, "ladder-t1-gamma2", true), (4, "ladder-t1-uncond", true), (4, "ladder-t1-gamma2", false)]
+    {
+        for seed in [0, 1] {
+            assert_eq!(run_dir(&out, budget, arm, seed).join("probe.json").exists(), present, "{budget} {arm} {seed}");
+        }
     }
-    assert!(out.join("table-1.png").exists() && out.join("verdicts.md").exists());
-    assert!(out.join("tokenizers").read_dir().unwrap().count() == 1, "one PCA shared by the three rungs");
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for needle in ["### 3 steps", "### 4 steps", "of 2 claims", "of 1 claims", "(i)", "(g)", "57.5", "n=2"] {
+        assert!(report.contains(needle), "`{needle}` missing:\n{report}");
+    }
+    assert!(report.contains(&ddmlab::provenance::commit_label()), "the commit of the runs:\n{report}");
+    let provenance = ddmlab::provenance::read(&killed).unwrap();
+    let stages: Vec<&str> = provenance.iter().map(|p| p.stage.as_str()).collect();
+    assert!(stages.contains(&"train") && stages.contains(&"probe") && stages.contains(&"tokenizer"), "{stages:?}");
+    assert!(out.join("tokenizers").read_dir().unwrap().count() == 1, "one PCA shared by every arm");
 
-    // Run again: nothing is retrained or re-probed.
-    let done = run_dir(&out, "ladder-t1-uncond", 1);
+    // Run again: nothing is retrained or re-probed, and a missing probe is measured again.
+    let done = run_dir(&out, 3, "ladder-t1-uncond", 1);
     let ckpt = checkpoint::latest(&done).unwrap().unwrap();
     let steps: Vec<usize> = checkpoint::list(&done).unwrap().iter().map(|c| c.0).collect();
     assert_eq!(steps, vec![3], "a finished run keeps only its last checkpoint");
     let stamps = (modified(&ckpt.join("model.bpk")), modified(&done.join("probe.json")));
     std::fs::remove_file(killed.join("probe.json")).unwrap();
     deconstruct(&opts, &device, &mut Silent).unwrap();
-    assert_eq!(
-        (modified(&ckpt.join("model.bpk")), modified(&done.join("probe.json"))),
-        stamps,
-        "a finished rung is reused"
-    );
+    assert_eq!((modified(&ckpt.join("model.bpk")), modified(&done.join("probe.json"))), stamps, "reused");
     assert!(killed.join("probe.json").exists(), "a missing probe is measured again");
 
-    // Another plan in the same folder is refused.
-    let err = deconstruct(&DeconstructOptions { steps: 5, ..opts.clone() }, &device, &mut Silent).unwrap_err();
-    assert!(err.to_string().contains("3 steps"), "{err}");
+    // The study edited (a third seed) is another version: refused in this folder, both named.
+    let edited = STUDY.replace("seeds = [0, 1]", "seeds = [0, 1, 2]");
+    let err = deconstruct(&options(tmp.path(), &out, &edited), &device, &mut Silent).unwrap_err().to_string();
+    let new_hash = Study::from_toml(&edited, Path::new("e")).unwrap().hash().unwrap();
+    assert!(err.contains(&stamp.hash) && err.contains(&new_hash) && err.contains("tiny-ladder"), "{err}");
 
-    // A rung whose results are all there is done even without its checkpoints (a results-only
-    // copy of the folder, as kept in the repository, resumes).
+    // A run folder of another version is never read into the report.
+    let foreign = run_dir(&out, 4, "ladder-t1-dit", 1);
+    Stamp { study: "tiny-ladder".into(), hash: "0000000000000000".into() }.write(&foreign).unwrap();
+    deconstruct(&DeconstructOptions { report_only: true, ..opts.clone() }, &device, &mut Silent).unwrap();
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("another study version were left out"), "{report}");
+
+    // A run whose results are all there is done even without its checkpoints.
     std::fs::remove_dir_all(done.join("checkpoints")).unwrap();
+    Stamp { study: "tiny-ladder".into(), hash: stamp.hash.clone() }.write(&foreign).unwrap();
     deconstruct(&opts, &device, &mut Silent).unwrap();
     assert!(!done.join("checkpoints").exists(), "not retrained");
 
-    // A corrupt tokenizer of an unfinished rung is one error naming the file.
+    // A corrupt tokenizer of an unfinished run is one error naming the file.
     std::fs::remove_dir_all(killed.join("checkpoints")).unwrap();
     std::fs::remove_file(killed.join("probe.json")).unwrap();
     std::fs::write(killed.join("pca.safetensors"), b"garbage").unwrap();
