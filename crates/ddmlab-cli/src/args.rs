@@ -157,6 +157,10 @@ pub struct DeconstructArgs {
     /// Stop cleanly after this many minutes; run the same command again to continue.
     #[arg(long)]
     pub stop_after: Option<f64>,
+    /// Adopt a fitted tokenizer folder (`tokenizers/<fit key>/`, e.g. one kept in docs/results)
+    /// instead of fitting it; the git commit that added it is recorded as its provenance.
+    #[arg(long, value_name = "DIR")]
+    pub reuse_tokenizer: Vec<PathBuf>,
     #[command(flatten)]
     pub common: Common,
 }

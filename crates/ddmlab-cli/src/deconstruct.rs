@@ -2,7 +2,7 @@
 
 use anyhow::{Result, bail};
 use ddmlab::data::fetch::inception_path;
-use ddmlab::deconstruct::{DeconstructOptions, deconstruct};
+use ddmlab::deconstruct::{DeconstructOptions, deconstruct, reuse_tokenizer};
 use ddmlab::study::Study;
 
 use crate::args::DeconstructArgs;
@@ -19,6 +19,14 @@ pub fn run(args: DeconstructArgs) -> Result<()> {
             println!("# {} runs, in this order:", plan.len());
             for r in &plan {
                 println!("#   {} steps  {}  seed {}", r.budget, r.arm, r.seed);
+            }
+            let mut keys: Vec<String> =
+                plan.iter().map(|r| r.config.denoise.tokenizer.fit_key(&r.config.data, r.config.model.image)).collect();
+            keys.sort();
+            keys.dedup();
+            println!("# tokenizers fitted once each (OUT/tokenizers/<key>/):");
+            for k in keys {
+                println!("#   {k}");
             }
         }
         return Ok(());
@@ -38,6 +46,17 @@ pub fn run(args: DeconstructArgs) -> Result<()> {
     let path = args.weights.clone().unwrap_or_else(|| inception_path(&args.common.data_dir));
     let inception = path.exists().then_some(path);
     let device = setup::device(&args.common.device)?;
+    if !args.reuse_tokenizer.is_empty() {
+        // The folder must belong to this study version before anything is copied into it.
+        let stamp = ddmlab::study::Stamp { study: study.name.clone(), hash: study.hash()? };
+        stamp.check_folder(&args.out)?;
+    }
+    for dir in &args.reuse_tokenizer {
+        let commit = committed_in(dir);
+        if reuse_tokenizer(&args.out, &study, dir, &commit)? {
+            println!("reused {} (added in commit {commit})", dir.display());
+        }
+    }
     let opts = DeconstructOptions {
         study,
         out: args.out.clone(),
@@ -52,4 +71,18 @@ pub fn run(args: DeconstructArgs) -> Result<()> {
         args.out.display()
     );
     Ok(())
+}
+
+/// The last git commit that touched `dir` (`unknown` outside a checkout or for an untracked
+/// folder).
+fn committed_in(dir: &std::path::Path) -> String {
+    std::process::Command::new("git")
+        .args(["log", "-1", "--format=%H", "--"])
+        .arg(dir)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into())
 }

@@ -274,6 +274,55 @@ fn write_report(opts: &DeconstructOptions, stamp: &Stamp, protocols: &Protocols)
     crate::atomic::write_atomic(&opts.out.join("tokenizers.md"), tokenizers.as_bytes())
 }
 
+/// Adopt a fitted tokenizer folder (`tokenizers/<fit key>/` as another study or the repository
+/// keeps it) into the study's shared cache, instead of fitting it again: only a folder whose name
+/// is one of the study's fit keys, and only when the cache has none. `commit` names the code that
+/// fitted it (recorded in its provenance, which every run reading it copies).
+pub fn reuse_tokenizer(out: &Path, study: &Study, folder: &Path, commit: &str) -> Result<bool> {
+    let key = folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let keys: Vec<String> = study
+        .plan()?
+        .iter()
+        .map(|r| r.config.denoise.tokenizer.fit_key(&r.config.data, r.config.model.image))
+        .collect();
+    if !keys.contains(&key) {
+        return Err(Error::config(
+            "tokenizer",
+            format!(
+                "{}: not a tokenizer of study `{}` (its fit keys: {})",
+                folder.display(),
+                study.name,
+                keys.join(", ")
+            ),
+        ));
+    }
+    let target = out.join("tokenizers").join(&key);
+    if target.exists() {
+        return Ok(false);
+    }
+    let tmp = out.join("tokenizers").join(format!(".{key}.partial"));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).at(&tmp)?;
+    }
+    std::fs::create_dir_all(&tmp).at(&tmp)?;
+    for entry in std::fs::read_dir(folder).at(folder)? {
+        let path = entry.at(folder)?.path();
+        if path.is_file() {
+            let to = tmp.join(path.file_name().expect("a file has a name"));
+            std::fs::copy(&path, &to).at(&to)?;
+        }
+    }
+    let record = crate::provenance::Provenance {
+        commit: commit.into(),
+        dirty: false,
+        src_hash: "unrecorded".into(),
+        ..crate::provenance::Provenance::now("tokenizer", format!("reused from {}", folder.display()), &"unrecorded")
+    };
+    crate::provenance::record(&tmp, &record)?;
+    std::fs::rename(&tmp, &target).at(&target)?;
+    Ok(true)
+}
+
 /// Fit the tokenizer of `config` into the shared cache unless it is there; `false` when a
 /// conv VAE's training stopped at the time limit.
 fn fit_shared_tokenizer(

@@ -160,3 +160,28 @@ fn a_study_runs_every_planned_run_and_a_rerun_redoes_only_what_is_unfinished() {
     let err = deconstruct(&opts, &device, &mut Silent).unwrap_err().to_string();
     assert!(err.contains("pca.safetensors") && err.contains("not a safetensors"), "{err}");
 }
+
+#[test]
+fn a_kept_tokenizer_is_adopted_once_with_the_commit_that_made_it_and_a_foreign_one_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = options(tmp.path(), &tmp.path().join("study"), STUDY);
+    let key = opts.study.plan().unwrap()[0]
+        .config
+        .denoise
+        .tokenizer
+        .fit_key("fashion-mnist", ddmlab::data::ImageShape { channels: 1, height: 28, width: 28 });
+    let kept = tmp.path().join("kept").join(&key);
+    std::fs::create_dir_all(&kept).unwrap();
+    std::fs::write(kept.join("pca.safetensors"), b"weights").unwrap();
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    assert!(ddmlab::deconstruct::reuse_tokenizer(&opts.out, &opts.study, &kept, commit).unwrap());
+    let adopted = opts.out.join("tokenizers").join(&key);
+    assert_eq!(std::fs::read(adopted.join("pca.safetensors")).unwrap(), b"weights");
+    let records = ddmlab::provenance::read(&adopted).unwrap();
+    assert_eq!((records.len(), records[0].commit.as_str()), (1, commit));
+    assert!(!ddmlab::deconstruct::reuse_tokenizer(&opts.out, &opts.study, &kept, commit).unwrap(), "once only");
+    let other = tmp.path().join("kept").join("fashion_mnist-1x28x28-pca-p4-n9-s0");
+    std::fs::create_dir_all(&other).unwrap();
+    let err = ddmlab::deconstruct::reuse_tokenizer(&opts.out, &opts.study, &other, commit).unwrap_err().to_string();
+    assert!(err.contains("not a tokenizer of study `tiny-ladder`"), "{err}");
+}
