@@ -118,7 +118,7 @@ impl Welch {
 pub enum Hypothesis {
     /// `a > b`.
     Greater,
-    /// `|a - b| < margin`.
+    /// `abs(a - b) < margin`.
     Equivalent { margin: f64 },
     /// `a - b < margin`: `a` is no better than `b` by more than the margin.
     NotGreater { margin: f64 },
@@ -129,7 +129,7 @@ impl Hypothesis {
     pub fn describe(&self, a: &str, b: &str) -> String {
         match self {
             Hypothesis::Greater => format!("{a} > {b}"),
-            Hypothesis::Equivalent { margin } => format!("|{a} - {b}| < {margin}"),
+            Hypothesis::Equivalent { margin } => format!("abs({a} - {b}) < {margin}"),
             Hypothesis::NotGreater { margin } => format!("{a} - {b} < {margin}"),
         }
     }

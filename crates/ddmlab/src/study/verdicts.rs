@@ -246,6 +246,21 @@ pub fn sweeps(study: &Study, got: &Measurements, budget: usize) -> String {
     s
 }
 
+/// The commits (and library source hashes) of the stages that made the runs at `budget`.
+pub fn budget_commits(got: &Measurements, budget: usize) -> String {
+    let folder = format!("budget-{budget}");
+    let commits: BTreeSet<String> = got
+        .provenance
+        .iter()
+        .filter(|(dir, _)| dir.components().any(|c| c.as_os_str() == folder.as_str()))
+        .map(|(_, p)| format!("{} (sources {})", p.commit_label(), p.src_hash))
+        .collect();
+    if commits.is_empty() {
+        return String::new();
+    }
+    format!("Made by: {}.\n", commits.into_iter().collect::<Vec<_>>().join(", "))
+}
+
 /// The commits that made the runs, and a warning when the library sources differ between them.
 pub fn provenance_section(got: &Measurements) -> String {
     let mut by: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
@@ -292,6 +307,7 @@ pub fn report(study: &Study, stamp: &Stamp, got: &Measurements) -> String {
     );
     for &b in &study.budgets {
         s += &budget_table(&decisions, b);
+        s += &budget_commits(got, b);
         s += "\n";
     }
     s += "## Each claim across budgets\n\n";

@@ -117,7 +117,8 @@ fn a_study_runs_every_planned_run_and_a_rerun_redoes_only_what_is_unfinished() {
     for needle in ["### 3 steps", "### 4 steps", "of 2 claims", "of 1 claims", "(i)", "(g)", "57.5", "n=2"] {
         assert!(report.contains(needle), "`{needle}` missing:\n{report}");
     }
-    assert!(report.contains(&ddmlab::provenance::commit_label()), "the commit of the runs:\n{report}");
+    let made_by = format!("Made by: {} (sources {})", ddmlab::provenance::commit_label(), ddmlab::provenance::SRC_HASH);
+    assert_eq!(report.matches(&made_by).count(), 2, "each budget's commits:\n{report}");
     let provenance = ddmlab::provenance::read(&killed).unwrap();
     let stages: Vec<&str> = provenance.iter().map(|p| p.stage.as_str()).collect();
     assert!(stages.contains(&"train") && stages.contains(&"probe") && stages.contains(&"tokenizer"), "{stages:?}");
