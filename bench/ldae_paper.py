@@ -184,6 +184,9 @@ def pretrain(args, pca, x_train, gen):
     torch.manual_seed(args.seed)
     tokens = (28 // args.patch) ** 2
     net = DenoisingViT(args.patch * args.patch, tokens, args.width, args.depth, args.heads)
+    if args.save_init:
+        save_reference_weights(net, args.save_init)
+        raise SystemExit(f"initial weights written to {args.save_init}")
     ema = {k: v.detach().clone() for k, v in net.state_dict().items()}
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.0)
     T = 1000
@@ -271,6 +274,37 @@ def linear_probe(ftr, ytr, fte, yte, args):
         return 100.0 * (clf(fte).argmax(1) == yte).float().mean().item()
 
 
+def save_reference_weights(net, path):
+    """This file's model under bench/pytorch_ldae.py's key names (what `ddmlab pretrain --init-from` reads)."""
+    from safetensors.torch import save_file
+    back = [("embed.", "patch_embed."), ("t_mlp.0.", "t1."), ("t_mlp.2.", "t2."), (".qkv.", ".attn.qkv."),
+            (".proj.", ".attn.proj."), (".mlp.0.", ".fc1."), (".mlp.2.", ".fc2."), (".ada.1.", ".ada_ln."),
+            ("final_ada.1.", "final_ada."), ("out.", "final_proj.")]
+    out = {}
+    for key, value in net.state_dict().items():
+        for a, b in back:
+            if key.startswith(a) or (a.startswith(".") and a in key):
+                key = key.replace(a, b, 1)
+                break
+        out[key] = value.contiguous()
+    save_file(out, path)
+
+
+def reference_weights(path):
+    """A state_dict of this file's model from safetensors under bench/pytorch_ldae.py's key names."""
+    from safetensors.torch import load_file
+    renames = [("patch_embed.", "embed."), ("t1.", "t_mlp.0."), ("t2.", "t_mlp.2."), (".attn.qkv.", ".qkv."),
+               (".attn.proj.", ".proj."), (".fc1.", ".mlp.0."), (".fc2.", ".mlp.2."), (".ada_ln.", ".ada.1."),
+               ("final_ada.", "final_ada.1."), ("final_proj.", "out.")]
+    out = {}
+    for key, value in load_file(path).items():
+        for a, b in renames:
+            if key.startswith(a) or (a.startswith(".") and a in key):
+                key = key.replace(a, b, 1)
+        out[key] = value
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="data/fashion-mnist")
@@ -297,6 +331,10 @@ def main():
     ap.add_argument("--probe-epochs", type=int, default=30)
     ap.add_argument("--probe-lr", type=float, default=0.1)
     ap.add_argument("--probe-batch", type=int, default=256)
+    ap.add_argument("--probe-weights", default=None,
+                    help="probe these weights (safetensors, bench/pytorch_ldae.py's key names) instead of training")
+    ap.add_argument("--save-init", default=None,
+                    help="write the initial weights (bench/pytorch_ldae.py's key names) for `ddmlab pretrain --init-from`, and stop")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
@@ -306,10 +344,19 @@ def main():
     x_test, y_test = load_split(args.data, "t10k")
     pca = PatchPCA(x_train, args.patch, args.d, args.pca_samples, gen)
     started = time.time()
-    net, loss = pretrain(args, pca, x_train, gen)
+    if args.probe_weights:
+        # Weights trained elsewhere (`ddmlab export --layout reference`), probed by this file's probe: what part
+        # of a difference is the probe's.
+        net = DenoisingViT(args.patch * args.patch, (28 // args.patch) ** 2, args.width, args.depth, args.heads)
+        missing, unexpected = net.load_state_dict(reference_weights(args.probe_weights), strict=False)
+        if [k for k in missing if k != "pos"] or unexpected:
+            raise SystemExit(f"{args.probe_weights}: missing {missing}, unexpected {unexpected}")
+        loss = float("nan")
+    else:
+        net, loss = pretrain(args, pca, x_train, gen)
     train_s = time.time() - started
     result = {"args": vars(args), "final_loss": loss, "train_seconds": train_s}
-    for probe_input in ["clean", "projected"]:
+    for probe_input in ["clean"] if args.probe_weights else ["clean", "projected"]:
         args.probe_input = probe_input
         ftr, fte = features(net, pca, x_train, args), features(net, pca, x_test, args)
         result[f"probe_{probe_input}"] = linear_probe(ftr, y_train, fte, y_test, args)
