@@ -332,8 +332,8 @@ impl Study {
 
     /// Every run of the study, in the order they are made: budget by budget in the declared
     /// order (every claim at the first budget before any at the next), arms in declared order,
-    /// seeds in declared order. An arm runs at a budget when it lists it or a claim, table-free
-    /// sweep or claim at that budget names it.
+    /// seeds in declared order. An arm runs at a budget when it lists that budget, or a claim or
+    /// sweep declared at that budget names it.
     pub fn plan(&self) -> Result<Vec<PlannedRun>> {
         if self.runner != "ladder" {
             return Err(Error::Other(format!(
