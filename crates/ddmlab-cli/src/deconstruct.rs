@@ -20,12 +20,8 @@ pub fn run(args: DeconstructArgs) -> Result<()> {
             for r in &plan {
                 println!("#   {} steps  {}  seed {}", r.budget, r.arm, r.seed);
             }
-            let mut keys: Vec<String> =
-                plan.iter().map(|r| r.config.denoise.tokenizer.fit_key(&r.config.data, r.config.model.image)).collect();
-            keys.sort();
-            keys.dedup();
             println!("# tokenizers fitted once each (OUT/tokenizers/<key>/):");
-            for k in keys {
+            for k in study.tokenizer_keys()? {
                 println!("#   {k}");
             }
         }

@@ -39,8 +39,12 @@ const fn const_str_eq(a: &str, b: &str) -> bool {
 
 /// The commit with `-dirty` appended when the sources differed from it.
 pub fn commit_label() -> String {
-    let short: String = COMMIT.chars().take(12).collect();
-    if DIRTY { format!("{short}-dirty") } else { short }
+    label(COMMIT, DIRTY)
+}
+
+fn label(commit: &str, dirty: bool) -> String {
+    let short: String = commit.chars().take(12).collect();
+    if dirty { format!("{short}-dirty") } else { short }
 }
 
 /// One stage's record.
@@ -84,8 +88,7 @@ impl Provenance {
 
     /// The commit, short, with `-dirty` when it was.
     pub fn commit_label(&self) -> String {
-        let short: String = self.commit.chars().take(12).collect();
-        if self.dirty { format!("{short}-dirty") } else { short }
+        label(&self.commit, self.dirty)
     }
 }
 

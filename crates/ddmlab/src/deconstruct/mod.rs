@@ -280,11 +280,7 @@ fn write_report(opts: &DeconstructOptions, stamp: &Stamp, protocols: &Protocols)
 /// fitted it (recorded in its provenance, which every run reading it copies).
 pub fn reuse_tokenizer(out: &Path, study: &Study, folder: &Path, commit: &str) -> Result<bool> {
     let key = folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let keys: Vec<String> = study
-        .plan()?
-        .iter()
-        .map(|r| r.config.denoise.tokenizer.fit_key(&r.config.data, r.config.model.image))
-        .collect();
+    let keys = study.tokenizer_keys()?;
     if !keys.contains(&key) {
         return Err(Error::config(
             "tokenizer",

@@ -370,6 +370,18 @@ impl Study {
         Ok(out)
     }
 
+    /// The fit keys of the tokenizers the study's runs use, sorted, each once.
+    pub fn tokenizer_keys(&self) -> Result<Vec<String>> {
+        let mut keys: Vec<String> = self
+            .plan()?
+            .iter()
+            .map(|r| r.config.denoise.tokenizer.fit_key(&r.config.data, r.config.model.image))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        Ok(keys)
+    }
+
     /// The study's hash: SHA-256 of the declaration and of every planned run's resolved config
     /// (16 hex digits).
     pub fn hash(&self) -> Result<String> {

@@ -43,23 +43,18 @@ impl Measurements {
 /// string of a probe metric (the rows of `probe.json` are keyed by it).
 pub fn measure(study: &Study, out: &Path, stamp: &Stamp, protocol: &dyn Fn(&Metric) -> String) -> Result<Measurements> {
     let mut got = Measurements::default();
-    let plan = study.plan()?;
-    let mut seen = BTreeSet::new();
-    for run in &plan {
+    for run in &study.plan()? {
         let dir = run_dir(out, run.budget, &run.arm, run.seed);
-        if !dir.exists() {
-            continue;
-        }
-        if !stamp.owns(&dir)? {
-            if Stamp::read(&dir)?.is_some() {
+        match Stamp::read(&dir)? {
+            Some(s) if s == *stamp => {}
+            Some(_) => {
                 got.foreign.push(dir);
+                continue;
             }
-            continue;
+            None => continue,
         }
-        if seen.insert(dir.clone()) {
-            for p in provenance::read(&dir)? {
-                got.provenance.push((dir.clone(), p));
-            }
+        for p in provenance::read(&dir)? {
+            got.provenance.push((dir.clone(), p));
         }
         let probes = read_rows(&dir.join("probe.json"))?;
         let fids = gen_eval::read_rows(&dir.join("fid.json"))?;
