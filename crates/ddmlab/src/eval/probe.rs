@@ -59,6 +59,14 @@ fn upload(f: &Features, mean: &[f32], std: &[f32], device: &Device) -> Tensor<2>
     Tensor::from_data(TensorData::new(data, [f.len(), f.dim]), device)
 }
 
+/// A trained probe: top-1 accuracy (%) on the test features and the training loss of each step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeFit {
+    pub accuracy: f64,
+    /// Mean softmax cross-entropy of each step's batch, before its update.
+    pub losses: Vec<f64>,
+}
+
 /// Train a linear classifier on `train` and return its top-1 accuracy (%) on `test`.
 pub fn linear_probe(
     train: &Features,
@@ -69,6 +77,19 @@ pub fn linear_probe(
     cfg: &ProbeConfig,
     device: &Device,
 ) -> f64 {
+    fit_linear_probe(train, train_labels, test, test_labels, classes, cfg, device).accuracy
+}
+
+/// Train a linear classifier on `train`: its accuracy on `test` and the loss of every step.
+pub fn fit_linear_probe(
+    train: &Features,
+    train_labels: &[u32],
+    test: &Features,
+    test_labels: &[u32],
+    classes: usize,
+    cfg: &ProbeConfig,
+    device: &Device,
+) -> ProbeFit {
     let (mean, std) = standardizer(train);
     let x_train = upload(train, &mean, &std, device); // [N, D]
     let x_test = upload(test, &mean, &std, device); // [M, D]
@@ -87,6 +108,7 @@ pub fn linear_probe(
         }
         Tensor::<2>::from_data(TensorData::new(y, [idx.len(), classes]), device)
     };
+    let mut losses = Vec::with_capacity(total); // [1] each, read back once at the end
     for epoch in 0..cfg.epochs {
         let mut perm: Vec<usize> = (0..n).collect();
         perm.shuffle(&mut step_rng(cfg.seed, 11, epoch as u64));
@@ -98,7 +120,9 @@ pub fn linear_probe(
             );
             let xb = x_train.clone().select(0, rows); // [B, D]
             let p = softmax(xb.clone().matmul(w.clone()) + b.clone().unsqueeze_dim::<2>(0), 1); // [B, K]
-            let g = (p - onehot(idx)) / idx.len() as f64; // [B, K]
+            let y = onehot(idx); // [B, K]
+            losses.push(-(p.clone() * y.clone()).sum_dim(1).clamp_min(1e-30).log().mean()); // [1]
+            let g = (p - y) / idx.len() as f64; // [B, K]
             let gw = xb.transpose().matmul(g.clone()); // [D, K]
             let gb = g.sum_dim(0).reshape([classes]); // [K]
             vw = vw * cfg.momentum + gw;
@@ -110,7 +134,13 @@ pub fn linear_probe(
     let pred = (x_test.matmul(w) + b.unsqueeze_dim::<2>(0)).argmax(1).reshape([test.len()]);
     let pred: Vec<i64> = pred.into_data().convert::<i64>().try_into_vec().expect("int predictions");
     let correct = pred.iter().zip(test_labels).filter(|(p, y)| **p == **y as i64).count();
-    100.0 * correct as f64 / test_labels.len().max(1) as f64
+    let losses = if losses.is_empty() {
+        Vec::new()
+    } else {
+        let all = Tensor::cat(losses, 0).into_data().convert::<f32>();
+        all.try_into_vec::<f32>().expect("f32 losses").into_iter().map(f64::from).collect()
+    };
+    ProbeFit { accuracy: 100.0 * correct as f64 / test_labels.len().max(1) as f64, losses }
 }
 
 #[cfg(test)]
@@ -133,7 +163,11 @@ mod tests {
         let (tr, ytr) = mk(400, 0);
         let (te, yte) = mk(100, 1000);
         let cfg = ProbeConfig { epochs: 20, batch_size: 32, ..Default::default() };
-        let acc = linear_probe(&tr, &ytr, &te, &yte, 2, &cfg, &Device::flex());
-        assert!(acc > 95.0, "accuracy {acc}");
+        let fit = fit_linear_probe(&tr, &ytr, &te, &yte, 2, &cfg, &Device::flex());
+        assert!(fit.accuracy > 95.0, "accuracy {}", fit.accuracy);
+        // 400 rows in batches of 32: 13 steps an epoch; the first loss is ln 2 (zero weights).
+        assert_eq!(fit.losses.len(), 13 * 20);
+        assert!((fit.losses[0] - 2f64.ln()).abs() < 1e-6, "{}", fit.losses[0]);
+        assert!(fit.losses[fit.losses.len() - 1] < 0.25 * fit.losses[0], "{:?}", &fit.losses[fit.losses.len() - 13..]);
     }
 }

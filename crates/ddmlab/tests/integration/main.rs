@@ -9,6 +9,7 @@ mod conv_tokenizer;
 mod data_errors;
 mod deconstruct;
 mod dit;
+mod golden;
 #[cfg(feature = "wgpu")]
 mod gpu;
 mod inception;
