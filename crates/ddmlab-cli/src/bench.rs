@@ -281,7 +281,7 @@ fn inception(args: &BenchArgs) -> Result<()> {
 /// The conv tokenizer's training step (autoencoder + perceptual + discriminator, all on) on
 /// synthetic images, beside `bench/pytorch_klvae.py` with `--pytorch`.
 fn tokenizer_step(preset: &str, args: &BenchArgs) -> Result<()> {
-    let mut config = ddmlab::models::tokenizer_preset(preset)?.config;
+    let mut config = ddmlab::recipes::tokenizer_preset(preset)?.config;
     for s in &args.overrides {
         config = config.with_override(s)?;
     }

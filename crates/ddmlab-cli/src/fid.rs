@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result, bail};
 use ddmlab::data::fetch::inception_path;
-use ddmlab::eval::fid::{FidSource, Stats, frechet_distance, kid, source_features};
+use ddmlab::eval::fid::{FidSource, source_features};
+use ddmlab::eval::frechet::{Stats, frechet_distance, kid};
 use ddmlab::eval::inception::{FEATURE_DIM, InceptionV3};
 use ddmlab::eval::npz::{read_stats, write_stats};
 use ddmlab::eval::precision_recall::precision_recall;

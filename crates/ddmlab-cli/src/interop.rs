@@ -1,8 +1,9 @@
 //! `ddmlab export` / `ddmlab import`: a run's weights to and from PyTorch's key names.
 
 use anyhow::Result;
+use ddmlab::runs::{PretrainOptions, pretrain};
 use ddmlab::train::interop::{self, Layout};
-use ddmlab::train::{PretrainOptions, checkpoint, pretrain, run_folder};
+use ddmlab::train::{checkpoint, run_folder};
 
 use crate::args::{ExportArgs, ImportArgs};
 use crate::pretrain::base_config;

@@ -31,13 +31,13 @@ fn main() -> ExitCode {
     let result = setup::threads(cli.threads).and_then(|()| match cli.command {
         Command::Data(a) => data::run(a),
         Command::Presets => {
-            for p in ddmlab::models::presets::preset_names() {
-                let preset = ddmlab::models::preset(p).expect("listed");
+            for p in ddmlab::recipes::preset_names() {
+                let preset = ddmlab::recipes::preset(p).expect("listed");
                 println!("{:<14} {}", p, preset.about);
             }
             println!("\nconv tokenizers (`ddmlab tokenizer train --preset ...`):");
-            for p in ddmlab::models::tokenizer_preset_names() {
-                let preset = ddmlab::models::tokenizer_preset(p).expect("listed");
+            for p in ddmlab::recipes::tokenizer_preset_names() {
+                let preset = ddmlab::recipes::tokenizer_preset(p).expect("listed");
                 println!("{:<14} {}", p, preset.about);
             }
             Ok(())

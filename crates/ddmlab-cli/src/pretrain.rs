@@ -2,10 +2,10 @@
 
 use anyhow::{Context, Result, bail};
 use ddmlab::config::{RunConfig, refuse_changes_on_resume};
-use ddmlab::models::preset;
+use ddmlab::recipes::preset;
+use ddmlab::runs::{PretrainOptions, pretrain};
 use ddmlab::train::interop::Layout;
 use ddmlab::train::run_folder;
-use ddmlab::train::{PretrainOptions, pretrain};
 
 use crate::args::PretrainArgs;
 use crate::progress::Bar;

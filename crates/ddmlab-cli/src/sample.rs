@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Result, bail};
+use ddmlab::data::RawImage;
 use ddmlab::diffusion::SamplerKind;
-use ddmlab::eval::fid::RawImage;
 use ddmlab::eval::npz::{SampleBatch, write_samples};
 use ddmlab::generate::{SampleOptions, sample_images, sampler_of};
 use ddmlab::mar::{MarSampling, MarSpec, sample_mar_images};

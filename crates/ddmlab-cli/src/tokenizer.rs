@@ -5,17 +5,17 @@ use anyhow::{Context, Result, bail};
 use std::path::Path;
 
 use ddmlab::config::refuse_changes_on_resume;
-use ddmlab::config::tokenizer::TokenizerRunConfig;
 use ddmlab::data::Split;
 use ddmlab::data::fetch::inception_path;
 use ddmlab::eval::inception::InceptionV3;
-use ddmlab::models::tokenizer_preset;
+use ddmlab::recipes::tokenizer_preset;
+use ddmlab::runs::tokenizer::{
+    TokenizerTrainOptions, evaluate, evaluate_reconstruction, format_recon, load_split, recon_table, train_tokenizer,
+};
+use ddmlab::tokenizer::conv_config::TokenizerRunConfig;
 use ddmlab::tokenizer::{FittedTokenizer, LatentScale, TokenizerSpec};
 use ddmlab::train::checkpoint;
 use ddmlab::train::conv_tokenizer::read_meta;
-use ddmlab::train::tokenizer_run::{
-    TokenizerTrainOptions, evaluate, evaluate_reconstruction, format_recon, load_split, recon_table, train_tokenizer,
-};
 
 use crate::args::{TokenizerCommand, TokenizerEvalArgs, TokenizerTrainArgs};
 use crate::progress::Bar;

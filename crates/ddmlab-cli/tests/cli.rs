@@ -19,6 +19,33 @@ fn fails_with(out: Output, needles: &[&str]) {
     }
 }
 
+/// An image grid of `side`-pixel images (at any integer scale, tiles 2 pixels apart) holding at
+/// least `n` tiles, whose tiles are not blank.
+fn assert_grid(path: &Path, side: u32, n: usize) {
+    let img = image::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).to_rgb8();
+    let (w, h) = img.dimensions();
+    let tile = (side..=w.min(h))
+        .step_by(side as usize)
+        .find(|t| (w - 2) % (t + 2) == 0 && (h - 2) % (t + 2) == 0)
+        .unwrap_or_else(|| panic!("{}: {w} x {h} is no grid of {side}-pixel tiles", path.display()));
+    let (cols, rows) = ((w - 2) / (tile + 2), (h - 2) / (tile + 2));
+    assert!((cols * rows) as usize >= n, "{}: {cols} x {rows} tiles for {n} images", path.display());
+    let flat = |c: u32, r: u32| {
+        let at = |x: u32, y: u32| img.get_pixel(2 + c * (tile + 2) + x, 2 + r * (tile + 2) + y).0;
+        let first = at(0, 0);
+        (0..tile).all(|y| (0..tile).all(|x| at(x, y) == first))
+    };
+    assert!((0..rows).any(|r| (0..cols).any(|c| !flat(c, r))), "{}: every tile is one flat colour", path.display());
+}
+
+/// A plot: the 900 x 540 canvas with something drawn on it.
+fn assert_plot(path: &Path) {
+    let img = image::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).to_rgb8();
+    assert_eq!(img.dimensions(), (900, 540), "{}", path.display());
+    let inked = img.pixels().filter(|p| p.0 != [255, 255, 255]).count();
+    assert!(inked > 2000, "{}: {inked} pixels drawn", path.display());
+}
+
 /// A Fashion-MNIST-shaped synthetic set (40 train, 20 test) under `root/fashion-mnist/`.
 fn write_data(root: &Path) {
     let dir = root.join("fashion-mnist");
@@ -54,6 +81,14 @@ const MICRO: [&str; 14] = [
     "--batch-size",
     "8",
 ];
+
+/// The data root the README's test command fetches into (`ddmlab data fetch`): `DDMLAB_DATA`,
+/// else `data/` at the workspace root, as the library's integration tests read it.
+fn fetched_data() -> std::path::PathBuf {
+    std::env::var_os("DDMLAB_DATA")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data"))
+}
 
 #[test]
 fn invalid_config_values_name_the_field() {
@@ -118,7 +153,15 @@ fn pretrain_probe_denoise_and_pca_run_end_to_end() {
         stdout.contains("raw pixels") && stdout.contains("random-init encoder") && stdout.contains("ldae-tiny (EMA)"),
         "{stdout}"
     );
-    assert!(run.join("probe.png").exists() && run.join("probe.json").exists());
+    assert_plot(&run.join("probe.png"));
+    let probe: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("probe.json")).unwrap()).unwrap();
+    let rows = probe.as_array().unwrap_or_else(|| panic!("probe.json: {probe}"));
+    assert!(rows.len() >= 3, "raw pixels, random init and the model: {probe}");
+    for r in rows {
+        let acc = r["linear"].as_f64().unwrap_or_else(|| panic!("no linear accuracy in {r}"));
+        assert!((0.0..=100.0).contains(&acc), "{r}");
+    }
 
     // The probe ablations: rows of their own protocol beside the default ones; bad depths named.
     let args = ["probe", "--run", run_s, "--data-dir", data, "--epochs", "2", "--knn-k", "3", "--no-baselines"];
@@ -131,13 +174,14 @@ fn pretrain_probe_denoise_and_pca_run_end_to_end() {
 
     let out = ddmlab(&["denoise", "--run", run_s, "--data-dir", data, "--n", "4"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(run.join("denoise.png").exists());
+    assert_grid(&run.join("denoise.png"), 28, 4);
 
     fails_with(ddmlab(&["sample", "--run", run_s]), &["needs a generator", "image on patch PCA"]);
 
     let png = tmp.path().join("pca.png");
     let out = ddmlab(&["pca", "--run", run_s, "--out", png.to_str().unwrap()]);
-    assert!(out.status.success() && png.exists(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_grid(&png, 4, 1);
 
     // A resumed run keeps its saved config: a flag that would change it is refused, named.
     fails_with(
@@ -220,7 +264,7 @@ fn train_a_mar_sample_it_and_reject_bad_mar_settings() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("MAR K 8") && stdout.contains("temperature 0.9"), "{stdout}");
-    assert!(grid.exists());
+    assert_grid(&grid, 28, 6);
     // --n 6 over 10 class rows rounds up to one image per class.
     let batch = ddmlab::eval::npz::read_samples(&npz, 0).unwrap();
     assert_eq!(batch.labels, Some((0..10).collect()));
@@ -238,7 +282,7 @@ fn train_a_mar_sample_it_and_reject_bad_mar_settings() {
 
     // gen-eval on a MAR run sweeps K x temperature (the head's DDPM steps from --steps), with
     // the temperature curve; a K the model cannot take fails before anything is sampled.
-    let weights = ddmlab::data::fetch::inception_path(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data"));
+    let weights = ddmlab::data::fetch::inception_path(&fetched_data());
     assert!(weights.exists(), "{}: run `ddmlab data fetch inception` first", weights.display());
     let w = weights.to_str().unwrap();
     let mut args = vec!["gen-eval", "--run", run_s, "--data-dir", data, "--weights", w, "--n", "4"];
@@ -249,7 +293,8 @@ fn train_a_mar_sample_it_and_reject_bad_mar_settings() {
     let labels: Vec<&str> = rows.iter().map(|r| r.sampler.as_str()).collect();
     assert_eq!(labels, ["mar-4-head3-tau0.9", "mar-4-head3-tau1.1", "mar-8-head3-tau0.9", "mar-8-head3-tau1.1"]);
     assert!(rows.iter().all(|r| r.fid.is_finite() && r.temperature.is_some()), "{rows:?}");
-    assert!(run.join("fid-temperature.png").exists() && run.join("fid-steps.png").exists());
+    assert_plot(&run.join("fid-temperature.png"));
+    assert_plot(&run.join("fid-steps.png"));
     // --resume skips the points already in fid.json (their rows stay as they were) and
     // measures only the new one.
     let mut args = vec!["gen-eval", "--run", run_s, "--data-dir", data, "--weights", w, "--n", "4", "--resume"];
@@ -348,7 +393,7 @@ fn train_a_dit_sample_it_and_reject_bad_generation_requests() {
         npz.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(grid.exists());
+    assert_grid(&grid, 28, 6);
     assert_eq!(std::fs::read_dir(&folder).unwrap().count(), 10);
     // The .npz batch holds the PNGs' pixels, with one label per image (classes 0..9, one each).
     let batch = ddmlab::eval::npz::read_samples(&npz, 0).unwrap();
@@ -358,7 +403,7 @@ fn train_a_dit_sample_it_and_reject_bad_generation_requests() {
 
     // gen-eval: every step count x scale, against N test images and the whole training split
     // (the synthetic one here), with its table and both curves.
-    let weights = ddmlab::data::fetch::inception_path(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data"));
+    let weights = ddmlab::data::fetch::inception_path(&fetched_data());
     assert!(weights.exists(), "{}: run `ddmlab data fetch inception` first", weights.display());
     let w = weights.to_str().unwrap();
     let args = ["gen-eval", "--run", run_s, "--data-dir", data, "--weights", w, "--n", "4", "--batch-size", "4"];
@@ -374,7 +419,8 @@ fn train_a_dit_sample_it_and_reject_bad_generation_requests() {
     let full = format!("fashion-mnist:train ({n_train})");
     assert_eq!(refs.into_iter().collect::<Vec<_>>(), vec!["fashion-mnist:test", full.as_str()]);
     assert!(rows.iter().all(|r| r.fid.is_finite() && r.fid > 0.0 && r.precision.is_some()), "{rows:?}");
-    assert!(run.join("fid-cfg.png").exists() && run.join("fid-steps.png").exists());
+    assert_plot(&run.join("fid-cfg.png"));
+    assert_plot(&run.join("fid-steps.png"));
     fails_with(ddmlab(&["gen-eval", "--run", run_s, "--weights", w, "--steps", "0"]), &["--steps", "at least 1"]);
 
     fails_with(ddmlab(&["sample", "--run", run_s, "--class", "12"]), &["class", "0..=9"]);
@@ -385,7 +431,8 @@ fn train_a_dit_sample_it_and_reject_bad_generation_requests() {
     fails_with(ddmlab(&["sample", "--run", run_s, "--ckpt", "77"]), &["no checkpoint at step 77"]);
     // The denoising figure works for any objective: a DiT's eps prediction implies x0_hat.
     let out = ddmlab(&["denoise", "--run", run_s, "--data-dir", data, "--n", "2", "--t", "100,900"]);
-    assert!(out.status.success() && run.join("denoise.png").exists(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_grid(&run.join("denoise.png"), 28, 4);
     fails_with(ddmlab(&["denoise", "--run", run_s, "--data-dir", data, "--t", "5000"]), &["--t", "below 1000"]);
     let missing = tmp.path().join("absent");
     fails_with(ddmlab(&["fid", missing.to_str().unwrap(), "fashion-mnist:test"]), &["absent", "neither a folder"]);
@@ -429,7 +476,8 @@ fn a_latent_space_dit_trains_samples_and_probes() {
     assert!(run.join("pca.safetensors").exists());
     let grid = tmp.path().join("grid.png");
     let out = ddmlab(&["sample", "--run", run_s, "--steps", "2", "--n", "10", "--out", grid.to_str().unwrap()]);
-    assert!(out.status.success() && grid.exists(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_grid(&grid, 28, 10);
     let out = ddmlab(&["probe", "--run", run_s, "--data-dir", data, "--epochs", "2", "--knn-k", "3", "--no-baselines"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("dit-fmnist-pca (EMA)"));
@@ -445,7 +493,9 @@ fn a_conv_tokenizer_trains_evaluates_and_rejects_bad_settings() {
     let out = ddmlab(&["tokenizer", "train", "--preset", "kl-tiny", "--out", run_s, "--data-dir", data]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("PSNR"));
-    assert!(run.join("recon.md").exists() && run.join("recon-step-000008.png").exists());
+    let recon = std::fs::read_to_string(run.join("recon.md")).unwrap();
+    assert!(recon.contains("PSNR") && recon.lines().any(|l| l.starts_with("| 8 ")), "{recon}");
+    assert_grid(&run.join("recon-step-000008.png"), 16, 2);
     let out = ddmlab(&["tokenizer", "eval", "--run", run_s, "--data-dir", data, "--pca-dim", "4"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("patch PCA p=4 d=4"));
@@ -505,7 +555,8 @@ fn a_dit_trains_and_samples_in_the_conv_vae_latent() {
     assert!(run.join("conv-vae.safetensors").exists() && run.join("conv-vae/recon.md").exists());
     let grid = tmp.path().join("grid.png");
     let out = ddmlab(&["sample", "--run", run_s, "--steps", "2", "--n", "10", "--out", grid.to_str().unwrap()]);
-    assert!(out.status.success() && grid.exists(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_grid(&grid, 32, 10);
 }
 
 /// `--device` names what this build offers; a GPU device without any driver (the Vulkan loader

@@ -15,7 +15,7 @@ use std::path::Path;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use ddmlab::diffusion::VpSchedule;
-use ddmlab::tokenizer::{patchify, unpatchify};
+use ddmlab::nn::{patchify, unpatchify};
 use ddmlab::train::checkpoint;
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};

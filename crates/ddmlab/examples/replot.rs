@@ -13,7 +13,7 @@ fn main() -> ddmlab::Result<()> {
         std::process::exit(2);
     };
     if run.join("metrics.jsonl").exists() {
-        ddmlab::train::pretrain::plot_loss(&run)?;
+        ddmlab::runs::pretrain::plot_loss(&run)?;
         println!("{}", run.join("loss.png").display());
     }
     let probe = run.join("probe.json");

@@ -3,11 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::check;
 use crate::data::ImageShape;
 use crate::diffusion::denoise::{DenoiseObjective, InputSpace, NoiseSpace, Target};
 use crate::diffusion::{LossWeight, NoiseSchedule};
 use crate::error::{Error, Result};
+use crate::settings::check;
 use crate::tokenizer::TokenizerSpec;
 
 /// The objective a run trains.

@@ -71,7 +71,7 @@ pub fn refuse_changes_on_resume<T: Serialize>(run: &Path, saved: &T, requested: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::preset;
+    use crate::recipes::preset;
 
     #[test]
     fn a_changed_field_is_named_with_both_values_and_an_unchanged_config_passes() {

@@ -7,10 +7,77 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::mar::objective::MarLoss;
-use crate::mar::order::MarVariant;
 use crate::models::VitConfig;
 use crate::models::mar::MarConfig;
+
+/// How the tokens of an image are ordered and what each prediction may read (the paper's
+/// Table 1 rows).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MarVariant {
+    /// Masked autoregression: bidirectional attention over the known tokens, random order,
+    /// several tokens per step.
+    #[default]
+    Mar,
+    /// Causal attention, a random order per image, one token per step (teacher forcing in
+    /// training: every token predicted from the ones before it in the order).
+    ArRandom,
+    /// Causal attention in raster order (left to right, top to bottom), one token per step.
+    ArRaster,
+}
+
+impl MarVariant {
+    /// Causal attention (the AR rows) rather than bidirectional (MAR).
+    pub fn is_causal(self) -> bool {
+        self != MarVariant::Mar
+    }
+
+    /// The config value (`mar`, `ar-random`, `ar-raster`).
+    pub fn name(self) -> &'static str {
+        match self {
+            MarVariant::Mar => "mar",
+            MarVariant::ArRandom => "ar-random",
+            MarVariant::ArRaster => "ar-raster",
+        }
+    }
+}
+
+/// How a token is predicted from its condition vector `z` (the paper's Table 2 rows).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MarLoss {
+    /// The Diffusion Loss: a denoising MLP models `p(x | z)`, sampled by DDPM.
+    #[default]
+    Diffusion,
+    /// L2 regression: the head outputs the token itself (a point estimate, the paper's
+    /// FID > 100 baseline).
+    L2,
+    /// Cross-entropy over the codes of a k-means codebook of the tokens (`[mar] codebook`):
+    /// the discrete-token baseline.
+    CrossEntropy,
+}
+
+impl MarLoss {
+    /// The config value (`diffusion`, `l2`).
+    pub fn name(self) -> &'static str {
+        match self {
+            MarLoss::Diffusion => "diffusion",
+            MarLoss::L2 => "l2",
+            MarLoss::CrossEntropy => "cross-entropy",
+        }
+    }
+
+    /// Whether the head draws its output (Diffusion Loss, cross-entropy), so that a sampling
+    /// temperature applies; an L2 head regresses.
+    pub fn samples(self) -> bool {
+        self != MarLoss::L2
+    }
+
+    /// Whether the head runs a DDPM chain (Diffusion Loss), so that head steps apply.
+    pub fn denoises(self) -> bool {
+        self == MarLoss::Diffusion
+    }
+}
 
 /// MAR's own settings (LTH14/mar's defaults in parentheses).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,7 +108,7 @@ pub struct MarSection {
     /// Quantise the tokens to a k-means codebook of this many codes fitted on the training
     /// tokens (0: continuous tokens). Needed by the cross-entropy loss; with the Diffusion Loss
     /// it is the paper's VQ row.
-    #[serde(default, skip_serializing_if = "super::is_zero")]
+    #[serde(default, skip_serializing_if = "crate::settings::is_zero")]
     pub codebook: usize,
 }
 
@@ -84,7 +151,7 @@ impl MarSection {
 
     /// Check every field (and the split of `model.depth` it needs); the error names the field.
     pub fn validate(&self, model: &VitConfig) -> Result<()> {
-        let check = |ok: bool, field: &str, msg: String| super::check(ok, field, msg);
+        let check = |ok: bool, field: &str, msg: String| crate::settings::check(ok, field, msg);
         check(self.buffer >= 1, "mar.buffer", format!("{}, expected at least 1 (the class token)", self.buffer))?;
         check(self.head_width >= 1, "mar.head_width", "must be positive".into())?;
         check(self.head_depth >= 1, "mar.head_depth", "must be positive".into())?;
@@ -130,7 +197,7 @@ impl MarSection {
 mod tests {
     use super::*;
     use crate::config::RunConfig;
-    use crate::models::preset;
+    use crate::recipes::preset;
 
     fn mar_config() -> RunConfig {
         let mut config = preset("dit-fmnist-eps").unwrap().config;

@@ -7,24 +7,18 @@ pub mod denoise;
 pub mod diff;
 pub mod legacy;
 pub mod mar;
-pub mod tokenizer;
 
 use serde::{Deserialize, Serialize};
 
 pub use denoise::DenoiseConfig;
 pub use diff::{FieldChange, changed_fields, refuse_changes_on_resume};
 pub use legacy::{DdpmConfig, LdaeConfig, LegacyRunConfig, PcaLatentConfig};
-pub use mar::MarSection;
+pub use mar::{MarLoss, MarSection, MarVariant};
 
 use crate::data::transform::Augment;
 use crate::error::{Error, Result};
 use crate::models::VitConfig;
-
-/// serde's `skip_serializing_if` for a count whose 0 means "off", so that configs written before
-/// the field existed keep their text.
-pub(crate) fn is_zero(v: &usize) -> bool {
-    *v == 0
-}
+use crate::settings::check;
 
 /// Optimisation settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -91,11 +85,6 @@ pub struct RunConfig {
 /// written before `[denoise]`.
 const TOP_LEVEL_KEYS: [&str; 10] =
     ["preset", "data", "train_limit", "resize", "model", "denoise", "mar", "train", "ldae", "ddpm"];
-
-/// `Ok` when `ok`, else the config error naming `field`.
-pub(crate) fn check(ok: bool, field: &str, msg: impl Into<String>) -> Result<()> {
-    if ok { Ok(()) } else { Err(Error::config(field, msg)) }
-}
 
 impl RunConfig {
     /// The network's configuration: the model section with its token input and output widths
@@ -178,7 +167,7 @@ impl RunConfig {
     /// The config with `assignment` (`KEY=VALUE`, `KEY` a dotted path such as `train.blr`,
     /// `VALUE` in TOML syntax; a bare word is a string) applied; not validated.
     pub fn with_override(&self, assignment: &str) -> Result<RunConfig> {
-        with_override(self, assignment)
+        crate::settings::with_override(self, assignment)
     }
 
     /// The peak learning rate `blr * batch / 256`.
@@ -214,54 +203,12 @@ impl RunConfig {
     }
 }
 
-/// `config` with one `KEY=VALUE` assignment applied (`train.steps=300`, `model.width=96`):
-/// the value is read as TOML (a bare word as a string) and the key must name an existing field.
-pub fn with_override<T: Serialize + serde::de::DeserializeOwned>(config: &T, assignment: &str) -> Result<T> {
-    let invalid = |msg: String| Error::config("--set", msg);
-    let (key, raw) =
-        assignment.split_once('=').ok_or_else(|| invalid(format!("`{assignment}`, expected KEY=VALUE")))?;
-    let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
-    let mut tree = toml::Value::try_from(config).expect("config serialises");
-    let mut node = &mut tree;
-    let parts: Vec<&str> = key.trim().split('.').collect();
-    let no_field =
-        |part: &str| invalid(format!("`{key}`: no field `{part}` (see a run's config.toml for the field names)"));
-    // A field left out of the TOML at its default value (`resize`, `model.gelu`) is still a
-    // field: a missing last key is inserted, and the configs' `deny_unknown_fields` rejects a
-    // name that is not one.
-    let mut absent = None;
-    for (i, part) in parts.iter().enumerate() {
-        let table = node
-            .as_table_mut()
-            .ok_or_else(|| invalid(format!("`{key}`: `{}` is not a section", parts[..i].join("."))))?;
-        let last = i + 1 == parts.len();
-        if !table.contains_key(*part) {
-            if !last {
-                return Err(no_field(part));
-            }
-            absent = Some(*part);
-        }
-        if last {
-            table.insert(part.to_string(), value.clone());
-            break;
-        }
-        node = table.get_mut(*part).expect("checked");
-    }
-    tree.try_into::<T>().map_err(|e| match absent {
-        Some(part) if e.message().contains("unknown field") => no_field(part),
-        _ => invalid(format!("`{assignment}`: {}", e.message())),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::diffusion::NoiseSchedule;
     use crate::diffusion::denoise::{InputSpace, NoiseSpace, Target};
-    use crate::models::preset;
+    use crate::recipes::preset;
     use crate::tokenizer::{LatentScale, TokenizerSpec};
 
     #[test]

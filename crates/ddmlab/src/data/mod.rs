@@ -10,9 +10,11 @@ pub mod fetch;
 pub mod folder;
 pub mod idx;
 pub mod loader;
+pub mod raw;
 pub mod source;
 pub mod transform;
 
+pub use raw::RawImage;
 pub use source::{DataSource, Split};
 
 /// Channels, height and width of every image of a set.

@@ -31,9 +31,10 @@ use crate::eval::fid::FidSource;
 use crate::eval::gen_eval::{self, GenEvalOptions, SamplerSetting};
 use crate::eval::report::{self as probe_report, Checkpoints, ProbeOptions};
 use crate::eval::{Pool, ProbeConfig};
+use crate::runs::{PretrainOptions, pretrain};
 use crate::study::verdicts::{self, run_dir};
 use crate::study::{Metric, PlannedRun, Stamp, Study};
-use crate::train::{Observer, PretrainOptions, checkpoint, pretrain, run_folder};
+use crate::train::{Observer, checkpoint, run_folder};
 
 /// What `deconstruct` runs.
 #[derive(Debug, Clone)]
@@ -337,8 +338,8 @@ fn fit_shared_tokenizer(
     std::fs::create_dir_all(&cache).at(&cache)?;
     obs.message(&format!("{arm}: fitting {} (shared by every arm that names it)", config.denoise.tokenizer.label(1)));
     let set = run_folder::load_split(config, &opts.data_root, Split::Train)?;
-    let fit = run_folder::FitOptions { data_root: &opts.data_root, stop_after_minutes };
-    Ok(run_folder::load_or_fit_tokenizer(&cache, config, &set, fit, device, obs)?.is_some())
+    let fit = crate::runs::FitOptions { data_root: &opts.data_root, stop_after_minutes };
+    Ok(crate::runs::load_or_fit_tokenizer(&cache, config, &set, fit, device, obs)?.is_some())
 }
 
 /// The shared cache folder of `config`'s tokenizer.

@@ -130,7 +130,7 @@ pub fn tokenizer_table(out: &Path) -> Result<String> {
     let mut conv = String::new();
     for (key, r) in reports.iter().filter(|(_, r)| r.kind == "conv-vae") {
         let folder = crate::train::run_folder::conv_vae_run(&dir.join(key));
-        if let Some(last) = crate::train::tokenizer_run::read_recon(&folder)?.last() {
+        if let Some(last) = crate::runs::tokenizer::read_recon(&folder)?.last() {
             conv += &format!(
                 "| `{key}` | {} | {} | {} | {:.5} | {:.2} | {} |\n",
                 r.latent_dim,

@@ -26,7 +26,8 @@ use serde::{Deserialize, Serialize};
 
 use super::noise::{ErrorOn, LossWeight, NoiseTables};
 use super::vp::Prediction;
-use crate::tokenizer::{Tokenizer, patchify};
+use crate::nn::patchify;
+use crate::tokenizer::Tokenizer;
 
 /// Where the noise is added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -20,7 +20,8 @@ use crate::data::{ImageSet, loader::ordered_batches};
 use crate::diffusion::denoise::{InputSpace, NoiseSpace};
 use crate::models::DenoisingVit;
 use crate::models::mar::Mar;
-use crate::tokenizer::{Tokenizer, patchify};
+use crate::nn::patchify;
+use crate::tokenizer::Tokenizer;
 
 /// How encoder tokens become one vector per image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,16 +12,17 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
-use super::fid::{
-    FidSource, RawImage, ReferenceStats, Stats, frechet_distance_to, inception_features, kid, source_features,
-};
+use super::fid::{FidSource, inception_features, source_features};
+use super::frechet::{ReferenceStats, Stats, frechet_distance_to, kid};
 use super::inception::{FEATURE_DIM, InceptionV3};
 use super::precision_recall::{knn_radii, precision_recall_with_radii};
 use crate::atomic::write_atomic;
+use crate::config::MarLoss;
+use crate::data::RawImage;
 use crate::diffusion::SamplerKind;
 use crate::error::{Error, IoContext, Result};
 use crate::generate::{SampleOptions, sample_images};
-use crate::mar::{MarLoss, MarSampling, MarSpec, sample_mar_images};
+use crate::mar::{MarSampling, MarSpec, sample_mar_images};
 use crate::models::mar::Mar;
 use crate::train::Observer;
 use crate::train::checkpoint::{self, Checkpoints};
@@ -552,7 +553,8 @@ mod tests {
 
     #[test]
     fn a_mar_row_label_names_only_the_settings_its_head_uses() {
-        let spec = |loss| MarSpec { len: 16, token_dim: 2, null_class: 10, variant: crate::mar::MarVariant::Mar, loss };
+        let spec =
+            |loss| MarSpec { len: 16, token_dim: 2, null_class: 10, variant: crate::config::MarVariant::Mar, loss };
         let sweep = MarSweep { steps: vec![8], head_steps: vec![100], temperatures: vec![0.9] };
         let labels =
             |loss| -> Vec<String> { sweep.settings(&spec(loss)).unwrap().iter().map(|s| mar_label(loss, s)).collect() };

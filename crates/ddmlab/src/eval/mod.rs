@@ -3,6 +3,7 @@
 
 pub mod features;
 pub mod fid;
+pub mod frechet;
 pub mod gen_eval;
 pub mod inception;
 pub mod knn;

@@ -17,7 +17,8 @@ use nalgebra::{DMatrix, DVector};
 use npyz::WriterBuilder;
 use npyz::zip::{ZipArchive, write::FileOptions};
 
-use super::fid::{RawImage, Stats};
+use super::frechet::Stats;
+use crate::data::RawImage;
 use crate::error::{Error, IoContext, Result};
 
 /// One array of an `.npz`: its numpy type string (`<f8`, `|u1`, ...), shape and raw bytes

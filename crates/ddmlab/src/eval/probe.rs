@@ -13,7 +13,7 @@ use rand::seq::SliceRandom;
 
 use super::features::Features;
 use crate::data::loader::step_rng;
-use crate::train::lr::lr_at;
+use crate::optim::lr::lr_at;
 
 /// Probe optimisation settings.
 #[derive(Debug, Clone, PartialEq)]

@@ -19,9 +19,9 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
 use super::codebook::Codebook;
-use super::objective::MarLoss;
-use super::order::{MarVariant, MaskSchedule, mask_of};
+use super::order::{MaskSchedule, mask_of, variant_order};
 use crate::config::RunConfig;
+use crate::config::{MarLoss, MarVariant};
 use crate::diffusion::sampler::{Denoiser, Sampler, SamplerKind, TimestepMap};
 use crate::diffusion::vp::{Prediction, VpSchedule};
 use crate::error::{Error, Result};
@@ -221,7 +221,7 @@ pub fn generate(
     let (len, token_dim) = (spec.len, spec.token_dim);
     let b = labels.len();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let orders: Vec<Vec<usize>> = (0..b).map(|_| spec.variant.order(&mut rng, len)).collect();
+    let orders: Vec<Vec<usize>> = (0..b).map(|_| variant_order(spec.variant, &mut rng, len)).collect();
     let mut tokens = vec![0f32; b * len * token_dim];
     let null = vec![spec.null_class; b];
     let mut masked = len;

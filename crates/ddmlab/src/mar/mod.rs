@@ -9,5 +9,5 @@ pub mod objective;
 pub mod order;
 
 pub use generate::{MarSampling, MarSpec, generate, sample_mar_images, sample_tokens};
-pub use objective::{MarDraws, MarLoss, MarObjective};
-pub use order::{MarVariant, MaskSchedule, mask_of, mask_ratio, masked_count, random_order};
+pub use objective::{MarDraws, MarObjective};
+pub use order::{MaskSchedule, mask_of, mask_ratio, masked_count, random_order, variant_order};

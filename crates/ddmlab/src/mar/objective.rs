@@ -16,53 +16,14 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rand::RngExt;
 use rand_distr::StandardNormal;
 
-use serde::{Deserialize, Serialize};
-
 use super::codebook::Codebook;
-use super::order::{MarVariant, mask_of, mask_ratio, masked_count};
-use crate::config::RunConfig;
+use super::order::{mask_of, mask_ratio, masked_count, variant_order};
+use crate::config::{MarLoss, MarVariant, RunConfig};
 use crate::data::loader::{purpose, step_rng};
 use crate::diffusion::vp::{BetaSchedule, VpSchedule};
 use crate::models::mar::Mar;
 use crate::tokenizer::{FittedTokenizer, Tokenizer};
 use crate::train::step::{Network, Objective};
-
-/// How a token is predicted from its condition vector `z` (the paper's Table 2 rows).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum MarLoss {
-    /// The Diffusion Loss: a denoising MLP models `p(x | z)`, sampled by DDPM.
-    #[default]
-    Diffusion,
-    /// L2 regression: the head outputs the token itself (a point estimate, the paper's
-    /// FID > 100 baseline).
-    L2,
-    /// Cross-entropy over the codes of a k-means codebook of the tokens (`[mar] codebook`):
-    /// the discrete-token baseline.
-    CrossEntropy,
-}
-
-impl MarLoss {
-    /// The config value (`diffusion`, `l2`).
-    pub fn name(self) -> &'static str {
-        match self {
-            MarLoss::Diffusion => "diffusion",
-            MarLoss::L2 => "l2",
-            MarLoss::CrossEntropy => "cross-entropy",
-        }
-    }
-
-    /// Whether the head draws its output (Diffusion Loss, cross-entropy), so that a sampling
-    /// temperature applies; an L2 head regresses.
-    pub fn samples(self) -> bool {
-        self != MarLoss::L2
-    }
-
-    /// Whether the head runs a DDPM chain (Diffusion Loss), so that head steps apply.
-    pub fn denoises(self) -> bool {
-        self == MarLoss::Diffusion
-    }
-}
 
 /// The settings of MAR's objective.
 #[derive(Debug, Clone, PartialEq)]
@@ -154,7 +115,7 @@ impl MarObjective {
         let mut rng = step_rng(seed, purpose::MASK, step as u64);
         let count =
             if self.variant.is_causal() { l } else { masked_count(l, mask_ratio(&mut rng, self.min_mask_ratio)) };
-        let order: Vec<Vec<usize>> = (0..b).map(|_| self.variant.order(&mut rng, l)).collect();
+        let order: Vec<Vec<usize>> = (0..b).map(|_| variant_order(self.variant, &mut rng, l)).collect();
         let mask = order.iter().map(|o| mask_of(o, count)).collect();
         let mut drop = step_rng(seed, purpose::LABEL_DROP, step as u64);
         let labels = labels

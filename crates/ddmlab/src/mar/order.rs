@@ -16,47 +16,16 @@
 use rand::Rng;
 use rand::seq::SliceRandom;
 use rand_distr::{Distribution, StandardNormal};
-use serde::{Deserialize, Serialize};
 
+use crate::config::MarVariant;
 use crate::error::{Error, Result};
 
-/// How the tokens of an image are ordered and what each prediction may read (the paper's
-/// Table 1 rows).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum MarVariant {
-    /// Masked autoregression: bidirectional attention over the known tokens, random order,
-    /// several tokens per step.
-    #[default]
-    Mar,
-    /// Causal attention, a random order per image, one token per step (teacher forcing in
-    /// training: every token predicted from the ones before it in the order).
-    ArRandom,
-    /// Causal attention in raster order (left to right, top to bottom), one token per step.
-    ArRaster,
-}
-
-impl MarVariant {
-    /// Causal attention (the AR rows) rather than bidirectional (MAR).
-    pub fn is_causal(self) -> bool {
-        self != MarVariant::Mar
-    }
-
-    /// The order of an image's `len` tokens: raster for `ArRaster`, else a random permutation.
-    pub fn order<R: Rng + ?Sized>(self, rng: &mut R, len: usize) -> Vec<usize> {
-        match self {
-            MarVariant::ArRaster => (0..len).collect(),
-            MarVariant::Mar | MarVariant::ArRandom => random_order(rng, len),
-        }
-    }
-
-    /// The config value (`mar`, `ar-random`, `ar-raster`).
-    pub fn name(self) -> &'static str {
-        match self {
-            MarVariant::Mar => "mar",
-            MarVariant::ArRandom => "ar-random",
-            MarVariant::ArRaster => "ar-raster",
-        }
+/// The order of an image's `len` tokens for `variant`: raster for `ArRaster`, else a random
+/// permutation.
+pub fn variant_order<R: Rng + ?Sized>(variant: MarVariant, rng: &mut R, len: usize) -> Vec<usize> {
+    match variant {
+        MarVariant::ArRaster => (0..len).collect(),
+        MarVariant::Mar | MarVariant::ArRandom => random_order(rng, len),
     }
 }
 

@@ -34,7 +34,7 @@ use crate::nn::gelu::GeluKind;
 use crate::nn::init::xavier_linear;
 use crate::nn::linear::linear_tokens;
 use crate::nn::{DitBlock, FinalLayer, LabelEmbedder, PatchEmbed, TimestepEmbedder, sincos_pos_embed_2d};
-use crate::tokenizer::{patchify, unpatchify};
+use crate::nn::{patchify, unpatchify};
 
 /// Sizes of a [`DenoisingVit`].
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -76,7 +76,7 @@ pub struct VitConfig {
     pub long_skip: bool,
     /// Channels `K` of U-ViT's 3x3 conv head on the output image (0: a linear head, as DiT).
     /// The output must be the image's patches (`out = p p C`).
-    #[serde(default, skip_serializing_if = "crate::config::is_zero")]
+    #[serde(default, skip_serializing_if = "crate::settings::is_zero")]
     pub conv_head: usize,
 }
 
@@ -328,7 +328,7 @@ mod tests {
         VitConfig {
             num_classes: 3,
             long_skip,
-            ..crate::models::presets::vit(ImageShape { channels: 1, height: 8, width: 8 }, 4, 16, depth, 2)
+            ..crate::recipes::parts::vit(ImageShape { channels: 1, height: 8, width: 8 }, 4, 16, depth, 2)
         }
     }
 

@@ -7,7 +7,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::init::{normal_linear, xavier_linear};
 use super::linear::linear_tokens;
-use crate::tokenizer::patchify;
+use super::patchify;
 
 /// A `p x p` stride-`p` convolution written as patchify + Linear (the same map as DiT's
 /// `PatchEmbed` convolution, Xavier-initialised on its flattened weight).

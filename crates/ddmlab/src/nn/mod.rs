@@ -13,6 +13,7 @@ pub mod grads;
 pub mod init;
 pub mod linear;
 pub mod mlp;
+pub mod patchify;
 pub(crate) mod simd;
 pub mod vit_block;
 
@@ -22,4 +23,5 @@ pub use block::{DitBlock, FinalLayer};
 pub use embed::{LabelEmbedder, PatchEmbed, TimestepEmbedder, sincos_pos_embed_2d};
 pub use linear::linear_tokens;
 pub use mlp::Mlp;
+pub use patchify::{patchify, unpatchify};
 pub use vit_block::VitBlock;

@@ -28,7 +28,7 @@ use sha2::{Digest, Sha256};
 use crate::atomic::write_atomic;
 use crate::config::RunConfig;
 use crate::error::{Error, IoContext, Result};
-use crate::models::ladder::{Rung, rungs};
+use crate::recipes::ladder::{Rung, rungs};
 use crate::stats::Hypothesis;
 
 /// The studies shipped with the library: `(name, TOML)`. Each is also a committed file

@@ -7,7 +7,7 @@
 //! reparameterised sample DiT trains on, both times the scale (`1 / std` of the training
 //! latents, as latent diffusion's `scale_factor`, when unit variance is asked for).
 //!
-//! The network is trained in its own run (`ddmlab tokenizer train`, `train::tokenizer_run`);
+//! The network is trained in its own run (`ddmlab tokenizer train`, `runs::tokenizer`);
 //! the fitted tokenizer file keeps its weights (burnpack bytes), its config and the scale.
 
 use std::path::Path;
@@ -17,13 +17,13 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rand_distr::{Distribution, StandardNormal};
 
 use super::Tokenizer;
-use super::patchify::{patchify, unpatchify};
 use super::store;
-use crate::config::tokenizer::TokenizerRunConfig;
 use crate::data::loader::step_rng;
 use crate::data::{ImageSet, ImageShape, to_unit};
 use crate::error::{Error, Result};
 use crate::models::conv_ae::ConvAutoencoder;
+use crate::nn::{patchify, unpatchify};
+use crate::tokenizer::conv_config::TokenizerRunConfig;
 
 /// A trained conv VAE on the host: its config, weights and latent scale.
 #[derive(Debug, Clone, PartialEq)]

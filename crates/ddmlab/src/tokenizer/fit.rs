@@ -36,7 +36,7 @@ pub enum FittedTokenizer {
         channels: usize,
         scale: f64,
     },
-    /// A trained conv VAE (trained in its own stage: `train::run_folder::fit_conv_vae`).
+    /// A trained conv VAE (trained in its own stage: `runs::tokenizer_fit`).
     ConvVae(Box<FittedConvVae>),
 }
 

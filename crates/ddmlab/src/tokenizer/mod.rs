@@ -19,10 +19,10 @@
 //! trait: `encode` and `decode` take whole images; only [`Tokenizer::residual_basis`] is
 //! patch-wise, and a tokenizer without one cannot be used with a residual-weighted loss.
 
+pub mod conv_config;
 pub mod conv_vae;
 pub mod fit;
 pub mod patch_ae;
-pub mod patchify;
 pub mod pca;
 pub mod pixels;
 pub mod spec;
@@ -31,7 +31,6 @@ pub mod store;
 use burn::tensor::Tensor;
 
 pub use fit::{FitReport, FittedTokenizer};
-pub use patchify::{patchify, unpatchify};
 pub use pca::{PatchPca, PcaTensors};
 pub use spec::{LatentScale, TokenizerSpec};
 

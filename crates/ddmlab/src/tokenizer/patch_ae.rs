@@ -22,10 +22,11 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_distr::{Distribution, StandardNormal};
 
-use super::{Tokenizer, patchify, unpatchify};
+use super::Tokenizer;
 use crate::data::ImageShape;
 use crate::nn::init::{ZeroBias, xavier_linear, zero_linear};
-use crate::train::lr::lr_at;
+use crate::nn::{patchify, unpatchify};
+use crate::optim::lr::lr_at;
 
 /// A fitted patch AE / VAE on the host (f64, row-major).
 #[derive(Debug, Clone, PartialEq)]

@@ -11,13 +11,13 @@ use std::path::Path;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::RngExt;
 
-use super::patchify::patch_vector;
 use super::store::{self, Named};
 use crate::data::{
     ImageSet, ImageShape,
     loader::{purpose, step_rng},
 };
 use crate::error::{Error, Result};
+use crate::nn::patchify::patch_vector;
 
 /// A fitted patch-PCA basis (all `D` components).
 #[derive(Debug, Clone, PartialEq)]
@@ -249,14 +249,14 @@ impl super::Tokenizer for PcaTokenizer {
     }
 
     fn encode(&self, x: Tensor<4>) -> Tensor<3> {
-        let z = self.tensors.encode(super::patchify(x, self.patch)); // [B, L, d]
+        let z = self.tensors.encode(crate::nn::patchify(x, self.patch)); // [B, L, d]
         if self.scale == 1.0 { z } else { z * self.scale }
     }
 
     fn decode(&self, z: Tensor<3>) -> Tensor<4> {
         let ImageShape { channels, height, width } = self.image;
         let z = if self.scale == 1.0 { z } else { z / self.scale };
-        super::unpatchify(self.tensors.decode(z), self.patch, channels, height, width)
+        crate::nn::unpatchify(self.tensors.decode(z), self.patch, channels, height, width)
     }
 
     fn residual_basis(&self) -> Option<Tensor<2>> {

@@ -5,8 +5,9 @@
 
 use burn::tensor::Tensor;
 
-use super::{Tokenizer, patchify, unpatchify};
+use super::Tokenizer;
 use crate::data::ImageShape;
+use crate::nn::{patchify, unpatchify};
 
 /// The identity tokenizer on a device.
 #[derive(Debug, Clone)]

@@ -2,9 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::tokenizer::TokenizerRunConfig;
 use crate::data::ImageShape;
 use crate::error::{Error, Result};
+use crate::tokenizer::conv_config::TokenizerRunConfig;
 
 /// How the latent is scaled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

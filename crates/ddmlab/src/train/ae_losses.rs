@@ -3,7 +3,7 @@
 
 use burn::tensor::Tensor;
 
-use crate::config::tokenizer::Reconstruction;
+use crate::tokenizer::conv_config::Reconstruction;
 
 /// The reconstruction error summed over pixels, per image.
 ///

@@ -28,13 +28,13 @@ use serde::{Deserialize, Serialize};
 
 use super::ae_losses::{adaptive_weight, generator_loss, hinge_d_loss, reconstruction};
 use super::checkpoint::{self, read_bytes};
-use crate::config::tokenizer::TokenizerRunConfig;
 use crate::data::loader::{Batch, step_rng};
 use crate::error::{Error, IoContext, Result};
 use crate::models::classifier::{Classifier, perceptual_distance};
 use crate::models::conv_ae::ConvAutoencoder;
 use crate::models::patchgan::PatchGan;
 use crate::nn::grads::materialize;
+use crate::tokenizer::conv_config::TokenizerRunConfig;
 
 /// The RNG purpose of the posterior samples (see [`crate::data::loader::purpose`]).
 const POSTERIOR_NOISE: u64 = 7;
@@ -396,9 +396,9 @@ pub fn read_meta(ckpt: &Path) -> Result<(TokenizerRunConfig, AeState)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::tokenizer::Reconstruction;
     use crate::data::ImageShape;
     use crate::models::conv_ae::ConvAeConfig;
+    use crate::tokenizer::conv_config::Reconstruction;
     use burn::tensor::Distribution;
 
     /// The step's two shortcuts give exactly the full graph's gradients: `dnll/dW` from the

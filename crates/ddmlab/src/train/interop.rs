@@ -432,7 +432,7 @@ mod tests {
     #[test]
     fn layouts_refuse_what_pytorch_has_no_weights_for() {
         let base =
-            crate::models::presets::vit(crate::data::ImageShape { channels: 1, height: 8, width: 8 }, 4, 16, 2, 2);
+            crate::recipes::parts::vit(crate::data::ImageShape { channels: 1, height: 8, width: 8 }, 4, 16, 2, 2);
         for layout in [Layout::Reference, Layout::Dit] {
             let conv = VitConfig { conv_head: 4, ..base.clone() };
             assert!(layout.check(&conv).unwrap_err().to_string().contains("model.conv_head"));

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{IoContext, Result};
+use crate::error::{Error, IoContext, Result};
 
 /// One logged point.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,13 +35,23 @@ pub fn append<T: Serialize>(path: &Path, line: &T) -> Result<()> {
     writeln!(f, "{}", serde_json::to_string(line).expect("metric serialises")).at(path)
 }
 
-/// Read every line (a torn last line from a kill is skipped).
+/// Read every line. A torn last line (no newline after it: a kill while writing) is skipped;
+/// any other line that does not parse is an error naming the file and the line.
 pub fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
     if !path.exists() {
         return Ok(Vec::new());
     }
     let text = std::fs::read_to_string(path).at(path)?;
-    Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+    let count = text.lines().count();
+    let mut out = Vec::with_capacity(count);
+    for (i, line) in text.lines().enumerate() {
+        match serde_json::from_str(line) {
+            Ok(m) => out.push(m),
+            Err(_) if i + 1 == count && !text.ends_with('\n') => {}
+            Err(e) => return Err(Error::format(path, format!("line {}: not a metrics line ({e})", i + 1))),
+        }
+    }
+    Ok(out)
 }
 
 /// Keep only the lines up to `step` (a resumed run rewrites what came after its checkpoint).
@@ -77,5 +87,20 @@ mod tests {
         }
         truncate_after::<MetricLine>(&path, 3).unwrap();
         assert_eq!(read::<MetricLine>(&path).unwrap(), lines[..3].to_vec());
+    }
+
+    #[test]
+    fn a_torn_last_line_is_skipped_and_any_other_bad_line_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        let good = r#"{"step":1,"loss":0.5,"lr":0.1,"img_per_s":10.0,"elapsed_s":1.0}"#;
+        std::fs::write(&path, format!("{good}\n{{\"step\":2,\"lo")).unwrap();
+        assert_eq!(read::<MetricLine>(&path).unwrap().len(), 1, "torn by a kill");
+        std::fs::write(&path, format!("{good}\nnot json\n{good}\n")).unwrap();
+        let err = read::<MetricLine>(&path).unwrap_err().to_string();
+        assert!(err.contains("metrics.jsonl") && err.contains("line 2"), "{err}");
+        // A complete last line that does not parse is not a torn write.
+        std::fs::write(&path, format!("{good}\n{{\"step\":2}}\n")).unwrap();
+        assert!(read::<MetricLine>(&path).unwrap_err().to_string().contains("line 2"));
     }
 }

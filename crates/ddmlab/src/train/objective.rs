@@ -126,7 +126,7 @@ impl TrainObjective {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::preset;
+    use crate::recipes::preset;
 
     fn fitted(config: &RunConfig) -> FittedTokenizer {
         match config.denoise.tokenizer {

@@ -22,12 +22,12 @@ use super::checkpoint::{self, read_bytes};
 use super::conv_tokenizer::AeState;
 use super::observer::Observer;
 use crate::atomic::write_atomic;
-use crate::config::tokenizer::TokenizerRunConfig;
 use crate::data::ImageSet;
 use crate::data::loader::{BatchPlan, ordered_batches};
 use crate::data::transform::Augment;
 use crate::error::{Error, IoContext, Result};
 use crate::models::classifier::{Classifier, ClassifierConfig};
+use crate::tokenizer::conv_config::TokenizerRunConfig;
 
 /// Steps between the stage's checkpoints.
 pub const CHECKPOINT_EVERY: usize = 100;

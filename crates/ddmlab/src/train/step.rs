@@ -10,13 +10,13 @@ use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::clip::clip_global_norm;
-use super::ema::{ema_decay_at, update_ema};
 use super::objective::{Draws, TrainObjective};
 use crate::config::RunConfig;
 use crate::data::loader::Batch;
 use crate::error::{Error, Result};
 use crate::models::DenoisingVit;
+use crate::optim::clip::clip_global_norm;
+use crate::optim::ema::{ema_decay_at, update_ema};
 use crate::tokenizer::FittedTokenizer;
 
 /// A network the training loop and checkpoints can handle.

@@ -14,7 +14,8 @@ use crate::data::ImageSet;
 use crate::diffusion::denoise::{InputSpace, Target};
 use crate::error::{Error, Result};
 use crate::models::DenoisingVit;
-use crate::tokenizer::{Tokenizer, unpatchify};
+use crate::nn::unpatchify;
+use crate::tokenizer::Tokenizer;
 
 /// Rows: clean images, then for each `t` in `levels` a row of the noisy input (as an image)
 /// and a row of the clean image the network implies.

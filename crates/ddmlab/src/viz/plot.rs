@@ -214,12 +214,44 @@ mod tests {
     }
 
     #[test]
-    fn line_plot_writes_a_png_with_text() {
+    fn line_plot_draws_its_title_labels_and_the_curve_where_it_lies() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("p.png");
-        let s = Series { name: "loss".into(), points: (1..50).map(|i| (i as f64, 1.0 / i as f64)).collect() };
-        line_plot(&path, "Loss", "step", "loss", &[s], true).unwrap();
-        let img = image::open(&path).unwrap();
-        assert_eq!((img.width(), img.height()), (900, 540));
+        let draw = |title: &str| {
+            let path = dir.path().join(format!("p{}.png", title.len()));
+            let s = Series { name: "loss".into(), points: (1..50).map(|i| (i as f64, 1.0 / i as f64)).collect() };
+            line_plot(&path, title, "step", "loss", &[s], false).unwrap();
+            image::open(&path).unwrap().to_rgb8()
+        };
+        let img = draw("Loss");
+        assert_eq!(img.dimensions(), (900, 540));
+        let dark = |x0: u32, x1: u32, y0: u32, y1: u32, img: &image::RgbImage| {
+            (x0..x1)
+                .flat_map(|x| (y0..y1).map(move |y| (x, y)))
+                .filter(|&(x, y)| img.get_pixel(x, y).0.iter().all(|&c| c < 110))
+                .count()
+        };
+        // The caption band holds the title's glyphs, and holds nothing without a title.
+        assert!(dark(0, 900, 0, 40, &img) > 30, "no title drawn");
+        assert_eq!(dark(0, 900, 0, 40, &draw("")), 0, "a caption without a title");
+        // Tick labels left of the plot area and under it.
+        assert!(dark(0, 80, 60, 480, &img) > 50, "no y tick labels");
+        assert!(dark(80, 900, 500, 540, &img) > 50, "no x tick labels");
+        // The curve (the first series colour) falls from the top left to the bottom right.
+        let blue: Vec<(u32, u32)> =
+            img.enumerate_pixels().filter(|(_, _, p)| p.0 == [31, 119, 180]).map(|(x, y, _)| (x, y)).collect();
+        assert!(blue.len() > 300, "{} pixels of the curve", blue.len());
+        let (xs, xe) = (blue.iter().map(|p| p.0).min().unwrap(), blue.iter().map(|p| p.0).max().unwrap());
+        let mean_row = |lo: u32, hi: u32| {
+            let rows: Vec<f64> = blue.iter().filter(|p| p.0 >= lo && p.0 < hi).map(|p| p.1 as f64).collect();
+            rows.iter().sum::<f64>() / rows.len() as f64
+        };
+        let span = xe - xs;
+        assert!(span > 600, "the curve spans {span} columns");
+        assert!(mean_row(xs, xs + 5) < 120.0, "1/x starts at the top: row {}", mean_row(xs, xs + 5));
+        assert!(
+            mean_row(xe - span / 4, xe + 1) > 380.0,
+            "and ends at the bottom: row {}",
+            mean_row(xe - span / 4, xe + 1)
+        );
     }
 }

@@ -2,11 +2,11 @@
 //! Fashion-MNIST-shaped data set (tests never download).
 
 use burn::tensor::Device;
-use ddmlab::config::tokenizer::TokenizerRunConfig;
-use ddmlab::models::tokenizer_preset;
+use ddmlab::recipes::tokenizer_preset;
+use ddmlab::runs::tokenizer::{AeMetricLine, TokenizerTrainOptions, train_tokenizer};
+use ddmlab::tokenizer::conv_config::TokenizerRunConfig;
 use ddmlab::train::Silent;
 use ddmlab::train::metrics;
-use ddmlab::train::tokenizer_run::{AeMetricLine, TokenizerTrainOptions, train_tokenizer};
 
 use crate::common::{micro, write_synthetic_fashion_mnist};
 
@@ -60,7 +60,7 @@ fn resumed_tokenizer_training_reproduces_the_uninterrupted_run() {
         }
     }
     // Each checkpoint was evaluated once, in both runs, with the same numbers.
-    let recon = |run: &std::path::Path| ddmlab::train::tokenizer_run::read_recon(run).unwrap();
+    let recon = |run: &std::path::Path| ddmlab::runs::tokenizer::read_recon(run).unwrap();
     let (ra, rb) = (recon(&run_a), recon(&run_b));
     assert_eq!(ra.iter().map(|r| r.step).collect::<Vec<_>>(), vec![4, 8]);
     assert_eq!(rb.iter().map(|r| r.step).collect::<Vec<_>>(), vec![4, 8]);
@@ -128,12 +128,12 @@ fn invalid_tokenizer_settings_are_named() {
 fn conv_vae_run_config() -> ddmlab::config::RunConfig {
     use ddmlab::data::ImageShape;
     use ddmlab::tokenizer::{LatentScale, TokenizerSpec};
-    let mut c = micro(ddmlab::models::preset("ldae-tiny").unwrap().config, 2);
+    let mut c = micro(ddmlab::recipes::preset("ldae-tiny").unwrap().config, 2);
     c.resize = true;
     c.model.image = ImageShape { channels: 1, height: 16, width: 16 };
     let spec = TokenizerSpec::ConvVae { cells: 2, scale: LatentScale::Unit, config: Box::new(tiny()) };
     c.model.patch = spec.patch();
-    c.denoise = ddmlab::models::presets::ddpm(spec);
+    c.denoise = ddmlab::recipes::parts::ddpm(spec);
     c.denoise.class_dropout = 0.0;
     c
 }
@@ -145,7 +145,8 @@ fn path_of(run: &std::path::Path, config: &ddmlab::config::RunConfig) -> std::pa
 #[test]
 fn a_run_trains_its_conv_vae_once_and_uses_it_as_a_unit_variance_tokenizer() {
     use burn::tensor::{Tensor, TensorData};
-    use ddmlab::train::{pretrain, run_folder};
+    use ddmlab::runs::pretrain;
+    use ddmlab::train::run_folder;
     let tmp = tempfile::tempdir().unwrap();
     write_synthetic_fashion_mnist(tmp.path());
     let device = Device::flex();

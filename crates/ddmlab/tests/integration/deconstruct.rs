@@ -9,9 +9,10 @@ use std::time::SystemTime;
 
 use burn::tensor::Device;
 use ddmlab::deconstruct::{DeconstructOptions, deconstruct};
+use ddmlab::runs::{PretrainOptions, pretrain};
 use ddmlab::study::verdicts::run_dir;
 use ddmlab::study::{Stamp, Study};
-use ddmlab::train::{PretrainOptions, Silent, checkpoint, pretrain};
+use ddmlab::train::{Silent, checkpoint};
 
 use crate::common::write_synthetic_fashion_mnist;
 

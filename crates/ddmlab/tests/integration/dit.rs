@@ -5,8 +5,9 @@ use burn::tensor::Device;
 use ddmlab::config::RunConfig;
 use ddmlab::diffusion::SamplerKind;
 use ddmlab::generate::{SampleOptions, sample_images};
-use ddmlab::models::preset;
-use ddmlab::train::{Silent, checkpoint, pretrain, run_folder};
+use ddmlab::recipes::preset;
+use ddmlab::runs::pretrain;
+use ddmlab::train::{Silent, checkpoint, run_folder};
 
 use crate::common::{micro, options, write_synthetic_fashion_mnist};
 

@@ -17,9 +17,10 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 use ddmlab::eval::features::Features;
 use ddmlab::eval::probe::{ProbeConfig, fit_linear_probe};
-use ddmlab::models::{preset, tokenizer_preset};
-use ddmlab::train::tokenizer_run::{AeMetricLine, TokenizerTrainOptions, train_tokenizer};
-use ddmlab::train::{Silent, metrics, pretrain};
+use ddmlab::recipes::{preset, tokenizer_preset};
+use ddmlab::runs::pretrain;
+use ddmlab::runs::tokenizer::{AeMetricLine, TokenizerTrainOptions, train_tokenizer};
+use ddmlab::train::{Silent, metrics};
 
 use crate::common::{micro, micro_mar, options, write_synthetic_fashion_mnist};
 
@@ -46,10 +47,9 @@ fn check(name: &str, got: &[f64]) {
         eprintln!("{name}: wrote {} values to {}", got.len(), path.display());
         return;
     }
-    let all: BTreeMap<String, Vec<f64>> = serde_json::from_slice(
-        &std::fs::read(fixture()).unwrap_or_else(|e| panic!("{}: {e}", fixture().display())),
-    )
-    .unwrap();
+    let all: BTreeMap<String, Vec<f64>> =
+        serde_json::from_slice(&std::fs::read(fixture()).unwrap_or_else(|e| panic!("{}: {e}", fixture().display())))
+            .unwrap();
     let want = all.get(name).unwrap_or_else(|| panic!("{}: no trajectory `{name}`", fixture().display()));
     assert_eq!(got.len(), want.len(), "{name}: {} values, golden {}", got.len(), want.len());
     let mut worst = 0f64;
@@ -64,8 +64,8 @@ fn check(name: &str, got: &[f64]) {
 static WRITE_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn pretrain_losses(config: ddmlab::config::RunConfig, root: &Path) -> Vec<f64> {
-    let summary = pretrain(config, &root.join("run"), &options(root, false, None), &Device::flex(), &mut Silent)
-        .unwrap();
+    let summary =
+        pretrain(config, &root.join("run"), &options(root, false, None), &Device::flex(), &mut Silent).unwrap();
     assert_eq!(summary.losses.len(), STEPS);
     summary.losses
 }

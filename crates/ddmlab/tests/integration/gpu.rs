@@ -9,8 +9,9 @@
 use burn::tensor::{Device, DeviceKind};
 use ddmlab::diffusion::SamplerKind;
 use ddmlab::generate::{SampleOptions, sample_images};
-use ddmlab::models::preset;
-use ddmlab::train::{Silent, checkpoint, pretrain, run_folder};
+use ddmlab::recipes::preset;
+use ddmlab::runs::pretrain;
+use ddmlab::train::{Silent, checkpoint, run_folder};
 
 use crate::common::{micro, micro_mar, options, write_synthetic_fashion_mnist};
 
@@ -72,13 +73,13 @@ fn training_on_the_gpu_follows_the_cpu_trajectory() {
 /// for the same reason (each new shape costs lavapipe every candidate kernel, compiled by LLVM).
 #[test]
 fn conv_tokenizer_training_on_the_gpu_follows_the_cpu() {
+    use ddmlab::runs::tokenizer::{AeMetricLine, TokenizerTrainOptions, train_tokenizer};
     use ddmlab::train::metrics;
     use ddmlab::train::perceptual::perceptual_path;
-    use ddmlab::train::tokenizer_run::{AeMetricLine, TokenizerTrainOptions, train_tokenizer};
 
     let tmp = tempfile::tempdir().unwrap();
     write_synthetic_fashion_mnist(tmp.path());
-    let mut config = ddmlab::models::tokenizer_preset("kl-tiny").unwrap().config;
+    let mut config = ddmlab::recipes::tokenizer_preset("kl-tiny").unwrap().config;
     config.train_limit = 32;
     config.train.steps = 4;
     config.train.checkpoint_every = 4;

@@ -14,7 +14,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use ddmlab::data::ImageShape;
 use ddmlab::models::VitConfig;
 use ddmlab::nn::gelu::GeluKind;
-use ddmlab::tokenizer::patchify::{patchify, unpatchify};
+use ddmlab::nn::patchify::{patchify, unpatchify};
 use ddmlab::train::interop::{Layout, export, import};
 use safetensors::SafeTensors;
 
@@ -226,11 +226,12 @@ fn dit_layout_rejects_a_model_it_cannot_hold() {
 /// the new run holds the same network, model and EMA, and gives the same outputs.
 #[test]
 fn an_exported_run_starts_a_new_run_with_the_same_network() {
+    use ddmlab::runs::pretrain;
     use ddmlab::train::interop::Layout;
-    use ddmlab::train::{Silent, checkpoint, pretrain, run_folder};
+    use ddmlab::train::{Silent, checkpoint, run_folder};
     let tmp = tempfile::tempdir().unwrap();
     crate::common::write_synthetic_fashion_mnist(tmp.path());
-    let mut config = crate::common::micro(ddmlab::models::preset("dit-tiny").unwrap().config, 4);
+    let mut config = crate::common::micro(ddmlab::recipes::preset("dit-tiny").unwrap().config, 4);
     config.model.gelu = GeluKind::Tanh;
     config.model.cond_width = config.model.width;
     config.model.freq_dim = 256;

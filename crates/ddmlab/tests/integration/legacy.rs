@@ -9,9 +9,10 @@ use std::path::Path;
 use burn::tensor::Device;
 use ddmlab::config::RunConfig;
 use ddmlab::diffusion::{InputSpace, LossWeight, NoiseSchedule, Target};
-use ddmlab::models::preset;
+use ddmlab::recipes::preset;
+use ddmlab::runs::pretrain;
 use ddmlab::tokenizer::{LatentScale, TokenizerSpec};
-use ddmlab::train::{Silent, pretrain};
+use ddmlab::train::Silent;
 
 use crate::common::{options, write_synthetic_fashion_mnist};
 

@@ -5,6 +5,7 @@
 
 mod common;
 
+mod architecture;
 mod conv_tokenizer;
 mod data_errors;
 mod deconstruct;

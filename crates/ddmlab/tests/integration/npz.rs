@@ -4,7 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use ddmlab::eval::fid::{RawImage, frechet_distance};
+use ddmlab::data::RawImage;
+use ddmlab::eval::frechet::frechet_distance;
 use ddmlab::eval::npz::{SampleBatch, read_samples, read_stats, write_samples, write_stats};
 
 fn fixture(name: &str) -> PathBuf {

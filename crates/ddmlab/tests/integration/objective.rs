@@ -5,9 +5,10 @@ use burn::tensor::{Device, Tensor, TensorData};
 use ddmlab::data::ImageShape;
 use ddmlab::diffusion::denoise::{DenoiseObjective, InputSpace, NoiseSpace, Target};
 use ddmlab::diffusion::{LossWeight, NoiseSchedule, SigmaSchedule};
+use ddmlab::nn::patchify;
 use ddmlab::tokenizer::pca::PcaTokenizer;
 use ddmlab::tokenizer::pixels::PixelTokenizer;
-use ddmlab::tokenizer::{PatchPca, Tokenizer, patchify};
+use ddmlab::tokenizer::{PatchPca, Tokenizer};
 
 /// A 2x2 grey patch basis (D = 4): identity components, zero mean.
 fn identity_pca() -> PatchPca {

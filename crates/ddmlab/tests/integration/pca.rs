@@ -44,13 +44,48 @@ fn pca_basis_is_orthonormal() {
     }
 }
 
+/// A truncated basis keeps `d` coordinates and discards the rest: the residual
+/// `r = x - decode(encode(x, d))` is orthogonal to the kept components, equals the projection on
+/// the discarded ones, splits the centred norm (`|x - mu|^2 = |z|^2 + |r|^2`), and its mean square
+/// over the data is the discarded variance (the sum of the discarded eigenvalues). With all
+/// `D` components the residual is 0. An orthonormal basis that is not the covariance's
+/// eigenbasis, or components sorted the wrong way, fails the last identity.
 #[test]
-fn pca_with_all_components_round_trips() {
+fn pca_residual_of_a_truncated_basis_is_the_discarded_variance() {
     let pca = fitted();
-    let x: Vec<f64> = (0..12).map(|i| (i as f64 * 0.3).sin()).collect();
-    let back = pca.decode(&pca.encode(&x, 12));
-    for (a, b) in x.iter().zip(&back) {
-        assert!((a - b).abs() < 1e-10);
+    let dim = pca.dim();
+    let set = synthetic_set();
+    let patches: Vec<Vec<f64>> =
+        (0..2000).map(|i| ddmlab::nn::patchify::patch_vector(&set.image_f32(i), 3, 6, 2, i % 3, (i / 3) % 3)).collect();
+    let v = |k: usize, i: usize| pca.components[i * dim + k];
+    for d in [1, 3, 6, dim] {
+        let mut mean_sq = 0.0;
+        for x in &patches {
+            let z = pca.encode(x, d);
+            let back = pca.decode(&z);
+            let r: Vec<f64> = x.iter().zip(&back).map(|(a, b)| a - b).collect();
+            let centred: Vec<f64> = x.iter().zip(&pca.mean).map(|(a, m)| a - m).collect();
+            for k in 0..d {
+                let dot: f64 = (0..dim).map(|i| v(k, i) * r[i]).sum();
+                assert!(dot.abs() < 1e-10, "d = {d}: residual . v{k} = {dot}");
+            }
+            let projected: Vec<f64> = (0..dim)
+                .map(|i| (d..dim).map(|k| v(k, i) * (0..dim).map(|j| v(k, j) * centred[j]).sum::<f64>()).sum())
+                .collect();
+            for (a, b) in r.iter().zip(&projected) {
+                assert!((a - b).abs() < 1e-10, "d = {d}: residual {a} vs projection on the discarded components {b}");
+            }
+            let norm = |u: &[f64]| u.iter().map(|a| a * a).sum::<f64>();
+            assert!((norm(&centred) - norm(&z) - norm(&r)).abs() < 1e-9 * norm(&centred).max(1.0));
+            mean_sq += norm(&r) / patches.len() as f64;
+        }
+        let discarded: f64 = pca.eigenvalues[d..].iter().sum();
+        if d == dim {
+            assert!(mean_sq < 1e-20, "all components: residual {mean_sq}");
+        } else {
+            let rel = (mean_sq - discarded).abs() / discarded;
+            assert!(rel < 0.05, "d = {d}: mean squared residual {mean_sq} vs discarded variance {discarded}");
+        }
     }
 }
 
@@ -58,9 +93,8 @@ fn pca_with_all_components_round_trips() {
 fn pca_reconstruction_error_falls_as_d_grows() {
     let pca = fitted();
     let set = synthetic_set();
-    let patches: Vec<Vec<f64>> = (0..200)
-        .map(|i| ddmlab::tokenizer::patchify::patch_vector(&set.image_f32(i), 3, 6, 2, i % 3, (i / 3) % 3))
-        .collect();
+    let patches: Vec<Vec<f64>> =
+        (0..200).map(|i| ddmlab::nn::patchify::patch_vector(&set.image_f32(i), 3, 6, 2, i % 3, (i / 3) % 3)).collect();
     let err = |d: usize| -> f64 {
         patches
             .iter()

@@ -12,15 +12,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use burn::module::Module;
 use burn::tensor::Device;
 use ddmlab::config::RunConfig;
-use ddmlab::config::tokenizer::TokenizerRunConfig;
+use ddmlab::data::RawImage;
 use ddmlab::data::cifar::{CifarKind, read_cifar};
 use ddmlab::data::folder::read_image_folder;
 use ddmlab::data::idx::{encode_idx, parse_idx, read_idx};
 use ddmlab::data::source::idx_pair;
 use ddmlab::data::{ImageSet, ImageShape};
-use ddmlab::eval::fid::{RawImage, Stats, images_of_set, load_features, read_image_dir, save_features};
+use ddmlab::eval::fid::{images_of_set, load_features, read_image_dir, save_features};
+use ddmlab::eval::frechet::Stats;
 use ddmlab::eval::npz::{SampleBatch, read_samples, read_stats, write_samples, write_stats};
-use ddmlab::models::{DenoisingVit, preset, tokenizer_preset};
+use ddmlab::models::DenoisingVit;
+use ddmlab::recipes::{preset, tokenizer_preset};
+use ddmlab::tokenizer::conv_config::TokenizerRunConfig;
 use ddmlab::tokenizer::conv_vae::FittedConvVae;
 use ddmlab::tokenizer::{FittedTokenizer, LatentScale, TokenizerSpec};
 use ddmlab::train::Network;
@@ -202,7 +205,7 @@ fn config_readers_never_panic() {
     let read_run = |b: &[u8]| RunConfig::from_toml(&String::from_utf8_lossy(b), Path::new("config.toml")).is_ok();
     parse_never_panics("run config (TOML)", run.clone().into_bytes(), read_run);
     strategy_never_panics("run config (TOML values)", toml_value_mutants(run), read_run);
-    let name = ddmlab::models::tokenizer_preset_names()[0];
+    let name = ddmlab::recipes::tokenizer_preset_names()[0];
     let tok = tokenizer_preset(name).unwrap().config.to_toml();
     let read_tok =
         |b: &[u8]| TokenizerRunConfig::from_toml(&String::from_utf8_lossy(b), Path::new("tokenizer.toml")).is_ok();
@@ -290,7 +293,7 @@ fn tokenizer_file_readers_never_panic() {
         });
     }
     // A conv VAE's file: its config as TOML metadata and its weights as a burnpack byte tensor.
-    let mut config = tokenizer_preset(ddmlab::models::tokenizer_preset_names()[0]).unwrap().config;
+    let mut config = tokenizer_preset(ddmlab::recipes::tokenizer_preset_names()[0]).unwrap().config;
     (config.model.channels, config.model.channel_mult, config.model.res_blocks) = (4, vec![1], 1);
     (config.model.groups, config.model.z_channels) = (2, 2);
     let weights = config.model.init(&device).into_record().into_bytes().unwrap().to_vec();

@@ -4,8 +4,9 @@
 use burn::tensor::Device;
 use ddmlab::config::RunConfig;
 use ddmlab::data::loader::BatchPlan;
-use ddmlab::models::preset;
-use ddmlab::train::{Silent, Trainer, checkpoint, metrics, pretrain, run_folder};
+use ddmlab::recipes::preset;
+use ddmlab::runs::pretrain;
+use ddmlab::train::{Silent, Trainer, checkpoint, metrics, run_folder};
 
 use crate::common::{micro, micro_mar, options, write_synthetic_fashion_mnist};
 
@@ -66,10 +67,10 @@ fn every_parameter_of_the_presets_receives_a_gradient() {
         let config = micro(preset(name).unwrap().config, 1);
         pretrain(config, &run, &options(tmp.path(), false, None), &device, &mut Silent).unwrap();
         let config = ddmlab::train::run_folder::read_config(&run).unwrap();
-        let set = ddmlab::train::pretrain::load_train_set(&config, tmp.path()).unwrap();
-        let fit = run_folder::FitOptions { data_root: tmp.path(), stop_after_minutes: None };
+        let set = ddmlab::runs::pretrain::load_train_set(&config, tmp.path()).unwrap();
+        let fit = ddmlab::runs::FitOptions { data_root: tmp.path(), stop_after_minutes: None };
         let tokenizer =
-            run_folder::load_or_fit_tokenizer(&run, &config, &set, fit, &device, &mut Silent).unwrap().unwrap();
+            ddmlab::runs::load_or_fit_tokenizer(&run, &config, &set, fit, &device, &mut Silent).unwrap().unwrap();
         let plan = BatchPlan { seed: 0, batch_size: 8, augment: config.train.augment };
         let trainer = Trainer::new(config, &tokenizer, &device).unwrap();
         let (_, grads) = trainer.gradients(&plan.make(&set, 0));
@@ -250,7 +251,7 @@ fn a_fresh_start_drops_the_metrics_of_an_attempt_that_left_no_checkpoint() {
 /// for the causal variants and the L2 baseline.
 #[test]
 fn a_mar_run_trains_and_resumes_exactly() {
-    use ddmlab::mar::{MarLoss, MarVariant};
+    use ddmlab::config::{MarLoss, MarVariant};
     let tmp = tempfile::tempdir().unwrap();
     write_synthetic_fashion_mnist(tmp.path());
     let device = Device::flex();

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use ddmlab::config::RunConfig;
 use ddmlab::data::idx::encode_idx;
-use ddmlab::train::PretrainOptions;
+use ddmlab::runs::PretrainOptions;
 
 /// 64 train / 32 test 28x28 images: class k is a bright horizontal band at rows 2k..2k+6.
 pub fn write_synthetic_fashion_mnist(root: &Path) {
@@ -51,7 +51,7 @@ pub fn micro(mut c: RunConfig, steps: usize) -> RunConfig {
 
 /// A tiny class-conditional MAR config: the micro `ldae-tiny` backbone with a `[mar]` section.
 pub fn micro_mar(steps: usize) -> RunConfig {
-    let mut config = micro(ddmlab::models::preset("ldae-tiny").unwrap().config, steps);
+    let mut config = micro(ddmlab::recipes::preset("ldae-tiny").unwrap().config, steps);
     config.model.num_classes = 10;
     config.mar = Some(ddmlab::config::MarSection::paper(2, 32, 2));
     config

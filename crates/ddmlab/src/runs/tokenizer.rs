@@ -23,21 +23,23 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use super::ae_losses::psnr;
-use super::checkpoint;
-use super::conv_tokenizer::{AeState, AeStepStats, AeTrainer};
-use super::metrics::{self, Stepped};
-use super::observer::{Observer, StepReport};
-use super::perceptual::{self, PerceptualStage};
 use crate::atomic::write_atomic;
-use crate::config::tokenizer::TokenizerRunConfig;
+use crate::data::RawImage;
 use crate::data::loader::{BatchPlan, Loader, ordered_batches};
 use crate::data::transform::Augment;
 use crate::data::{ImageSet, Split, from_unit};
 use crate::error::{Error, IoContext, Result};
-use crate::eval::fid::{RawImage, Stats, frechet_distance, inception_features, load_features, save_features};
+use crate::eval::fid::{inception_features, load_features, save_features};
+use crate::eval::frechet::{Stats, frechet_distance};
 use crate::eval::inception::{FEATURE_DIM, InceptionV3};
 use crate::models::conv_ae::ConvAutoencoder;
+use crate::tokenizer::conv_config::TokenizerRunConfig;
+use crate::train::ae_losses::psnr;
+use crate::train::checkpoint;
+use crate::train::conv_tokenizer::{AeState, AeStepStats, AeTrainer};
+use crate::train::metrics::{self, Stepped};
+use crate::train::observer::{Observer, StepReport};
+use crate::train::perceptual::{self, PerceptualStage};
 use crate::viz::grid::save_grid;
 
 /// What [`train_tokenizer`] does besides the config.
@@ -98,7 +100,7 @@ pub struct TokenizerSummary {
 
 /// One split of the config's data set at the tokenizer's image size.
 pub fn load_split(config: &TokenizerRunConfig, data_root: &Path, split: Split) -> Result<ImageSet> {
-    super::run_folder::load_data_split(
+    crate::train::run_folder::load_data_split(
         &config.data,
         config.model.image,
         config.resize,
@@ -119,7 +121,7 @@ pub fn train_tokenizer(
     let cfg_path = run.join("config.toml");
     let resume_from = if opts.resume { checkpoint::latest(run)? } else { None };
     let mut config = match (&resume_from, opts.resume && cfg_path.exists()) {
-        (Some(ckpt), _) => super::conv_tokenizer::read_meta(ckpt)?.0,
+        (Some(ckpt), _) => crate::train::conv_tokenizer::read_meta(ckpt)?.0,
         (None, true) => TokenizerRunConfig::from_toml(&std::fs::read_to_string(&cfg_path).at(&cfg_path)?, &cfg_path)?,
         (None, false) => config,
     };

@@ -160,7 +160,7 @@ impl TokenizerRunConfig {
 
     /// `config` with one `KEY=VALUE` override applied.
     pub fn with_override(&self, assignment: &str) -> Result<Self> {
-        super::with_override(self, assignment)
+        crate::settings::with_override(self, assignment)
     }
 
     /// As TOML text.

@@ -28,12 +28,12 @@
 //!   target kept after removing input scaling (our reading of the table's eps footnote), and the
 //!   same network as a pixel-space DAE (claim (h)).
 
+use super::parts::{ddpm, train, vit};
 use crate::config::RunConfig;
 use crate::data::ImageShape;
 use crate::diffusion::LossWeight;
 use crate::diffusion::NoiseSchedule;
 use crate::diffusion::denoise::{InputSpace, Target};
-use crate::models::presets::{ddpm, train, vit};
 use crate::tokenizer::{LatentScale, TokenizerSpec};
 
 /// Which of the paper's tables a rung belongs to.
@@ -102,7 +102,7 @@ fn patch_ae(latent_dim: usize, variational: bool) -> TokenizerSpec {
 /// channels, tokens of 2 x 2 latent cells (16 tokens of `d = 4 z`), with or without its
 /// perceptual and adversarial losses.
 fn conv_vae(z: usize, perceptual: bool, adversarial: bool) -> TokenizerSpec {
-    let mut config = crate::models::presets::tokenizer_preset("kl-fmnist").expect("registered").config;
+    let mut config = super::tokenizers::tokenizer_preset("kl-fmnist").expect("registered").config;
     config.model.z_channels = z;
     if !perceptual {
         config.loss.perceptual_weight = 0.0;

@@ -13,9 +13,12 @@
 //!   The encoder is the first half of the blocks (DiT-L: 12 of 24, "ViT-1/2L").
 //! - `dit-tiny`: a class-conditional DiT on Fashion-MNIST small enough for the tests.
 //! - `dit-fmnist`: the class-conditional Fashion-MNIST generator (pixel space, patch 4: 49
-//!   tokens, width 128, 8 blocks, DDPM linear betas, eps prediction, 10% label dropout for
-//!   guidance; AdamW base lr 5e-4, 2% warm-up, cosine to 10%, EMA 0.999). Width 128 rather than
-//!   192 halves the cost of training and of the thousands of sampling passes FID needs on a CPU.
+//!   tokens, width 128, 8 blocks with U-ViT's long skips, v prediction on the cosine schedule,
+//!   10% label dropout for guidance; AdamW at batch 64 and lr 8e-3 (RESULTS.md's recipe sweep),
+//!   2% warm-up, cosine to 10%, EMA 0.999). Width 128 rather than 192 halves the cost of
+//!   training and of the thousands of sampling passes FID needs on a CPU. `dit-fmnist-eps` is
+//!   DiT's own objective (eps, linear betas, no long skips) at batch 256 and lr 5e-4: the sweep's
+//!   base, and the model a DiT-layout checkpoint imports into.
 //! - `dit-fmnist-pca`: the same DiT in the patch-PCA latent space (patch 4, d = 8 of 16: a
 //!   7 x 7 x 8 latent scaled to unit variance, one token per latent cell), decoded by inverse PCA.
 //! - `dit-fmnist-kl`: the same DiT in the latent of the conv KL-VAE `kl-fmnist` (trained by the
@@ -57,17 +60,17 @@
 //!   on ImageNet 256: widths 128 x (1, 2, 4, 4), 2 residual blocks, 4 latent channels,
 //!   disc from step 50001, batch 12 (its recipe's per-GPU batch on one device).
 
-use crate::config::tokenizer::{AeLossConfig, AeTrainConfig, PerceptualConfig, Reconstruction, TokenizerRunConfig};
 use crate::config::{DenoiseConfig, MarSection, RunConfig, TrainConfig};
+use crate::config::{MarLoss, MarVariant};
 use crate::data::ImageShape;
-use crate::data::transform::Augment;
-use crate::diffusion::denoise::{InputSpace, NoiseSpace, Target};
-use crate::diffusion::{BetaSchedule, LossWeight, NoiseSchedule};
+use crate::diffusion::denoise::Target;
+use crate::diffusion::{BetaSchedule, NoiseSchedule};
 use crate::error::{Error, Result};
-use crate::mar::{MarLoss, MarVariant};
 use crate::models::VitConfig;
-use crate::models::conv_ae::ConvAeConfig;
 use crate::tokenizer::{LatentScale, TokenizerSpec};
+
+use super::parts::{ddpm, ldae, train, vit};
+use super::tokenizers::tokenizer_preset;
 
 /// A named starting configuration and a line describing it.
 pub struct Preset {
@@ -86,41 +89,6 @@ pub fn preset(name: &str) -> Result<Preset> {
     registry().into_iter().find(|p| p.name == name).ok_or_else(|| {
         Error::config("preset", format!("unknown preset `{name}`, expected one of: {}", preset_names().join(", ")))
     })
-}
-
-/// l-DAE (paper §4.4): patch PCA keeping `d` of `p p C` (unscaled), noise in the latent with
-/// `sigma_t` linear in `[0, sqrt 2]`, the image as input, the original image as target with
-/// residual weight 0.1, `lambda_t = 1 / (1 + sigma_t^2)`.
-pub fn ldae(patch: usize, latent_dim: usize, samples: usize) -> DenoiseConfig {
-    DenoiseConfig {
-        timesteps: 1000,
-        noise_space: NoiseSpace::Latent,
-        input: InputSpace::Image,
-        target: Target::Image,
-        residual_weight: Some(0.1),
-        loss_weight: LossWeight::InvOnePlusSigma2,
-        class_dropout: 0.0,
-        probe_t: 10,
-        tokenizer: TokenizerSpec::Pca { patch, latent_dim, samples, scale: LatentScale::None, seed: 0 },
-        noise: NoiseSchedule::ldae(),
-    }
-}
-
-/// DDPM as DiT trains it on `tokenizer`'s latent: linear betas over T = 1000, eps prediction,
-/// uniform weight, 10% label dropout.
-pub fn ddpm(tokenizer: TokenizerSpec) -> DenoiseConfig {
-    DenoiseConfig {
-        timesteps: 1000,
-        noise_space: NoiseSpace::Latent,
-        input: InputSpace::Latent,
-        target: Target::Eps,
-        residual_weight: None,
-        loss_weight: LossWeight::Uniform,
-        class_dropout: 0.1,
-        probe_t: 10,
-        tokenizer,
-        noise: NoiseSchedule::ddpm(),
-    }
 }
 
 /// The pixel "tokenizer" at patch `p`, unscaled (a pixel-space DiT).
@@ -217,51 +185,6 @@ fn with_codebook(mut config: RunConfig) -> RunConfig {
 /// images, linear warm-up (here 5% of the run) then constant, EMA 0.9999, global-norm clip 3.
 fn mar_train(batch_size: usize, epochs: f64) -> TrainConfig {
     TrainConfig { weight_decay: 0.02, min_lr_frac: 1.0, grad_clip: 3.0, ..train(batch_size, 1e-4, epochs, 0.05) }
-}
-
-/// AdamW (0.9, 0.95) without weight decay, linear warm-up then cosine to 0, EMA 0.9999.
-pub fn train(batch_size: usize, blr: f64, epochs: f64, warmup_frac: f64) -> TrainConfig {
-    TrainConfig {
-        batch_size,
-        blr,
-        steps: 0,
-        epochs,
-        time_budget_min: 0.0,
-        warmup_frac,
-        min_lr_frac: 0.0,
-        weight_decay: 0.0,
-        beta1: 0.9,
-        beta2: 0.95,
-        adam_eps: 1e-8,
-        grad_clip: 0.0,
-        ema_decay: 0.9999,
-        augment: Augment::None,
-        seed: 0,
-        checkpoint_every: 500,
-        log_every: 10,
-    }
-}
-
-/// A ViT with l-DAE's conditioning (a quarter of the width) and the first half of the blocks as
-/// the encoder.
-pub fn vit(image: ImageShape, patch: usize, width: usize, depth: usize, heads: usize) -> VitConfig {
-    VitConfig {
-        image,
-        patch,
-        width,
-        depth,
-        encoder_depth: depth / 2,
-        heads,
-        mlp_ratio: 4.0,
-        cond_width: width / 4,
-        freq_dim: 256,
-        num_classes: 0,
-        gelu: crate::nn::gelu::GeluKind::Erf,
-        in_dim: None,
-        out_dim: None,
-        long_skip: false,
-        conv_head: 0,
-    }
 }
 
 fn registry() -> Vec<Preset> {
@@ -563,175 +486,100 @@ fn mar_imagenet(
     }
 }
 
-/// A named starting configuration of a conv tokenizer's training run.
-pub struct TokenizerPreset {
-    pub name: &'static str,
-    pub about: &'static str,
-    pub config: TokenizerRunConfig,
-}
-
-/// The names of all tokenizer presets.
-pub fn tokenizer_preset_names() -> Vec<&'static str> {
-    tokenizer_registry().into_iter().map(|p| p.name).collect()
-}
-
-/// The tokenizer preset called `name`.
-pub fn tokenizer_preset(name: &str) -> Result<TokenizerPreset> {
-    tokenizer_registry().into_iter().find(|p| p.name == name).ok_or_else(|| {
-        Error::config(
-            "preset",
-            format!("unknown tokenizer preset `{name}`, expected one of: {}", tokenizer_preset_names().join(", ")),
-        )
-    })
-}
-
-/// Latent diffusion's autoencoder losses: L1, KL 1e-6, perceptual 1.0, disc 0.5 from `disc_start`.
-fn ldm_losses(disc_start: usize, disc_channels: usize, disc_layers: usize) -> AeLossConfig {
-    AeLossConfig {
-        reconstruction: Reconstruction::L1,
-        kl_weight: 1e-6,
-        perceptual_weight: 1.0,
-        disc_weight: 0.5,
-        disc_start,
-        disc_channels,
-        disc_layers,
-    }
-}
-
-/// Adam (0.5, 0.9) at latent diffusion's `4.5e-6 x batch`.
-fn ae_train(steps: usize, batch_size: usize, checkpoint_every: usize, eval_images: usize) -> AeTrainConfig {
-    AeTrainConfig {
-        steps,
-        batch_size,
-        lr: 4.5e-6 * batch_size as f64,
-        beta1: 0.5,
-        beta2: 0.9,
-        seed: 0,
-        log_every: (steps / 100).clamp(1, 50),
-        checkpoint_every,
-        eval_images,
-    }
-}
-
-/// Table 1's conv tokenizer on Fashion-MNIST: its 8x8x2 latent in 2x2 cells is 16 tokens of d = 8,
-/// the ladder's patch-7 PCA size (RESULTS.md, "Conv KL tokenizers").
-fn kl_fmnist() -> TokenizerPreset {
-    TokenizerPreset {
-        name: "kl-fmnist",
-        about: "KL autoencoder, stride 4 on 32x32 Fashion-MNIST (16 tokens of 2x2x2 = d 8), LDM losses",
-        config: TokenizerRunConfig {
-            preset: "kl-fmnist".into(),
-            data: "fashion-mnist".into(),
-            train_limit: 0,
-            resize: true,
-            model: ConvAeConfig {
-                image: ImageShape { channels: 1, height: 32, width: 32 },
-                channels: 16,
-                channel_mult: vec![1, 2, 4],
-                res_blocks: 1,
-                z_channels: 2,
-                groups: 8,
-            },
-            loss: ldm_losses(1500, 32, 2),
-            perceptual: PerceptualConfig { widths: vec![32, 64, 128], steps: 1000, batch_size: 128, lr: 1e-3 },
-            train: ae_train(3000, 32, 500, 1000),
-        },
-    }
-}
-
-/// `kl-fmnist` trained three times as long on a perceptual classifier trained five times as long
-/// (91.0% test accuracy against 83.1%): the 9000-step comparison of Table 1's tokenizers, in which
-/// the perceptual term lowers rFID (RESULTS.md, "Conv KL tokenizers"). The ladder's rungs keep
-/// `kl-fmnist`, whose records they are.
-fn kl_fmnist_long() -> TokenizerPreset {
-    let mut config = kl_fmnist().config;
-    config.preset = "kl-fmnist-long".into();
-    config.perceptual.steps = 5000;
-    config.train.steps = 9000;
-    TokenizerPreset {
-        name: "kl-fmnist-long",
-        about: "kl-fmnist for 9000 steps on a 5000-step perceptual classifier (91.0%): Table 1's tokenizers compared",
-        config,
-    }
-}
-
-fn tokenizer_registry() -> Vec<TokenizerPreset> {
-    let grey = |side: usize| ImageShape { channels: 1, height: side, width: side };
-    vec![
-        TokenizerPreset {
-            name: "kl-tiny",
-            about: "KL autoencoder on 16x16 Fashion-MNIST, for tests (seconds)",
-            config: TokenizerRunConfig {
-                preset: "kl-tiny".into(),
-                data: "fashion-mnist".into(),
-                train_limit: 512,
-                resize: true,
-                model: ConvAeConfig {
-                    image: grey(16),
-                    channels: 8,
-                    channel_mult: vec![1, 2],
-                    res_blocks: 1,
-                    z_channels: 2,
-                    groups: 4,
-                },
-                loss: ldm_losses(4, 8, 1),
-                perceptual: PerceptualConfig { widths: vec![8, 16], steps: 10, batch_size: 32, lr: 1e-3 },
-                train: ae_train(8, 8, 4, 16),
-            },
-        },
-        kl_fmnist(),
-        kl_fmnist_long(),
-        TokenizerPreset {
-            name: "kl-f8",
-            about: "latent diffusion's KL-f8 on ImageNet 256 (DiT's tokenizer): 4 channels, stride 8",
-            config: TokenizerRunConfig {
-                preset: "kl-f8".into(),
-                data: "folder:imagenet".into(),
-                train_limit: 0,
-                resize: true,
-                model: ConvAeConfig {
-                    image: ImageShape { channels: 3, height: 256, width: 256 },
-                    channels: 128,
-                    channel_mult: vec![1, 2, 4, 4],
-                    res_blocks: 2,
-                    z_channels: 4,
-                    groups: 32,
-                },
-                loss: ldm_losses(50_001, 64, 3),
-                perceptual: PerceptualConfig {
-                    widths: vec![64, 128, 256, 512, 512],
-                    steps: 100_000,
-                    batch_size: 256,
-                    lr: 1e-3,
-                },
-                train: ae_train(200_000, 12, 5000, 5000),
-            },
-        },
-    ]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::diffusion::LossWeight;
+    use crate::diffusion::denoise::InputSpace;
 
     #[test]
-    fn every_preset_validates() {
+    fn every_preset_validates_round_trips_and_has_one_name() {
+        let mut names = std::collections::BTreeSet::new();
         for p in registry() {
             p.config.validate().unwrap_or_else(|e| panic!("{}: {e}", p.name));
             assert_eq!(p.config.preset, p.name);
+            assert!(names.insert(p.name), "{} is registered twice", p.name);
+            let back = RunConfig::from_toml(&p.config.to_toml(), std::path::Path::new(p.name)).unwrap();
+            assert_eq!(back, p.config, "{}: the saved config reads back as itself", p.name);
         }
     }
 
     #[test]
-    fn every_tokenizer_preset_validates_and_kl_f8_is_latent_diffusions() {
-        for p in tokenizer_registry() {
-            p.config.validate().unwrap_or_else(|e| panic!("{}: {e}", p.name));
-            assert_eq!(p.config.preset, p.name);
+    fn fashion_mnist_presets_have_their_documented_settings() {
+        use crate::config::{MarLoss, MarVariant};
+        let get = |name: &str| preset(name).unwrap().config;
+        // ldae-fmnist: patch 7 (16 tokens), d = 8 patch PCA, width 192, 8 blocks, l-DAE's objective.
+        let c = get("ldae-fmnist");
+        assert_eq!(
+            (c.model.patch, c.model.tokens(), c.model.width, c.model.depth, c.model.encoder_depth),
+            (7, 16, 192, 8, 4)
+        );
+        assert!(matches!(c.denoise.tokenizer, TokenizerSpec::Pca { latent_dim: 8, scale: LatentScale::None, .. }));
+        assert_eq!(
+            (c.denoise.target, c.denoise.input, c.denoise.residual_weight),
+            (Target::Image, InputSpace::Image, Some(0.1))
+        );
+        assert_eq!(c.denoise.loss_weight, LossWeight::InvOnePlusSigma2);
+        // dit-fmnist: pixel space, patch 4 (49 tokens), width 128, 8 blocks with long skips, v on
+        // the cosine schedule, 10% label dropout, batch 64 at lr 8e-3, 2% warm-up, cosine to 10%,
+        // EMA 0.999, class-conditional at the token width; dit-fmnist-eps: DiT's objective.
+        let c = get("dit-fmnist");
+        assert!(matches!(c.denoise.tokenizer, TokenizerSpec::Pixels { patch: 4, .. }));
+        let m = &c.model;
+        assert_eq!(
+            (m.tokens(), m.width, m.depth, m.cond_width, m.num_classes, m.long_skip),
+            (49, 128, 8, 128, 10, true)
+        );
+        let cosine = NoiseSchedule::from_beta(BetaSchedule::cosine());
+        assert_eq!((c.denoise.target, c.denoise.class_dropout, c.denoise.noise.clone()), (Target::V, 0.1, cosine));
+        let t = &c.train;
+        assert_eq!((t.batch_size, t.warmup_frac, t.min_lr_frac, t.ema_decay), (64, 0.02, 0.1, 0.999));
+        assert!((c.lr() - 8e-3).abs() < 1e-15, "lr {}", c.lr());
+        let e = get("dit-fmnist-eps");
+        assert_eq!(
+            (e.denoise.target, e.denoise.noise.clone(), e.model.long_skip),
+            (Target::Eps, NoiseSchedule::ddpm(), false)
+        );
+        assert_eq!(e.train.batch_size, 256);
+        assert!((e.lr() - 5e-4).abs() < 1e-15, "lr {}", e.lr());
+        // dit-fmnist-pca: the same DiT on a 7 x 7 x 8 unit-variance patch-PCA latent.
+        let c = get("dit-fmnist-pca");
+        assert!(matches!(
+            c.denoise.tokenizer,
+            TokenizerSpec::Pca { patch: 4, latent_dim: 8, scale: LatentScale::Unit, .. }
+        ));
+        assert_eq!((c.model.tokens(), c.model.width), (49, 128));
+        // dit-fmnist-kl: 64 tokens of d = 2 from kl-fmnist's 8 x 8 x 2 latent on 32 x 32 images.
+        let c = get("dit-fmnist-kl");
+        assert!(matches!(c.denoise.tokenizer, TokenizerSpec::ConvVae { cells: 1, scale: LatentScale::Unit, .. }));
+        assert_eq!((c.model.image.height, c.model.tokens(), c.denoise.tokenizer.latent_dim(1)), (32, 64, 2));
+        // mar-fmnist: 4 + 4 blocks of width 128, 16 class tokens, a 3 x 256 Diffusion Loss head,
+        // weight decay 0.02, clip 3, batch 64, lr 5e-4, 20 epochs; its baselines change one thing.
+        let c = get("mar-fmnist");
+        let net = c.mar_network().unwrap();
+        assert_eq!(
+            (net.enc_depth, net.dec_depth, net.width, net.buffer, net.head_depth, net.head_width),
+            (4, 4, 128, 16, 3, 256)
+        );
+        assert_eq!((net.seq_len, net.token_dim), (64, 2));
+        let t = &c.train;
+        assert_eq!((t.weight_decay, t.grad_clip, t.batch_size, t.epochs), (0.02, 3.0, 64, 20.0));
+        assert!((c.lr() - 5e-4).abs() < 1e-15, "lr {}", c.lr());
+        let mar = c.mar.clone().unwrap();
+        assert_eq!((mar.variant, mar.loss, mar.codebook), (MarVariant::Mar, MarLoss::Diffusion, 0));
+        for (name, variant, loss, codebook) in [
+            ("mar-fmnist-ar-random", MarVariant::ArRandom, MarLoss::Diffusion, 0),
+            ("mar-fmnist-ar-raster", MarVariant::ArRaster, MarLoss::Diffusion, 0),
+            ("mar-fmnist-l2", MarVariant::Mar, MarLoss::L2, 0),
+            ("mar-fmnist-ce", MarVariant::Mar, MarLoss::CrossEntropy, 256),
+            ("mar-fmnist-vq", MarVariant::Mar, MarLoss::Diffusion, 256),
+        ] {
+            let b = get(name);
+            let m = b.mar.clone().unwrap();
+            assert_eq!((m.variant, m.loss, m.codebook), (variant, loss, codebook), "{name}");
+            let same = |x: &RunConfig| (x.model.clone(), x.train.clone(), x.denoise.tokenizer.clone());
+            assert_eq!(same(&b), same(&c), "{name}: the backbone, recipe and tokens of mar-fmnist");
         }
-        let f8 = tokenizer_preset("kl-f8").unwrap().config;
-        assert_eq!((f8.model.stride(), f8.model.z_channels, f8.model.latent_shape().height), (8, 4, 32));
-        let fm = tokenizer_preset("kl-fmnist").unwrap().config;
-        assert_eq!(fm.model.latent_shape().height, 8, "2x2 cells of an 8x8 latent: 16 tokens");
     }
 
     #[test]

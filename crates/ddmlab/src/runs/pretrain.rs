@@ -12,13 +12,6 @@ use std::time::Instant;
 
 use burn::tensor::Device;
 
-use super::checkpoint::{self, CheckpointState};
-use super::lr::lr_at;
-use super::metrics::{self, MetricLine};
-use super::objective::TrainObjective;
-use super::observer::{Observer, StepReport};
-use super::run_folder;
-use super::step::{Network, Objective, Trainer};
 use crate::config::RunConfig;
 use crate::data::loader::{BatchPlan, Loader};
 use crate::data::{ImageSet, Split};
@@ -27,6 +20,13 @@ use crate::mar::codebook::load_or_fit_run_codebook;
 use crate::mar::objective::MarTrainObjective;
 use crate::models::DenoisingVit;
 use crate::models::mar::Mar;
+use crate::optim::lr::lr_at;
+use crate::train::checkpoint::{self, CheckpointState};
+use crate::train::metrics::{self, MetricLine};
+use crate::train::objective::TrainObjective;
+use crate::train::observer::{Observer, StepReport};
+use crate::train::run_folder;
+use crate::train::step::{Network, Objective, Trainer};
 use crate::viz::plot::{Series, line_plot};
 
 /// How to run (not part of the run's identity, so not in the config).
@@ -101,8 +101,8 @@ pub fn pretrain(
 
     let set = Arc::new(load_train_set(&config, &opts.data_root)?);
     obs.message(&format!("data: {} train images of {} from {}", set.len(), set.shape, config.data));
-    let fit = run_folder::FitOptions { data_root: &opts.data_root, stop_after_minutes: opts.stop_after_minutes };
-    let Some(tokenizer) = run_folder::load_or_fit_tokenizer(run, &config, &set, fit, device, obs)? else {
+    let fit = crate::runs::FitOptions { data_root: &opts.data_root, stop_after_minutes: opts.stop_after_minutes };
+    let Some(tokenizer) = crate::runs::load_or_fit_tokenizer(run, &config, &set, fit, device, obs)? else {
         obs.message("stopped after the time limit while training the tokenizer; continue with --resume");
         return Ok(PretrainSummary {
             run: run.to_path_buf(),

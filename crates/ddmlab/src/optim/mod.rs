@@ -1,0 +1,6 @@
+//! Optimisation schedules and updates shared by every training loop: the learning-rate
+//! schedule, the EMA of the weights, global-norm gradient clipping.
+
+pub mod clip;
+pub mod ema;
+pub mod lr;
