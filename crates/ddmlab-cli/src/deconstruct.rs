@@ -3,7 +3,7 @@
 use anyhow::{Result, bail};
 use ddmlab::data::fetch::inception_path;
 use ddmlab::deconstruct::{DeconstructOptions, deconstruct, reuse_tokenizer};
-use ddmlab::study::Study;
+use ddmlab::study::{Runner, Study};
 
 use crate::args::DeconstructArgs;
 use crate::progress::Bar;
@@ -14,7 +14,7 @@ pub fn run(args: DeconstructArgs) -> Result<()> {
     if args.show {
         print!("{}", study.to_toml());
         println!("\n# hash: {}", study.hash()?);
-        if study.runner == "ladder" {
+        if study.runner == Runner::Ladder {
             let plan = study.plan()?;
             println!("# {} runs, in this order:", plan.len());
             for r in &plan {
@@ -27,11 +27,11 @@ pub fn run(args: DeconstructArgs) -> Result<()> {
         }
         return Ok(());
     }
-    if study.runner != "ladder" {
+    if study.runner != Runner::Ladder {
         bail!(
             "study `{}` is declared only (runner `{}`): its arms' commands make its runs; `deconstruct` runs ladder studies",
             study.name,
-            study.runner
+            study.runner.name()
         );
     }
     if let Some(m) = args.stop_after

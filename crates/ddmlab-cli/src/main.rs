@@ -7,6 +7,7 @@ mod data;
 mod deconstruct;
 mod denoise;
 mod fid;
+mod flags;
 mod gen_eval;
 mod interop;
 mod pca;
@@ -58,7 +59,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", one_line(&e));
+            eprintln!("error: {}", flags::with_flags(&one_line(&e)));
             ExitCode::FAILURE
         }
     }

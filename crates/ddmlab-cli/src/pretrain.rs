@@ -74,7 +74,7 @@ fn check_resume(args: &PretrainArgs) -> Result<()> {
 fn apply_flags(mut config: RunConfig, args: &PretrainArgs) -> RunConfig {
     let t = &mut config.train;
     if let Some(v) = &args.data {
-        config.data = v.clone();
+        config.data = v.parse()?;
     }
     if let Some(v) = args.steps {
         t.steps = v;

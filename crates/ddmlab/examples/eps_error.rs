@@ -36,7 +36,7 @@ fn main() -> ddmlab::Result<()> {
         d.noise.beta().filter(|_| d.is_generator()).ok_or_else(|| ddmlab::Error::Other("not a DDPM run".into()))?;
     let schedule = VpSchedule::new(beta, d.timesteps);
     let p = config.model.patch;
-    let source: ddmlab::data::DataSource = config.data.parse()?;
+    let source = config.data.clone();
     let set = source.load(data_root, ddmlab::data::Split::Test, config.model.image)?;
     let b = 128.min(set.len());
     let shape = config.model.image;

@@ -21,7 +21,8 @@ pub enum Error {
     #[error("{path}: {msg}")]
     Format { path: PathBuf, msg: String },
     /// A configuration value or option is out of its valid range (`field` names it: a config
-    /// field such as `train.blr` or an option such as `--cfg`).
+    /// field such as `train.blr` or an option field such as `sample.cfg`, which the binary
+    /// prints as the flag that sets it).
     #[error("invalid value for `{field}`: {msg}")]
     Config { field: String, msg: String },
     /// Training diverged.

@@ -57,21 +57,21 @@ pub struct SampleOptions {
 pub fn sampler_of(config: &RunConfig, opts: &SampleOptions) -> Result<Sampler> {
     let d = &config.denoise;
     let Some(beta) = d.noise.beta().filter(|_| d.is_generator()) else {
-        return Err(Error::config("--run", not_a_generator(config)));
+        return Err(Error::config("sample.run", not_a_generator(config)));
     };
     if opts.cfg != 1.0 && config.model.num_classes == 0 {
         return Err(Error::config(
-            "--cfg",
+            "sample.cfg",
             "classifier-free guidance needs a class-conditional model (num_classes > 0)",
         ));
     }
     if !(opts.cfg.is_finite() && opts.cfg >= 0.0) {
-        return Err(Error::config("--cfg", format!("{} must be a non-negative number", opts.cfg)));
+        return Err(Error::config("sample.cfg", format!("{} must be a non-negative number", opts.cfg)));
     }
     let classes = config.model.num_classes;
     if let Some(&y) = opts.labels.iter().find(|&&y| classes == 0 || y > classes) {
         return Err(Error::config(
-            "--class",
+            "sample.labels",
             if classes == 0 {
                 format!("{y}: this model is unconditional, it takes no class")
             } else {
@@ -80,10 +80,10 @@ pub fn sampler_of(config: &RunConfig, opts: &SampleOptions) -> Result<Sampler> {
         ));
     }
     if !opts.labels.is_empty() && opts.labels.len() != opts.n {
-        return Err(Error::config("--n", format!("{} images but {} labels", opts.n, opts.labels.len())));
+        return Err(Error::config("sample.n", format!("{} images but {} labels", opts.n, opts.labels.len())));
     }
     if opts.steps == 0 || opts.steps > d.timesteps {
-        return Err(Error::config("--steps", format!("{} must be in 1..={}", opts.steps, d.timesteps)));
+        return Err(Error::config("sample.steps", format!("{} must be in 1..={}", opts.steps, d.timesteps)));
     }
     let schedule = VpSchedule::new(beta, d.timesteps);
     Ok(Sampler {

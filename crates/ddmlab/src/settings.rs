@@ -20,7 +20,7 @@ pub fn check(ok: bool, field: &str, msg: impl Into<String>) -> Result<()> {
 /// `config` with one `KEY=VALUE` assignment applied (`train.steps=300`, `model.width=96`):
 /// the value is read as TOML (a bare word as a string) and the key must name an existing field.
 pub fn with_override<T: Serialize + serde::de::DeserializeOwned>(config: &T, assignment: &str) -> Result<T> {
-    let invalid = |msg: String| Error::config("--set", msg);
+    let invalid = |msg: String| Error::config("override", msg);
     let (key, raw) =
         assignment.split_once('=').ok_or_else(|| invalid(format!("`{assignment}`, expected KEY=VALUE")))?;
     let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {raw}"))

@@ -57,7 +57,7 @@ pub fn refuse_changes_on_resume<T: Serialize>(run: &Path, saved: &T, requested: 
     let list: Vec<String> =
         changes.iter().map(|c| format!("{} = {} (saved) but {} (these flags)", c.key, c.saved, c.requested)).collect();
     Err(Error::config(
-        "--resume",
+        "pretrain.resume",
         format!(
             "{} continues with the config it was started with ({}), and these flags would change it: {}; \
              resume with the run's own settings (--out and --resume are enough), or start a new run in another folder",

@@ -50,7 +50,7 @@ pub struct PcaLatentConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LegacyRunConfig {
     pub preset: String,
-    pub data: String,
+    pub data: crate::data::DataSource,
     pub train_limit: usize,
     pub model: VitConfig,
     #[serde(default, skip_serializing_if = "Option::is_none")]

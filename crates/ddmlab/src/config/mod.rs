@@ -63,7 +63,7 @@ pub struct RunConfig {
     /// The preset this config started from.
     pub preset: String,
     /// Data set spec (`fashion-mnist`, `mnist`, `cifar10:DIR`, `folder:DIR`, ...).
-    pub data: String,
+    pub data: crate::data::DataSource,
     /// Use only the first `train_limit` training images (0 = all).
     pub train_limit: usize,
     /// Resize the data set's images to `model.image` on load (bilinear); without it a size
@@ -129,7 +129,6 @@ impl RunConfig {
             }
         }
         self.network().validate()?;
-        self.data.parse::<crate::data::DataSource>()?;
         let t = &self.train;
         check(t.batch_size >= 1, "train.batch_size", "must be positive")?;
         check(t.blr.is_finite() && t.blr > 0.0, "train.blr", format!("{} must be a positive number", t.blr))?;

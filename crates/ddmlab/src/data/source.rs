@@ -20,8 +20,9 @@ pub enum Split {
     Test,
 }
 
-/// A data set the library can read.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A data set the library can read; in configs, its name (`fashion-mnist`, `cifar10:DIR`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum DataSource {
     FashionMnist,
     Mnist,
@@ -61,6 +62,20 @@ impl std::str::FromStr for DataSource {
                 ),
             )),
         }
+    }
+}
+
+impl TryFrom<String> for DataSource {
+    type Error = Error;
+
+    fn try_from(s: String) -> Result<Self> {
+        s.parse()
+    }
+}
+
+impl From<DataSource> for String {
+    fn from(d: DataSource) -> String {
+        d.to_string()
     }
 }
 

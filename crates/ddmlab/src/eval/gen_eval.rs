@@ -102,7 +102,7 @@ impl MarSweep {
         let steps = if self.steps.is_empty() { vec![spec.default_steps()] } else { self.steps.clone() };
         if !spec.loss.denoises() && self.head_steps.len() > 1 {
             return Err(Error::config(
-                "--steps",
+                "gen_eval.mar.head_steps",
                 format!(
                     "{:?}: head DDPM steps apply to the Diffusion Loss head; a {} head predicts in one pass, \
                      expected one value",
@@ -122,7 +122,7 @@ impl MarSweep {
             }
         }
         if out.is_empty() {
-            return Err(Error::config("--temperature", "at least one MAR sampling setting is needed"));
+            return Err(Error::config("gen_eval.mar.temperatures", "at least one MAR sampling setting is needed"));
         }
         Ok(out)
     }
@@ -190,7 +190,10 @@ impl FidRow {
 /// rows.
 pub fn gen_eval_run(run: &Path, opts: &GenEvalOptions, device: &Device, obs: &mut dyn Observer) -> Result<Vec<FidRow>> {
     if opts.cfgs.is_empty() || opts.n < 2 || opts.samplers.is_empty() || opts.references.is_empty() {
-        return Err(Error::config("--cfg", "at least one guidance scale, sampler, reference and 2 images are needed"));
+        return Err(Error::config(
+            "gen_eval.cfgs",
+            "at least one guidance scale, sampler, reference and 2 images are needed",
+        ));
     }
     let chosen = checkpoint::select(run, &opts.checkpoints)?;
     // A MAR setting the model cannot take fails before anything is loaded or sampled.
@@ -561,14 +564,16 @@ mod tests {
         assert_eq!(labels(MarLoss::Diffusion), vec!["mar-8-head100-tau0.9"]);
         assert_eq!(labels(MarLoss::CrossEntropy), vec!["mar-8-tau0.9"]);
         // A regressor does not sample: no temperature but 1, and its label names neither.
-        assert!(sweep.settings(&spec(MarLoss::L2)).unwrap_err().to_string().contains("--temperature"));
+        assert!(sweep.settings(&spec(MarLoss::L2)).unwrap_err().to_string().contains("mar_sampling.temperature"));
         let l2 = MarSweep { temperatures: vec![1.0], ..sweep.clone() };
         let got: Vec<String> =
             l2.settings(&spec(MarLoss::L2)).unwrap().iter().map(|s| mar_label(MarLoss::L2, s)).collect();
         assert_eq!(got, vec!["mar-8"]);
         // Several head step counts would be identical points of a one-pass head.
         let many = MarSweep { head_steps: vec![50, 100], ..sweep.clone() };
-        assert!(many.settings(&spec(MarLoss::CrossEntropy)).unwrap_err().to_string().contains("--steps"));
+        assert!(
+            many.settings(&spec(MarLoss::CrossEntropy)).unwrap_err().to_string().contains("gen_eval.mar.head_steps")
+        );
         assert_eq!(many.settings(&spec(MarLoss::Diffusion)).unwrap().len(), 2);
     }
 

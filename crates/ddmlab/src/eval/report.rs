@@ -145,10 +145,13 @@ pub fn probe_run(run: &Path, opts: &ProbeOptions, device: &Device, obs: &mut dyn
         Some(net) => {
             let depth = opts.encoder_depth.unwrap_or(net.enc_depth);
             if depth == 0 || depth > net.enc_depth {
-                return Err(Error::config("--encoder-depth", format!("{depth} must be in 1..={}", net.enc_depth)));
+                return Err(Error::config("probe.encoder_depth", format!("{depth} must be in 1..={}", net.enc_depth)));
             }
             if opts.t.is_some() || opts.noisy {
-                return Err(Error::config("--t", "a MAR / MAE encoder reads clean tokens: no probe timestep or noise"));
+                return Err(Error::config(
+                    "probe.t",
+                    "a MAR / MAE encoder reads clean tokens: no probe timestep or noise",
+                ));
             }
             None
         }
@@ -212,11 +215,11 @@ pub fn feature_spec_of<'a>(
     let d = &config.denoise;
     let t = opts.t.unwrap_or(d.probe_t);
     if t >= d.timesteps {
-        return Err(Error::config("--t", format!("{t} must be below the run's {} timesteps", d.timesteps)));
+        return Err(Error::config("probe.t", format!("{t} must be below the run's {} timesteps", d.timesteps)));
     }
     let depth = opts.encoder_depth.unwrap_or(config.model.encoder_depth);
     if depth == 0 || depth > config.model.depth {
-        return Err(Error::config("--encoder-depth", format!("{depth} must be in 1..={}", config.model.depth)));
+        return Err(Error::config("probe.encoder_depth", format!("{depth} must be in 1..={}", config.model.depth)));
     }
     let tables = d.noise.tables(d.timesteps);
     Ok(FeatureSpec {

@@ -78,7 +78,7 @@ impl MarSampling {
         let len = spec.len;
         if spec.variant.is_causal() && self.steps != len {
             return Err(Error::config(
-                "--mar-steps",
+                "mar_sampling.steps",
                 format!(
                     "K = {}: a causal ({}) model generates one token per step, expected K = {len}",
                     self.steps,
@@ -87,14 +87,17 @@ impl MarSampling {
             ));
         }
         if !(self.temperature > 0.0 && self.temperature.is_finite()) {
-            return Err(Error::config("--temperature", format!("{}, expected a positive number", self.temperature)));
+            return Err(Error::config(
+                "mar_sampling.temperature",
+                format!("{}, expected a positive number", self.temperature),
+            ));
         }
         if !(self.cfg >= 0.0 && self.cfg.is_finite()) {
-            return Err(Error::config("--cfg", format!("{}, expected a non-negative number", self.cfg)));
+            return Err(Error::config("mar_sampling.cfg", format!("{}, expected a non-negative number", self.cfg)));
         }
         if !spec.loss.samples() && self.temperature != 1.0 {
             return Err(Error::config(
-                "--temperature",
+                "mar_sampling.temperature",
                 format!(
                     "{}: an L2 regression head outputs its prediction without sampling, so a temperature \
                      has nothing to scale (it applies to Diffusion Loss and cross-entropy heads); expected 1",
@@ -104,7 +107,7 @@ impl MarSampling {
         }
         if spec.loss.denoises() && self.head_steps < 2 {
             return Err(Error::config(
-                "--steps",
+                "mar_sampling.head_steps",
                 format!(
                     "{}: the Diffusion Loss head's DDPM steps, expected at least 2 (the paper: 100)",
                     self.head_steps
@@ -314,7 +317,8 @@ pub fn sample_mar_images(
     device: &Device,
     on_chunk: &mut dyn FnMut(usize),
 ) -> Result<Vec<Vec<f32>>> {
-    let spec = MarSpec::of(config).ok_or_else(|| Error::config("--run", "not a MAR run (its config has no [mar])"))?;
+    let spec = MarSpec::of(config)
+        .ok_or_else(|| Error::config("mar_sampling.run", "not a MAR run (its config has no [mar])"))?;
     let labels: Vec<usize> = if labels.is_empty() { vec![spec.null_class; n] } else { labels.to_vec() };
     let schedule = super::objective::head_schedule();
     let chunk = chunk.max(1);
@@ -473,16 +477,16 @@ mod tests {
     }
 
     #[test]
-    fn bad_sampling_settings_name_their_flag() {
+    fn bad_sampling_settings_name_their_field() {
         let ok = MarSampling { steps: 4, head_steps: 10, temperature: 1.0, cfg: 1.0 };
         for (bad, flag) in [
-            (MarSampling { steps: 0, ..ok }, "--mar-steps"),
-            (MarSampling { steps: 9, ..ok }, "--mar-steps"),
-            (MarSampling { temperature: 0.0, ..ok }, "--temperature"),
-            (MarSampling { temperature: f64::NAN, ..ok }, "--temperature"),
-            (MarSampling { head_steps: 0, ..ok }, "--steps"),
-            (MarSampling { head_steps: 1, ..ok }, "--steps"),
-            (MarSampling { cfg: -1.0, ..ok }, "--cfg"),
+            (MarSampling { steps: 0, ..ok }, "mar_sampling.steps"),
+            (MarSampling { steps: 9, ..ok }, "mar_sampling.steps"),
+            (MarSampling { temperature: 0.0, ..ok }, "mar_sampling.temperature"),
+            (MarSampling { temperature: f64::NAN, ..ok }, "mar_sampling.temperature"),
+            (MarSampling { head_steps: 0, ..ok }, "mar_sampling.head_steps"),
+            (MarSampling { head_steps: 1, ..ok }, "mar_sampling.head_steps"),
+            (MarSampling { cfg: -1.0, ..ok }, "mar_sampling.cfg"),
         ] {
             let e = bad.validate(&spec(8, MarVariant::Mar)).unwrap_err().to_string();
             assert!(e.contains(flag), "{e}");
@@ -490,12 +494,12 @@ mod tests {
         assert!(ok.validate(&spec(8, MarVariant::Mar)).is_ok());
         // A causal model generates one token per step: K must be L.
         let e = ok.validate(&spec(8, MarVariant::ArRaster)).unwrap_err().to_string();
-        assert!(e.contains("--mar-steps") && e.contains("ar-raster"), "{e}");
+        assert!(e.contains("mar_sampling.steps") && e.contains("ar-raster"), "{e}");
         assert!(MarSampling { steps: 8, ..ok }.validate(&spec(8, MarVariant::ArRandom)).is_ok());
         // A regressor has no noise to scale; a head that takes one pass has no DDPM steps to check.
         let l2 = MarSpec { loss: MarLoss::L2, ..spec(8, MarVariant::Mar) };
         let e = MarSampling { temperature: 0.9, ..ok }.validate(&l2).unwrap_err().to_string();
-        assert!(e.contains("--temperature") && e.contains("L2"), "{e}");
+        assert!(e.contains("mar_sampling.temperature") && e.contains("L2"), "{e}");
         let ce = MarSpec { loss: MarLoss::CrossEntropy, ..spec(8, MarVariant::Mar) };
         assert!(MarSampling { temperature: 0.9, head_steps: 1, ..ok }.validate(&ce).is_ok());
     }

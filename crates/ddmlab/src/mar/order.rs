@@ -84,7 +84,7 @@ impl MaskSchedule {
     pub fn cosine(len: usize, steps: usize) -> Result<MaskSchedule> {
         if steps == 0 || steps > len {
             return Err(Error::config(
-                "--mar-steps",
+                "mar_sampling.steps",
                 format!("K = {steps}, expected 1..={len} (at most one generation step per token, for {len} tokens)"),
             ));
         }

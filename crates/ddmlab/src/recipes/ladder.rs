@@ -167,7 +167,7 @@ pub(crate) fn baseline() -> RunConfig {
     let fmnist = ImageShape { channels: 1, height: 28, width: 28 };
     RunConfig {
         preset: "ladder-t1-dit".into(),
-        data: "fashion-mnist".into(),
+        data: crate::data::DataSource::FashionMnist,
         train_limit: 0,
         resize: false,
         model: crate::models::VitConfig { num_classes: 10, ..vit(fmnist, PATCH, 192, 8, 3) },

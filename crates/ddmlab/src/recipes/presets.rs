@@ -157,7 +157,7 @@ fn mar_fmnist(name: &'static str, about: &'static str, variant: MarVariant, loss
         about,
         config: RunConfig {
             preset: name.into(),
-            data: "fashion-mnist".into(),
+            data: crate::data::DataSource::FashionMnist,
             train_limit: 0,
             resize: true,
             model: dit(ImageShape { channels: 1, height: 32, width: 32 }, 4, 128, 8, 4, 10),
@@ -196,7 +196,7 @@ fn registry() -> Vec<Preset> {
             about: "Fashion-MNIST, width 64, 4 blocks, patch 4, d=4: trains in about a minute (tests)",
             config: RunConfig {
                 preset: "ldae-tiny".into(),
-                data: "fashion-mnist".into(),
+                data: crate::data::DataSource::FashionMnist,
                 train_limit: 0,
                 resize: false,
                 model: vit(fmnist, 4, 64, 4, 4),
@@ -215,7 +215,7 @@ fn registry() -> Vec<Preset> {
             about: "Fashion-MNIST default: width 192, 8 blocks (encoder 4), patch 7, d=8 (swept)",
             config: RunConfig {
                 preset: "ldae-fmnist".into(),
-                data: "fashion-mnist".into(),
+                data: crate::data::DataSource::FashionMnist,
                 train_limit: 0,
                 resize: false,
                 model: vit(fmnist, 7, 192, 8, 3),
@@ -229,7 +229,7 @@ fn registry() -> Vec<Preset> {
             about: "paper setting, ImageNet 256: DiT-B (12 x 768, encoder 6), patch 16, d=32",
             config: RunConfig {
                 preset: "ldae-b".into(),
-                data: "folder:imagenet".into(),
+                data: crate::data::DataSource::Folder("imagenet".into()),
                 train_limit: 0,
                 resize: false,
                 model: vit(imagenet, 16, 768, 12, 12),
@@ -243,7 +243,7 @@ fn registry() -> Vec<Preset> {
             about: "paper setting, ImageNet 256: DiT-L (24 x 1024, encoder ViT-1/2L = 12), patch 16, d=32",
             config: RunConfig {
                 preset: "ldae-l".into(),
-                data: "folder:imagenet".into(),
+                data: crate::data::DataSource::Folder("imagenet".into()),
                 train_limit: 0,
                 resize: false,
                 model: vit(imagenet, 16, 1024, 24, 16),
@@ -257,7 +257,7 @@ fn registry() -> Vec<Preset> {
             about: "class-conditional DiT on Fashion-MNIST, width 64, 4 blocks, patch 4 (tests)",
             config: RunConfig {
                 preset: "dit-tiny".into(),
-                data: "fashion-mnist".into(),
+                data: crate::data::DataSource::FashionMnist,
                 train_limit: 0,
                 resize: false,
                 model: dit(fmnist, 4, 64, 4, 4, 10),
@@ -277,7 +277,7 @@ fn registry() -> Vec<Preset> {
                     v prediction, cosine schedule, batch 64 at lr 8e-3 (RESULTS.md's recipe sweep), CFG dropout 0.1",
             config: RunConfig {
                 preset: "dit-fmnist".into(),
-                data: "fashion-mnist".into(),
+                data: crate::data::DataSource::FashionMnist,
                 train_limit: 0,
                 resize: false,
                 model: VitConfig { long_skip: true, ..dit(fmnist, 4, 128, 8, 4, 10) },
@@ -297,7 +297,7 @@ fn registry() -> Vec<Preset> {
                     lr 5e-4): the recipe sweep's base, and the model a DiT-layout checkpoint imports into",
             config: RunConfig {
                 preset: "dit-fmnist-eps".into(),
-                data: "fashion-mnist".into(),
+                data: crate::data::DataSource::FashionMnist,
                 train_limit: 0,
                 resize: false,
                 model: dit(fmnist, 4, 128, 8, 4, 10),
@@ -311,7 +311,7 @@ fn registry() -> Vec<Preset> {
             about: "class-conditional DiT on the patch-PCA latent of Fashion-MNIST (patch 4, d=8: 7x7 tokens of 8)",
             config: RunConfig {
                 preset: "dit-fmnist-pca".into(),
-                data: "fashion-mnist".into(),
+                data: crate::data::DataSource::FashionMnist,
                 train_limit: 0,
                 resize: false,
                 model: dit(fmnist, 4, 128, 8, 4, 10),
@@ -331,7 +331,7 @@ fn registry() -> Vec<Preset> {
             about: "class-conditional DiT on the conv KL-VAE latent (kl-fmnist, trained first): 32x32 images, 8x8x2 latent, 64 tokens",
             config: RunConfig {
                 preset: "dit-fmnist-kl".into(),
-                data: "fashion-mnist".into(),
+                data: crate::data::DataSource::FashionMnist,
                 train_limit: 0,
                 resize: true,
                 model: dit(ImageShape { channels: 1, height: 32, width: 32 }, 4, 128, 8, 4, 10),
@@ -345,7 +345,7 @@ fn registry() -> Vec<Preset> {
             about: "MAR with Diffusion Loss on Fashion-MNIST pixel patches (49 tokens of 16), width 64, 2 + 2 blocks, head 2 x 64 (tests)",
             config: RunConfig {
                 preset: "mar-tiny".into(),
-                data: "fashion-mnist".into(),
+                data: crate::data::DataSource::FashionMnist,
                 train_limit: 0,
                 resize: false,
                 model: dit(fmnist, 4, 64, 4, 4, 10),
@@ -440,7 +440,7 @@ fn dit_imagenet(name: &'static str, about: &'static str, width: usize, depth: us
         about,
         config: RunConfig {
             preset: name.into(),
-            data: "folder:imagenet".into(),
+            data: crate::data::DataSource::Folder("imagenet".into()),
             train_limit: 0,
             resize: false,
             model: dit(imagenet, 16, width, depth, heads, 1000),
@@ -471,7 +471,7 @@ fn mar_imagenet(
         about,
         config: RunConfig {
             preset: name.into(),
-            data: "folder:imagenet".into(),
+            data: crate::data::DataSource::Folder("imagenet".into()),
             train_limit: 0,
             resize: false,
             model: dit(imagenet, 16, width, 2 * blocks, heads, 1000),

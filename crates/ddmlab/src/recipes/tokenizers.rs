@@ -66,7 +66,7 @@ fn kl_fmnist() -> TokenizerPreset {
         about: "KL autoencoder, stride 4 on 32x32 Fashion-MNIST (16 tokens of 2x2x2 = d 8), LDM losses",
         config: TokenizerRunConfig {
             preset: "kl-fmnist".into(),
-            data: "fashion-mnist".into(),
+            data: crate::data::DataSource::FashionMnist,
             train_limit: 0,
             resize: true,
             model: ConvAeConfig {
@@ -108,7 +108,7 @@ fn tokenizer_registry() -> Vec<TokenizerPreset> {
             about: "KL autoencoder on 16x16 Fashion-MNIST, for tests (seconds)",
             config: TokenizerRunConfig {
                 preset: "kl-tiny".into(),
-                data: "fashion-mnist".into(),
+                data: crate::data::DataSource::FashionMnist,
                 train_limit: 512,
                 resize: true,
                 model: ConvAeConfig {
@@ -131,7 +131,7 @@ fn tokenizer_registry() -> Vec<TokenizerPreset> {
             about: "latent diffusion's KL-f8 on ImageNet 256 (DiT's tokenizer): 4 channels, stride 8",
             config: TokenizerRunConfig {
                 preset: "kl-f8".into(),
-                data: "folder:imagenet".into(),
+                data: crate::data::DataSource::Folder("imagenet".into()),
                 train_limit: 0,
                 resize: true,
                 model: ConvAeConfig {

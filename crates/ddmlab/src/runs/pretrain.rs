@@ -80,7 +80,7 @@ pub fn pretrain(
     config.validate()?;
     if config.mar.is_some() && opts.init_from.is_some() {
         return Err(Error::config(
-            "--init-from",
+            "pretrain.init_from",
             "imports DiT / l-DAE weights; a MAR run ([mar] section) starts from its own initialisation",
         ));
     }

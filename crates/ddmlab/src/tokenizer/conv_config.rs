@@ -91,7 +91,7 @@ pub struct TokenizerRunConfig {
     /// The preset this config started from.
     pub preset: String,
     /// Data set spec, as a pretraining run's.
-    pub data: String,
+    pub data: crate::data::DataSource,
     /// Use only the first `train_limit` training images (0 = all).
     pub train_limit: usize,
     /// Resize the data set's images to `model.image` on load.
@@ -119,7 +119,6 @@ impl TokenizerRunConfig {
     /// Check every field; the first bad one is named in the error.
     pub fn validate(&self) -> Result<()> {
         self.model.validate("model")?;
-        self.data.parse::<crate::data::DataSource>()?;
         let l = &self.loss;
         for (field, v) in [
             ("loss.kl_weight", l.kl_weight),

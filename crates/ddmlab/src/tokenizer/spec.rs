@@ -138,7 +138,7 @@ impl TokenizerSpec {
     /// What identifies a fitted tokenizer, so that runs naming the same one share it: the
     /// spec, less what does not change the fit (PCA's kept dimension: the whole basis is
     /// stored).
-    pub fn fit_key(&self, data: &str, image: ImageShape) -> String {
+    pub fn fit_key(&self, data: &crate::data::DataSource, image: ImageShape) -> String {
         let spec = match self {
             TokenizerSpec::Pca { patch, samples, seed, .. } => format!("pca-p{patch}-n{samples}-s{seed}"),
             TokenizerSpec::PatchAe { patch, latent_dim, samples, steps, scale, seed } => {
@@ -157,7 +157,7 @@ impl TokenizerSpec {
                 format!("conv-vae-{}-c{cells}-{scale:?}-{}", config.preset, &digest[..10])
             }
         };
-        let data: String = data.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+        let data: String = data.to_string().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
         format!("{data}-{}x{}x{}-{spec}", image.channels, image.height, image.width).to_lowercase()
     }
 

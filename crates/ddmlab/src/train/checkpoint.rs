@@ -150,7 +150,7 @@ impl std::str::FromStr for Checkpoints {
                 list.split(',')
                     .map(|v| {
                         v.trim().parse().map_err(|_| {
-                            Error::config("--ckpt", format!("`{v}`: expected latest, all or step numbers"))
+                            Error::config("checkpoint", format!("`{v}`: expected latest, all or step numbers"))
                         })
                     })
                     .collect::<Result<_>>()?,
@@ -174,10 +174,9 @@ pub fn select(run: &Path, which: &Checkpoints) -> Result<Vec<(usize, PathBuf)>> 
         Checkpoints::Steps(steps) => steps
             .iter()
             .map(|s| {
-                all.iter()
-                    .find(|(k, _)| k == s)
-                    .cloned()
-                    .ok_or_else(|| Error::config("--ckpt", format!("no checkpoint at step {s} in {}", run.display())))
+                all.iter().find(|(k, _)| k == s).cloned().ok_or_else(|| {
+                    Error::config("checkpoint", format!("no checkpoint at step {s} in {}", run.display()))
+                })
             })
             .collect(),
     }
@@ -196,9 +195,12 @@ pub fn resolve(run: Option<&Path>, spec: &str) -> Result<PathBuf> {
         Some(run) => {
             let step: usize = spec
                 .parse()
-                .map_err(|_| Error::config("--ckpt", format!("`{spec}`: expected latest or a step number")))?;
+                .map_err(|_| Error::config("checkpoint", format!("`{spec}`: expected latest or a step number")))?;
             list(run)?.into_iter().find(|(s, _)| *s == step).map(|(_, p)| p).ok_or_else(|| {
-                Error::config("--ckpt", format!("no checkpoint at step {step} in {}", checkpoints_dir(run).display()))
+                Error::config(
+                    "checkpoint",
+                    format!("no checkpoint at step {step} in {}", checkpoints_dir(run).display()),
+                )
             })
         }
         None => {
@@ -209,7 +211,7 @@ pub fn resolve(run: Option<&Path>, spec: &str) -> Result<PathBuf> {
                 latest_of(path)
             } else {
                 Err(Error::config(
-                    "--ckpt",
+                    "checkpoint",
                     format!("`{spec}` is neither a checkpoint folder nor a run folder (or pass --run RUN)"),
                 ))
             }

@@ -60,7 +60,7 @@ impl Layout {
         match s {
             "reference" => Ok(Layout::Reference),
             "dit" => Ok(Layout::Dit),
-            other => Err(Error::config("--layout", format!("`{other}`: expected `reference` or `dit`"))),
+            other => Err(Error::config("interop.layout", format!("`{other}`: expected `reference` or `dit`"))),
         }
     }
 
@@ -139,7 +139,7 @@ impl Layout {
         let patch = config.patch_dim();
         if config.in_dim.unwrap_or(patch) != patch || config.out_dim.unwrap_or(patch) != patch {
             return Err(Error::config(
-                "--layout",
+                "interop.layout",
                 "DiT's layout holds a model over image patches (p p C in and out); this model's tokens are latents",
             ));
         }

@@ -63,15 +63,14 @@ pub fn load_split(config: &RunConfig, data_root: &Path, split: Split) -> Result<
 /// One split of data set `data` at image shape `image` (resized to it when `resize`), the train
 /// split cut to its first `train_limit` images (0: all): what every kind of run reads.
 pub fn load_data_split(
-    data: &str,
+    data: &DataSource,
     image: ImageShape,
     resize: bool,
     train_limit: usize,
     data_root: &Path,
     split: Split,
 ) -> Result<ImageSet> {
-    let source: DataSource = data.parse()?;
-    let set = source.load_as(data_root, split, image, resize)?;
+    let set = data.load_as(data_root, split, image, resize)?;
     Ok(if split == Split::Train && train_limit > 0 { set.truncate(train_limit) } else { set })
 }
 
@@ -101,7 +100,7 @@ pub fn adopt_tokenizer(from: &Path, to: &Path, config: &RunConfig) -> Result<()>
             && source.resize == config.resize;
         if !same {
             return Err(Error::config(
-                "--tokenizer-from",
+                "pretrain.tokenizer_from",
                 format!(
                     "{} fits {} on {} at {:?}, this run wants {} on {} at {:?}",
                     from.display(),

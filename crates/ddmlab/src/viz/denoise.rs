@@ -36,7 +36,7 @@ pub fn save_denoise_grid(
     let shape = set.shape;
     let (p, c, h, w) = (tokenizer.patch(), shape.channels, shape.height, shape.width);
     if let Some(&t) = levels.iter().find(|&&t| t >= d.timesteps) {
-        return Err(Error::config("--t", format!("{t} must be below {}", d.timesteps)));
+        return Err(Error::config("denoise_grid.t", format!("{t} must be below {}", d.timesteps)));
     }
     let n = count.min(set.len());
     let clean: Vec<Vec<f32>> = (0..n).map(|i| set.image_f32(i)).collect();
@@ -66,7 +66,7 @@ pub fn save_denoise_grid(
             Target::V if d.input == InputSpace::Latent => tokenizer.decode(input * g - out * s),
             _ => {
                 return Err(Error::config(
-                    "--run",
+                    "denoise_grid.run",
                     "this run's network predicts noise from an image input: there is no clean image to show",
                 ));
             }

@@ -167,11 +167,10 @@ fn a_study_runs_every_planned_run_and_a_rerun_redoes_only_what_is_unfinished() {
 fn a_kept_tokenizer_is_adopted_once_with_the_commit_that_made_it_and_a_foreign_one_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let opts = options(tmp.path(), &tmp.path().join("study"), STUDY);
-    let key = opts.study.plan().unwrap()[0]
-        .config
-        .denoise
-        .tokenizer
-        .fit_key("fashion-mnist", ddmlab::data::ImageShape { channels: 1, height: 28, width: 28 });
+    let key = opts.study.plan().unwrap()[0].config.denoise.tokenizer.fit_key(
+        &ddmlab::data::DataSource::FashionMnist,
+        ddmlab::data::ImageShape { channels: 1, height: 28, width: 28 },
+    );
     let kept = tmp.path().join("kept").join(&key);
     std::fs::create_dir_all(&kept).unwrap();
     std::fs::write(kept.join("pca.safetensors"), b"weights").unwrap();
