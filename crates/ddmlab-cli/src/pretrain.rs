@@ -38,7 +38,7 @@ const DEFAULT_PRESET: &str = "ldae-fmnist";
 /// The config these flags describe, validated.
 pub fn resolve(args: &PretrainArgs) -> Result<RunConfig> {
     let preset_name = args.preset.as_deref().unwrap_or(DEFAULT_PRESET);
-    let config = apply_flags(base_config(preset_name, args.config.as_deref(), &args.overrides)?, args);
+    let config = apply_flags(base_config(preset_name, args.config.as_deref(), &args.overrides)?, args)?;
     if let Some(m) = args.stop_after
         && !(m.is_finite() && m > 0.0)
     {
@@ -60,7 +60,7 @@ fn check_resume(args: &PretrainArgs) -> Result<()> {
         (None, None) => with_overrides(saved.clone(), &args.overrides)?,
         (p, file) => base_config(p.as_deref().unwrap_or(DEFAULT_PRESET), file.as_deref(), &args.overrides)?,
     };
-    let mut requested = apply_flags(base, args);
+    let mut requested = apply_flags(base, args)?;
     if requested.train.steps == 0 {
         // Steps derived from train.epochs or train.time_budget_min were resolved once, at the
         // run's start, and saved; those two fields are still compared.
@@ -71,7 +71,7 @@ fn check_resume(args: &PretrainArgs) -> Result<()> {
 }
 
 /// `config` with the command line's field flags (--data, --steps, --seed, ...) applied.
-fn apply_flags(mut config: RunConfig, args: &PretrainArgs) -> RunConfig {
+fn apply_flags(mut config: RunConfig, args: &PretrainArgs) -> Result<RunConfig> {
     let t = &mut config.train;
     if let Some(v) = &args.data {
         config.data = v.parse()?;
@@ -97,7 +97,7 @@ fn apply_flags(mut config: RunConfig, args: &PretrainArgs) -> RunConfig {
     if let Some(v) = args.train_limit {
         config.train_limit = v;
     }
-    config
+    Ok(config)
 }
 
 pub fn run(args: PretrainArgs) -> Result<()> {

@@ -531,15 +531,12 @@ mod tests {
             (49, 128, 8, 128, 10, true)
         );
         let cosine = NoiseSchedule::from_beta(BetaSchedule::cosine());
-        assert_eq!((c.denoise.target, c.denoise.class_dropout, c.denoise.noise.clone()), (Target::V, 0.1, cosine));
+        assert_eq!((c.denoise.target, c.denoise.class_dropout, c.denoise.noise), (Target::V, 0.1, cosine));
         let t = &c.train;
         assert_eq!((t.batch_size, t.warmup_frac, t.min_lr_frac, t.ema_decay), (64, 0.02, 0.1, 0.999));
         assert!((c.lr() - 8e-3).abs() < 1e-15, "lr {}", c.lr());
         let e = get("dit-fmnist-eps");
-        assert_eq!(
-            (e.denoise.target, e.denoise.noise.clone(), e.model.long_skip),
-            (Target::Eps, NoiseSchedule::ddpm(), false)
-        );
+        assert_eq!((e.denoise.target, e.denoise.noise, e.model.long_skip), (Target::Eps, NoiseSchedule::ddpm(), false));
         assert_eq!(e.train.batch_size, 256);
         assert!((e.lr() - 5e-4).abs() < 1e-15, "lr {}", e.lr());
         // dit-fmnist-pca: the same DiT on a 7 x 7 x 8 unit-variance patch-PCA latent.

@@ -235,7 +235,7 @@ fn a_run_trains_its_conv_vae_once_and_uses_it_as_a_unit_variance_tokenizer() {
         assert_eq!(t.encode(x.clone()).dims(), [4, 64, 2]);
         assert_eq!(images(&*t, x.clone()), images(&*tok, x.clone()), "from {}", from.display());
         let err = run_folder::adopt_tokenizer(from, &tmp.path().join("other"), &other).unwrap_err().to_string();
-        assert!(err.contains("--tokenizer-from") || err.contains("another config"), "{err}");
+        assert!(err.contains("pretrain.tokenizer_from") || err.contains("another config"), "{err}");
         assert!(!tmp.path().join("other").exists(), "nothing written on error");
     }
 }

@@ -323,7 +323,7 @@ fn a_run_adopts_another_runs_fitted_tokenizer_only_when_it_names_the_same_one() 
         panic!("ldae-tiny is a PCA run");
     }
     let e = run_folder::adopt_tokenizer(&run_a, &tmp.path().join("c"), &other).unwrap_err().to_string();
-    assert!(e.contains("--tokenizer-from") && e.contains("PCA"), "{e}");
+    assert!(e.contains("pretrain.tokenizer_from") && e.contains("PCA"), "{e}");
     assert!(!tmp.path().join("c").exists(), "nothing written on error");
     // A source run without its tokenizer file is an error naming the file.
     std::fs::remove_file(run_folder::tokenizer_path(&run_a, &config)).unwrap();
