@@ -3,7 +3,7 @@
 //! (`tests/fixtures/golden-losses.json`). A refactor of the library must leave them as they are:
 //! a changed draw, a reordered layer or a moved constant changes a loss within a few steps.
 //!
-//! The comparison allows 1e-4 relative: the sharded step sums its shards in an order that
+//! The comparison allows 1e-3 relative: the sharded step sums its shards in an order that
 //! depends on the thread count, and burn's CPU kernels pick their vector width per machine, so
 //! the last bits differ between machines (they are identical run to run on one machine). Any
 //! change of behaviour moves a 50-step trajectory by far more.
@@ -25,7 +25,7 @@ use ddmlab::train::{Silent, metrics};
 use crate::common::{micro, micro_mar, options, write_synthetic_fashion_mnist};
 
 const STEPS: usize = 50;
-const TOLERANCE: f64 = 1e-4;
+const TOLERANCE: f64 = 1e-3;
 
 fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden-losses.json")
