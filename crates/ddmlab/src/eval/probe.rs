@@ -67,21 +67,8 @@ pub struct ProbeFit {
     pub losses: Vec<f64>,
 }
 
-/// Train a linear classifier on `train` and return its top-1 accuracy (%) on `test`.
-pub fn linear_probe(
-    train: &Features,
-    train_labels: &[u32],
-    test: &Features,
-    test_labels: &[u32],
-    classes: usize,
-    cfg: &ProbeConfig,
-    device: &Device,
-) -> f64 {
-    fit_linear_probe(train, train_labels, test, test_labels, classes, cfg, device).accuracy
-}
-
 /// Train a linear classifier on `train`: its accuracy on `test` and the loss of every step.
-pub fn fit_linear_probe(
+pub fn linear_probe(
     train: &Features,
     train_labels: &[u32],
     test: &Features,
@@ -163,7 +150,7 @@ mod tests {
         let (tr, ytr) = mk(400, 0);
         let (te, yte) = mk(100, 1000);
         let cfg = ProbeConfig { epochs: 20, batch_size: 32, ..Default::default() };
-        let fit = fit_linear_probe(&tr, &ytr, &te, &yte, 2, &cfg, &Device::flex());
+        let fit = linear_probe(&tr, &ytr, &te, &yte, 2, &cfg, &Device::flex());
         assert!(fit.accuracy > 95.0, "accuracy {}", fit.accuracy);
         // 400 rows in batches of 32: 13 steps an epoch; the first loss is ln 2 (zero weights).
         assert_eq!(fit.losses.len(), 13 * 20);

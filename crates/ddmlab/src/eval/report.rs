@@ -100,7 +100,7 @@ fn evaluate(
     device: &Device,
 ) -> ProbeRow {
     let (tr, te) = sets;
-    let linear = linear_probe(train, &tr.labels, test, &te.labels, tr.num_classes(), &opts.probe, device);
+    let linear = linear_probe(train, &tr.labels, test, &te.labels, tr.num_classes(), &opts.probe, device).accuracy;
     let knn = (knn && opts.knn_k > 0)
         .then(|| knn_top1(train, &tr.labels, test, &te.labels, tr.num_classes(), opts.knn_k, 0.07, device));
     let protocol = opts.protocol(tr.len(), te.len());

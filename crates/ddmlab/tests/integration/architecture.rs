@@ -19,14 +19,20 @@ fn src_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src")
 }
 
+/// The non-empty lines of ARCHITECTURE.md's fenced block tagged `tag` (`None`: no such block).
+fn fenced_lines<'a>(text: &'a str, tag: &str) -> Option<Vec<&'a str>> {
+    let open = format!("```{tag}\n");
+    let start = text.find(&open)? + open.len();
+    let body = &text[start..start + text[start..].find("```").unwrap_or_else(|| panic!("the {tag} block is closed"))];
+    Some(body.lines().filter(|l| !l.trim().is_empty()).collect())
+}
+
 /// The declared layers, lowest first: `(layer name, modules)`, from ARCHITECTURE.md's fenced
 /// block tagged `layers` (`name: module module ...` per line).
 fn declared_layers(text: &str) -> Vec<(String, Vec<String>)> {
-    let start = text.find("```layers").expect("ARCHITECTURE.md has a ```layers block");
-    let body = &text[start + "```layers".len()..];
-    let body = &body[..body.find("```").expect("the layers block is closed")];
-    body.lines()
-        .filter(|l| !l.trim().is_empty())
+    fenced_lines(text, "layers")
+        .expect("ARCHITECTURE.md has a ```layers block")
+        .into_iter()
         .map(|l| {
             let (name, mods) =
                 l.split_once(':').unwrap_or_else(|| panic!("layers line `{l}`: expected `name: modules`"));
@@ -37,11 +43,9 @@ fn declared_layers(text: &str) -> Vec<(String, Vec<String>)> {
 
 /// The exemptions: `file -> module: reason` lines of the ```layer-exemptions block (if any).
 fn declared_exemptions(text: &str) -> BTreeSet<(String, String)> {
-    let Some(start) = text.find("```layer-exemptions") else { return BTreeSet::new() };
-    let body = &text[start + "```layer-exemptions".len()..];
-    let body = &body[..body.find("```").expect("the exemptions block is closed")];
-    body.lines()
-        .filter(|l| !l.trim().is_empty())
+    fenced_lines(text, "layer-exemptions")
+        .unwrap_or_default()
+        .into_iter()
         .map(|l| {
             let (edge, reason) =
                 l.split_once(':').unwrap_or_else(|| panic!("exemption `{l}`: expected `file -> module: reason`"));
@@ -95,6 +99,14 @@ fn code(src: &str) -> String {
 
 fn is_ident(c: char) -> bool {
     c.is_alphanumeric() || c == '_'
+}
+
+/// Whether `word` occurs in `text` as a whole identifier.
+fn has_word(text: &str, word: &str) -> bool {
+    text.match_indices(word).any(|(i, _)| {
+        !text[..i].chars().next_back().is_some_and(is_ident)
+            && !text[i + word.len()..].chars().next().is_some_and(is_ident)
+    })
 }
 
 /// A `use` tree with its braces expanded: `a::{b, c::{d, e}}` -> `a::b`, `a::c::d`, `a::c::e`.
@@ -418,13 +430,7 @@ fn architecture_md_names_what_exists_and_maps_every_file() {
             sources.push('\n');
         }
     }
-    let has_word = |w: &str| {
-        sources.match_indices(w).any(|(i, _)| {
-            let before = sources[..i].chars().next_back();
-            let after = sources[i + w.len()..].chars().next();
-            !before.is_some_and(is_ident) && !after.is_some_and(is_ident)
-        })
-    };
+    let in_code = |w: &str| has_word(&sources, w);
     for token in doc.split('`').skip(1).step_by(2) {
         let name = token.trim_end_matches("()");
         let segs: Vec<&str> = name.split("::").collect();
@@ -438,7 +444,7 @@ fn architecture_md_names_what_exists_and_maps_every_file() {
         }
         if is_type(segs[0]) {
             // A type (or its item): the type is in the code, and so is the item's name.
-            if !has_word(segs[0]) || segs.len() > 1 && !has_word(segs[1]) {
+            if !in_code(segs[0]) || segs.len() > 1 && !in_code(segs[1]) {
                 problems.push(format!("ARCHITECTURE.md names `{token}`, which is not in the code"));
             }
             continue;
@@ -465,11 +471,7 @@ fn architecture_md_names_what_exists_and_maps_every_file() {
             Some((k, file)) if k < segs.len() => {
                 let text = std::fs::read_to_string(&file).unwrap();
                 let item = segs[k];
-                let named = text.match_indices(item).any(|(i, _)| {
-                    !text[..i].chars().next_back().is_some_and(is_ident)
-                        && !text[i + item.len()..].chars().next().is_some_and(is_ident)
-                });
-                if !named {
+                if !has_word(&text, item) {
                     problems.push(format!("ARCHITECTURE.md names `{token}`: `{item}` is not in {}", file.display()));
                 }
             }

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 use ddmlab::eval::features::Features;
-use ddmlab::eval::probe::{ProbeConfig, fit_linear_probe};
+use ddmlab::eval::probe::{ProbeConfig, linear_probe};
 use ddmlab::recipes::{preset, tokenizer_preset};
 use ddmlab::runs::pretrain;
 use ddmlab::runs::tokenizer::{AeMetricLine, TokenizerTrainOptions, train_tokenizer};
@@ -159,7 +159,7 @@ fn probe_losses_match_the_golden_trajectory() {
     let (test, test_labels) = make(200, 5);
     // 400 rows in batches of 80: 5 steps an epoch, 50 steps.
     let cfg = ProbeConfig { epochs: 10, batch_size: 80, warmup_epochs: 1, ..Default::default() };
-    let fit = fit_linear_probe(&train, &train_labels, &test, &test_labels, 10, &cfg, &Device::flex());
+    let fit = linear_probe(&train, &train_labels, &test, &test_labels, 10, &cfg, &Device::flex());
     assert_eq!(fit.losses.len(), STEPS);
     let mut got = fit.losses;
     got.push(fit.accuracy);
