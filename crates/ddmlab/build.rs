@@ -1,6 +1,6 @@
 //! Build-time provenance: the git commit the library is built from, whether its sources differ
 //! from that commit, and a hash of the library's own source files, so that every run folder can
-//! say which code made it (see `src/provenance.rs`).
+//! say which code made it (see `src/store/provenance.rs`).
 //!
 //! The dirty flag covers what the binary is built from: tracked files under `crates/`, and the
 //! workspace's `Cargo.toml` and `Cargo.lock`. Outside a git checkout (a source tarball) the

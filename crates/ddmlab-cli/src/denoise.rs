@@ -2,7 +2,9 @@
 
 use anyhow::{Result, anyhow, bail};
 use ddmlab::data::Split;
-use ddmlab::train::{checkpoint, run_folder};
+use ddmlab::store::checkpoint;
+use ddmlab::train::run_folder;
+use ddmlab::train::trainer_state;
 use ddmlab::viz::denoise::save_denoise_grid;
 
 use crate::args::DenoiseArgs;
@@ -11,7 +13,7 @@ use crate::setup;
 pub fn run(args: DenoiseArgs) -> Result<()> {
     let ckpt = checkpoint::latest(&args.run)?
         .ok_or_else(|| anyhow!("{}: no checkpoint; run `ddmlab pretrain` first", args.run.display()))?;
-    let (config, state) = checkpoint::read_meta(&ckpt)?;
+    let (config, state) = trainer_state::read_meta(&ckpt)?;
     if args.n == 0 {
         bail!("invalid value for --n: 0, expected at least 1");
     }

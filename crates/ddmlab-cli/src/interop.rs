@@ -2,8 +2,10 @@
 
 use anyhow::Result;
 use ddmlab::runs::{PretrainOptions, pretrain};
+use ddmlab::store::checkpoint;
 use ddmlab::train::interop::{self, Layout};
-use ddmlab::train::{checkpoint, run_folder};
+use ddmlab::train::run_folder;
+use ddmlab::train::trainer_state;
 
 use crate::args::{ExportArgs, ImportArgs};
 use crate::pretrain::base_config;
@@ -13,7 +15,7 @@ use crate::setup;
 pub fn export(args: ExportArgs) -> Result<()> {
     let layout = Layout::parse(&args.layout)?;
     let ckpt = checkpoint::resolve(Some(&args.run), &args.ckpt)?;
-    let (config, state) = checkpoint::read_meta(&ckpt)?;
+    let (config, state) = trainer_state::read_meta(&ckpt)?;
     let device = setup::device("flex")?;
     let model = run_folder::load_model(&ckpt, &config, !args.raw, &device)?;
     let bytes = interop::export(&model, &config.network(), layout)?;

@@ -52,7 +52,7 @@ pub fn resolve(args: &PretrainArgs) -> Result<RunConfig> {
 /// each field (a flag the saved config already holds is fine). A `--preset` or `--config` given
 /// is compared whole; without one, the flags are applied to the saved config.
 fn check_resume(args: &PretrainArgs) -> Result<()> {
-    if !args.resume || !run_folder::config_path(&args.out).exists() {
+    if !args.resume || !ddmlab::store::folder::config_path(&args.out).exists() {
         return Ok(());
     }
     let saved = run_folder::read_config(&args.out)?;

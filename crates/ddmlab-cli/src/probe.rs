@@ -3,7 +3,8 @@
 use anyhow::{Result, anyhow, bail};
 use ddmlab::eval::report::{Checkpoints, ProbeOptions, format_table, probe_run};
 use ddmlab::eval::{Pool, ProbeConfig};
-use ddmlab::train::checkpoint;
+use ddmlab::store::checkpoint;
+use ddmlab::train::trainer_state;
 
 use crate::args::ProbeArgs;
 use crate::progress::Bar;
@@ -44,7 +45,7 @@ pub fn run(args: ProbeArgs) -> Result<()> {
     };
     let rows = probe_run(&args.run, &opts, &device, &mut Bar::new())?;
     let latest = checkpoint::latest(&args.run)?.ok_or_else(|| anyhow!("no checkpoint"))?;
-    let (config, _) = checkpoint::read_meta(&latest)?;
+    let (config, _) = trainer_state::read_meta(&latest)?;
     println!("\n{}", format_table(&rows, &config));
     println!("written: {0}/probe.md, {0}/probe.json, {0}/probe.png", args.run.display());
     Ok(())

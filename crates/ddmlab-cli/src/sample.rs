@@ -10,7 +10,9 @@ use ddmlab::eval::npz::{SampleBatch, write_samples};
 use ddmlab::generate::{SampleOptions, sample_images, sampler_of};
 use ddmlab::mar::{MarSampling, MarSpec, sample_mar_images};
 use ddmlab::models::mar::Mar;
-use ddmlab::train::{checkpoint, run_folder};
+use ddmlab::store::checkpoint;
+use ddmlab::train::run_folder;
+use ddmlab::train::trainer_state;
 use ddmlab::viz::grid::{save_grid, save_images};
 use indicatif::ProgressBar;
 
@@ -20,7 +22,7 @@ use crate::setup;
 
 pub fn run(args: SampleArgs) -> Result<()> {
     let ckpt = checkpoint::resolve(args.run.as_deref(), &args.ckpt)?;
-    let (config, state) = checkpoint::read_meta(&ckpt)?;
+    let (config, state) = trainer_state::read_meta(&ckpt)?;
     let kind = match args.sampler.as_str() {
         "ddim" => SamplerKind::Ddim { eta: args.eta },
         "ddpm" => SamplerKind::Ddpm,
@@ -76,7 +78,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
             cfg: args.cfg,
         };
         sampling.validate(&spec)?;
-        let model: Mar = checkpoint::load_weights(&ckpt, run_folder::weights_file(!args.no_ema), &config, &device)?;
+        let model: Mar = trainer_state::load_weights(&ckpt, run_folder::weights_file(!args.no_ema), &config, &device)?;
         let bar = styled(ProgressBar::new(n as u64), " images");
         let codebook = ddmlab::mar::codebook::load_run_codebook(&checkpoint::run_of(&ckpt), &config)?;
         let images = sample_mar_images(

@@ -12,10 +12,9 @@ use ddmlab::recipes::tokenizer_preset;
 use ddmlab::runs::tokenizer::{
     TokenizerTrainOptions, evaluate, evaluate_reconstruction, format_recon, load_split, recon_table, train_tokenizer,
 };
+use ddmlab::store::checkpoint;
 use ddmlab::tokenizer::conv_config::TokenizerRunConfig;
 use ddmlab::tokenizer::{FittedTokenizer, LatentScale, TokenizerSpec};
-use ddmlab::train::checkpoint;
-use ddmlab::train::conv_tokenizer::read_meta;
 
 use crate::args::{TokenizerCommand, TokenizerEvalArgs, TokenizerTrainArgs};
 use crate::progress::Bar;
@@ -121,7 +120,7 @@ fn train(args: TokenizerTrainArgs) -> Result<()> {
 fn eval(args: TokenizerEvalArgs) -> Result<()> {
     let device = setup::device(&args.common.device)?;
     let ckpt = checkpoint::resolve(Some(&args.run), &args.ckpt)?;
-    let (config, state) = read_meta(&ckpt)?;
+    let (config, state) = checkpoint::read_meta::<TokenizerRunConfig>(&ckpt)?;
     let n = args.n.unwrap_or(config.train.eval_images);
     if n < 2 {
         bail!("invalid value for --n: {n}, expected at least 2 images");

@@ -16,7 +16,7 @@ use std::path::Path;
 use burn::tensor::{Device, Tensor, TensorData};
 use ddmlab::diffusion::VpSchedule;
 use ddmlab::nn::{patchify, unpatchify};
-use ddmlab::train::checkpoint;
+use ddmlab::train::trainer_state;
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 
@@ -29,8 +29,8 @@ fn main() -> ddmlab::Result<()> {
     let file = args.get(2).map_or("ema.bpk", String::as_str);
     let data_root = Path::new(args.get(3).map_or("data", String::as_str));
     let device = Device::flex();
-    let (config, _) = checkpoint::read_meta(ckpt)?;
-    let model: ddmlab::models::DenoisingVit = checkpoint::load_weights(ckpt, file, &config, &device)?;
+    let (config, _) = trainer_state::read_meta(ckpt)?;
+    let model: ddmlab::models::DenoisingVit = trainer_state::load_weights(ckpt, file, &config, &device)?;
     let d = &config.denoise;
     let beta =
         d.noise.beta().filter(|_| d.is_generator()).ok_or_else(|| ddmlab::Error::Other("not a DDPM run".into()))?;

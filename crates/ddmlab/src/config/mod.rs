@@ -202,6 +202,16 @@ impl RunConfig {
     }
 }
 
+impl crate::store::StoredConfig for RunConfig {
+    fn from_toml(text: &str, origin: &std::path::Path) -> Result<Self> {
+        RunConfig::from_toml(text, origin)
+    }
+
+    fn to_toml(&self) -> String {
+        RunConfig::to_toml(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

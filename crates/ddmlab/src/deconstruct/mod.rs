@@ -32,9 +32,10 @@ use crate::eval::gen_eval::{self, GenEvalOptions, SamplerSetting};
 use crate::eval::report::{self as probe_report, Checkpoints, ProbeOptions};
 use crate::eval::{Pool, ProbeConfig};
 use crate::runs::{PretrainOptions, pretrain};
+use crate::store::checkpoint;
 use crate::study::verdicts::{self, run_dir};
 use crate::study::{Metric, PlannedRun, Stamp, Study};
-use crate::train::{Observer, checkpoint, run_folder};
+use crate::train::{Observer, run_folder};
 
 /// What `deconstruct` runs.
 #[derive(Debug, Clone)]
@@ -109,7 +110,7 @@ fn minutes_left(deadline: Option<std::time::Instant>) -> Option<f64> {
 fn finished(run: &Path) -> Result<bool> {
     match checkpoint::latest(run)? {
         Some(ckpt) => {
-            let (_, state) = checkpoint::read_meta(&ckpt)?;
+            let state: checkpoint::CheckpointState = checkpoint::read_state(&ckpt)?;
             Ok(state.step >= state.total_steps)
         }
         None => Ok(false),
@@ -309,13 +310,17 @@ pub fn reuse_tokenizer(out: &Path, study: &Study, folder: &Path, commit: &str) -
             std::fs::copy(&path, &to).at(&to)?;
         }
     }
-    let record = crate::provenance::Provenance {
+    let record = crate::store::provenance::Provenance {
         commit: commit.into(),
         dirty: false,
         src_hash: "unrecorded".into(),
-        ..crate::provenance::Provenance::now("tokenizer", format!("reused from {}", folder.display()), &"unrecorded")
+        ..crate::store::provenance::Provenance::now(
+            "tokenizer",
+            format!("reused from {}", folder.display()),
+            &"unrecorded",
+        )
     };
-    crate::provenance::record(&tmp, &record)?;
+    crate::store::provenance::record(&tmp, &record)?;
     std::fs::rename(&tmp, &target).at(&target)?;
     Ok(true)
 }
@@ -361,10 +366,10 @@ fn copy_shared_tokenizer(out: &Path, config: &crate::config::RunConfig, run: &Pa
         let to = run_folder::fit_report_path(run);
         std::fs::copy(&report, &to).at(&to)?;
     }
-    for p in crate::provenance::read(&cache)? {
-        crate::provenance::record(
+    for p in crate::store::provenance::read(&cache)? {
+        crate::store::provenance::record(
             run,
-            &crate::provenance::Provenance { detail: format!("{} (shared)", p.detail), ..p },
+            &crate::store::provenance::Provenance { detail: format!("{} (shared)", p.detail), ..p },
         )?;
     }
     Ok(())

@@ -24,9 +24,10 @@ use crate::error::{Error, IoContext, Result};
 use crate::generate::{SampleOptions, sample_images};
 use crate::mar::{MarSampling, MarSpec, sample_mar_images};
 use crate::models::mar::Mar;
+use crate::store::checkpoint::{self, Checkpoints};
 use crate::train::Observer;
-use crate::train::checkpoint::{self, Checkpoints};
 use crate::train::run_folder;
+use crate::train::trainer_state;
 use crate::viz::plot::{Series, line_plot};
 
 /// What [`gen_eval_run`] does.
@@ -198,14 +199,14 @@ pub fn gen_eval_run(run: &Path, opts: &GenEvalOptions, device: &Device, obs: &mu
     let chosen = checkpoint::select(run, &opts.checkpoints)?;
     // A MAR setting the model cannot take fails before anything is loaded or sampled.
     for (_, ckpt) in &chosen {
-        if let Some(spec) = MarSpec::of(&checkpoint::read_meta(ckpt)?.0) {
+        if let Some(spec) = MarSpec::of(&trainer_state::read_meta(ckpt)?.0) {
             opts.mar.settings(&spec)?;
         }
     }
     let net = InceptionV3::load(&opts.weights, device)?;
     let steps: Vec<String> = chosen.iter().map(|(s, _)| s.to_string()).collect();
     let detail = format!("FID-{}, steps {}, guidance {:?}", opts.n, steps.join(","), opts.cfgs);
-    crate::provenance::record(run, &crate::provenance::Provenance::now("fid", detail, device))?;
+    crate::store::provenance::record(run, &crate::store::provenance::Provenance::now("fid", detail, device))?;
     let started = std::time::Instant::now();
     struct Ref {
         label: String,
@@ -239,7 +240,7 @@ pub fn gen_eval_run(run: &Path, opts: &GenEvalOptions, device: &Device, obs: &mu
     let fid_json = run.join("fid.json");
     let mut merged = read_rows(&fid_json)?;
     for (step, ckpt) in &chosen {
-        let (config, _) = checkpoint::read_meta(ckpt)?;
+        let (config, _) = trainer_state::read_meta(ckpt)?;
         let tokenizer = run_folder::load_tokenizer(run, &config)?.bind(config.model.image, device);
         let classes = config.model.num_classes;
         let shape = config.model.image;
@@ -252,7 +253,7 @@ pub fn gen_eval_run(run: &Path, opts: &GenEvalOptions, device: &Device, obs: &mu
         let mut points: Vec<(String, Option<f64>, Draw)> = Vec::new();
         if let Some(spec) = MarSpec::of(&config) {
             let settings = opts.mar.settings(&spec)?;
-            mar = checkpoint::load_weights(ckpt, run_folder::weights_file(opts.ema), &config, device)?;
+            mar = trainer_state::load_weights(ckpt, run_folder::weights_file(opts.ema), &config, device)?;
             for setting in settings {
                 let (mar, config, tokenizer, labels, book) =
                     (&mar, &config, tokenizer.as_ref(), &labels, codebook.as_ref());

@@ -15,10 +15,12 @@ use crate::config::RunConfig;
 use crate::data::{ImageSet, Split};
 use crate::error::{Error, IoContext, Result};
 use crate::models::mar::Mar;
-use crate::train::{Observer, checkpoint, run_folder};
+use crate::store::checkpoint;
+use crate::train::trainer_state;
+use crate::train::{Observer, run_folder};
 use crate::viz::plot::{Series, line_plot};
 
-pub use crate::train::checkpoint::Checkpoints;
+pub use crate::store::checkpoint::Checkpoints;
 
 /// What `probe_run` does.
 #[derive(Debug, Clone)]
@@ -131,7 +133,7 @@ fn encoder_rows(
 /// `probe.png` from the merged rows. Returns the merged rows.
 pub fn probe_run(run: &Path, opts: &ProbeOptions, device: &Device, obs: &mut dyn Observer) -> Result<Vec<ProbeRow>> {
     let chosen = checkpoint::select(run, &opts.checkpoints)?;
-    let (config, _) = checkpoint::read_meta(&chosen[0].1)?;
+    let (config, _) = trainer_state::read_meta(&chosen[0].1)?;
     let limit = |s: ImageSet, n: usize| if n > 0 { s.truncate(n) } else { s };
     let all_train = RunConfig { train_limit: 0, ..config.clone() };
     let train = limit(run_folder::load_split(&all_train, &opts.data_root, Split::Train)?, opts.train_limit);
@@ -180,7 +182,7 @@ pub fn probe_run(run: &Path, opts: &ProbeOptions, device: &Device, obs: &mut dyn
             probe("random-init encoder", None, &Encoder::Mar { model: &model, tokenizer, depth, null_class });
         }
         for (step, ckpt) in &chosen {
-            let model: Mar = checkpoint::load_weights(ckpt, run_folder::weights_file(opts.ema), &config, device)?;
+            let model: Mar = trainer_state::load_weights(ckpt, run_folder::weights_file(opts.ema), &config, device)?;
             probe(&subject, Some(*step), &Encoder::Mar { model: &model, tokenizer, depth, null_class });
         }
     } else if let Some(spec) = spec {
@@ -196,7 +198,7 @@ pub fn probe_run(run: &Path, opts: &ProbeOptions, device: &Device, obs: &mut dyn
     let protocol = opts.protocol(train.len(), test.len());
     let steps: Vec<String> = chosen.iter().map(|(s, _)| s.to_string()).collect();
     let detail = format!("probe, steps {}: {protocol}", steps.join(","));
-    crate::provenance::record(run, &crate::provenance::Provenance::now("probe", detail, device))?;
+    crate::store::provenance::record(run, &crate::store::provenance::Provenance::now("probe", detail, device))?;
     let merged = merge_rows(read_rows(&run.join("probe.json"))?, rows);
     let json = serde_json::to_string_pretty(&merged).expect("serialises");
     write_atomic(&run.join("probe.json"), json.as_bytes())?;

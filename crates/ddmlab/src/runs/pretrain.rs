@@ -10,23 +10,27 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use burn::tensor::Device;
+use burn::tensor::{Bytes, Device};
 
 use crate::config::RunConfig;
-use crate::data::loader::{BatchPlan, Loader};
+use crate::data::loader::{Batch, BatchPlan};
 use crate::data::{ImageSet, Split};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::mar::codebook::load_or_fit_run_codebook;
 use crate::mar::objective::MarTrainObjective;
 use crate::models::DenoisingVit;
 use crate::models::mar::Mar;
 use crate::optim::lr::lr_at;
-use crate::train::checkpoint::{self, CheckpointState};
-use crate::train::metrics::{self, MetricLine};
+use crate::store::checkpoint::{self, CheckpointState};
+use crate::store::folder::{self, Start};
+use crate::store::metrics::{self, MetricLine};
+use crate::store::provenance;
+use crate::train::driver::{Limits, Plan, Progress, Stage, StepOut, drive, loss_line};
 use crate::train::objective::TrainObjective;
-use crate::train::observer::{Observer, StepReport};
+use crate::train::observer::Observer;
 use crate::train::run_folder;
 use crate::train::step::{Network, Objective, Trainer};
+use crate::train::trainer_state;
 use crate::viz::plot::{Series, line_plot};
 
 /// How to run (not part of the run's identity, so not in the config).
@@ -70,13 +74,7 @@ pub fn pretrain(
     device: &Device,
     obs: &mut dyn Observer,
 ) -> Result<PretrainSummary> {
-    let cfg_path = run_folder::config_path(run);
-    let resume_from = if opts.resume { checkpoint::latest(run)? } else { None };
-    let config = match (&resume_from, opts.resume && cfg_path.exists()) {
-        (Some(ckpt), _) => checkpoint::read_meta(ckpt)?.0,
-        (None, true) => RunConfig::from_toml(&std::fs::read_to_string(&cfg_path).at(&cfg_path)?, &cfg_path)?,
-        (None, false) => config,
-    };
+    let Start { config, resume_from } = folder::open(run, config, opts.resume, &[])?;
     config.validate()?;
     if config.mar.is_some() && opts.init_from.is_some() {
         return Err(Error::config(
@@ -84,20 +82,10 @@ pub fn pretrain(
             "imports DiT / l-DAE weights; a MAR run ([mar] section) starts from its own initialisation",
         ));
     }
-    if !opts.resume && checkpoint::latest(run)?.is_some() {
-        return Err(Error::config(
-            "out",
-            format!(
-                "{} already holds a run with checkpoints; pass --resume to continue it or choose another folder",
-                run.display()
-            ),
-        ));
-    }
-    std::fs::create_dir_all(run).at(run)?;
-    crate::atomic::write_atomic(&cfg_path, config.to_toml().as_bytes())?;
-    let from = resume_from.as_ref().map(|c| checkpoint::read_meta(c).map(|m| m.1.step)).transpose()?.unwrap_or(0);
-    let detail = format!("steps {from}..{}", config.train.steps);
-    crate::provenance::record(run, &crate::provenance::Provenance::now("train", detail, device))?;
+    folder::write_config(run, &config)?;
+    let from = resume_from.as_ref().map(|c| checkpoint::read_state::<CheckpointState>(c)).transpose()?;
+    let detail = format!("steps {}..{}", from.map_or(0, |s| s.step), config.train.steps);
+    provenance::record(run, &provenance::Provenance::now("train", detail, device))?;
 
     let set = Arc::new(load_train_set(&config, &opts.data_root)?);
     obs.message(&format!("data: {} train images of {} from {}", set.len(), set.shape, config.data));
@@ -115,7 +103,7 @@ pub fn pretrain(
     };
     let plan =
         BatchPlan { seed: config.train.seed, batch_size: config.train.batch_size, augment: config.train.augment };
-    let job = Job { run, opts, cfg_path: &cfg_path, set, plan, resume_from };
+    let job = Job { run, opts, set, plan, resume_from };
     if config.mar.is_some() {
         let codebook = load_or_fit_run_codebook(run, &config, &job.set, &tokenizer, device, obs)?;
         let objective = |c: &RunConfig, ad: &Device| MarTrainObjective::new(c, &tokenizer, codebook.as_ref(), ad);
@@ -128,7 +116,7 @@ pub fn pretrain(
             let net = trainer.config.network();
             trainer.model = crate::train::interop::import(trainer.model.clone(), &net, *layout, weights)?;
             trainer.ema = burn::module::Module::valid(&trainer.model);
-            let path = checkpoint::save(run, trainer, state)?;
+            let path = trainer_state::save(run, trainer, state)?;
             Ok(Some(format!("imported {} ({} layout) as {}", weights.display(), layout.name(), path.display())))
         } else {
             Ok(None)
@@ -140,15 +128,14 @@ pub fn pretrain(
 struct Job<'a> {
     run: &'a Path,
     opts: &'a PretrainOptions,
-    cfg_path: &'a Path,
     set: Arc<ImageSet>,
     plan: BatchPlan,
     resume_from: Option<PathBuf>,
 }
 
 /// The training loop of any network and objective: fresh start (total steps resolved, then
-/// `on_fresh`, which may replace the weights and returns a message) or resume, then steps with
-/// metrics, checkpoints, the time limit and divergence handling.
+/// `on_fresh`, which may replace the weights and returns a message) or resume, then the run
+/// driver.
 fn train_loop<M: Network, O: Objective<M>>(
     mut config: RunConfig,
     job: Job<'_>,
@@ -157,20 +144,17 @@ fn train_loop<M: Network, O: Objective<M>>(
     objective: impl Fn(&RunConfig, &Device) -> O,
     on_fresh: impl FnOnce(&mut Trainer<M, O>, &CheckpointState) -> Result<Option<String>>,
 ) -> Result<PretrainSummary> {
-    let Job { run, opts, cfg_path, set, plan, resume_from } = job;
-    let (mut trainer, mut state) = match &resume_from {
+    let Job { run, opts, set, plan, resume_from } = job;
+    let (trainer, state) = match &resume_from {
         Some(ckpt) => {
-            let (t, s) = checkpoint::restore_with(ckpt, device, &objective)?;
-            metrics::truncate_after::<MetricLine>(&run_folder::metrics_path(run), s.step)?;
+            let (t, s) = trainer_state::restore_with(ckpt, device, &objective)?;
             obs.message(&format!("resuming from {} (step {} of {})", ckpt.display(), s.step, s.total_steps));
             (t, s)
         }
         None => {
-            // A fresh start keeps no metrics of an earlier attempt that left no checkpoint.
-            metrics::truncate_after::<MetricLine>(&run_folder::metrics_path(run), 0)?;
             let total = resolve_total_steps::<M, O>(&config, &set, &plan, device, &objective, obs)?;
             config.train.steps = total;
-            crate::atomic::write_atomic(cfg_path, config.to_toml().as_bytes())?;
+            folder::write_config(run, &config)?;
             let mut trainer = Trainer::<M, O>::with_objective(config.clone(), device, &objective);
             let state = CheckpointState { step: 0, total_steps: total, elapsed_s: 0.0 };
             if let Some(msg) = on_fresh(&mut trainer, &state)? {
@@ -180,73 +164,61 @@ fn train_loop<M: Network, O: Objective<M>>(
         }
     };
     obs.message(&format!("model: {:.3}M parameters", trainer.model.num_params() as f64 / 1e6));
-    let total = state.total_steps;
-    let warmup = (config.train.warmup_frac * total as f64).round() as usize;
-    let stop_at = opts.stop_after_steps.unwrap_or(total).min(total);
-    let deadline = opts.stop_after_minutes.map(|m| Instant::now() + std::time::Duration::from_secs_f64(m * 60.0));
-    let mut summary = PretrainSummary {
-        run: run.to_path_buf(),
-        step: state.step,
-        total_steps: total,
-        last_loss: f64::NAN,
-        img_per_s: 0.0,
-        losses: Vec::new(),
+    let warmup = (config.train.warmup_frac * state.total_steps as f64).round() as usize;
+    let mut stage = PretrainStage { trainer, run, warmup };
+    let plan = Plan {
+        data: set,
+        batches: plan,
+        log_every: config.train.log_every,
+        checkpoint_every: config.train.checkpoint_every,
     };
-    obs.start(state.step, total);
+    let limits = Limits::new(opts.stop_after_steps, opts.stop_after_minutes);
+    let metrics_file = folder::metrics_path(run);
+    let outcome = drive(&mut stage, run, &metrics_file, state, plan, limits, obs)?;
+    Ok(PretrainSummary {
+        run: run.to_path_buf(),
+        step: outcome.state.step,
+        total_steps: outcome.state.total_steps,
+        last_loss: outcome.losses.last().copied().unwrap_or(f64::NAN),
+        img_per_s: outcome.img_per_s,
+        losses: outcome.losses,
+    })
+}
 
-    let started = Instant::now();
-    let elapsed_before = state.elapsed_s;
-    let first_step = state.step;
-    let mut window = (0.0, 0usize);
-    for batch in Loader::spawn(set.clone(), plan, state.step, stop_at, 3) {
-        let step = batch.step;
-        let lr = lr_at(step, total, warmup, config.lr(), config.lr() * config.train.min_lr_frac);
-        let loss = trainer.step(&batch, lr).map_err(|e| match e {
-            Error::Diverged(msg) => Error::Diverged(format!(
-                "training diverged: {msg}; the last good checkpoint is {}",
-                checkpoint::latest(run)
-                    .ok()
-                    .flatten()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|| "none (no checkpoint yet)".into())
-            )),
-            other => other,
-        })?;
-        state.step = step + 1;
-        let run_s = started.elapsed().as_secs_f64();
-        state.elapsed_s = elapsed_before + run_s;
-        let img_per_s = ((state.step - first_step) * config.train.batch_size) as f64 / run_s.max(1e-9);
-        summary.losses.push(loss);
-        (summary.step, summary.last_loss, summary.img_per_s) = (state.step, loss, img_per_s);
-        obs.step(&StepReport { step: state.step, total, loss, lr, img_per_s });
-        window = (window.0 + loss, window.1 + 1);
-        if state.step % config.train.log_every == 0 || state.step == stop_at {
-            let line = MetricLine {
-                step: state.step,
-                loss: window.0 / window.1 as f64,
-                lr,
-                img_per_s,
-                elapsed_s: state.elapsed_s,
-            };
-            metrics::append(&run_folder::metrics_path(run), &line)?;
-            window = (0.0, 0);
-        }
-        let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
-        if state.step % config.train.checkpoint_every == 0 || state.step == stop_at || out_of_time {
-            let path = checkpoint::save(run, &trainer, &state)?;
-            obs.checkpoint(&path);
-            plot_loss(run)?;
-        }
-        if out_of_time {
-            obs.message(&format!(
-                "stopped after the time limit at step {} of {total}; continue with --resume",
-                state.step
-            ));
-            break;
-        }
+/// A denoiser's pretraining as a stage of the run driver: the trainer's step at the run's
+/// learning-rate schedule (linear warmup, cosine decay), its checkpoint, and the loss plot
+/// redrawn at each checkpoint.
+struct PretrainStage<'a, M: Network, O: Objective<M>> {
+    trainer: Trainer<M, O>,
+    run: &'a Path,
+    warmup: usize,
+}
+
+impl<M: Network, O: Objective<M>> Stage for PretrainStage<'_, M, O> {
+    type Stats = ();
+    type Line = MetricLine;
+
+    fn name(&self) -> &'static str {
+        "training"
     }
-    obs.finish();
-    Ok(summary)
+
+    fn step(&mut self, batch: &Batch, total: usize) -> Result<StepOut<()>> {
+        let config = &self.trainer.config;
+        let lr = lr_at(batch.step, total, self.warmup, config.lr(), config.lr() * config.train.min_lr_frac);
+        Ok(StepOut { loss: self.trainer.step(batch, lr)?, lr, stats: () })
+    }
+
+    fn line(&self, window: &[StepOut<()>], at: Progress) -> MetricLine {
+        loss_line(window, at)
+    }
+
+    fn checkpoint_files(&self) -> Result<Vec<(&'static str, Bytes)>> {
+        trainer_state::files(&self.trainer)
+    }
+
+    fn after_checkpoint(&mut self, _: &CheckpointState, _: bool, _: &mut dyn Observer) -> Result<()> {
+        plot_loss(self.run)
+    }
 }
 
 /// Total steps from `steps`, else `epochs`, else the time budget (measured on this machine).
@@ -293,12 +265,12 @@ fn resolve_total_steps<M: Network, O: Objective<M>>(
 
 /// Redraw `loss.png` from `metrics.jsonl`.
 pub fn plot_loss(run: &Path) -> Result<()> {
-    let lines = metrics::read::<MetricLine>(&run_folder::metrics_path(run))?;
+    let lines = metrics::read::<MetricLine>(&folder::metrics_path(run))?;
     if lines.len() < 2 {
         return Ok(());
     }
     let series = Series { name: "train loss".into(), points: lines.iter().map(|m| (m.step as f64, m.loss)).collect() };
-    let config = run_folder::read_config(run)?;
+    let config: RunConfig = folder::read_config(run)?;
     let title = format!("training loss: {}", config.denoise.label(config.model.image.channels));
     let y = match config.denoise.target {
         crate::diffusion::denoise::Target::Image => "loss (weighted squared error per patch)".to_string(),

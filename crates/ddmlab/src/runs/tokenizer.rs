@@ -17,15 +17,14 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
 
 use burn::module::Module;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Bytes, Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::atomic::write_atomic;
 use crate::data::RawImage;
-use crate::data::loader::{BatchPlan, Loader, ordered_batches};
+use crate::data::loader::{Batch, BatchPlan, ordered_batches};
 use crate::data::transform::Augment;
 use crate::data::{ImageSet, Split, from_unit};
 use crate::error::{Error, IoContext, Result};
@@ -33,12 +32,15 @@ use crate::eval::fid::{inception_features, load_features, save_features};
 use crate::eval::frechet::{Stats, frechet_distance};
 use crate::eval::inception::{FEATURE_DIM, InceptionV3};
 use crate::models::conv_ae::ConvAutoencoder;
+use crate::store::checkpoint::CheckpointState;
+use crate::store::folder::{self, Start};
+use crate::store::metrics::Stepped;
+use crate::store::provenance;
 use crate::tokenizer::conv_config::TokenizerRunConfig;
 use crate::train::ae_losses::psnr;
-use crate::train::checkpoint;
-use crate::train::conv_tokenizer::{AeState, AeStepStats, AeTrainer};
-use crate::train::metrics::{self, Stepped};
-use crate::train::observer::{Observer, StepReport};
+use crate::train::conv_tokenizer::{AeStepStats, AeTrainer};
+use crate::train::driver::{Limits, Plan, Progress, Stage, StepOut, drive};
+use crate::train::observer::Observer;
 use crate::train::perceptual::{self, PerceptualStage};
 use crate::viz::grid::save_grid;
 
@@ -118,13 +120,8 @@ pub fn train_tokenizer(
     device: &Device,
     obs: &mut dyn Observer,
 ) -> Result<TokenizerSummary> {
-    let cfg_path = run.join("config.toml");
-    let resume_from = if opts.resume { checkpoint::latest(run)? } else { None };
-    let mut config = match (&resume_from, opts.resume && cfg_path.exists()) {
-        (Some(ckpt), _) => crate::train::conv_tokenizer::read_meta(ckpt)?.0,
-        (None, true) => TokenizerRunConfig::from_toml(&std::fs::read_to_string(&cfg_path).at(&cfg_path)?, &cfg_path)?,
-        (None, false) => config,
-    };
+    let stages = [perceptual::stage_dir(run)];
+    let Start { mut config, resume_from } = folder::open(run, config, opts.resume, &stages)?;
     if let Some(n) = opts.extend_to {
         if n < config.train.steps {
             return Err(Error::config(
@@ -138,31 +135,18 @@ pub fn train_tokenizer(
         config.train.steps = n;
     }
     config.validate()?;
-    if !opts.resume
-        && (checkpoint::latest(run)?.is_some() || checkpoint::latest(&perceptual::stage_dir(run))?.is_some())
-    {
-        return Err(Error::config(
-            "out",
-            format!("{} already holds a run with checkpoints; pass --resume to continue it", run.display()),
-        ));
-    }
-    std::fs::create_dir_all(run).at(run)?;
-    write_atomic(&cfg_path, config.to_toml().as_bytes())?;
+    folder::write_config(run, &config)?;
     let detail = format!("tokenizer training to step {}", config.train.steps);
-    crate::provenance::record(run, &crate::provenance::Provenance::now("tokenizer", detail, device))?;
+    provenance::record(run, &provenance::Provenance::now("tokenizer", detail, device))?;
 
     let train = Arc::new(load_split(&config, &opts.data_root, Split::Train)?);
     let test = load_split(&config, &opts.data_root, Split::Test)?;
     obs.message(&format!("data: {} train images of {} from {}", train.len(), train.shape, config.data));
-    let deadline = opts.stop_after_minutes.map(|m| Instant::now() + std::time::Duration::from_secs_f64(m * 60.0));
+    let limits = Limits::new(opts.stop_after_steps, opts.stop_after_minutes);
     let perceptual = if config.loss.perceptual() {
-        match perceptual::load_or_train(run, &config, &train, &test, deadline, device, obs)? {
+        match perceptual::load_or_train(run, &config, &train, &test, limits, device, obs)? {
             PerceptualStage::Ready(net) => Some(*net),
-            PerceptualStage::Stopped { step, total } => {
-                obs.message(&format!(
-                    "stopped after the time limit in the perceptual classifier's training (step {step} of {total}); \
-                     continue with --resume"
-                ));
+            PerceptualStage::Stopped => {
                 return Ok(TokenizerSummary {
                     run: run.to_path_buf(),
                     step: 0,
@@ -174,89 +158,81 @@ pub fn train_tokenizer(
     } else {
         None
     };
-    let metrics_path = run.join("metrics.jsonl");
-    let (mut trainer, mut state) = match &resume_from {
+    let total = config.train.steps;
+    let (trainer, state) = match &resume_from {
         Some(ckpt) => {
-            let (mut t, s) = AeTrainer::restore(ckpt, perceptual, device)?;
-            t.config.train.steps = config.train.steps;
-            metrics::truncate_after::<AeMetricLine>(&metrics_path, s.step)?;
-            obs.message(&format!("resuming from {} (step {} of {})", ckpt.display(), s.step, config.train.steps));
+            let (mut t, mut s) = AeTrainer::restore(ckpt, perceptual, device)?;
+            (t.config.train.steps, s.total_steps) = (total, total);
+            obs.message(&format!("resuming from {} (step {} of {total})", ckpt.display(), s.step));
             (t, s)
         }
         None => {
-            metrics::truncate_after::<AeMetricLine>(&metrics_path, 0)?;
-            (AeTrainer::new(config.clone(), perceptual, device), AeState { step: 0, elapsed_s: 0.0 })
+            let state = CheckpointState { step: 0, total_steps: total, elapsed_s: 0.0 };
+            (AeTrainer::new(config.clone(), perceptual, device), state)
         }
     };
-    let total = config.train.steps;
-    let plan = BatchPlan { seed: config.train.seed, batch_size: config.train.batch_size, augment: Augment::None };
     let inception = match &opts.inception {
         Some(path) => Some(InceptionV3::load(path, &device.clone().without_autodiff())?),
         None => None,
     };
-    obs.start(state.step, total);
-    let started = Instant::now();
-    let (elapsed_before, first_step) = (state.elapsed_s, state.step);
-    let mut window: Vec<AeStepStats> = Vec::new();
-    let stop_at = opts.stop_after_steps.unwrap_or(total).min(total);
-    // Seconds spent evaluating checkpoints, left out of the throughput.
-    let mut eval_s = 0.0;
-    for batch in Loader::spawn(train.clone(), plan, state.step, stop_at, 3) {
-        let stats = trainer.step(&batch).map_err(|e| match e {
-            Error::Diverged(msg) => Error::Diverged(format!(
-                "tokenizer training diverged: {msg}; the last good checkpoint is {}",
-                checkpoint::latest(run)
-                    .ok()
-                    .flatten()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|| "none".into())
-            )),
-            other => other,
-        })?;
-        state.step = batch.step + 1;
-        let run_s = started.elapsed().as_secs_f64() - eval_s;
-        state.elapsed_s = elapsed_before + run_s;
-        let img_per_s = ((state.step - first_step) * config.train.batch_size) as f64 / run_s.max(1e-9);
-        obs.step(&StepReport { step: state.step, total, loss: stats.loss, lr: config.train.lr, img_per_s });
-        window.push(stats);
-        if state.step % config.train.log_every == 0 || state.step == total {
-            let line =
-                AeMetricLine { step: state.step, stats: mean_stats(&window), img_per_s, elapsed_s: state.elapsed_s };
-            metrics::append(&metrics_path, &line)?;
-            window.clear();
-        }
-        let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
-        let at_interval = state.step % config.train.checkpoint_every == 0 || state.step == total;
-        if at_interval || state.step == stop_at || out_of_time {
-            let path = trainer.save(run, &state)?;
-            obs.checkpoint(&path);
-            if at_interval {
-                let t0 = Instant::now();
-                let ae = trainer.ae.valid();
-                let row = evaluate(
-                    run,
-                    &config,
-                    &ae,
-                    &test,
-                    config.train.eval_images,
-                    state.step,
-                    inception.as_ref(),
-                    device,
-                )?;
-                obs.message(&format_recon(&row));
-                eval_s += t0.elapsed().as_secs_f64();
-            }
-        }
-        if out_of_time && state.step < total {
-            obs.message(&format!(
-                "stopped after the time limit at step {} of {total}; continue with --resume",
-                state.step
-            ));
-            break;
-        }
+    let plan = Plan {
+        data: train,
+        batches: BatchPlan { seed: config.train.seed, batch_size: config.train.batch_size, augment: Augment::None },
+        log_every: config.train.log_every,
+        checkpoint_every: config.train.checkpoint_every,
+    };
+    let mut stage = TokenizerStage { trainer, run, test: &test, inception: inception.as_ref(), device };
+    let outcome = drive(&mut stage, run, &folder::metrics_path(run), state, plan, limits, obs)?;
+    Ok(TokenizerSummary {
+        run: run.to_path_buf(),
+        step: outcome.state.step,
+        total_steps: total,
+        recon: read_recon(run)?,
+    })
+}
+
+/// A conv tokenizer's training as a stage of the run driver: the autoencoder / discriminator
+/// step, its checkpoint, and a reconstruction evaluation at every regular checkpoint.
+struct TokenizerStage<'a> {
+    trainer: AeTrainer,
+    run: &'a Path,
+    test: &'a ImageSet,
+    inception: Option<&'a InceptionV3>,
+    device: &'a Device,
+}
+
+impl Stage for TokenizerStage<'_> {
+    type Stats = AeStepStats;
+    type Line = AeMetricLine;
+
+    fn name(&self) -> &'static str {
+        "tokenizer training"
     }
-    obs.finish();
-    Ok(TokenizerSummary { run: run.to_path_buf(), step: state.step, total_steps: total, recon: read_recon(run)? })
+
+    fn step(&mut self, batch: &Batch, _total: usize) -> Result<StepOut<AeStepStats>> {
+        let stats = self.trainer.step(batch)?;
+        Ok(StepOut { loss: stats.loss, lr: self.trainer.config.train.lr, stats })
+    }
+
+    fn line(&self, window: &[StepOut<AeStepStats>], at: Progress) -> AeMetricLine {
+        let stats: Vec<AeStepStats> = window.iter().map(|o| o.stats.clone()).collect();
+        AeMetricLine { step: at.step, stats: mean_stats(&stats), img_per_s: at.img_per_s, elapsed_s: at.elapsed_s }
+    }
+
+    fn checkpoint_files(&self) -> Result<Vec<(&'static str, Bytes)>> {
+        self.trainer.checkpoint_files()
+    }
+
+    fn after_checkpoint(&mut self, state: &CheckpointState, regular: bool, obs: &mut dyn Observer) -> Result<()> {
+        if regular {
+            let config = &self.trainer.config;
+            let ae = self.trainer.ae.valid();
+            let n = config.train.eval_images;
+            let row = evaluate(self.run, config, &ae, self.test, n, state.step, self.inception, self.device)?;
+            obs.message(&format_recon(&row));
+        }
+        Ok(())
+    }
 }
 
 fn mean_stats(window: &[AeStepStats]) -> AeStepStats {

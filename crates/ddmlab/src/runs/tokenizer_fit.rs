@@ -10,9 +10,9 @@ use super::tokenizer::{TokenizerTrainOptions, train_tokenizer};
 use crate::config::RunConfig;
 use crate::data::ImageSet;
 use crate::error::{Error, IoContext, Result};
+use crate::store::checkpoint;
 use crate::tokenizer::conv_vae::FittedConvVae;
 use crate::tokenizer::{FitReport, FittedTokenizer, LatentScale, TokenizerSpec};
-use crate::train::checkpoint;
 use crate::train::observer::Observer;
 use crate::train::run_folder::{conv_vae_run, load_tokenizer, tokenizer_path, write_fit_report};
 
@@ -51,7 +51,7 @@ pub fn load_or_fit_tokenizer(
     fitted.save(&tokenizer_path(run, config))?;
     write_fit_report(run, &report)?;
     let detail = format!("tokenizer fit: {}", spec.label(set.shape.channels));
-    crate::provenance::record(run, &crate::provenance::Provenance::now("tokenizer", detail, device))?;
+    crate::store::provenance::record(run, &crate::store::provenance::Provenance::now("tokenizer", detail, device))?;
     obs.message(&format!(
         "tokenizer {}: held-out reconstruction MSE {:.5} per pixel ({:.1} s)",
         spec.label(set.shape.channels),
@@ -94,7 +94,7 @@ fn fit_conv_vae(
         vae.scale = FittedConvVae::unit_scale(&ae, set, 2000, device);
     }
     let curve: Vec<(usize, f64)> = summary.recon.iter().map(|r| (r.step, r.mse)).collect();
-    let state: crate::train::conv_tokenizer::AeState = checkpoint::read_state(&ckpt)?;
+    let state: checkpoint::CheckpointState = checkpoint::read_state(&ckpt)?;
     let report = FitReport {
         kind: spec.kind().into(),
         latent_dim: spec.latent_dim(set.shape.channels),

@@ -14,8 +14,8 @@ use super::{Claim, Measure, Metric, Stamp, Study};
 use crate::error::Result;
 use crate::eval::gen_eval;
 use crate::eval::report::read_rows;
-use crate::provenance::{self, Provenance};
 use crate::stats::{Summary, Verdict, Welch, judge};
+use crate::store::provenance::{self, Provenance};
 
 /// The run folder of `arm` at `budget` with `seed` in study folder `out`.
 pub fn run_dir(out: &Path, budget: usize, arm: &str, seed: u64) -> PathBuf {

@@ -175,3 +175,13 @@ impl TokenizerRunConfig {
         Ok(config)
     }
 }
+
+impl crate::store::StoredConfig for TokenizerRunConfig {
+    fn from_toml(text: &str, origin: &std::path::Path) -> Result<Self> {
+        TokenizerRunConfig::from_toml(text, origin)
+    }
+
+    fn to_toml(&self) -> String {
+        TokenizerRunConfig::to_toml(self)
+    }
+}

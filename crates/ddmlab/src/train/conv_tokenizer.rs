@@ -16,37 +16,28 @@
 //! with a learnt scalar `logvar` (initialised at 0, plus `logvar` itself); ddmlab keeps it at 0,
 //! where latent diffusion's also starts.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Bytes, Device, Tensor, TensorData};
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
 use super::ae_losses::{adaptive_weight, generator_loss, hinge_d_loss, reconstruction};
-use super::checkpoint::{self, read_bytes};
 use crate::data::loader::{Batch, step_rng};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::models::classifier::{Classifier, perceptual_distance};
 use crate::models::conv_ae::ConvAutoencoder;
 use crate::models::patchgan::PatchGan;
 use crate::nn::grads::materialize;
+use crate::store::checkpoint::{self, CheckpointState, read_bytes};
 use crate::tokenizer::conv_config::TokenizerRunConfig;
 
 /// The RNG purpose of the posterior samples (see [`crate::data::loader::purpose`]).
 const POSTERIOR_NOISE: u64 = 7;
-
-/// The scalar state of a tokenizer run at a checkpoint.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AeState {
-    /// Steps completed.
-    pub step: usize,
-    /// Wall-clock training seconds so far.
-    pub elapsed_s: f64,
-}
 
 /// What one step measured (batch means).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -321,37 +312,27 @@ impl AeTrainer {
         }
     }
 
-    /// Write checkpoint `state.step` of tokenizer run `run`.
-    pub fn save(&self, run: &Path, state: &AeState) -> Result<PathBuf> {
+    /// The checkpoint's files besides `state.json`: the autoencoder, the discriminator (once
+    /// it exists), their optimisers, the config.
+    pub fn checkpoint_files(&self) -> Result<Vec<(&'static str, Bytes)>> {
         let rec = |e: burn::store::RecordError| Error::Other(format!("serialising tokenizer checkpoint: {e}"));
-        let ae = self.ae.valid().into_record().into_bytes().map_err(rec)?;
-        let ae_optim = self.ae_optim.into_bytes().map_err(rec)?;
-        let state_json = serde_json::to_string_pretty(state).expect("serialises");
-        let config = self.config.to_toml();
-        let mut files: Vec<(&str, &[u8])> = vec![
-            ("ae.bpk", &ae[..]),
-            ("ae-optim.bpk", &ae_optim[..]),
-            ("state.json", state_json.as_bytes()),
-            ("config.toml", config.as_bytes()),
+        let mut files = vec![
+            ("ae.bpk", self.ae.valid().into_record().into_bytes().map_err(rec)?),
+            ("ae-optim.bpk", self.ae_optim.into_bytes().map_err(rec)?),
+            ("config.toml", Bytes::from_bytes_vec(self.config.to_toml().into_bytes())),
         ];
-        let disc_bytes = match &self.disc {
-            Some(disc) => Some((
-                disc.valid().into_record().into_bytes().map_err(rec)?,
-                self.disc_optim.into_bytes().map_err(rec)?,
-            )),
-            None => None,
-        };
-        if let Some((disc, optim)) = &disc_bytes {
-            files.push(("disc.bpk", &disc[..]));
-            files.push(("disc-optim.bpk", &optim[..]));
+        if let Some(disc) = &self.disc {
+            files.push(("disc.bpk", disc.valid().into_record().into_bytes().map_err(rec)?));
+            files.push(("disc-optim.bpk", self.disc_optim.into_bytes().map_err(rec)?));
         }
-        checkpoint::save_step_files(run, state.step, &files)
+        Ok(files)
     }
 
     /// Rebuild a trainer from checkpoint folder `ckpt` with the run's `perceptual` classifier;
     /// a missing or corrupt file is an error naming it.
-    pub fn restore(ckpt: &Path, perceptual: Option<Classifier>, device: &Device) -> Result<(Self, AeState)> {
-        let (config, state) = read_meta(ckpt)?;
+    pub fn restore(ckpt: &Path, perceptual: Option<Classifier>, device: &Device) -> Result<(Self, CheckpointState)> {
+        let (config, mut state) = checkpoint::read_meta::<TokenizerRunConfig>(ckpt)?;
+        state.total_steps = config.train.steps;
         let mut trainer = AeTrainer::new(config, perceptual, device);
         trainer.ae = checkpoint::load_into(trainer.ae, &ckpt.join("ae.bpk"))?;
         trainer.ae_optim = load_optim(adam(&trainer.config), &ckpt.join("ae-optim.bpk"))?;
@@ -384,13 +365,6 @@ fn mean_of(t: &Tensor<4>) -> f64 {
 
 fn load_optim(optim: ModuleOptimizer, path: &Path) -> Result<ModuleOptimizer> {
     optim.from_bytes(read_bytes(path)?).map_err(|e| Error::format(path, format!("invalid optimizer state ({e})")))
-}
-
-/// A tokenizer checkpoint's config and state.
-pub fn read_meta(ckpt: &Path) -> Result<(TokenizerRunConfig, AeState)> {
-    let cfg_path = ckpt.join("config.toml");
-    let config = TokenizerRunConfig::from_toml(&std::fs::read_to_string(&cfg_path).at(&cfg_path)?, &cfg_path)?;
-    Ok((config, checkpoint::read_state(ckpt)?))
 }
 
 #[cfg(test)]

@@ -1,16 +1,17 @@
-//! Training: the learning-rate schedule, the EMA of weights, checkpoints, metrics and the
-//! pretraining loop. Progress is reported through [`observer::Observer`]; nothing here prints.
+//! Training: one step of each trainer (the denoiser's, the conv tokenizer's, the perceptual
+//! classifier's), their checkpoint files, and the one run driver that runs any of them as a
+//! [`driver::Stage`]. Progress is reported through [`observer::Observer`]; nothing here prints.
 
 pub mod ae_losses;
-pub mod checkpoint;
 pub mod conv_tokenizer;
+pub mod driver;
 pub mod interop;
-pub mod metrics;
 pub mod objective;
 pub mod observer;
 pub mod perceptual;
 pub mod run_folder;
 pub mod step;
+pub mod trainer_state;
 
 pub use objective::{Draws, TrainObjective};
 pub use observer::{Observer, Silent, StepReport};

@@ -6,27 +6,29 @@
 //!
 //! ```text
 //! RUN/perceptual.bpk, .json                  the finished classifier and its test accuracy
+//! RUN/perceptual-metrics.jsonl               its training loss, one line per `log_every` steps
 //! RUN/perceptual/checkpoints/step-NNNNNN/    net.bpk optim.bpk state.json (while it trains)
 //! ```
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::sync::Arc;
 
 use burn::module::Module;
-use burn::nn::loss::CrossEntropyLossConfig;
+use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Bytes, Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint::{self, read_bytes};
-use super::conv_tokenizer::AeState;
+use super::driver::{Limits, Plan, Progress, Stage, StepOut, drive, loss_line};
 use super::observer::Observer;
 use crate::atomic::write_atomic;
-use crate::data::ImageSet;
-use crate::data::loader::{BatchPlan, ordered_batches};
+use crate::data::loader::{Batch, BatchPlan, ordered_batches};
 use crate::data::transform::Augment;
+use crate::data::{ImageSet, ImageShape};
 use crate::error::{Error, IoContext, Result};
 use crate::models::classifier::{Classifier, ClassifierConfig};
+use crate::store::checkpoint::{self, CheckpointState, read_bytes};
+use crate::store::metrics::MetricLine;
 use crate::tokenizer::conv_config::TokenizerRunConfig;
 
 /// Steps between the stage's checkpoints.
@@ -44,13 +46,18 @@ pub struct PerceptualReport {
 pub enum PerceptualStage {
     /// The trained classifier (loaded, or trained to the end now).
     Ready(Box<Classifier>),
-    /// Stopped at the time limit after `step` of `total` steps, with a checkpoint.
-    Stopped { step: usize, total: usize },
+    /// Stopped at the time limit, with a checkpoint.
+    Stopped,
 }
 
 /// `RUN/perceptual.bpk`: the finished classifier.
 pub fn perceptual_path(run: &Path) -> PathBuf {
     run.join("perceptual.bpk")
+}
+
+/// `RUN/perceptual-metrics.jsonl`: the classifier's training loss.
+pub fn metrics_path(run: &Path) -> PathBuf {
+    run.join("perceptual-metrics.jsonl")
 }
 
 /// `RUN/perceptual/`: the stage's checkpoints while it trains.
@@ -59,13 +66,13 @@ pub fn stage_dir(run: &Path) -> PathBuf {
 }
 
 /// The run's perceptual classifier: loaded when finished, else trained on the training labels
-/// (resuming the stage's latest checkpoint) until done or until `deadline`.
+/// by the run driver (resuming the stage's latest checkpoint) until done or until `limits`.
 pub fn load_or_train(
     run: &Path,
     config: &TokenizerRunConfig,
-    train: &ImageSet,
+    train: &Arc<ImageSet>,
     test: &ImageSet,
-    deadline: Option<Instant>,
+    limits: Limits,
     device: &Device,
     obs: &mut dyn Observer,
 ) -> Result<PerceptualStage> {
@@ -80,55 +87,46 @@ pub fn load_or_train(
         return Ok(PerceptualStage::Ready(Box::new(net)));
     }
     let p = &config.perceptual;
-    let stage = stage_dir(run);
+    let stage_run = stage_dir(run);
     let ad = device.clone().autodiff();
-    let mut net = crate::nn::init::seeded(&ad, config.train.seed ^ 0x5EED, |ad| net_config.init(ad));
-    let mut optim = adamw();
-    let mut state = AeState { step: 0, elapsed_s: 0.0 };
-    match checkpoint::latest(&stage)? {
+    let seed = config.train.seed ^ 0x5EED;
+    let mut stage = ClassifierStage {
+        net: crate::nn::init::seeded(&ad, seed, |ad| net_config.init(ad)),
+        optim: adamw(),
+        ce: CrossEntropyLossConfig::new().init(&ad),
+        lr: p.lr,
+        shape: train.shape,
+        device: ad,
+    };
+    let mut state = CheckpointState { step: 0, total_steps: p.steps, elapsed_s: 0.0 };
+    match checkpoint::latest(&stage_run)? {
         Some(ckpt) => {
-            net = checkpoint::load_into(net, &ckpt.join("net.bpk"))?;
+            stage.net = checkpoint::load_into(stage.net, &ckpt.join("net.bpk"))?;
             let optim_path = ckpt.join("optim.bpk");
-            optim = optim
+            stage.optim = stage
+                .optim
                 .from_bytes(read_bytes(&optim_path)?)
                 .map_err(|e| Error::format(&optim_path, format!("invalid optimizer state ({e})")))?;
             state = checkpoint::read_state(&ckpt)?;
+            state.total_steps = p.steps;
             obs.message(&format!("resuming the perceptual classifier at step {} of {}", state.step, p.steps));
         }
         None => obs.message(&format!("training the perceptual classifier ({} steps of {})", p.steps, p.batch_size)),
     }
-    let started = Instant::now();
-    let elapsed_before = state.elapsed_s;
-    let plan = BatchPlan { seed: config.train.seed ^ 0x5EED, batch_size: p.batch_size, augment: Augment::None };
-    let shape = train.shape;
-    let ce = CrossEntropyLossConfig::new().init(&ad);
-    while state.step < p.steps {
-        let step = state.step;
-        let batch = plan.make(train, step);
-        let b = batch.labels.len();
-        let x =
-            Tensor::<4>::from_data(TensorData::new(batch.images, [b, shape.channels, shape.height, shape.width]), &ad);
-        let y = Tensor::<1, Int>::from_data(
-            TensorData::new(batch.labels.iter().map(|&l| l as i64).collect::<Vec<_>>(), [b]),
-            &ad,
-        );
-        let loss = ce.forward(net.forward(x), y);
-        let lr = p.lr * 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / p.steps as f64).cos());
-        let grads = crate::nn::grads::contiguous(&net, GradientsParams::from_grads(loss.backward(), &net));
-        net = optim.step(lr, net, grads);
-        state.step = step + 1;
-        state.elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
-        let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
-        if state.step < p.steps && (state.step.is_multiple_of(CHECKPOINT_EVERY) || out_of_time) {
-            save_stage(&stage, &net, &optim, &state)?;
-            if out_of_time {
-                return Ok(PerceptualStage::Stopped { step: state.step, total: p.steps });
-            }
-        }
+    let plan = Plan {
+        data: train.clone(),
+        batches: BatchPlan { seed, batch_size: p.batch_size, augment: Augment::None },
+        log_every: config.train.log_every,
+        checkpoint_every: CHECKPOINT_EVERY,
+    };
+    let limits = Limits { stop_after_steps: None, ..limits };
+    let outcome = drive(&mut stage, &stage_run, &metrics_path(run), state, plan, limits, obs)?;
+    if !outcome.finished {
+        return Ok(PerceptualStage::Stopped);
     }
-    let net = net.valid();
+    let net = stage.net.valid();
     let accuracy = accuracy(&net, test, device);
-    let report = PerceptualReport { steps: p.steps, test_accuracy: accuracy, seconds: state.elapsed_s };
+    let report = PerceptualReport { steps: p.steps, test_accuracy: accuracy, seconds: outcome.state.elapsed_s };
     obs.message(&format!("perceptual classifier: test accuracy {:.2}% ({:.0} s)", 100.0 * accuracy, report.seconds));
     let bytes = net
         .clone()
@@ -137,9 +135,7 @@ pub fn load_or_train(
         .map_err(|e| Error::Other(format!("serialising the perceptual classifier: {e}")))?;
     write_atomic(&path, &bytes)?;
     write_atomic(&run.join("perceptual.json"), serde_json::to_string_pretty(&report).expect("serialises").as_bytes())?;
-    if stage.exists() {
-        std::fs::remove_dir_all(&stage).at(&stage)?;
-    }
+    std::fs::remove_dir_all(&stage_run).at(&stage_run)?;
     Ok(PerceptualStage::Ready(Box::new(net)))
 }
 
@@ -147,16 +143,52 @@ fn adamw() -> ModuleOptimizer {
     AdamWConfig::new().with_weight_decay(0.0).init()
 }
 
-fn save_stage(stage: &Path, net: &Classifier, optim: &ModuleOptimizer, state: &AeState) -> Result<PathBuf> {
-    let rec = |e: burn::store::RecordError| Error::Other(format!("serialising the perceptual checkpoint: {e}"));
-    let net = net.valid().into_record().into_bytes().map_err(rec)?;
-    let optim = optim.into_bytes().map_err(rec)?;
-    let json = serde_json::to_string_pretty(state).expect("serialises");
-    checkpoint::save_step_files(
-        stage,
-        state.step,
-        &[("net.bpk", &net[..]), ("optim.bpk", &optim[..]), ("state.json", json.as_bytes())],
-    )
+/// The classifier's training as a stage of the run driver: cross-entropy on the labels, AdamW,
+/// a cosine learning rate from `lr` to 0.
+struct ClassifierStage {
+    net: Classifier,
+    optim: ModuleOptimizer,
+    ce: CrossEntropyLoss,
+    lr: f64,
+    shape: ImageShape,
+    /// The autodiff device.
+    device: Device,
+}
+
+impl Stage for ClassifierStage {
+    type Stats = ();
+    type Line = MetricLine;
+
+    fn name(&self) -> &'static str {
+        "the perceptual classifier's training"
+    }
+
+    fn step(&mut self, batch: &Batch, total: usize) -> Result<StepOut<()>> {
+        let b = batch.labels.len();
+        let ImageShape { channels: c, height: h, width: w } = self.shape;
+        let x = Tensor::<4>::from_data(TensorData::new(batch.images.clone(), [b, c, h, w]), &self.device);
+        let y = Tensor::<1, Int>::from_data(
+            TensorData::new(batch.labels.iter().map(|&l| l as i64).collect::<Vec<_>>(), [b]),
+            &self.device,
+        );
+        let loss = self.ce.forward(self.net.forward(x), y);
+        let lr = self.lr * 0.5 * (1.0 + (std::f64::consts::PI * batch.step as f64 / total as f64).cos());
+        let grads = crate::nn::grads::contiguous(&self.net, GradientsParams::from_grads(loss.backward(), &self.net));
+        self.net = self.optim.step(lr, self.net.clone(), grads);
+        Ok(StepOut { loss: loss.into_scalar::<f32>() as f64, lr, stats: () })
+    }
+
+    fn line(&self, window: &[StepOut<()>], at: Progress) -> MetricLine {
+        loss_line(window, at)
+    }
+
+    fn checkpoint_files(&self) -> Result<Vec<(&'static str, Bytes)>> {
+        let rec = |e: burn::store::RecordError| Error::Other(format!("serialising the perceptual checkpoint: {e}"));
+        Ok(vec![
+            ("net.bpk", self.net.valid().into_record().into_bytes().map_err(rec)?),
+            ("optim.bpk", self.optim.into_bytes().map_err(rec)?),
+        ])
+    }
 }
 
 /// Top-1 accuracy of `net` on `set`.

@@ -3,35 +3,25 @@
 //! the weights of a checkpoint (EMA or raw).
 //!
 //! ```text
-//! RUN/config.toml            the resolved config
+//! RUN/config.toml            the resolved config (see `crate::store::folder`)
 //! RUN/<tokenizer file>       the fitted tokenizer (pca.safetensors, patch-ae.safetensors, ...)
 //! RUN/tokenizer-fit.json     what fitting it measured
 //! RUN/conv-vae/              a conv VAE tokenizer's own training run (see `runs::tokenizer`)
 //! RUN/metrics.jsonl          one line per `log_every` steps
 //! RUN/loss.png               the loss curve
-//! RUN/checkpoints/           see `checkpoint`
+//! RUN/checkpoints/           see `crate::store::checkpoint` and `trainer_state`
 //! ```
 
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 
-use super::checkpoint;
 use crate::config::RunConfig;
 use crate::data::{DataSource, ImageSet, ImageShape, Split};
 use crate::error::{Error, IoContext, Result};
 use crate::models::DenoisingVit;
 use crate::tokenizer::{FitReport, FittedTokenizer};
-
-/// `RUN/config.toml`.
-pub fn config_path(run: &Path) -> PathBuf {
-    run.join("config.toml")
-}
-
-/// `RUN/metrics.jsonl`.
-pub fn metrics_path(run: &Path) -> PathBuf {
-    run.join("metrics.jsonl")
-}
+use crate::train::trainer_state;
 
 /// The fitted tokenizer's file of a run.
 pub fn tokenizer_path(run: &Path, config: &RunConfig) -> PathBuf {
@@ -50,8 +40,7 @@ pub fn weights_file(ema: bool) -> &'static str {
 
 /// The config a run folder holds.
 pub fn read_config(run: &Path) -> Result<RunConfig> {
-    let path = config_path(run);
-    RunConfig::from_toml(&std::fs::read_to_string(&path).at(&path)?, &path)
+    crate::store::folder::read_config(run)
 }
 
 /// One split of a config's data set, resized when the config asks for it (the train split
@@ -92,7 +81,7 @@ pub fn load_tokenizer(run: &Path, config: &RunConfig) -> Result<FittedTokenizer>
 /// channels and latent size). A folder that already holds a tokenizer keeps it.
 pub fn adopt_tokenizer(from: &Path, to: &Path, config: &RunConfig) -> Result<()> {
     let spec = &config.denoise.tokenizer;
-    if config_path(from).exists() {
+    if crate::store::folder::config_path(from).exists() {
         let source = read_config(from)?;
         let same = source.denoise.tokenizer.same_fit(spec)
             && source.data == config.data
@@ -150,5 +139,5 @@ pub fn load_model(ckpt: &Path, config: &RunConfig, ema: bool, device: &Device) -
              (l-DAE, DiT, ladder rungs); sample MAR runs with `ddmlab sample`",
         ));
     }
-    checkpoint::load_weights(ckpt, weights_file(ema), config, device)
+    trainer_state::load_weights(ckpt, weights_file(ema), config, device)
 }

@@ -4,9 +4,9 @@
 use burn::tensor::Device;
 use ddmlab::recipes::tokenizer_preset;
 use ddmlab::runs::tokenizer::{AeMetricLine, TokenizerTrainOptions, train_tokenizer};
+use ddmlab::store::metrics;
 use ddmlab::tokenizer::conv_config::TokenizerRunConfig;
 use ddmlab::train::Silent;
-use ddmlab::train::metrics;
 
 use crate::common::{micro, write_synthetic_fashion_mnist};
 

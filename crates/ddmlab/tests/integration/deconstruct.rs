@@ -10,9 +10,10 @@ use std::time::SystemTime;
 use burn::tensor::Device;
 use ddmlab::deconstruct::{DeconstructOptions, deconstruct};
 use ddmlab::runs::{PretrainOptions, pretrain};
+use ddmlab::store::checkpoint;
 use ddmlab::study::verdicts::run_dir;
 use ddmlab::study::{Stamp, Study};
-use ddmlab::train::{Silent, checkpoint};
+use ddmlab::train::Silent;
 
 use crate::common::write_synthetic_fashion_mnist;
 
@@ -118,9 +119,13 @@ fn a_study_runs_every_planned_run_and_a_rerun_redoes_only_what_is_unfinished() {
     for needle in ["### 3 steps", "### 4 steps", "of 2 claims", "of 1 claims", "(i)", "(g)", "57.5", "n=2"] {
         assert!(report.contains(needle), "`{needle}` missing:\n{report}");
     }
-    let made_by = format!("Made by: {} (sources {})", ddmlab::provenance::commit_label(), ddmlab::provenance::SRC_HASH);
+    let made_by = format!(
+        "Made by: {} (sources {})",
+        ddmlab::store::provenance::commit_label(),
+        ddmlab::store::provenance::SRC_HASH
+    );
     assert_eq!(report.matches(&made_by).count(), 2, "each budget's commits:\n{report}");
-    let provenance = ddmlab::provenance::read(&killed).unwrap();
+    let provenance = ddmlab::store::provenance::read(&killed).unwrap();
     let stages: Vec<&str> = provenance.iter().map(|p| p.stage.as_str()).collect();
     assert!(stages.contains(&"train") && stages.contains(&"probe") && stages.contains(&"tokenizer"), "{stages:?}");
     assert!(out.join("tokenizers").read_dir().unwrap().count() == 1, "one PCA shared by every arm");
@@ -178,7 +183,7 @@ fn a_kept_tokenizer_is_adopted_once_with_the_commit_that_made_it_and_a_foreign_o
     assert!(ddmlab::deconstruct::reuse_tokenizer(&opts.out, &opts.study, &kept, commit).unwrap());
     let adopted = opts.out.join("tokenizers").join(&key);
     assert_eq!(std::fs::read(adopted.join("pca.safetensors")).unwrap(), b"weights");
-    let records = ddmlab::provenance::read(&adopted).unwrap();
+    let records = ddmlab::store::provenance::read(&adopted).unwrap();
     assert_eq!((records.len(), records[0].commit.as_str()), (1, commit));
     assert!(!ddmlab::deconstruct::reuse_tokenizer(&opts.out, &opts.study, &kept, commit).unwrap(), "once only");
     let other = tmp.path().join("kept").join("fashion_mnist-1x28x28-pca-p4-n9-s0");

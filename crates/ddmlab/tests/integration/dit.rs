@@ -7,7 +7,9 @@ use ddmlab::diffusion::SamplerKind;
 use ddmlab::generate::{SampleOptions, sample_images};
 use ddmlab::recipes::preset;
 use ddmlab::runs::pretrain;
-use ddmlab::train::{Silent, checkpoint, run_folder};
+use ddmlab::store::checkpoint;
+use ddmlab::train::trainer_state;
+use ddmlab::train::{Silent, run_folder};
 
 use crate::common::{micro, options, write_synthetic_fashion_mnist};
 
@@ -34,7 +36,7 @@ fn resumed_dit_run_reproduces_the_uninterrupted_loss_trajectory() {
     assert_eq!(resumed.losses.len(), 4);
     assert_eq!(whole.losses[3..], resumed.losses[..], "uninterrupted vs resumed");
     // The saved config says what was trained.
-    let (saved, _) = checkpoint::read_meta(&checkpoint::latest(&run_b).unwrap().unwrap()).unwrap();
+    let (saved, _) = trainer_state::read_meta(&checkpoint::latest(&run_b).unwrap().unwrap()).unwrap();
     assert!(saved.denoise.is_generator() && saved.model.num_classes == 10);
 }
 
@@ -62,8 +64,8 @@ fn sampling_is_deterministic_per_seed_and_guided_samples_differ() {
     let run = tmp.path().join("r");
     pretrain(micro_dit(6), &run, &options(tmp.path(), false, None), &device, &mut Silent).unwrap();
     let ckpt = checkpoint::resolve(Some(&run), "latest").unwrap();
-    let (config, _) = checkpoint::read_meta(&ckpt).unwrap();
-    let model = checkpoint::load_weights(&ckpt, "model.bpk", &config, &device).unwrap();
+    let (config, _) = trainer_state::read_meta(&ckpt).unwrap();
+    let model = trainer_state::load_weights(&ckpt, "model.bpk", &config, &device).unwrap();
     let tok = run_folder::load_tokenizer(&run, &config).unwrap().bind(config.model.image, &device);
     let tok = tok.as_ref();
     let opts = SampleOptions {
@@ -125,8 +127,8 @@ fn a_latent_space_dit_trains_on_pca_latents_and_samples_images() {
     assert!(run.join("pca.safetensors").exists(), "the latent's PCA is fitted and saved with the run");
 
     let ckpt = checkpoint::resolve(Some(&run), "latest").unwrap();
-    let (config, _) = checkpoint::read_meta(&ckpt).unwrap();
-    let model = checkpoint::load_weights(&ckpt, "ema.bpk", &config, &device).unwrap();
+    let (config, _) = trainer_state::read_meta(&ckpt).unwrap();
+    let model = trainer_state::load_weights(&ckpt, "ema.bpk", &config, &device).unwrap();
     let tok = run_folder::load_tokenizer(&run, &config).unwrap().bind(config.model.image, &device);
     assert_eq!(tok.grid_shape().channels, 8, "the sampler runs on the [d, H/p, W/p] latent");
     let opts = SampleOptions {

@@ -20,7 +20,8 @@ use ddmlab::eval::probe::{ProbeConfig, linear_probe};
 use ddmlab::recipes::{preset, tokenizer_preset};
 use ddmlab::runs::pretrain;
 use ddmlab::runs::tokenizer::{AeMetricLine, TokenizerTrainOptions, train_tokenizer};
-use ddmlab::train::{Silent, metrics};
+use ddmlab::store::metrics;
+use ddmlab::train::Silent;
 
 use crate::common::{micro, micro_mar, options, write_synthetic_fashion_mnist};
 

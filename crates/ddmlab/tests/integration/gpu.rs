@@ -11,6 +11,7 @@ use ddmlab::diffusion::SamplerKind;
 use ddmlab::generate::{SampleOptions, sample_images};
 use ddmlab::recipes::preset;
 use ddmlab::runs::pretrain;
+use ddmlab::train::trainer_state;
 use ddmlab::train::{Silent, checkpoint, run_folder};
 
 use crate::common::{micro, micro_mar, options, write_synthetic_fashion_mnist};
@@ -74,7 +75,7 @@ fn training_on_the_gpu_follows_the_cpu_trajectory() {
 #[test]
 fn conv_tokenizer_training_on_the_gpu_follows_the_cpu() {
     use ddmlab::runs::tokenizer::{AeMetricLine, TokenizerTrainOptions, train_tokenizer};
-    use ddmlab::train::metrics;
+    use ddmlab::store::metrics;
     use ddmlab::train::perceptual::perceptual_path;
 
     let tmp = tempfile::tempdir().unwrap();
@@ -122,7 +123,7 @@ fn guided_ddim_sampling_on_the_gpu_matches_the_cpu() {
     let config = micro(preset("dit-tiny").unwrap().config, 6);
     pretrain(config, &run, &options(tmp.path(), false, None), &Device::flex(), &mut Silent).unwrap();
     let ckpt = checkpoint::resolve(Some(&run), "latest").unwrap();
-    let (config, _) = checkpoint::read_meta(&ckpt).unwrap();
+    let (config, _) = trainer_state::read_meta(&ckpt).unwrap();
     let opts = SampleOptions {
         kind: SamplerKind::Ddim { eta: 0.0 },
         steps: 4,
@@ -134,7 +135,7 @@ fn guided_ddim_sampling_on_the_gpu_matches_the_cpu() {
         clip_x0: true,
     };
     let sample = |device: &Device| {
-        let model = checkpoint::load_weights(&ckpt, "ema.bpk", &config, device).unwrap();
+        let model = trainer_state::load_weights(&ckpt, "ema.bpk", &config, device).unwrap();
         let tok = run_folder::load_tokenizer(&run, &config).unwrap().bind(config.model.image, device);
         sample_images(&model, &config, tok.as_ref(), &opts, device, &|| ()).unwrap()
     };

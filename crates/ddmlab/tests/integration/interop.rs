@@ -227,8 +227,9 @@ fn dit_layout_rejects_a_model_it_cannot_hold() {
 #[test]
 fn an_exported_run_starts_a_new_run_with_the_same_network() {
     use ddmlab::runs::pretrain;
+    use ddmlab::store::checkpoint;
     use ddmlab::train::interop::Layout;
-    use ddmlab::train::{Silent, checkpoint, run_folder};
+    use ddmlab::train::{Silent, run_folder};
     let tmp = tempfile::tempdir().unwrap();
     crate::common::write_synthetic_fashion_mnist(tmp.path());
     let mut config = crate::common::micro(ddmlab::recipes::preset("dit-tiny").unwrap().config, 4);

@@ -6,7 +6,9 @@ use ddmlab::config::RunConfig;
 use ddmlab::data::loader::BatchPlan;
 use ddmlab::recipes::preset;
 use ddmlab::runs::pretrain;
-use ddmlab::train::{Silent, Trainer, checkpoint, metrics, run_folder};
+use ddmlab::store::{checkpoint, metrics};
+use ddmlab::train::trainer_state;
+use ddmlab::train::{Silent, Trainer, run_folder};
 
 use crate::common::{micro, micro_mar, options, write_synthetic_fashion_mnist};
 
@@ -206,7 +208,8 @@ impl ddmlab::train::Objective<PixelRegressor> for PredictOne {
 #[test]
 fn the_trainer_and_checkpoints_take_any_network_and_objective() {
     use ddmlab::data::loader::Batch;
-    use ddmlab::train::checkpoint::{CheckpointState, restore_with, save};
+    use ddmlab::store::CheckpointState;
+    use ddmlab::train::trainer_state::{restore_with, save};
 
     let config = micro_config(4);
     let device = Device::flex();
@@ -342,10 +345,10 @@ fn mar_samples_do_not_depend_on_the_thread_count() {
     let run = tmp.path().join("mar");
     pretrain(micro_mar(2), &run, &options(tmp.path(), false, None), &device, &mut Silent).unwrap();
     let ckpt = checkpoint::resolve(Some(&run), "latest").unwrap();
-    let (config, _) = checkpoint::read_meta(&ckpt).unwrap();
+    let (config, _) = trainer_state::read_meta(&ckpt).unwrap();
     let tokenizer = run_folder::load_tokenizer(&run, &config).unwrap().bind(config.model.image, &device);
     let model: ddmlab::models::mar::Mar =
-        checkpoint::load_weights(&ckpt, run_folder::weights_file(true), &config, &device).unwrap();
+        trainer_state::load_weights(&ckpt, run_folder::weights_file(true), &config, &device).unwrap();
     let sampling = MarSampling { steps: 4, head_steps: 5, temperature: 1.0, cfg: 1.5 };
     let labels = [0, 1, 2, 3, 4];
     let draw = |threads: usize| {

@@ -1,21 +1,21 @@
-//! Checkpoints: one folder per saved step, written atomically.
+//! Checkpoint folders: one folder per saved step, written atomically, whatever kind of run
+//! (a denoiser, a conv tokenizer, its perceptual classifier) saves into them.
 //!
 //! ```text
-//! RUN/checkpoints/step-000500/   model.bpk  ema.bpk  optim.bpk  state.json  config.toml
+//! RUN/checkpoints/step-000500/   the stage's files (weights, optimizer, config.toml) + state.json
 //! RUN/checkpoints/latest         "step-000500"
 //! ```
 //! A checkpoint folder is written under a temporary name and renamed into place; `latest` is
 //! replaced atomically afterwards. A run killed at any moment leaves `latest` naming a complete
-//! checkpoint (or no checkpoint at all). Every checkpoint carries the resolved config.
+//! checkpoint (or no checkpoint at all). Every checkpoint carries the one [`CheckpointState`].
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{Bytes, Device};
+use burn::tensor::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::step::{Network, Objective, Trainer, optimizer_of};
+use super::stored_config::StoredConfig;
 use crate::atomic::write_atomic;
-use crate::config::RunConfig;
 use crate::error::{Error, IoContext, Result};
 
 /// The scalar state of a run at a checkpoint.
@@ -23,7 +23,9 @@ use crate::error::{Error, IoContext, Result};
 pub struct CheckpointState {
     /// Steps completed.
     pub step: usize,
-    /// The run's total steps (the lr schedule depends on it).
+    /// The stage's total steps (a schedule depends on it). Tokenizer checkpoints written before
+    /// the state was shared lack it: read as 0, and the resuming stage sets it from its config.
+    #[serde(default)]
     pub total_steps: usize,
     /// Wall-clock training seconds so far (for throughput and ETA across resumes).
     pub elapsed_s: f64,
@@ -43,49 +45,21 @@ fn name_of(step: usize) -> String {
     format!("step-{step:06}")
 }
 
-/// Write the trainer's state as checkpoint `state.step`; returns its folder.
-pub fn save<M: Network, O: Objective<M>>(
-    run: &Path,
-    trainer: &Trainer<M, O>,
-    state: &CheckpointState,
-) -> Result<PathBuf> {
+/// Write checkpoint `state.step` of `run` holding `files` (name, bytes) and `state.json`: under
+/// a temporary name, each file synced, renamed into place, then `latest` pointed at it.
+pub fn save(run: &Path, state: &CheckpointState, files: &[(&str, &[u8])]) -> Result<PathBuf> {
     let name = name_of(state.step);
-    let rec = |e: burn::store::RecordError| Error::Other(format!("serialising checkpoint {name}: {e}"));
-    let model = trainer.model.valid().into_record().into_bytes().map_err(rec)?;
-    let ema = trainer.ema.clone().into_record().into_bytes().map_err(rec)?;
-    let optim = trainer.optim.into_bytes().map_err(rec)?;
     let state = serde_json::to_string_pretty(state).expect("serialises");
-    let config = trainer.config.to_toml();
-    save_files(
-        run,
-        &name,
-        &[
-            ("model.bpk", &model[..]),
-            ("ema.bpk", &ema[..]),
-            ("optim.bpk", &optim[..]),
-            ("state.json", state.as_bytes()),
-            ("config.toml", config.as_bytes()),
-        ],
-    )
-}
-
-/// Write checkpoint folder `step` of `run` holding `files` (name, bytes): under a temporary
-/// name, each file synced, renamed into place, then `latest` pointed at it. Every kind of run
-/// (a denoiser, a conv tokenizer) checkpoints through this.
-pub fn save_step_files(run: &Path, step: usize, files: &[(&str, &[u8])]) -> Result<PathBuf> {
-    save_files(run, &name_of(step), files)
-}
-
-fn save_files(run: &Path, name: &str, files: &[(&str, &[u8])]) -> Result<PathBuf> {
     let dir = checkpoints_dir(run);
     std::fs::create_dir_all(&dir).at(&dir)?;
-    let final_dir = dir.join(name);
+    let final_dir = dir.join(&name);
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).at(&tmp)?;
     }
     std::fs::create_dir(&tmp).at(&tmp)?;
-    for (file, bytes) in files {
+    let state_file = ("state.json", state.as_bytes());
+    for (file, bytes) in files.iter().chain(std::iter::once(&state_file)) {
         let path = tmp.join(file);
         std::fs::write(&path, bytes).at(&path)?;
         std::fs::File::open(&path).and_then(|f| f.sync_all()).at(&path)?;
@@ -168,7 +142,7 @@ pub fn select(run: &Path, which: &Checkpoints) -> Result<Vec<(usize, PathBuf)>> 
     match which {
         Checkpoints::Latest => {
             let dir = latest(run)?.ok_or_else(|| Error::format(checkpoints_dir(run), "no `latest` pointer"))?;
-            Ok(vec![(read_meta(&dir)?.1.step, dir)])
+            Ok(vec![(read_state::<CheckpointState>(&dir)?.step, dir)])
         }
         Checkpoints::All => Ok(all),
         Checkpoints::Steps(steps) => steps
@@ -224,10 +198,10 @@ pub fn read_bytes(path: &Path) -> Result<Bytes> {
     Ok(Bytes::from_bytes_vec(std::fs::read(path).at(path)?))
 }
 
-/// Read a checkpoint's config and state.
-pub fn read_meta(ckpt: &Path) -> Result<(RunConfig, CheckpointState)> {
+/// A checkpoint's config (its `config.toml`, of any kind of run) and state.
+pub fn read_meta<C: StoredConfig>(ckpt: &Path) -> Result<(C, CheckpointState)> {
     let cfg_path = ckpt.join("config.toml");
-    let config = RunConfig::from_toml(&std::fs::read_to_string(&cfg_path).at(&cfg_path)?, &cfg_path)?;
+    let config = C::from_toml(&std::fs::read_to_string(&cfg_path).at(&cfg_path)?, &cfg_path)?;
     Ok((config, read_state(ckpt)?))
 }
 
@@ -246,37 +220,4 @@ pub fn load_into<M: burn::module::Module>(module: M, path: &Path) -> Result<M> {
     module
         .try_load_record(record)
         .map_err(|e| Error::format(path, format!("weights do not match the model in config.toml ({e})")))
-}
-
-/// Load weights into a freshly built network of `config` on `device` (any [`Network`]; the
-/// denoising ViT unless the caller asks for another).
-pub fn load_weights<M: Network>(ckpt: &Path, file: &str, config: &RunConfig, device: &Device) -> Result<M> {
-    load_into(crate::nn::init::exclusive(|| M::build(config, device)), &ckpt.join(file))
-}
-
-/// Rebuild a trainer of any network and objective from a checkpoint; `objective` builds the
-/// objective on the autodiff device.
-pub fn restore_with<M: Network, O: Objective<M>>(
-    ckpt: &Path,
-    device: &Device,
-    objective: impl FnOnce(&RunConfig, &Device) -> O,
-) -> Result<(Trainer<M, O>, CheckpointState)> {
-    let (config, state) = read_meta(ckpt)?;
-    let ad = device.clone().autodiff();
-    let model = load_weights::<M>(ckpt, "model.bpk", &config, &ad)?;
-    let ema = load_weights::<M>(ckpt, "ema.bpk", &config, device)?;
-    let optim_path = ckpt.join("optim.bpk");
-    let optim = optimizer_of(&config)
-        .from_bytes(read_bytes(&optim_path)?)
-        .map_err(|e| Error::format(&optim_path, format!("invalid optimizer state ({e})")))?;
-    let trainer = Trainer {
-        objective: objective(&config, &ad),
-        model,
-        ema,
-        optim,
-        config,
-        device: ad,
-        shards: crate::parallel::workers(device),
-    };
-    Ok((trainer, state))
 }

@@ -1,0 +1,12 @@
+//! Storage of runs, below training and everything that reads a run back: checkpoint folders
+//! and their one state type, metrics lines, the run folder's config and how a run opens it, and
+//! the provenance every stage records.
+
+pub mod checkpoint;
+pub mod folder;
+pub mod metrics;
+pub mod provenance;
+pub mod stored_config;
+
+pub use checkpoint::CheckpointState;
+pub use stored_config::StoredConfig;
