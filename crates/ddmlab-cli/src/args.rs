@@ -3,7 +3,8 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ddmlab::diffusion::SamplerKind;
 
 /// ddmlab: denoising diffusion models as generators and self-supervised representation learners.
 ///
@@ -368,6 +369,33 @@ pub struct DenoiseArgs {
     pub common: Common,
 }
 
+/// `--sampler`: a diffusion sampler's update rule, parsed by clap (its help lists the values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Sampler {
+    /// DDIM (deterministic at `--eta 0`).
+    Ddim,
+    /// DDPM ancestral sampling.
+    Ddpm,
+}
+
+impl Sampler {
+    /// The library's update rule, with DDIM's `eta` (ignored by DDPM).
+    pub fn kind(self, eta: f64) -> SamplerKind {
+        match self {
+            Sampler::Ddim => SamplerKind::Ddim { eta },
+            Sampler::Ddpm => SamplerKind::Ddpm,
+        }
+    }
+
+    /// As written on the command line and in file names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Sampler::Ddim => "ddim",
+            Sampler::Ddpm => "ddpm",
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct SampleArgs {
     /// Run folder written by `ddmlab train` (a generator preset such as dit-fmnist or mar-fmnist).
@@ -376,9 +404,9 @@ pub struct SampleArgs {
     /// Checkpoint: `latest`, a step of --run, or a checkpoint folder.
     #[arg(long, default_value = "latest")]
     pub ckpt: String,
-    /// ddim or ddpm.
-    #[arg(long, default_value = "ddim")]
-    pub sampler: String,
+    /// The update rule.
+    #[arg(long, value_enum, default_value_t = Sampler::Ddim)]
+    pub sampler: Sampler,
     /// Sampling steps over the training schedule (evenly spaced; a schedule whose last step has
     /// no signal, such as cosine, starts one stride before it).
     #[arg(long, default_value_t = 50)]
@@ -491,8 +519,8 @@ pub struct GenEvalArgs {
     #[arg(long)]
     pub full_train: bool,
     /// Samplers (comma-separated): ddim, ddpm.
-    #[arg(long, value_delimiter = ',', default_value = "ddim")]
-    pub sampler: Vec<String>,
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "ddim")]
+    pub sampler: Vec<Sampler>,
     /// Sampling steps (comma-separated); every sampler runs every count, e.g. 25,50,100,250
     /// (default 50). MAR runs: the Diffusion Loss head's DDPM steps (default 100).
     #[arg(long, value_delimiter = ',')]

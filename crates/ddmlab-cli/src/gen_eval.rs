@@ -3,9 +3,9 @@
 use anyhow::{Result, bail};
 use ddmlab::data::Split;
 use ddmlab::data::fetch::inception_path;
-use ddmlab::diffusion::SamplerKind;
 use ddmlab::eval::fid::FidSource;
-use ddmlab::eval::gen_eval::{GenEvalOptions, MarSweep, SamplerSetting, format_table, gen_eval_run};
+use ddmlab::eval::gen_eval::{GenEvalOptions, MarSweep, format_table, gen_eval_run};
+use ddmlab::eval::row_sampler::SamplerSetting;
 use ddmlab::train::run_folder;
 
 use crate::args::GenEvalArgs;
@@ -28,12 +28,8 @@ pub fn run(args: GenEvalArgs) -> Result<()> {
         (true, true) => vec![100],
     };
     let mut samplers = Vec::new();
-    for name in &args.sampler {
-        let kind = match name.as_str() {
-            "ddim" => SamplerKind::Ddim { eta: 0.0 },
-            "ddpm" => SamplerKind::Ddpm,
-            other => bail!("invalid value for --sampler: `{other}`, expected ddim or ddpm"),
-        };
+    for sampler in &args.sampler {
+        let kind = sampler.kind(0.0);
         for &steps in &steps {
             if steps == 0 {
                 bail!("invalid value for --steps: 0, expected at least 1");

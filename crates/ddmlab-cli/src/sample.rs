@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Result, bail};
 use ddmlab::data::RawImage;
-use ddmlab::diffusion::SamplerKind;
 use ddmlab::eval::npz::{SampleBatch, write_samples};
 use ddmlab::generate::{SampleOptions, sample_images, sampler_of};
 use ddmlab::mar::{MarSampling, MarSpec, sample_mar_images};
@@ -23,11 +22,7 @@ use crate::setup;
 pub fn run(args: SampleArgs) -> Result<()> {
     let ckpt = checkpoint::resolve(args.run.as_deref(), &args.ckpt)?;
     let (config, state) = trainer_state::read_meta(&ckpt)?;
-    let kind = match args.sampler.as_str() {
-        "ddim" => SamplerKind::Ddim { eta: args.eta },
-        "ddpm" => SamplerKind::Ddpm,
-        other => bail!("invalid value for --sampler: `{other}`, expected ddim or ddpm"),
-    };
+    let kind = args.sampler.kind(args.eta);
     if !(args.eta.is_finite() && (0.0..=1.0).contains(&args.eta)) {
         bail!("invalid value for --eta: {}, expected a number in [0, 1]", args.eta);
     }
@@ -112,14 +107,14 @@ pub fn run(args: SampleArgs) -> Result<()> {
             bar.set_message(format!("{:.1} img/s", imgs.min(n as f64) / started.elapsed().as_secs_f64().max(1e-9)));
         })?;
         bar.finish_and_clear();
-        (images, format!("{} {} steps", args.sampler, sampler.map.0.len()))
+        (images, format!("{} {} steps", args.sampler.name(), sampler.map.0.len()))
     };
     let secs = started.elapsed().as_secs_f64();
 
     let shape = config.model.image;
     let out = args.out.clone().unwrap_or_else(|| {
         let base = args.run.clone().unwrap_or_else(|| ckpt.clone());
-        base.join(format!("samples-step{}-{}{}-cfg{}.png", state.step, args.sampler, args.steps, args.cfg))
+        base.join(format!("samples-step{}-{}{}-cfg{}.png", state.step, args.sampler.name(), args.steps, args.cfg))
     });
     let cols = if rows.is_empty() { (n as f64).sqrt().ceil() as usize } else { per_row };
     let grid: Vec<Vec<Vec<f32>>> = images.chunks(cols).map(|r| r.to_vec()).collect();

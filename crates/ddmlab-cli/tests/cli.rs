@@ -290,7 +290,7 @@ fn train_a_mar_sample_it_and_reject_bad_mar_settings() {
     let out = ddmlab(&args);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let rows = ddmlab::eval::gen_eval::read_rows(&run.join("fid.json")).unwrap();
-    let labels: Vec<&str> = rows.iter().map(|r| r.sampler.as_str()).collect();
+    let labels: Vec<String> = rows.iter().map(|r| r.sampler.to_string()).collect();
     assert_eq!(labels, ["mar-4-head3-tau0.9", "mar-4-head3-tau1.1", "mar-8-head3-tau0.9", "mar-8-head3-tau1.1"]);
     assert!(rows.iter().all(|r| r.fid.is_finite() && r.temperature.is_some()), "{rows:?}");
     assert_plot(&run.join("fid-temperature.png"));
@@ -427,7 +427,10 @@ fn train_a_dit_sample_it_and_reject_bad_generation_requests() {
     // MAR's sampling settings on a DiT run: named, not ignored.
     fails_with(ddmlab(&["sample", "--run", run_s, "--mar-steps", "8"]), &["--mar-steps", "MAR sampling settings"]);
     fails_with(ddmlab(&["gen-eval", "--run", run_s, "--temperature", "0.9"]), &["--temperature", "MAR sampling"]);
-    fails_with(ddmlab(&["sample", "--run", run_s, "--sampler", "euler"]), &["--sampler", "ddim or ddpm"]);
+    fails_with(
+        ddmlab(&["sample", "--run", run_s, "--sampler", "euler"]),
+        &["--sampler", "euler", "possible values: ddim, ddpm"],
+    );
     fails_with(ddmlab(&["sample", "--run", run_s, "--ckpt", "77"]), &["no checkpoint at step 77"]);
     // The denoising figure works for any objective: a DiT's eps prediction implies x0_hat.
     let out = ddmlab(&["denoise", "--run", run_s, "--data-dir", data, "--n", "2", "--t", "100,900"]);

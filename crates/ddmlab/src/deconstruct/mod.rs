@@ -25,10 +25,9 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 
 use crate::data::Split;
-use crate::diffusion::SamplerKind;
 use crate::error::{Error, IoContext, Result};
 use crate::eval::fid::FidSource;
-use crate::eval::gen_eval::{self, GenEvalOptions, SamplerSetting};
+use crate::eval::gen_eval::{self, GenEvalOptions};
 use crate::eval::report::{self as probe_report, Checkpoints, ProbeOptions};
 use crate::eval::{Pool, ProbeConfig};
 use crate::runs::{PretrainOptions, pretrain};
@@ -90,7 +89,7 @@ pub fn fid_options(data_root: &Path, weights: &Path, n: usize) -> Result<GenEval
         cfgs: vec![1.0],
         n,
         references: vec![("fashion-mnist:test".parse::<FidSource>()?, None)],
-        samplers: vec![SamplerSetting { kind: SamplerKind::Ddim { eta: 0.0 }, steps: 50 }],
+        samplers: vec![crate::study::FID_SAMPLER],
         mar: Default::default(),
         seed: 0,
         chunk: 125,

@@ -16,10 +16,10 @@ use super::fid::{FidSource, inception_features, source_features};
 use super::frechet::{ReferenceStats, Stats, frechet_distance_to, kid};
 use super::inception::{FEATURE_DIM, InceptionV3};
 use super::precision_recall::{knn_radii, precision_recall_with_radii};
+use super::row_sampler::{RowSampler, SamplerSetting};
 use crate::atomic::write_atomic;
-use crate::config::MarLoss;
+
 use crate::data::RawImage;
-use crate::diffusion::SamplerKind;
 use crate::error::{Error, IoContext, Result};
 use crate::generate::{SampleOptions, sample_images};
 use crate::mar::{MarSampling, MarSpec, sample_mar_images};
@@ -59,24 +59,6 @@ pub struct GenEvalOptions {
     /// Skip every point whose rows (against every reference) are already in `RUN/fid.json`:
     /// a killed sweep, rerun with the same settings, resumes at its first missing point.
     pub skip_measured: bool,
-}
-
-/// A sampler and its number of steps.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SamplerSetting {
-    pub kind: SamplerKind,
-    pub steps: usize,
-}
-
-impl SamplerSetting {
-    /// `ddim-50` / `ddpm-250`.
-    pub fn label(&self) -> String {
-        match self.kind {
-            SamplerKind::Ddpm => format!("ddpm-{}", self.steps),
-            SamplerKind::Ddim { eta: 0.0 } => format!("ddim-{}", self.steps),
-            SamplerKind::Ddim { eta } => format!("ddim-{}-eta{eta}", self.steps),
-        }
-    }
 }
 
 /// The sampling settings of a MAR run's gen-eval: every combination is run at every scale.
@@ -129,26 +111,6 @@ impl MarSweep {
     }
 }
 
-/// The row label of a MAR setting, naming only what the head uses: `mar-64-head100-tau1`
-/// (Diffusion Loss), `mar-64-tau1` (cross-entropy: one draw from the softmax), `mar-64` (L2: one
-/// regression).
-pub fn mar_label(loss: MarLoss, s: &MarSampling) -> String {
-    let mut label = format!("mar-{}", s.steps);
-    if loss.denoises() {
-        label += &format!("-head{}", s.head_steps);
-    }
-    if loss.samples() {
-        label += &format!("-tau{}", s.temperature);
-    }
-    label
-}
-
-/// `(sampler kind, steps)` of a row's sampler label (`ddim-50` -> `("ddim", 50)`).
-fn parse_label(label: &str) -> Option<(&str, usize)> {
-    let mut parts = label.split('-');
-    Some((parts.next()?, parts.next()?.parse().ok()?))
-}
-
 /// The neighbourhood size of precision / recall (the paper's and the reference code's).
 pub const PR_K: usize = 3;
 
@@ -157,7 +119,8 @@ pub const PR_K: usize = 3;
 pub struct FidRow {
     pub step: usize,
     pub cfg: f64,
-    pub sampler: String,
+    /// Stored as its label (`ddim-50`, `mar-64-head100-tau1`, ...).
+    pub sampler: RowSampler,
     /// Generated images (and reference images).
     pub n: usize,
     pub reference: String,
@@ -181,7 +144,15 @@ pub struct FidRow {
 
 impl FidRow {
     fn key(&self) -> (usize, String, String, usize, String, bool, u64) {
-        (self.step, format!("{}", self.cfg), self.sampler.clone(), self.n, self.reference.clone(), self.ema, self.seed)
+        (
+            self.step,
+            format!("{}", self.cfg),
+            self.sampler.to_string(),
+            self.n,
+            self.reference.clone(),
+            self.ema,
+            self.seed,
+        )
     }
 }
 
@@ -250,7 +221,7 @@ pub fn gen_eval_run(run: &Path, opts: &GenEvalOptions, device: &Device, obs: &mu
         let vit;
         let mar: Mar;
         let codebook = crate::mar::codebook::load_run_codebook(run, &config)?;
-        let mut points: Vec<(String, Option<f64>, Draw)> = Vec::new();
+        let mut points: Vec<(RowSampler, Option<f64>, Draw)> = Vec::new();
         if let Some(spec) = MarSpec::of(&config) {
             let settings = opts.mar.settings(&spec)?;
             mar = trainer_state::load_weights(ckpt, run_folder::weights_file(opts.ema), &config, device)?;
@@ -274,7 +245,7 @@ pub fn gen_eval_run(run: &Path, opts: &GenEvalOptions, device: &Device, obs: &mu
                     )
                 };
                 let temperature = spec.loss.samples().then_some(setting.temperature);
-                points.push((mar_label(spec.loss, &setting), temperature, Box::new(draw)));
+                points.push((RowSampler::of_mar(spec.loss, &setting), temperature, Box::new(draw)));
             }
         } else {
             vit = run_folder::load_model(ckpt, &config, opts.ema, device)?;
@@ -293,7 +264,7 @@ pub fn gen_eval_run(run: &Path, opts: &GenEvalOptions, device: &Device, obs: &mu
                     };
                     sample_images(vit, config, tokenizer, &sample, device, &|| ())
                 };
-                points.push((sampler.label(), None, Box::new(draw)));
+                points.push((RowSampler::Diffusion(*sampler), None, Box::new(draw)));
             }
         }
         for (label, temperature, draw) in &points {
@@ -301,7 +272,7 @@ pub fn gen_eval_run(run: &Path, opts: &GenEvalOptions, device: &Device, obs: &mu
                 let point = |reference: &str| FidRow {
                     step: *step,
                     cfg,
-                    sampler: label.clone(),
+                    sampler: *label,
                     n: opts.n,
                     reference: reference.to_string(),
                     fid: f64::NAN,
@@ -375,23 +346,14 @@ pub fn read_rows(path: &Path) -> Result<Vec<FidRow>> {
     serde_json::from_str(&text).map_err(|e| Error::format(path, format!("not a FID result list ({e})")))
 }
 
-/// A sampler label's place in the tables: by kind, then by the number of steps as a number
-/// (`ddim-25` before `ddim-100`), then by the whole label (MAR's head steps and temperature).
-fn sampler_order(label: &str) -> (&str, usize, &str) {
-    match parse_label(label) {
-        Some((kind, steps)) => (kind, steps, label),
-        None => (label, 0, label),
-    }
-}
-
 /// `old` with the rows of `new` added, re-measured ones replaced; sorted by sampler (kind, then
 /// steps), count, scale and step.
 pub fn merge_rows(old: Vec<FidRow>, new: Vec<FidRow>) -> Vec<FidRow> {
     let mut rows: Vec<FidRow> = old.into_iter().filter(|o| !new.iter().any(|n| n.key() == o.key())).collect();
     rows.extend(new);
     rows.sort_by(|a, b| {
-        (sampler_order(&a.sampler), a.n, &a.reference, a.ema)
-            .cmp(&(sampler_order(&b.sampler), b.n, &b.reference, b.ema))
+        (a.sampler.order(), a.n, &a.reference, a.ema)
+            .cmp(&(b.sampler.order(), b.n, &b.reference, b.ema))
             .then(a.cfg.total_cmp(&b.cfg))
             .then(a.step.cmp(&b.step))
             .then(a.seed.cmp(&b.seed))
@@ -401,7 +363,7 @@ pub fn merge_rows(old: Vec<FidRow>, new: Vec<FidRow>) -> Vec<FidRow> {
 
 /// A row's sampler with its sampling seed where that is not the default 0.
 fn sampler_with_seed(r: &FidRow) -> String {
-    if r.seed == 0 { r.sampler.clone() } else { format!("{} (seed {})", r.sampler, r.seed) }
+    if r.seed == 0 { r.sampler.to_string() } else { format!("{} (seed {})", r.sampler, r.seed) }
 }
 
 /// One row as a line.
@@ -475,7 +437,7 @@ pub fn plot_fid_against(path: &Path, rows: &[FidRow], axis: Axis) -> Result<()> 
     let Some(last) = rows.iter().map(|r| r.step).max() else { return Ok(()) };
     let mut series: Vec<Series> = Vec::new();
     for r in rows.iter().filter(|r| r.step == last) {
-        let Some((kind, steps)) = parse_label(&r.sampler) else { continue };
+        let (kind, steps) = (r.sampler.family(), r.sampler.steps());
         let seed = if r.seed == 0 { String::new() } else { format!(", seed {}", r.seed) };
         let weights = format!("{}{seed}", if r.ema { "" } else { ", raw" });
         let tau = r.temperature.map(|t| format!(" tau {t}")).unwrap_or_default();
@@ -516,12 +478,13 @@ pub fn plot_fid_against(path: &Path, rows: &[FidRow], axis: Axis) -> Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::MarLoss;
 
     fn row(step: usize, cfg: f64, fid: f64) -> FidRow {
         FidRow {
             step,
             cfg,
-            sampler: "ddim-50".into(),
+            sampler: "ddim-50".parse().unwrap(),
             n: 5000,
             reference: "fashion-mnist:test".into(),
             fid,
@@ -560,15 +523,20 @@ mod tests {
         let spec =
             |loss| MarSpec { len: 16, token_dim: 2, null_class: 10, variant: crate::config::MarVariant::Mar, loss };
         let sweep = MarSweep { steps: vec![8], head_steps: vec![100], temperatures: vec![0.9] };
-        let labels =
-            |loss| -> Vec<String> { sweep.settings(&spec(loss)).unwrap().iter().map(|s| mar_label(loss, s)).collect() };
+        let labels = |loss| -> Vec<String> {
+            sweep.settings(&spec(loss)).unwrap().iter().map(|s| RowSampler::of_mar(loss, s).to_string()).collect()
+        };
         assert_eq!(labels(MarLoss::Diffusion), vec!["mar-8-head100-tau0.9"]);
         assert_eq!(labels(MarLoss::CrossEntropy), vec!["mar-8-tau0.9"]);
         // A regressor does not sample: no temperature but 1, and its label names neither.
         assert!(sweep.settings(&spec(MarLoss::L2)).unwrap_err().to_string().contains("mar_sampling.temperature"));
         let l2 = MarSweep { temperatures: vec![1.0], ..sweep.clone() };
-        let got: Vec<String> =
-            l2.settings(&spec(MarLoss::L2)).unwrap().iter().map(|s| mar_label(MarLoss::L2, s)).collect();
+        let got: Vec<String> = l2
+            .settings(&spec(MarLoss::L2))
+            .unwrap()
+            .iter()
+            .map(|s| RowSampler::of_mar(MarLoss::L2, s).to_string())
+            .collect();
         assert_eq!(got, vec!["mar-8"]);
         // Several head step counts would be identical points of a one-pass head.
         let many = MarSweep { head_steps: vec![50, 100], ..sweep.clone() };
@@ -582,17 +550,15 @@ mod tests {
     fn samplers_sort_by_kind_then_step_count_as_a_number() {
         let rows: Vec<FidRow> = ["ddpm-25", "ddim-250", "ddim-100", "ddim-25", "ddim-50"]
             .iter()
-            .map(|s| FidRow { sampler: (*s).into(), ..row(100, 1.5, 30.0) })
+            .map(|s| FidRow { sampler: s.parse().unwrap(), ..row(100, 1.5, 30.0) })
             .collect();
         let merged = merge_rows(Vec::new(), rows);
-        let got: Vec<&str> = merged.iter().map(|r| r.sampler.as_str()).collect();
+        let got: Vec<String> = merged.iter().map(|r| r.sampler.to_string()).collect();
         assert_eq!(got, vec!["ddim-25", "ddim-50", "ddim-100", "ddim-250", "ddpm-25"]);
     }
 
     #[test]
     fn guidance_and_step_curves_are_drawn_from_the_last_step_only_when_they_have_two_points() {
-        assert_eq!(parse_label("ddim-50-eta0.5"), Some(("ddim", 50)));
-        assert_eq!(parse_label("ddpm-250"), Some(("ddpm", 250)));
         let dir = tempfile::tempdir().unwrap();
         let (cfg_png, steps_png) = (dir.path().join("cfg.png"), dir.path().join("steps.png"));
         // An earlier step with three scales, the last with one: no guidance curve.
@@ -604,7 +570,7 @@ mod tests {
         assert!(cfg_png.exists());
         plot_fid_against(&steps_png, &rows, Axis::SamplingSteps).unwrap();
         assert!(!steps_png.exists(), "one step count: no curve");
-        rows.push(FidRow { sampler: "ddim-25".into(), ..row(200, 1.0, 35.0) });
+        rows.push(FidRow { sampler: "ddim-25".parse().unwrap(), ..row(200, 1.0, 35.0) });
         plot_fid_against(&steps_png, &rows, Axis::SamplingSteps).unwrap();
         assert!(steps_png.exists());
     }

@@ -11,6 +11,7 @@ pub mod npz;
 pub mod precision_recall;
 pub mod probe;
 pub mod report;
+pub mod row_sampler;
 
 pub use features::{Encoder, Features, Pool, encoder_features, pixel_features};
 pub use knn::knn_top1;

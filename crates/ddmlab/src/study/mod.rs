@@ -27,7 +27,9 @@ use sha2::{Digest, Sha256};
 
 use crate::atomic::write_atomic;
 use crate::config::RunConfig;
+use crate::diffusion::SamplerKind;
 use crate::error::{Error, IoContext, Result};
+use crate::eval::row_sampler::SamplerSetting;
 use crate::recipes::ladder::{Rung, rungs};
 use crate::stats::Hypothesis;
 
@@ -56,11 +58,14 @@ pub enum Metric {
     },
     /// kNN top-1 (%) on the same features as the default probe.
     Knn,
-    /// FID of `n` unguided DDIM-50 samples (EMA) against the first `n` test images.
+    /// FID of `n` unguided samples of [`FID_SAMPLER`] (EMA) against the first `n` test images.
     Fid { n: usize },
     /// Reconstruction FID of a tokenizer on the first `n` test images.
     Rfid { n: usize },
 }
+
+/// The sampler of every FID a study measures: DDIM, 50 steps, deterministic (eta 0).
+pub const FID_SAMPLER: SamplerSetting = SamplerSetting { kind: SamplerKind::Ddim { eta: 0.0 }, steps: 50 };
 
 impl Metric {
     /// The default probe (the paper's protocol).

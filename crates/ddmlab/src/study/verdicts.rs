@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use super::{Claim, Measure, Metric, Stamp, Study};
 use crate::error::Result;
 use crate::eval::gen_eval;
+use crate::eval::gen_eval::FidRow;
 use crate::eval::report::read_rows;
+use crate::eval::row_sampler::RowSampler;
 use crate::stats::{Summary, Verdict, Welch, judge};
 use crate::store::provenance::{self, Provenance};
 
@@ -69,7 +71,9 @@ pub fn measure(study: &Study, out: &Path, stamp: &Stamp, protocol: &dyn Fn(&Metr
                         .and_then(|r| if *metric == Metric::Knn { r.knn } else { Some(r.linear) })
                 }
                 Metric::Fid { n } => {
-                    fids.iter().find(|r| r.step == run.budget && r.n == *n && r.cfg == 1.0 && r.ema).map(|r| r.fid)
+                    let sampler = RowSampler::Diffusion(super::FID_SAMPLER);
+                    let row = |r: &&FidRow| r.step == run.budget && r.n == *n && r.cfg == 1.0 && r.ema;
+                    fids.iter().filter(row).find(|r| r.sampler == sampler).map(|r| r.fid)
                 }
                 Metric::Rfid { .. } => None,
             };

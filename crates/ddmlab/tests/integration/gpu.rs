@@ -11,8 +11,9 @@ use ddmlab::diffusion::SamplerKind;
 use ddmlab::generate::{SampleOptions, sample_images};
 use ddmlab::recipes::preset;
 use ddmlab::runs::pretrain;
+use ddmlab::store::checkpoint;
 use ddmlab::train::trainer_state;
-use ddmlab::train::{Silent, checkpoint, run_folder};
+use ddmlab::train::{Silent, run_folder};
 
 use crate::common::{micro, micro_mar, options, write_synthetic_fashion_mnist};
 
