@@ -71,7 +71,7 @@ impl fmt::Display for RowSampler {
         match self {
             RowSampler::Diffusion(s) => match s.kind {
                 SamplerKind::Ddpm => write!(f, "ddpm-{}", s.steps),
-                SamplerKind::Ddim { eta } if eta == 0.0 => write!(f, "ddim-{}", s.steps),
+                SamplerKind::Ddim { eta: 0.0 } => write!(f, "ddim-{}", s.steps),
                 SamplerKind::Ddim { eta } => write!(f, "ddim-{}-eta{eta}", s.steps),
             },
             RowSampler::Mar { steps, head_steps, temperature } => {
