@@ -6,6 +6,7 @@
 # Nothing else may run on the machine meanwhile.
 #
 #   bench/compare-binaries.sh OLD_BIN NEW_BIN [REPS] [DATA_DIR]
+#   CASES='bench --preset ldae-fmnist --steps 30;...' bench/compare-binaries.sh ...   (other cases)
 set -euo pipefail
 old=${1:?old binary}
 new=${2:?new binary}
@@ -18,6 +19,7 @@ cases=(
   "bench --tokenizer kl-fmnist --batch-size 32 --steps 5"
   "pretrain --preset ldae-tiny --steps 60 --batch-size 64"
 )
+if [[ -n ${CASES:-} ]]; then IFS=';' read -r -a cases <<< "$CASES"; fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 measure() { # BIN CASE -> a figure (img/s for bench, seconds for pretrain)

@@ -108,16 +108,7 @@ fn verify(dir: &Path, expected: &[Expected]) -> Result<()> {
 
 /// MD5 (hex) of a file's bytes after gunzip when it is gzipped.
 pub fn md5_of_contents(path: &Path) -> Result<String> {
-    let raw = std::fs::read(path).at(path)?;
-    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| Error::format(path, format!("corrupt gzip stream ({e})")))?;
-        out
-    } else {
-        raw
-    };
+    let bytes = super::idx::read_gunzipped(path)?;
     Ok(Md5::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect())
 }
 

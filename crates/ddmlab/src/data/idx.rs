@@ -21,17 +21,21 @@ pub struct IdxArray {
 
 /// Read an IDX file (raw or gzipped) into memory, checking that its length matches its header.
 pub fn read_idx(path: &Path) -> Result<IdxArray> {
-    let raw = std::fs::read(path).at(path)?;
-    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| Error::format(path, format!("corrupt gzip stream ({e})")))?;
-        out
-    } else {
-        raw
-    };
+    let bytes = read_gunzipped(path)?;
     parse_idx(&bytes).map_err(|msg| Error::format(path, msg))
+}
+
+/// A file's bytes, gunzipped when they are a gzip stream (the data sets ship both ways).
+pub fn read_gunzipped(path: &Path) -> Result<Vec<u8>> {
+    let raw = std::fs::read(path).at(path)?;
+    if !raw.starts_with(&[0x1f, 0x8b]) {
+        return Ok(raw);
+    }
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(&raw[..])
+        .read_to_end(&mut out)
+        .map_err(|e| Error::format(path, format!("corrupt gzip stream ({e})")))?;
+    Ok(out)
 }
 
 /// Parse IDX bytes; the error is a message without the path.
