@@ -207,8 +207,8 @@ pub struct ExportArgs {
     /// Export the raw weights instead of their EMA.
     #[arg(long)]
     pub raw: bool,
-    /// Key names and tensor layouts: `reference` (bench/pytorch_ldae.py) or `dit`
-    /// (facebookresearch/DiT, learn_sigma=False).
+    /// Key names and tensor layouts: `reference` (bench/pytorch_ldae.py), `dit`
+    /// (facebookresearch/DiT, learn_sigma=False) or, for a MAR run, `mar` (LTH14/mar's `MAR`).
     #[arg(long, default_value = "reference")]
     pub layout: String,
     /// Output .safetensors file (written atomically).
@@ -220,9 +220,10 @@ pub struct ExportArgs {
 pub struct ImportArgs {
     /// PyTorch weights: a .safetensors state_dict or a torch.save file (.pt, .pth, .bin, .ckpt).
     pub weights: PathBuf,
-    /// Whose key names the file uses: `reference` (bench/pytorch_ldae.py) or `dit`
+    /// Whose key names the file uses: `reference` (bench/pytorch_ldae.py), `dit`
     /// (facebookresearch/DiT: eps, linear betas, no long skips, as `--preset dit-fmnist-eps`;
-    /// set model.gelu=tanh and model.cond_width=model.width).
+    /// set model.gelu=tanh and model.cond_width=model.width) or `mar` (LTH14/mar's `MAR` state_dict,
+    /// into a MAR preset of the same sizes).
     #[arg(long, default_value = "reference")]
     pub layout: String,
     /// Preset giving the model's sizes and the run's settings (see `ddmlab presets`).
@@ -290,7 +291,7 @@ pub struct PretrainArgs {
     /// VAE for a latent DiT (a conv VAE may be read with another number of cells per token).
     #[arg(long)]
     pub tokenizer_from: Option<PathBuf>,
-    /// The key layout of --init-from: reference or dit.
+    /// The key layout of --init-from: reference, dit or mar.
     #[arg(long, default_value = "reference")]
     pub init_layout: String,
     /// Override any config field, e.g. --set model.width=256 --set train.warmup_frac=0.1.

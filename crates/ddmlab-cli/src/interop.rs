@@ -1,9 +1,11 @@
 //! `ddmlab export` / `ddmlab import`: a run's weights to and from PyTorch's key names.
 
 use anyhow::Result;
+use ddmlab::models::mar::Mar;
 use ddmlab::runs::{PretrainOptions, pretrain};
 use ddmlab::store::checkpoint;
 use ddmlab::train::interop::{self, Layout};
+use ddmlab::train::interop_mar;
 use ddmlab::train::run_folder;
 use ddmlab::train::trainer_state;
 
@@ -17,8 +19,19 @@ pub fn export(args: ExportArgs) -> Result<()> {
     let ckpt = checkpoint::resolve(Some(&args.run), &args.ckpt)?;
     let (config, state) = trainer_state::read_meta(&ckpt)?;
     let device = setup::device("flex")?;
-    let model = run_folder::load_model(&ckpt, &config, !args.raw, &device)?;
-    let bytes = interop::export(&model, &config.network(), layout)?;
+    let bytes = match config.mar_network() {
+        Some(network) => {
+            if layout != Layout::Mar {
+                anyhow::bail!("{} is a MAR run: export it with --layout mar (LTH14/mar's names)", args.run.display());
+            }
+            let model: Mar = trainer_state::load_weights(&ckpt, run_folder::weights_file(!args.raw), &config, &device)?;
+            interop_mar::export_mar(&model, &network)?
+        }
+        None => {
+            let model = run_folder::load_model(&ckpt, &config, !args.raw, &device)?;
+            interop::export(&model, &config.network(), layout)?
+        }
+    };
     ddmlab::atomic::write_atomic(&args.out, &bytes)?;
     let which = if args.raw { "raw" } else { "EMA" };
     println!("{}: {which} weights of step {} in the {} layout", args.out.display(), state.step, layout.name());

@@ -272,12 +272,34 @@ fn train_a_mar_sample_it_and_reject_bad_mar_settings() {
     fails_with(sample(&["--mar-steps", "50"]), &["--mar-steps", "K = 50", "1..=49"]);
     fails_with(sample(&["--mar-steps", "0"]), &["--mar-steps", "K = 0"]);
     fails_with(sample(&["--temperature", "0"]), &["--temperature"]);
-    // Commands that read denoising-ViT runs name the MAR checkpoint instead of misreading it.
+    // Export takes LTH14/mar's layout for a MAR run; imported into a fresh run of the same preset
+    // and exported again, every tensor comes back bit for bit.
     let exported = tmp.path().join("mar.safetensors");
-    fails_with(
-        ddmlab(&["export", "--run", run_s, "-o", exported.to_str().unwrap()]),
-        &["MAR checkpoint", "ddmlab sample"],
+    let exported_s = exported.to_str().unwrap();
+    fails_with(ddmlab(&["export", "--run", run_s, "-o", exported_s]), &["MAR run", "--layout mar"]);
+    let out = ddmlab(&["export", "--run", run_s, "--layout", "mar", "-o", exported_s]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let imported = tmp.path().join("mar-imported");
+    let mut import = vec!["import", exported_s, "--layout", "mar", "--preset", "mar-tiny", "--data-dir", data];
+    import.extend(["--out", imported.to_str().unwrap()]);
+    import.extend(["--set", "model.width=32", "--set", "model.heads=2", "--set", "mar.head_width=32"]);
+    let out = ddmlab(&import);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let again = tmp.path().join("again.safetensors");
+    let args = ["export", "--run", imported.to_str().unwrap(), "--layout", "mar", "-o", again.to_str().unwrap()];
+    let out = ddmlab(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (first, second) = (std::fs::read(&exported).unwrap(), std::fs::read(&again).unwrap());
+    let (first, second) = (
+        safetensors::SafeTensors::deserialize(&first).unwrap(),
+        safetensors::SafeTensors::deserialize(&second).unwrap(),
     );
+    assert!(first.names().contains(&"diffloss.net.res_blocks.0.mlp.0.weight"), "{:?}", first.names());
+    assert_eq!(first.len(), second.len());
+    for (name, view) in first.tensors() {
+        assert!(second.tensor(&name).unwrap().data() == view.data(), "{name} differs after import and export");
+    }
+    // Commands that read denoising-ViT runs name the MAR checkpoint instead of misreading it.
     fails_with(ddmlab(&["denoise", "--run", run_s, "--data-dir", data]), &["MAR checkpoint"]);
 
     // gen-eval on a MAR run sweeps K x temperature (the head's DDPM steps from --steps), with

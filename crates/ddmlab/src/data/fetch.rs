@@ -11,7 +11,6 @@
 //! safetensors; the result is verified by MD5. Fetching is idempotent: verified files are left
 //! alone.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

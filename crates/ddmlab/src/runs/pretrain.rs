@@ -26,6 +26,7 @@ use crate::store::folder::{self, Start};
 use crate::store::metrics::{self, MetricLine};
 use crate::store::provenance;
 use crate::train::driver::{Limits, Plan, Progress, Stage, StepOut, drive, loss_line};
+use crate::train::interop::Layout;
 use crate::train::objective::TrainObjective;
 use crate::train::observer::Observer;
 use crate::train::run_folder;
@@ -46,7 +47,7 @@ pub struct PretrainOptions {
     pub stop_after_minutes: Option<f64>,
     /// Start a fresh run from these PyTorch weights (model and EMA) instead of a random
     /// initialisation; they are saved as checkpoint 0 before the first step.
-    pub init_from: Option<(PathBuf, crate::train::interop::Layout)>,
+    pub init_from: Option<(PathBuf, Layout)>,
 }
 
 /// What a run reached.
@@ -76,11 +77,17 @@ pub fn pretrain(
 ) -> Result<PretrainSummary> {
     let Start { config, resume_from } = folder::open(run, config, opts.resume, &[])?;
     config.validate()?;
-    if config.mar.is_some() && opts.init_from.is_some() {
-        return Err(Error::config(
-            "pretrain.init_from",
-            "imports DiT / l-DAE weights; a MAR run ([mar] section) starts from its own initialisation",
-        ));
+    match (&opts.init_from, config.mar.is_some()) {
+        (Some((_, Layout::Mar)), false) => {
+            return Err(Error::config("pretrain.init_from", "the mar layout holds MAR weights; this run has no [mar]"));
+        }
+        (Some((_, layout)), true) if *layout != Layout::Mar => {
+            return Err(Error::config(
+                "pretrain.init_from",
+                format!("a MAR run ([mar] section) imports the mar layout (LTH14/mar's names), not {}", layout.name()),
+            ));
+        }
+        _ => {}
     }
     folder::write_config(run, &config)?;
     let from = resume_from.as_ref().map(|c| checkpoint::read_state::<CheckpointState>(c)).transpose()?;
@@ -107,7 +114,15 @@ pub fn pretrain(
     if config.mar.is_some() {
         let codebook = load_or_fit_run_codebook(run, &config, &job.set, &tokenizer, device, obs)?;
         let objective = |c: &RunConfig, ad: &Device| MarTrainObjective::new(c, &tokenizer, codebook.as_ref(), ad);
-        return train_loop::<Mar, _>(config, job, device, obs, objective, |_, _| Ok(None));
+        return train_loop::<Mar, _>(config, job, device, obs, objective, |trainer, state| {
+            // `--init-from` of LTH14/mar weights, saved as checkpoint 0.
+            let Some((weights, _)) = &opts.init_from else { return Ok(None) };
+            let network = trainer.config.mar_network().expect("a MAR run");
+            trainer.model = crate::train::interop_mar::import_mar(trainer.model.clone(), &network, weights)?;
+            trainer.ema = burn::module::Module::valid(&trainer.model);
+            let path = trainer_state::save(run, trainer, state)?;
+            Ok(Some(format!("imported {} (mar layout) as {}", weights.display(), path.display())))
+        });
     }
     let objective = |c: &RunConfig, ad: &Device| TrainObjective::new(c, &tokenizer, ad);
     train_loop::<DenoisingVit, _>(config, job, device, obs, objective, |trainer, state| {

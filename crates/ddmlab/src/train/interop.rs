@@ -44,6 +44,8 @@ pub enum Layout {
     Reference,
     /// facebookresearch/DiT's `DiT`.
     Dit,
+    /// LTH14/mar's `MAR` (a MAR run; see `interop_mar`).
+    Mar,
 }
 
 impl Layout {
@@ -52,15 +54,17 @@ impl Layout {
         match self {
             Layout::Reference => "reference",
             Layout::Dit => "dit",
+            Layout::Mar => "mar",
         }
     }
 
-    /// Parse `reference` or `dit`.
+    /// Parse `reference`, `dit` or `mar`.
     pub fn parse(s: &str) -> Result<Self> {
         match s {
             "reference" => Ok(Layout::Reference),
             "dit" => Ok(Layout::Dit),
-            other => Err(Error::config("interop.layout", format!("`{other}`: expected `reference` or `dit`"))),
+            "mar" => Ok(Layout::Mar),
+            other => Err(Error::config("interop.layout", format!("`{other}`: expected `reference`, `dit` or `mar`"))),
         }
     }
 
@@ -87,6 +91,27 @@ impl Layout {
                 ("final_layer.ada_ln.", "final_layer.adaLN_modulation.1."),
                 ("final_layer.proj.", "final_layer.linear."),
             ],
+            // The class table (with the null class last) is split into `class_emb` and
+            // `fake_latent` by `interop_mar`, not renamed.
+            Layout::Mar => &[
+                ("enc_pos", "encoder_pos_embed_learned"),
+                ("enc_blocks.{n}.", "encoder_blocks.{n}."),
+                ("enc_norm.", "encoder_norm."),
+                ("dec_embed.", "decoder_embed."),
+                ("dec_pos", "decoder_pos_embed_learned"),
+                ("dec_blocks.{n}.", "decoder_blocks.{n}."),
+                ("dec_norm.", "decoder_norm."),
+                ("head_pos", "diffusion_pos_embed_learned"),
+                ("head.input.", "diffloss.net.input_proj."),
+                ("head.time.fc1.", "diffloss.net.time_embed.mlp.0."),
+                ("head.time.fc2.", "diffloss.net.time_embed.mlp.2."),
+                ("head.cond.", "diffloss.net.cond_embed."),
+                ("head.blocks.{n}.fc1.", "diffloss.net.res_blocks.{n}.mlp.0."),
+                ("head.blocks.{n}.fc2.", "diffloss.net.res_blocks.{n}.mlp.2."),
+                ("head.blocks.{n}.ada.", "diffloss.net.res_blocks.{n}.adaLN_modulation.1."),
+                ("head.final_ada.", "diffloss.net.final_layer.adaLN_modulation.1."),
+                ("head.output.", "diffloss.net.final_layer.linear."),
+            ],
         }
     }
 
@@ -94,12 +119,12 @@ impl Layout {
     fn position_key(&self) -> &'static str {
         match self {
             Layout::Reference => "pos",
-            Layout::Dit => "pos_embed",
+            Layout::Dit | Layout::Mar => "pos_embed",
         }
     }
 
     /// Compiled renames in one direction: ddmlab -> PyTorch (`to_torch`) or back.
-    fn patterns(&self, to_torch: bool) -> Vec<(Regex, String)> {
+    pub(crate) fn patterns(&self, to_torch: bool) -> Vec<(Regex, String)> {
         self.renames()
             .iter()
             .map(|&(ours, theirs)| {
@@ -121,6 +146,12 @@ impl Layout {
 
     /// Check that `config` can be written in (or read from) this layout.
     fn check(&self, config: &VitConfig) -> Result<()> {
+        if *self == Layout::Mar {
+            return Err(Error::config(
+                "interop.layout",
+                "the mar layout holds a MAR network; this run is a denoising ViT (use reference or dit)",
+            ));
+        }
         if config.conv_head > 0 {
             return Err(Error::config(
                 "model.conv_head",
@@ -191,7 +222,7 @@ pub fn export(model: &DenoisingVit, config: &VitConfig, layout: Layout) -> Resul
     safetensors::serialize(views, Some(meta)).map_err(|e| Error::Other(format!("serialising weights: {e}")))
 }
 
-fn f32_bytes(data: TensorData) -> Result<Vec<u8>> {
+pub(crate) fn f32_bytes(data: TensorData) -> Result<Vec<u8>> {
     let v: Vec<f32> = data.convert::<f32>().try_into_vec::<f32>().map_err(|e| Error::Other(format!("{e:?}")))?;
     Ok(v.iter().flat_map(|x| x.to_le_bytes()).collect())
 }
@@ -202,27 +233,7 @@ fn f32_bytes(data: TensorData) -> Result<Vec<u8>> {
 /// names.
 pub fn import(mut model: DenoisingVit, config: &VitConfig, layout: Layout, path: &Path) -> Result<DenoisingVit> {
     layout.check(config)?;
-    let remapper = KeyRemapper::from_compiled_patterns(layout.patterns(false));
-    let read_error = |e: &dyn std::fmt::Display| Error::format(path, format!("not a PyTorch weights file ({e})"));
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-    let mut tensors: Vec<PackTensor> = match ext.as_str() {
-        "safetensors" => {
-            let bytes = std::fs::read(path).at(path)?;
-            let mut store = SafetensorsStore::from_bytes(Some(bytes)).remap(remapper);
-            store.get_all_tensors().map_err(|e| read_error(&e))?.values().cloned().collect()
-        }
-        "pt" | "pth" | "bin" | "ckpt" => {
-            std::fs::metadata(path).at(path)?;
-            let mut store = PytorchStore::from_file(path).remap(remapper);
-            store.get_all_tensors().map_err(|e| read_error(&e))?.values().cloned().collect()
-        }
-        _ => {
-            return Err(Error::format(
-                path,
-                "unknown weights format: expected a .safetensors file or a torch.save file (.pt, .pth, .bin, .ckpt)",
-            ));
-        }
-    };
+    let (mut tensors, _) = KeyRemapper::from_compiled_patterns(layout.patterns(false)).remap(read_tensors(path)?);
     let position = tensors.iter().position(|t| t.name == layout.position_key());
     if let Some(i) = position {
         check_positions(&model, tensors.remove(i), path)?;
@@ -233,6 +244,29 @@ pub fn import(mut model: DenoisingVit, config: &VitConfig, layout: Layout, path:
     let result = model.apply(tensors, None, Some(Box::new(adapter)), true);
     report(&result, layout, path)?;
     Ok(model)
+}
+
+/// Every tensor of PyTorch weights file `path` (`.safetensors`, or a `torch.save` file) under
+/// its own names.
+pub(crate) fn read_tensors(path: &Path) -> Result<Vec<PackTensor>> {
+    let read_error = |e: &dyn std::fmt::Display| Error::format(path, format!("not a PyTorch weights file ({e})"));
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    match ext.as_str() {
+        "safetensors" => {
+            let bytes = std::fs::read(path).at(path)?;
+            let mut store = SafetensorsStore::from_bytes(Some(bytes));
+            Ok(store.get_all_tensors().map_err(|e| read_error(&e))?.values().cloned().collect())
+        }
+        "pt" | "pth" | "bin" | "ckpt" => {
+            std::fs::metadata(path).at(path)?;
+            let mut store = PytorchStore::from_file(path);
+            Ok(store.get_all_tensors().map_err(|e| read_error(&e))?.values().cloned().collect())
+        }
+        _ => Err(Error::format(
+            path,
+            "unknown weights format: expected a .safetensors file or a torch.save file (.pt, .pth, .bin, .ckpt)",
+        )),
+    }
 }
 
 /// The file's position table must be ours (same grid, width and sine-cosine layout).
@@ -272,7 +306,7 @@ fn check_positions(model: &DenoisingVit, stored: PackTensor, path: &Path) -> Res
 }
 
 /// Turn burn-store's account of an apply into one error naming every problem, or `Ok`.
-fn report(result: &ApplyResult, layout: Layout, path: &Path) -> Result<()> {
+pub(crate) fn report(result: &ApplyResult, layout: Layout, path: &Path) -> Result<()> {
     let torch = |k: &str| layout.rename(k, true);
     let missing: Vec<String> = result.missing.iter().map(|(k, _)| torch(k)).collect();
     let unexpected: Vec<String> = result.unused.iter().map(|k| torch(k)).collect();
@@ -384,7 +418,7 @@ fn permute_patch(data: TensorData, w: usize, p: usize, c: usize, to_conv: bool) 
 
 /// The rows of a `learn_sigma` output `[p p 2C, cols]` whose channel is one of the first `C`
 /// (rows are `(py, px, channel)` with the channel fastest), in order.
-fn eps_rows(data: TensorData, c: usize, cols: usize) -> TensorData {
+pub(crate) fn eps_rows(data: TensorData, c: usize, cols: usize) -> TensorData {
     let v: Vec<f32> = data.convert::<f32>().try_into_vec::<f32>().expect("f32 after the cast");
     let rows = v.len() / cols;
     let kept: Vec<f32> =

@@ -6,6 +6,7 @@ pub mod ae_losses;
 pub mod conv_tokenizer;
 pub mod driver;
 pub mod interop;
+pub mod interop_mar;
 pub mod objective;
 pub mod observer;
 pub mod perceptual;
