@@ -110,6 +110,10 @@ pub struct MarSection {
     /// it is the paper's VQ row.
     #[serde(default, skip_serializing_if = "crate::settings::is_zero")]
     pub codebook: usize,
+    /// The head's residual blocks normalise with an affine LayerNorm, as LTH14/mar's `in_ln`
+    /// (off: a plain LayerNorm, as the runs made before this setting).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub head_norm_affine: bool,
 }
 
 impl MarSection {
@@ -127,6 +131,7 @@ impl MarSection {
             mask_ratio: None,
             norm_target: false,
             codebook: 0,
+            head_norm_affine: false,
         }
     }
 
@@ -146,6 +151,7 @@ impl MarSection {
             head_depth: self.head_depth,
             causal: self.variant.is_causal(),
             head_out: if self.loss == MarLoss::CrossEntropy { self.codebook } else { token_dim },
+            head_affine_norm: self.head_norm_affine,
         }
     }
 

@@ -7,16 +7,19 @@
 //! out `= W_out modulate(LN(h), shift', scale')`. The modulations and the output projection are
 //! zero-initialised, so a fresh head predicts `eps_hat = 0` and its first loss is the noise
 //! variance. Unlike the official head (`2 C` outputs for the learned-variance VLB term), this
-//! one predicts `eps` only, trained by the plain MSE the paper states.
+//! one predicts `eps` only, trained by the plain MSE the paper states. The official blocks'
+//! `LN` is affine (a trained weight and bias, `in_ln`); here that is `affine_norm` (off: a plain
+//! LN, as every run before it).
 
 use burn::module::Module;
-use burn::nn::Linear;
+use burn::nn::{LayerNorm, Linear};
 use burn::tensor::activation::silu;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::nn::adaln::{layer_norm, modulate};
 use crate::nn::embed::TimestepEmbedder;
 use crate::nn::init::{xavier_linear, zero_linear};
+use crate::nn::vit_block::layer_norm_affine;
 
 /// The sizes of a Diffusion Loss head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,11 +35,15 @@ pub struct DiffusionHeadConfig {
     pub width: usize,
     /// Residual blocks (the paper: 3).
     pub depth: usize,
+    /// The blocks' LayerNorm has a trained weight and bias (LTH14/mar's `in_ln`).
+    pub affine_norm: bool,
 }
 
 /// One residual block: `LN -> modulate -> Linear -> SiLU -> Linear`, gated.
 #[derive(Module, Debug)]
 pub struct HeadBlock {
+    /// The affine LayerNorm (eps 1e-6) of `affine_norm`; `None`: a plain one.
+    pub in_ln: Option<LayerNorm>,
     pub fc1: Linear,
     pub fc2: Linear,
     /// `SiLU(c) -> (shift, scale, gate)`, zero-initialised.
@@ -44,8 +51,9 @@ pub struct HeadBlock {
 }
 
 impl HeadBlock {
-    fn new(width: usize, device: &Device) -> Self {
+    fn new(width: usize, affine_norm: bool, device: &Device) -> Self {
         HeadBlock {
+            in_ln: affine_norm.then(|| layer_norm_affine(width, device)),
             fc1: xavier_linear(width, width, device),
             fc2: xavier_linear(width, width, device),
             ada: zero_linear(width, 3 * width, device),
@@ -58,7 +66,11 @@ impl HeadBlock {
         let [n, w] = h.dims();
         let mods = self.ada.forward(c_act).chunk(3, 1);
         let (shift, scale, gate) = (mods[0].clone(), mods[1].clone(), mods[2].clone());
-        let x = modulate(layer_norm(h.clone().reshape([n, 1, w]), 1e-6), shift, scale).reshape([n, w]);
+        let normed = match &self.in_ln {
+            Some(ln) => ln.forward(h.clone().reshape([n, 1, w])),
+            None => layer_norm(h.clone().reshape([n, 1, w]), 1e-6),
+        };
+        let x = modulate(normed, shift, scale).reshape([n, w]);
         let x = self.fc2.forward(silu(self.fc1.forward(x)));
         h + gate * x
     }
@@ -83,7 +95,7 @@ impl DiffusionHeadConfig {
             input: xavier_linear(self.token_dim, self.width, device),
             time: TimestepEmbedder::new(256, self.width, device),
             cond: xavier_linear(self.cond_dim, self.width, device),
-            blocks: (0..self.depth).map(|_| HeadBlock::new(self.width, device)).collect(),
+            blocks: (0..self.depth).map(|_| HeadBlock::new(self.width, self.affine_norm, device)).collect(),
             final_ada: zero_linear(self.width, 2 * self.width, device),
             output: zero_linear(self.width, self.out_dim, device),
         }
@@ -168,8 +180,40 @@ mod tests {
 
     fn head(device: &Device) -> DiffusionHead {
         crate::nn::init::seeded(device, 3, |device| {
-            DiffusionHeadConfig { token_dim: 8, out_dim: 8, cond_dim: 12, width: 32, depth: 2 }.init(device)
+            DiffusionHeadConfig { token_dim: 8, out_dim: 8, cond_dim: 12, width: 32, depth: 2, affine_norm: false }
+                .init(device)
         })
+    }
+
+    /// The official head's affine `in_ln` at its initial identity computes exactly the plain
+    /// LayerNorm (the same eps, 1e-6), and a trained one is applied.
+    #[test]
+    fn an_affine_head_norm_at_the_identity_is_the_plain_head() {
+        let device = Device::flex();
+        let mut plain = head(&device);
+        // Non-zero modulations and output, so that the norm reaches the prediction.
+        for b in plain.blocks.iter_mut() {
+            b.ada = xavier_linear(32, 96, &device);
+        }
+        plain.final_ada = xavier_linear(32, 64, &device);
+        plain.output = xavier_linear(32, 8, &device);
+        let mut affine = plain.clone();
+        for b in affine.blocks.iter_mut() {
+            b.in_ln = Some(layer_norm_affine(32, &device));
+        }
+        let x_t = Tensor::<2>::random([16, 8], Distribution::Normal(0.0, 1.0), &device);
+        let z = Tensor::<2>::random([16, 12], Distribution::Normal(0.0, 1.0), &device);
+        let t: Vec<usize> = (0..16).map(|i| i * 60).collect();
+        let run = |h: &DiffusionHead| h.forward(x_t.clone(), &t, z.clone());
+        let (a, b) = (run(&plain), run(&affine));
+        let scale: f32 = a.clone().abs().max().into_scalar();
+        assert!(scale > 1e-3, "the output depends on the norm: {scale}");
+        let diff: f32 = (a.clone() - b).abs().max().into_scalar();
+        assert!(diff <= 1e-6 * scale, "identity affine norm vs plain: {diff}");
+        let ln = affine.blocks[0].in_ln.as_mut().unwrap();
+        ln.gamma = burn::module::Param::from_tensor(Tensor::ones([32], &device) * 2.0);
+        let diff: f32 = (a - run(&affine)).abs().max().into_scalar();
+        assert!(diff > 1e-3 * scale, "a trained norm changes the prediction: {diff}");
     }
 
     #[test]
@@ -224,7 +268,8 @@ mod tests {
         use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
         let device = Device::flex().autodiff();
         let mut head = crate::nn::init::seeded(&device, 3, |device| {
-            DiffusionHeadConfig { token_dim: 2, out_dim: 2, cond_dim: 6, width: 32, depth: 2 }.init(device)
+            DiffusionHeadConfig { token_dim: 2, out_dim: 2, cond_dim: 6, width: 32, depth: 2, affine_norm: false }
+                .init(device)
         });
         let mut optim: ModuleOptimizer = AdamWConfig::new().with_weight_decay(0.0).init();
         let z = Tensor::<2>::random([256, 6], Distribution::Normal(0.0, 1.0), &device);

@@ -53,6 +53,8 @@ pub struct MarConfig {
     pub causal: bool,
     /// The head's output width: `token_dim`, or the codebook size for cross-entropy.
     pub head_out: usize,
+    /// The head's blocks normalise with an affine LayerNorm (LTH14/mar's `in_ln`).
+    pub head_affine_norm: bool,
 }
 
 /// The MAR transformer with its Diffusion Loss head.
@@ -102,6 +104,7 @@ impl MarConfig {
             head_depth: 1,
             causal: false,
             head_out: token_dim,
+            head_affine_norm: false,
         }
     }
 
@@ -127,6 +130,7 @@ impl MarConfig {
                 cond_dim: w,
                 width: self.head_width,
                 depth: self.head_depth,
+                affine_norm: self.head_affine_norm,
             }
             .init(device),
             buffer: buf,

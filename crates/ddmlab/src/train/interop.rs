@@ -106,6 +106,7 @@ impl Layout {
                 ("head.time.fc1.", "diffloss.net.time_embed.mlp.0."),
                 ("head.time.fc2.", "diffloss.net.time_embed.mlp.2."),
                 ("head.cond.", "diffloss.net.cond_embed."),
+                ("head.blocks.{n}.in_ln.", "diffloss.net.res_blocks.{n}.in_ln."),
                 ("head.blocks.{n}.fc1.", "diffloss.net.res_blocks.{n}.mlp.0."),
                 ("head.blocks.{n}.fc2.", "diffloss.net.res_blocks.{n}.mlp.2."),
                 ("head.blocks.{n}.ada.", "diffloss.net.res_blocks.{n}.adaLN_modulation.1."),

@@ -8,8 +8,9 @@
 //!   model has `class_emb.weight` `[classes, W]` and `fake_latent` `[1, W]`;
 //! - `mask_token` is `[1, W]` here, `[1, 1, W]` there;
 //! - the official head's residual blocks normalise with an affine LayerNorm (`in_ln`, weight and
-//!   bias trained); ddmlab's head normalises without one. An export writes the identity
-//!   (weight 1, bias 0); an import accepts only that, and names the blocks whose `in_ln` is not;
+//!   bias trained), as ddmlab's with `mar.head_norm_affine`. Without that setting an export
+//!   writes the identity (weight 1, bias 0), and an import accepts only that, naming the blocks
+//!   whose `in_ln` is not;
 //! - the official head predicts `2 C` channels (eps, then the variance interpolation of improved
 //!   DDPM's learned variance); ddmlab's head predicts eps. An export appends zero rows for the
 //!   variance half (the official sampler then interpolates half way between its two variance
@@ -84,7 +85,7 @@ pub fn export_mar(model: &Mar, config: &MarConfig) -> Result<Vec<u8>> {
         }
         out.push(p);
     }
-    for n in 0..config.head_depth {
+    for n in (0..config.head_depth).filter(|_| !config.head_affine_norm) {
         let name = |part: &str| format!("diffloss.net.res_blocks.{n}.in_ln.{part}");
         let w = config.head_width;
         out.push(Plain { name: name("weight"), shape: vec![w], values: vec![1.0; w] });
@@ -124,7 +125,7 @@ pub fn import_mar(mut model: Mar, config: &MarConfig, path: &Path) -> Result<Mar
         plain.push(Plain { name: CLASS_TABLE.into(), shape: vec![rows, w], values });
     }
     let mut not_identity = Vec::new();
-    for n in 0..config.head_depth {
+    for n in (0..config.head_depth).filter(|_| !config.head_affine_norm) {
         for (part, expect) in [("weight", 1.0f32), ("bias", 0.0)] {
             let name = format!("diffloss.net.res_blocks.{n}.in_ln.{part}");
             if let Some(p) = take(&mut plain, &name)
@@ -138,8 +139,8 @@ pub fn import_mar(mut model: Mar, config: &MarConfig, path: &Path) -> Result<Mar
         return Err(Error::format(
             path,
             format!(
-                "the official head's affine LayerNorm is trained away from the identity in {}; ddmlab's Diffusion \
-                 Loss head normalises without affine parameters and cannot hold these weights",
+                "the official head's affine LayerNorm is trained away from the identity in {}; this model's head \
+                 normalises without affine parameters: import into a config with mar.head_norm_affine = true",
                 not_identity.join(", ")
             ),
         ));
@@ -252,6 +253,15 @@ mod tests {
             .collect();
         std::fs::write(&path, safetensors::serialize(views, None).unwrap()).unwrap();
         let err = import_mar(config.init(&device), &config, &path).unwrap_err().to_string();
-        assert!(err.contains("diffloss.net.res_blocks.0.in_ln.weight") && err.contains("affine"), "{err}");
+        assert!(err.contains("diffloss.net.res_blocks.0.in_ln.weight") && err.contains("head_norm_affine"), "{err}");
+        // A head with the official affine norm holds it, and gives it back.
+        let affine = MarConfig { head_affine_norm: true, ..config };
+        let model = import_mar(affine.init(&device), &affine, &path).unwrap();
+        let ln = model.head.blocks[0].in_ln.as_ref().expect("affine");
+        assert_eq!(ln.gamma.val().into_data().try_into_vec::<f32>().unwrap()[0], 1.5);
+        let back = export_mar(&model, &affine).unwrap();
+        let back = safetensors::SafeTensors::deserialize(&back).unwrap();
+        let w = back.tensor("diffloss.net.res_blocks.0.in_ln.weight").unwrap();
+        assert_eq!(f32::from_le_bytes(w.data()[..4].try_into().unwrap()), 1.5);
     }
 }
