@@ -260,7 +260,9 @@ pub(crate) fn read_tensors(path: &Path) -> Result<Vec<PackTensor>> {
         }
         "pt" | "pth" | "bin" | "ckpt" => {
             std::fs::metadata(path).at(path)?;
-            let mut store = PytorchStore::from_file(path);
+            // The names as PyTorch wrote them: the layouts' renames read `adaLN_modulation.1`, which
+            // burn's default renumbering of `nn.Sequential` gaps would turn into `.0`.
+            let mut store = PytorchStore::from_file(path).map_indices_contiguous(false);
             Ok(store.get_all_tensors().map_err(|e| read_error(&e))?.values().cloned().collect())
         }
         _ => Err(Error::format(
