@@ -6,6 +6,7 @@ pub mod denoise;
 pub mod noise;
 pub mod sampler;
 pub mod schedule;
+pub mod vlb;
 pub mod vp;
 
 pub use denoise::{DenoiseObjective, InputSpace, NoiseSpace, Target};
