@@ -207,6 +207,12 @@ pub fn export(model: &DenoisingVit, config: &VitConfig, layout: Layout) -> Resul
     }
     let pos = model.pos_embed.clone().into_data();
     named.push((layout.position_key().to_string(), pos.shape().to_vec(), f32_bytes(pos)?));
+    serialize(&named, layout)
+}
+
+/// `(name, shape, f32 little-endian bytes)` tensors as safetensors bytes with `format = pt` and
+/// the layout's name in the metadata.
+pub(crate) fn serialize(named: &[(String, Vec<usize>, Vec<u8>)], layout: Layout) -> Result<Vec<u8>> {
     let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = named
         .iter()
         .map(|(n, s, b)| {

@@ -20,7 +20,6 @@
 //! `beta`, dtype casts and the report of what did not match are burn-store's adapters, as for the
 //! denoising ViT's layouts (`interop`).
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use burn::store::{
@@ -29,7 +28,7 @@ use burn::store::{
 };
 use burn::tensor::{DType, TensorData};
 
-use super::interop::{Layout, eps_rows, f32_bytes, read_tensors, report};
+use super::interop::{Layout, eps_rows, f32_bytes, read_tensors, report, serialize};
 use crate::error::{Error, Result};
 use crate::models::mar::{Mar, MarConfig};
 
@@ -95,19 +94,7 @@ pub fn export_mar(model: &Mar, config: &MarConfig) -> Result<Vec<u8>> {
         .into_iter()
         .map(|p| Ok((p.name, p.shape.clone(), f32_bytes(TensorData::new(p.values, p.shape))?)))
         .collect::<Result<_>>()?;
-    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = bytes
-        .iter()
-        .map(|(n, s, b)| {
-            let view =
-                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).expect("sizes match");
-            (n.clone(), view)
-        })
-        .collect();
-    let meta = HashMap::from([
-        ("format".to_string(), "pt".to_string()),
-        ("ddmlab_layout".to_string(), Layout::Mar.name().to_string()),
-    ]);
-    safetensors::serialize(views, Some(meta)).map_err(|e| Error::Other(format!("serialising weights: {e}")))
+    serialize(&bytes, Layout::Mar)
 }
 
 /// Load LTH14/mar weights file `path` (`.safetensors`, or a `torch.save` file holding the
