@@ -301,6 +301,25 @@ fn train_a_mar_sample_it_and_reject_bad_mar_settings() {
     }
     // Commands that read denoising-ViT runs name the MAR checkpoint instead of misreading it.
     fails_with(ddmlab(&["denoise", "--run", run_s, "--data-dir", data]), &["MAR checkpoint"]);
+    // The learned variance (mar.learn_variance): trains, samples with it, and exports the
+    // official head's 2 C output rows.
+    let lv = tmp.path().join("mar-lv");
+    let lv_s = lv.to_str().unwrap();
+    let mut args = vec!["train", "--preset", "mar-tiny", "--out", lv_s, "--data-dir", data, "--steps", "2"];
+    args.extend(["--set", "model.width=32", "--set", "model.heads=2", "--set", "mar.head_width=32"]);
+    args.extend(["--batch-size", "8", "--set", "mar.learn_variance=true"]);
+    let out = ddmlab(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let args =
+        ["sample", "--run", lv_s, "--steps", "4", "--n", "2", "--mar-steps", "4", "--out", grid.to_str().unwrap()];
+    let out = ddmlab(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = ddmlab(&["export", "--run", lv_s, "--layout", "mar", "-o", exported_s]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let bytes = std::fs::read(&exported).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let head = file.tensor("diffloss.net.final_layer.linear.weight").unwrap();
+    assert_eq!(head.shape()[0], 2 * 16, "eps and variance rows of the 16-channel tokens");
 
     // gen-eval on a MAR run sweeps K x temperature (the head's DDPM steps from --steps), with
     // the temperature curve; a K the model cannot take fails before anything is sampled.

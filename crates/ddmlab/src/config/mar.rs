@@ -114,6 +114,12 @@ pub struct MarSection {
     /// (off: a plain LayerNorm, as the runs made before this setting).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub head_norm_affine: bool,
+    /// The head also predicts the variance of each reverse step (improved DDPM's learned range,
+    /// `2 C` outputs, trained by the VLB term beside the MSE, as LTH14/mar's Diffusion Loss) and
+    /// the sampler uses it (off: eps only, the posterior variance, as the runs made before this
+    /// setting).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub learn_variance: bool,
 }
 
 impl MarSection {
@@ -132,6 +138,7 @@ impl MarSection {
             norm_target: false,
             codebook: 0,
             head_norm_affine: false,
+            learn_variance: false,
         }
     }
 
@@ -150,8 +157,13 @@ impl MarSection {
             head_width: self.head_width,
             head_depth: self.head_depth,
             causal: self.variant.is_causal(),
-            head_out: if self.loss == MarLoss::CrossEntropy { self.codebook } else { token_dim },
+            head_out: match self.loss {
+                MarLoss::CrossEntropy => self.codebook,
+                _ if self.learn_variance => 2 * token_dim,
+                _ => token_dim,
+            },
             head_affine_norm: self.head_norm_affine,
+            learn_variance: self.learn_variance,
         }
     }
 
@@ -179,6 +191,11 @@ impl MarSection {
             self.loss != MarLoss::CrossEntropy || self.codebook >= 2,
             "mar.codebook",
             format!("{}: the cross-entropy loss needs a codebook of at least 2 codes", self.codebook),
+        )?;
+        check(
+            !self.learn_variance || self.loss == MarLoss::Diffusion,
+            "mar.learn_variance",
+            format!("the {} loss has no reverse diffusion steps whose variance to learn", self.loss.name()),
         )?;
         check(
             !self.norm_target || self.loss == MarLoss::L2,
@@ -245,13 +262,17 @@ mod tests {
     #[test]
     fn invalid_mar_settings_are_one_error_naming_the_field() {
         type Spoil = fn(&mut RunConfig);
-        let cases: [(&str, Spoil); 12] = [
+        let cases: [(&str, Spoil); 13] = [
             ("mar.mask_ratio", |c| c.mar.as_mut().unwrap().mask_ratio = Some(0.0)),
             ("mar.mask_ratio", |c| {
                 let m = c.mar.as_mut().unwrap();
                 (m.mask_ratio, m.variant) = (Some(0.75), MarVariant::ArRaster);
             }),
             ("mar.norm_target", |c| c.mar.as_mut().unwrap().norm_target = true),
+            ("mar.learn_variance", |c| {
+                let m = c.mar.as_mut().unwrap();
+                (m.learn_variance, m.loss) = (true, MarLoss::L2);
+            }),
             ("mar.codebook", |c| c.mar.as_mut().unwrap().loss = MarLoss::CrossEntropy),
             ("mar.buffer", |c| c.mar.as_mut().unwrap().buffer = 0),
             ("mar.head_width", |c| c.mar.as_mut().unwrap().head_width = 0),

@@ -520,8 +520,14 @@ mod tests {
 
     #[test]
     fn a_mar_row_label_names_only_the_settings_its_head_uses() {
-        let spec =
-            |loss| MarSpec { len: 16, token_dim: 2, null_class: 10, variant: crate::config::MarVariant::Mar, loss };
+        let spec = |loss| MarSpec {
+            len: 16,
+            token_dim: 2,
+            null_class: 10,
+            variant: crate::config::MarVariant::Mar,
+            loss,
+            learn_variance: false,
+        };
         let sweep = MarSweep { steps: vec![8], head_steps: vec![100], temperatures: vec![0.9] };
         let labels = |loss| -> Vec<String> {
             sweep.settings(&spec(loss)).unwrap().iter().map(|s| RowSampler::of_mar(loss, s).to_string()).collect()

@@ -23,6 +23,7 @@ use super::order::{MaskSchedule, mask_of, variant_order};
 use crate::config::RunConfig;
 use crate::config::{MarLoss, MarVariant};
 use crate::diffusion::sampler::{Denoiser, Sampler, SamplerKind, TimestepMap};
+use crate::diffusion::vlb::{VlbTables, learned_step};
 use crate::diffusion::vp::{Prediction, VpSchedule};
 use crate::error::{Error, Result};
 use crate::models::mar::Mar;
@@ -50,6 +51,8 @@ pub struct MarSpec {
     pub null_class: usize,
     pub variant: MarVariant,
     pub loss: MarLoss,
+    /// The head also outputs its steps' variance (`mar.learn_variance`), and the sampler uses it.
+    pub learn_variance: bool,
 }
 
 impl MarSpec {
@@ -62,6 +65,7 @@ impl MarSpec {
             null_class: net.num_classes,
             variant: mar.variant,
             loss: mar.loss,
+            learn_variance: mar.learn_variance,
         })
     }
 
@@ -124,6 +128,30 @@ struct GuidedHead<'a> {
     scale: f64,
 }
 
+impl GuidedHead<'_> {
+    /// The guided noise estimate and the conditional head's other outputs (a learned-variance
+    /// head's `v`; as LTH14/mar's `forward_with_cfg`, the variance is not guided).
+    ///
+    /// # Shapes
+    /// - `x`: `[N, C]`; returns `[N, C]` and `[N, out - C]` (`None` when `out = C`)
+    fn guided(&self, x: Tensor<2>, t: &[usize]) -> (Tensor<2>, Option<Tensor<2>>) {
+        let [n, c] = x.dims();
+        let cond = (self.eps)(x.clone(), t, true);
+        let rest = cond.dims()[1] - c;
+        let cond_rest = (rest > 0).then(|| cond.clone().narrow(1, c, rest));
+        let cond_eps = if rest > 0 { cond.narrow(1, 0, c) } else { cond };
+        let eps = if self.scale == 1.0 {
+            cond_eps
+        } else {
+            let uncond = (self.eps)(x, t, false);
+            let uncond = if rest > 0 { uncond.narrow(1, 0, c) } else { uncond };
+            uncond.clone() + (cond_eps - uncond) * self.scale
+        };
+        debug_assert_eq!(eps.dims(), [n, c]);
+        (eps, cond_rest)
+    }
+}
+
 impl Denoiser for GuidedHead<'_> {
     fn prediction(&self) -> Prediction {
         Prediction::Eps
@@ -131,15 +159,7 @@ impl Denoiser for GuidedHead<'_> {
 
     fn predict(&self, x_t: Tensor<4>, t: &[usize], _labels: Option<&[usize]>) -> Tensor<4> {
         let [n, c, _, _] = x_t.dims();
-        let x = x_t.reshape([n, c]);
-        let cond = (self.eps)(x.clone(), t, true);
-        let eps = if self.scale == 1.0 {
-            cond
-        } else {
-            let uncond = (self.eps)(x, t, false);
-            uncond.clone() + (cond - uncond) * self.scale
-        };
-        eps.reshape([n, c, 1, 1])
+        self.guided(x_t.reshape([n, c]), t).0.reshape([n, c, 1, 1])
     }
 }
 
@@ -148,8 +168,11 @@ fn gaussian(n: usize, c: usize, scale: f64, rng: &mut ChaCha8Rng, device: &Devic
     Tensor::from_data(TensorData::new(values, [n, c, 1, 1]), device)
 }
 
-/// `n` token vectors of width `c` sampled by DDPM with the noise estimate `eps(x_t, t, cond)`
-/// (`cond = false`: the unconditional one), guidance `w` and temperature `tau`.
+/// `n` token vectors of width `c` sampled by DDPM with the head `head(x_t, t, cond)`
+/// (`cond = false`: the unconditional one; its first `c` outputs the noise estimate, with
+/// `learned` its next `c` the variance interpolation of [`learned_step`]), guidance `w` and
+/// temperature `tau` (the scale of each step's noise). Without `learned` each step's variance is
+/// the posterior's.
 ///
 /// # Shapes
 /// - returns `[n, c]`
@@ -157,7 +180,8 @@ fn gaussian(n: usize, c: usize, scale: f64, rng: &mut ChaCha8Rng, device: &Devic
 pub fn sample_tokens(
     schedule: &VpSchedule,
     head_steps: usize,
-    eps: &dyn Fn(Tensor<2>, &[usize], bool) -> Tensor<2>,
+    head: &dyn Fn(Tensor<2>, &[usize], bool) -> Tensor<2>,
+    learned: bool,
     (n, c): (usize, usize),
     w: f64,
     temperature: f64,
@@ -174,12 +198,21 @@ pub fn sample_tokens(
         guidance: None,
         clip_x0: false,
     };
-    let head = GuidedHead { eps, scale: w };
+    let guided = GuidedHead { eps: head, scale: w };
+    let tables = learned.then(|| VlbTables::new(&schedule.respaced(&sampler.map.0)));
     let mut x = gaussian(n, c, 1.0, rng, device);
     let steps = sampler.map.0.len();
     for i in (0..steps).rev() {
         let noise = (i > 0).then(|| gaussian(n, c, temperature, rng, device));
-        x = sampler.step(&head, x, i, None, noise);
+        x = match &tables {
+            Some(tables) => {
+                let x2 = x.reshape([n, c]);
+                let (eps, v) = guided.guided(x2.clone(), &vec![sampler.map.0[i]; n]);
+                let v = v.expect("a learned-variance head outputs 2 C columns");
+                learned_step(tables, i, x2, eps, v, noise.map(|z| z.reshape([n, c]))).reshape([n, c, 1, 1])
+            }
+            None => sampler.step(&guided, x, i, None, noise),
+        };
     }
     x.reshape([n, c])
 }
@@ -263,6 +296,7 @@ pub fn generate(
                     schedule,
                     sampling.head_steps,
                     &eps,
+                    spec.learn_variance,
                     (n, token_dim),
                     w,
                     sampling.temperature,
@@ -349,7 +383,7 @@ mod tests {
     use crate::models::mar::MarConfig;
 
     fn spec(len: usize, variant: MarVariant) -> MarSpec {
-        MarSpec { len, token_dim: 3, null_class: 2, variant, loss: MarLoss::Diffusion }
+        MarSpec { len, token_dim: 3, null_class: 2, variant, loss: MarLoss::Diffusion, learn_variance: false }
     }
 
     /// The exact noise estimate for data that is a single point `c`:
@@ -376,10 +410,70 @@ mod tests {
         let eps = |x: Tensor<2>, t: &[usize], cond: bool| if cond { to_a(x, t) } else { to_b(x, t) };
         let mut rng = ChaCha8Rng::seed_from_u64(0);
         for (w, tau, want) in [(1.0, 1.0, 0.5), (1.0, 0.5, 0.5), (3.0, 1.0, -0.25 + 3.0 * 0.75)] {
-            let x = sample_tokens(&schedule, 100, &eps, (64, 3), w, tau, &mut rng, &device);
+            let x = sample_tokens(&schedule, 100, &eps, false, (64, 3), w, tau, &mut rng, &device);
             let v: Vec<f32> = x.into_data().try_into_vec().unwrap();
             let worst = v.iter().map(|&x| (x - want as f32).abs()).fold(0f32, f32::max);
             assert!(worst < 2e-3, "w {w} tau {tau}: off by {worst}");
+        }
+    }
+
+    /// A learned-variance head whose `v` is -1 everywhere asks for the posterior variance: the
+    /// same chain as the fixed-variance sampler, draw for draw; `v = +1` (the `beta_t` bound)
+    /// is a different chain. The head is the exact one of Gaussian data `N(mu, s0^2)` per class
+    /// (`eps = s (x_t - g mu) / (g^2 s0^2 + s^2)`), so that where a chain ends depends on its
+    /// noise, and both chains' tokens have about the data's mean and spread.
+    #[test]
+    fn a_learned_variance_at_its_lower_bound_is_the_fixed_variance_sampler() {
+        let device = Device::flex();
+        let schedule = VpSchedule::new(BetaSchedule::cosine(), 1000);
+        let s0 = 0.3f64;
+        let gaussian = |mu: f64| {
+            let schedule = &schedule;
+            move |x: Tensor<2>, t: &[usize]| {
+                let n = x.dims()[0];
+                let col = |f: &dyn Fn(usize) -> f64| {
+                    Tensor::<2>::from_data(
+                        TensorData::new(t.iter().map(|&t| f(t) as f32).collect::<Vec<_>>(), [n, 1]),
+                        &x.device(),
+                    )
+                };
+                let (g, s) = (col(&|t| schedule.gamma(t)), col(&|t| schedule.sigma(t)));
+                let var = col(&|t| schedule.gamma(t).powi(2) * s0 * s0 + schedule.sigma(t).powi(2));
+                s * (x - g * mu) / var
+            }
+        };
+        let (to_a, to_b) = (gaussian(0.5), gaussian(-0.25));
+        let eps = |x: Tensor<2>, t: &[usize], cond: bool| if cond { to_a(x, t) } else { to_b(x, t) };
+        let with_v = |v: f32| {
+            move |x: Tensor<2>, t: &[usize], cond: bool| {
+                let out = eps(x, t, cond);
+                // The unconditional head's variance is not used: make it absurd.
+                let v = if cond { v } else { 50.0 };
+                Tensor::cat(vec![out.clone(), out.zeros_like().add_scalar(v)], 1)
+            }
+        };
+        let run = |head: &dyn Fn(Tensor<2>, &[usize], bool) -> Tensor<2>, learned: bool, w: f64| -> Vec<f32> {
+            let mut rng = ChaCha8Rng::seed_from_u64(7);
+            sample_tokens(&schedule, 50, head, learned, (2048, 2), w, 1.0, &mut rng, &device)
+                .into_data()
+                .try_into_vec()
+                .unwrap()
+        };
+        for w in [1.0, 2.0] {
+            let fixed = run(&eps, false, w);
+            let lower = run(&with_v(-1.0), true, w);
+            let worst = fixed.iter().zip(&lower).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(worst < 1e-4, "w {w}: the learned lower bound differs from the posterior variance by {worst}");
+        }
+        let fixed = run(&eps, false, 1.0);
+        let upper = run(&with_v(1.0), true, 1.0);
+        let moved = fixed.iter().zip(&upper).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(moved > 1e-2, "the beta_t bound changed nothing ({moved})");
+        for tokens in [&fixed, &upper] {
+            let n = tokens.len() as f64;
+            let mean = tokens.iter().map(|&x| x as f64).sum::<f64>() / n;
+            let sd = (tokens.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
+            assert!((mean - 0.5).abs() < 0.03 && (sd - s0).abs() < 0.03, "mean {mean} sd {sd}");
         }
     }
 
@@ -395,7 +489,7 @@ mod tests {
         let exact = point_mass(&schedule, 0.5);
         let eps = |x: Tensor<2>, t: &[usize], _: bool| exact(x, t).clamp(-4.0, 4.0) + 0.03;
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let x = sample_tokens(&schedule, 100, &eps, (256, 2), 1.0, 1.0, &mut rng, &device);
+        let x = sample_tokens(&schedule, 100, &eps, false, (256, 2), 1.0, 1.0, &mut rng, &device);
         let v: Vec<f32> = x.into_data().try_into_vec().unwrap();
         let worst = v.iter().map(|&x| (x - 0.5).abs()).fold(0f32, f32::max);
         assert!(worst < 0.1, "off by {worst}");

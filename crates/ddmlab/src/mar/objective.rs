@@ -20,6 +20,7 @@ use super::codebook::Codebook;
 use super::order::{mask_of, mask_ratio, masked_count, variant_order};
 use crate::config::{MarLoss, MarVariant, RunConfig};
 use crate::data::loader::{purpose, step_rng};
+use crate::diffusion::vlb::{VlbTables, vb_term};
 use crate::diffusion::vp::{BetaSchedule, VpSchedule};
 use crate::models::mar::Mar;
 use crate::tokenizer::{FittedTokenizer, Tokenizer};
@@ -46,6 +47,9 @@ pub struct MarObjective {
     pub fixed_ratio: Option<f64>,
     /// L2 targets normalised per token (MAE's `norm_pix_loss`).
     pub norm_target: bool,
+    /// The learned variance's tables (`mar.learn_variance`): the loss adds the VLB term of the
+    /// head's variance outputs to the MSE, as LTH14/mar's (`loss = mse + vb`, per row).
+    pub vlb: Option<VlbTables>,
 }
 
 /// The random draws of one batch.
@@ -106,6 +110,7 @@ impl MarObjective {
             loss: MarLoss::Diffusion,
             fixed_ratio: None,
             norm_target: false,
+            vlb: None,
         }
     }
 
@@ -180,7 +185,25 @@ impl MarObjective {
         let sigma: Vec<f32> = draws.t.iter().map(|&t| self.schedule.sigma(t) as f32).collect();
         let n = draws.t.len();
         let eps = Tensor::<2>::from_data(TensorData::new(draws.eps.clone(), [n, self.token_dim]), device);
-        model.diffusion_loss(tokens, &draws.mask, &draws.order, &draws.labels, &draws.t, &gamma, &sigma, eps)
+        let Some(tables) = &self.vlb else {
+            return model.diffusion_loss(
+                tokens,
+                &draws.mask,
+                &draws.order,
+                &draws.labels,
+                &draws.t,
+                &gamma,
+                &sigma,
+                eps,
+            );
+        };
+        let rows =
+            model.noised_rows(tokens, &draws.mask, &draws.order, &draws.labels, &draws.t, &gamma, &sigma, eps.clone());
+        let c = self.token_dim;
+        let (eps_hat, v) = (rows.out.clone().narrow(1, 0, c), rows.out.narrow(1, c, c));
+        let mse = (eps_hat.clone() - eps).square().mean();
+        let vb = vb_term(tables, rows.x0, rows.x_t, eps_hat, v, &draws.t).mean();
+        (mse + vb).reshape([1])
     }
 }
 
@@ -210,6 +233,7 @@ impl MarTrainObjective {
                 loss: mar.loss,
                 fixed_ratio: mar.mask_ratio,
                 norm_target: mar.norm_target,
+                vlb: mar.learn_variance.then(|| VlbTables::new(&head_schedule())),
                 ..MarObjective::paper(net.seq_len, net.token_dim, net.num_classes)
             },
             tokenizer: tokenizer.bind(config.model.image, device),
@@ -300,6 +324,91 @@ mod tests {
         let mut noisy = draws.clone();
         noisy.tok_noise = (0..6 * 16 * 4).map(|i| i as f32).collect();
         assert_eq!(noisy.slice(2, 5).tok_noise, noisy.tok_noise[2 * 64..5 * 64]);
+    }
+
+    /// With `mar.learn_variance` the loss is LTH14/mar's `mse + vb` per row, averaged: checked
+    /// against f64 on the host from the head's own rows (a timestep 0 among them, where the term
+    /// is the discretized likelihood), and the VLB term trains the variance outputs only (the
+    /// official `frozen_out`): the gradient reaching the eps columns of the output layer is the
+    /// MSE's alone.
+    #[test]
+    fn the_learned_variance_loss_is_mse_plus_the_vlb_term_and_trains_only_the_variance() {
+        use crate::models::mar::MarConfig;
+        use burn::tensor::Distribution;
+        let device = Device::flex().autodiff();
+        let config = MarConfig { head_out: 8, learn_variance: true, ..MarConfig::tiny(4, 16, 10) };
+        let mut model = crate::nn::init::seeded(&device, 9, |device| config.init(device));
+        model.head.output = crate::nn::init::xavier_linear(16, 8, &device);
+        let schedule = head_schedule();
+        let tables = VlbTables::new(&schedule);
+        let obj = MarObjective { vlb: Some(tables.clone()), ..MarObjective::paper(16, 4, 10) };
+        let labels: Vec<u32> = (0..3).collect();
+        let mut draws = obj.draw(2, 5, &labels);
+        draws.t[0] = 0;
+        draws.t[5] = 1;
+        let tokens = Tensor::<3>::random([3, 16, 4], Distribution::Normal(0.0, 0.5), &device);
+        let tokens2 = tokens.clone();
+        let loss = obj.loss(&model, tokens.clone(), &draws, None, &device);
+        let got: f32 = loss.clone().into_scalar();
+        // The host's f64 value from the same rows.
+        let gamma: Vec<f32> = draws.t.iter().map(|&t| schedule.gamma(t) as f32).collect();
+        let sigma: Vec<f32> = draws.t.iter().map(|&t| schedule.sigma(t) as f32).collect();
+        let n = draws.t.len();
+        let eps = Tensor::<2>::from_data(TensorData::new(draws.eps.clone(), [n, 4]), &device);
+        let rows = model.noised_rows(tokens, &draws.mask, &draws.order, &draws.labels, &draws.t, &gamma, &sigma, eps);
+        let host = |t: Tensor<2>| -> Vec<f64> {
+            t.into_data().try_into_vec::<f32>().unwrap().into_iter().map(f64::from).collect()
+        };
+        let (out, x0, xt) = (host(rows.out), host(rows.x0), host(rows.x_t));
+        let cdf = |x: f64| 0.5 * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x.powi(3))).tanh());
+        let (mut mse, mut vb) = (0.0, 0.0);
+        for (r, &t) in draws.t.iter().enumerate() {
+            let mut row = 0.0;
+            for k in 0..4 {
+                let (e_hat, v) = (out[r * 8 + k], out[r * 8 + 4 + k]);
+                mse += (e_hat - draws.eps[r * 4 + k] as f64).powi(2) / (4 * n) as f64;
+                let (a, b) = (x0[r * 4 + k], xt[r * 4 + k]);
+                let true_mean = tables.coef_x0[t] * a + tables.coef_xt[t] * b;
+                let a_hat = tables.recip[t] * b - tables.recip_m1[t] * e_hat;
+                let mean = tables.coef_x0[t] * a_hat + tables.coef_xt[t] * b;
+                let lv = tables.log_variance(t, v);
+                row += if t == 0 {
+                    let inv = (-0.5 * lv).exp();
+                    let p = cdf(inv * (a - mean + 1.0 / 255.0)) - cdf(inv * (a - mean - 1.0 / 255.0));
+                    -p.max(1e-12).ln()
+                } else {
+                    let lv1 = tables.min_log[t];
+                    0.5 * (lv - lv1 + (lv1 - lv).exp() + (true_mean - mean).powi(2) * (-lv).exp() - 1.0)
+                };
+            }
+            vb += row / 4.0 / std::f64::consts::LN_2 / n as f64;
+        }
+        let want = mse + vb;
+        assert!(vb > 1e-3, "the VLB term is there: {vb}");
+        assert!((got as f64 - want).abs() < 1e-4 * want, "{got} vs {want} (mse {mse}, vb {vb})");
+        // The eps columns' gradient is the MSE's alone; the variance columns get the VLB's.
+        let weight_grad = |loss: Tensor<1>| host(model.head.output.weight.grad(&loss.backward()).unwrap());
+        let full = weight_grad(loss);
+        let (gamma, sigma) = (&gamma, &sigma);
+        let eps = Tensor::<2>::from_data(TensorData::new(draws.eps.clone(), [n, 4]), &device);
+        let mse_only = weight_grad(model.diffusion_loss(
+            tokens2,
+            &draws.mask,
+            &draws.order,
+            &draws.labels,
+            &draws.t,
+            gamma,
+            sigma,
+            eps,
+        ));
+        for (i, (a, b)) in full.iter().zip(&mse_only).enumerate() {
+            if i % 8 < 4 {
+                assert!((a - b).abs() < 1e-6 * b.abs().max(1e-3), "eps column {}: {a} vs {b}", i % 8);
+            } else {
+                assert_eq!(*b, 0.0);
+            }
+        }
+        assert!(full.iter().enumerate().any(|(i, g)| i % 8 >= 4 && g.abs() > 1e-6), "the VLB trains the variance");
     }
 
     #[test]

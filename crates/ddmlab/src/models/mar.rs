@@ -51,10 +51,13 @@ pub struct MarConfig {
     /// Causal attention over the sequence in generation order (the AR variants) instead of
     /// MAR's bidirectional attention over the visible tokens.
     pub causal: bool,
-    /// The head's output width: `token_dim`, or the codebook size for cross-entropy.
+    /// The head's output width: `token_dim` (eps), `2 token_dim` (eps and the variance
+    /// interpolation, with `learn_variance`), or the codebook size for cross-entropy.
     pub head_out: usize,
     /// The head's blocks normalise with an affine LayerNorm (LTH14/mar's `in_ln`).
     pub head_affine_norm: bool,
+    /// The head's second `token_dim` outputs are improved DDPM's variance interpolation `v`.
+    pub learn_variance: bool,
 }
 
 /// The MAR transformer with its Diffusion Loss head.
@@ -105,6 +108,7 @@ impl MarConfig {
             causal: false,
             head_out: token_dim,
             head_affine_norm: false,
+            learn_variance: false,
         }
     }
 
@@ -390,11 +394,13 @@ impl Mar {
 
     /// The Diffusion Loss of the masked tokens (every token for a causal model): the mean over
     /// those tokens x `repeat` draws of `|eps - eps_hat(gamma_t x0 + sigma_t eps, t, z)|^2 / C`.
+    /// A learned-variance head's variance outputs do not enter it (the VLB term that trains them
+    /// is the objective's, `mar::objective`).
     ///
     /// # Shapes
     /// - `tokens`: `[B, L, C]` clean; `mask`, `orders`, `labels` as [`Mar::condition`]; `t`: one timestep per
     ///   (image, repeat, masked token), in that order; `gamma`, `sigma`: the schedule's values at `t`;
-    ///   `eps`: `[M repeat, C]` with `M` the masked tokens of the batch; returns `[1]`
+    ///   `eps`: `[M repeat, C]`; returns `[1]`
     #[allow(clippy::too_many_arguments)]
     pub fn diffusion_loss(
         &self,
@@ -407,15 +413,47 @@ impl Mar {
         sigma: &[f32],
         eps: Tensor<2>,
     ) -> Tensor<1> {
+        let c = eps.dims()[1];
+        let rows = self.noised_rows(tokens, mask, orders, labels, t, gamma, sigma, eps.clone());
+        (rows.out.narrow(1, 0, c) - eps).square().mean().reshape([1])
+    }
+
+    /// The head's outputs on the noised masked tokens, with the clean and noisy tokens they came
+    /// from: the rows of [`Mar::diffusion_loss`], for an objective that adds terms of its own.
+    ///
+    /// # Shapes
+    /// - as [`Mar::diffusion_loss`]; the rows are `[M repeat, head_out]`, `[M repeat, C]` twice
+    #[allow(clippy::too_many_arguments)]
+    pub fn noised_rows(
+        &self,
+        tokens: Tensor<3>,
+        mask: &[Vec<bool>],
+        orders: &[Vec<usize>],
+        labels: &[usize],
+        t: &[usize],
+        gamma: &[f32],
+        sigma: &[f32],
+        eps: Tensor<2>,
+    ) -> NoisedRows {
         let device = tokens.device();
         let z = self.condition(tokens.clone(), mask, orders, labels);
         let m: usize = mask.iter().map(|row| row.iter().filter(|&&x| x).count()).sum();
         let (z, x0) = Self::targets(z, tokens, mask, t.len() / m.max(1)); // [M r, W], [M r, C]
         let col = |v: &[f32]| Tensor::<2>::from_data(TensorData::new(v.to_vec(), [v.len(), 1]), &device);
-        let x_t = x0 * col(gamma) + eps.clone() * col(sigma);
-        let eps_hat = self.head.forward(x_t, t, z);
-        (eps_hat - eps).square().mean().reshape([1])
+        let x_t = x0.clone() * col(gamma) + eps * col(sigma);
+        NoisedRows { out: self.head.forward(x_t.clone(), t, z), x0, x_t }
     }
+}
+
+/// The head's outputs on noised tokens with those tokens ([`Mar::noised_rows`]).
+#[derive(Debug, Clone)]
+pub struct NoisedRows {
+    /// `[N, head_out]`: eps, then (a learned-variance head) the variance interpolation.
+    pub out: Tensor<2>,
+    /// `[N, C]` clean tokens.
+    pub x0: Tensor<2>,
+    /// `[N, C]` noisy tokens.
+    pub x_t: Tensor<2>,
 }
 
 #[cfg(test)]

@@ -12,9 +12,10 @@
 //!   writes the identity (weight 1, bias 0), and an import accepts only that, naming the blocks
 //!   whose `in_ln` is not;
 //! - the official head predicts `2 C` channels (eps, then the variance interpolation of improved
-//!   DDPM's learned variance); ddmlab's head predicts eps. An export appends zero rows for the
-//!   variance half (the official sampler then interpolates half way between its two variance
-//!   bounds); an import keeps the eps half.
+//!   DDPM's learned variance), as ddmlab's with `mar.learn_variance`. Without that setting
+//!   ddmlab's head predicts eps: an export appends zero rows for the variance half (the official
+//!   sampler then interpolates half way between its two variance bounds), and an import accepts
+//!   only such zero rows (a trained variance would be dropped silently), naming the setting.
 //!
 //! Linear weights `[out, in]` vs burn's `[in, out]`, LayerNorm `weight` / `bias` vs `gamma` /
 //! `beta`, dtype casts and the report of what did not match are burn-store's adapters, as for the
@@ -28,7 +29,7 @@ use burn::store::{
 };
 use burn::tensor::{DType, TensorData};
 
-use super::interop::{Layout, eps_rows, f32_bytes, read_tensors, report, serialize};
+use super::interop::{Layout, f32_bytes, read_tensors, report, serialize};
 use crate::error::{Error, Result};
 use crate::models::mar::{Mar, MarConfig};
 
@@ -75,7 +76,9 @@ pub fn export_mar(model: &Mar, config: &MarConfig) -> Result<Vec<u8>> {
                 (p.name, p.shape) = ("class_emb.weight".into(), vec![config.num_classes, w]);
             }
             "mask_token" => p.shape = vec![1, 1, config.width],
-            "diffloss.net.final_layer.linear.weight" | "diffloss.net.final_layer.linear.bias" => {
+            "diffloss.net.final_layer.linear.weight" | "diffloss.net.final_layer.linear.bias"
+                if !config.learn_variance =>
+            {
                 // The variance half of the official head's output, zero.
                 p.values.extend(std::iter::repeat_n(0.0, p.values.len()));
                 p.shape[0] *= 2;
@@ -137,17 +140,31 @@ pub fn import_mar(mut model: Mar, config: &MarConfig, path: &Path) -> Result<Mar
             p.shape.remove(0);
         }
     }
-    let mut tensors: Vec<PackTensor> = plain.into_iter().map(Plain::pack).collect();
-    for t in tensors.iter_mut() {
-        let head = ["diffloss.net.final_layer.linear.weight", "diffloss.net.final_layer.linear.bias"];
-        if head.contains(&t.name.as_str()) && t.shape.first() == Some(&(2 * config.token_dim)) {
-            let cols: usize = t.shape[1..].iter().product();
-            let mut shape = t.shape.clone();
-            shape[0] = config.token_dim;
-            let (c, name) = (config.token_dim, t.name.clone());
-            *t = bridge::map_data(t.clone(), name, DType::F32, shape, move |d| eps_rows(d, c, cols));
+    let head = ["diffloss.net.final_layer.linear.weight", "diffloss.net.final_layer.linear.bias"];
+    let c = config.token_dim;
+    let mut trained_variance = Vec::new();
+    for p in plain.iter_mut().filter(|p| !config.learn_variance && head.contains(&p.name.as_str())) {
+        if p.shape.first() == Some(&(2 * c)) {
+            let cols: usize = p.shape[1..].iter().product();
+            if p.values[c * cols..].iter().any(|&v| v != 0.0) {
+                trained_variance.push(p.name.clone());
+            }
+            p.values.truncate(c * cols);
+            p.shape[0] = c;
         }
     }
+    if !trained_variance.is_empty() {
+        return Err(Error::format(
+            path,
+            format!(
+                "the head's variance outputs (rows {c}..{} of {}) are trained; this model's head predicts eps \
+                 only: import into a config with mar.learn_variance = true",
+                2 * c,
+                trained_variance.join(", ")
+            ),
+        ));
+    }
+    let tensors: Vec<PackTensor> = plain.into_iter().map(Plain::pack).collect();
     let (tensors, _) = KeyRemapper::from_compiled_patterns(Layout::Mar.patterns(false)).remap(tensors);
     let adapter = FloatCastAdapter::to(DType::F32).chain(PyTorchToBurnAdapter);
     let result = model.apply(tensors, None, Some(Box::new(adapter)), true);
@@ -206,6 +223,32 @@ mod tests {
             assert_eq!(na, nb);
             assert!(xa == xb, "{na} differs after the round trip");
         }
+    }
+
+    /// A learned-variance head's `2 C` outputs go out and back as they are; into a head that
+    /// predicts eps only they are refused (the trained variance would be dropped), while that
+    /// head's own export (zero variance rows) reads back.
+    #[test]
+    fn a_learned_variance_head_keeps_its_variance_rows_and_an_eps_head_refuses_them() {
+        let device = Device::flex();
+        let eps_only = MarConfig::tiny(3, 8, 4);
+        let learned = MarConfig { head_out: 6, learn_variance: true, ..eps_only };
+        let mut a = crate::nn::init::seeded(&device, 1, |d| learned.init(d));
+        a.head.output = crate::nn::init::xavier_linear(16, 6, &device);
+        let bytes = export_mar(&a, &learned).unwrap();
+        let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        assert_eq!(file.tensor("diffloss.net.final_layer.linear.weight").unwrap().shape(), [6, 16]);
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("mar.safetensors");
+        std::fs::write(&path, &bytes).unwrap();
+        let b = import_mar(crate::nn::init::seeded(&device, 2, |d| learned.init(d)), &learned, &path).unwrap();
+        assert!(values(&a) == values(&b), "the learned-variance head changed on the way");
+        let err = import_mar(eps_only.init(&device), &eps_only, &path).unwrap_err().to_string();
+        assert!(err.contains("mar.learn_variance") && err.contains("final_layer.linear.weight"), "{err}");
+        let eps_model = crate::nn::init::seeded(&device, 3, |d| eps_only.init(d));
+        std::fs::write(&path, export_mar(&eps_model, &eps_only).unwrap()).unwrap();
+        let back = import_mar(eps_only.init(&device), &eps_only, &path).unwrap();
+        assert!(values(&eps_model) == values(&back));
     }
 
     #[test]
