@@ -386,9 +386,9 @@ mod tests {
         MarSpec { len, token_dim: 3, null_class: 2, variant, loss: MarLoss::Diffusion, learn_variance: false }
     }
 
-    /// The exact noise estimate for data that is a single point `c`:
-    /// `eps = (x_t - gamma_t c) / sigma_t`.
-    fn point_mass(schedule: &VpSchedule, c: f32) -> impl Fn(Tensor<2>, &[usize]) -> Tensor<2> + '_ {
+    /// The exact noise estimate for Gaussian data `N(mu, s0^2)`:
+    /// `eps = sigma_t (x_t - gamma_t mu) / (gamma_t^2 s0^2 + sigma_t^2)`.
+    fn gaussian_data(schedule: &VpSchedule, mu: f64, s0: f64) -> impl Fn(Tensor<2>, &[usize]) -> Tensor<2> + '_ {
         move |x: Tensor<2>, t: &[usize]| {
             let n = x.dims()[0];
             let col = |f: &dyn Fn(usize) -> f64| {
@@ -398,8 +398,15 @@ mod tests {
                 )
             };
             let (g, s) = (col(&|t| schedule.gamma(t)), col(&|t| schedule.sigma(t)));
-            (x - g * c) / s
+            let var = col(&|t| schedule.gamma(t).powi(2) * s0 * s0 + schedule.sigma(t).powi(2));
+            s * (x - g * mu) / var
         }
+    }
+
+    /// The exact noise estimate for data that is a single point `c`:
+    /// `eps = (x_t - gamma_t c) / sigma_t`.
+    fn point_mass(schedule: &VpSchedule, c: f32) -> impl Fn(Tensor<2>, &[usize]) -> Tensor<2> + '_ {
+        gaussian_data(schedule, c as f64, 0.0)
     }
 
     #[test]
@@ -427,22 +434,7 @@ mod tests {
         let device = Device::flex();
         let schedule = VpSchedule::new(BetaSchedule::cosine(), 1000);
         let s0 = 0.3f64;
-        let gaussian = |mu: f64| {
-            let schedule = &schedule;
-            move |x: Tensor<2>, t: &[usize]| {
-                let n = x.dims()[0];
-                let col = |f: &dyn Fn(usize) -> f64| {
-                    Tensor::<2>::from_data(
-                        TensorData::new(t.iter().map(|&t| f(t) as f32).collect::<Vec<_>>(), [n, 1]),
-                        &x.device(),
-                    )
-                };
-                let (g, s) = (col(&|t| schedule.gamma(t)), col(&|t| schedule.sigma(t)));
-                let var = col(&|t| schedule.gamma(t).powi(2) * s0 * s0 + schedule.sigma(t).powi(2));
-                s * (x - g * mu) / var
-            }
-        };
-        let (to_a, to_b) = (gaussian(0.5), gaussian(-0.25));
+        let (to_a, to_b) = (gaussian_data(&schedule, 0.5, s0), gaussian_data(&schedule, -0.25, s0));
         let eps = |x: Tensor<2>, t: &[usize], cond: bool| if cond { to_a(x, t) } else { to_b(x, t) };
         let with_v = |v: f32| {
             move |x: Tensor<2>, t: &[usize], cond: bool| {

@@ -392,37 +392,16 @@ impl Mar {
         self.head.regress(z)
     }
 
-    /// The Diffusion Loss of the masked tokens (every token for a causal model): the mean over
-    /// those tokens x `repeat` draws of `|eps - eps_hat(gamma_t x0 + sigma_t eps, t, z)|^2 / C`.
-    /// A learned-variance head's variance outputs do not enter it (the VLB term that trains them
-    /// is the objective's, `mar::objective`).
+    /// The rows of the Diffusion Loss of the masked tokens (every token for a causal model): for
+    /// each of those tokens x `repeat` draws, `x_t = gamma_t x0 + sigma_t eps` and the head's
+    /// output `eps_hat(x_t, t, z)` (and, with a learned variance, `v`). The objective
+    /// (`mar::objective`) makes the loss of them: `|eps - eps_hat|^2 / C` averaged, plus the VLB term of
+    /// `v`.
     ///
     /// # Shapes
     /// - `tokens`: `[B, L, C]` clean; `mask`, `orders`, `labels` as [`Mar::condition`]; `t`: one timestep per
     ///   (image, repeat, masked token), in that order; `gamma`, `sigma`: the schedule's values at `t`;
-    ///   `eps`: `[M repeat, C]`; returns `[1]`
-    #[allow(clippy::too_many_arguments)]
-    pub fn diffusion_loss(
-        &self,
-        tokens: Tensor<3>,
-        mask: &[Vec<bool>],
-        orders: &[Vec<usize>],
-        labels: &[usize],
-        t: &[usize],
-        gamma: &[f32],
-        sigma: &[f32],
-        eps: Tensor<2>,
-    ) -> Tensor<1> {
-        let c = eps.dims()[1];
-        let rows = self.noised_rows(tokens, mask, orders, labels, t, gamma, sigma, eps.clone());
-        (rows.out.narrow(1, 0, c) - eps).square().mean().reshape([1])
-    }
-
-    /// The head's outputs on the noised masked tokens, with the clean and noisy tokens they came
-    /// from: the rows of [`Mar::diffusion_loss`], for an objective that adds terms of its own.
-    ///
-    /// # Shapes
-    /// - as [`Mar::diffusion_loss`]; the rows are `[M repeat, head_out]`, `[M repeat, C]` twice
+    ///   `eps`: `[M repeat, C]`; the rows are `[M repeat, head_out]`, `[M repeat, C]` twice
     #[allow(clippy::too_many_arguments)]
     pub fn noised_rows(
         &self,
@@ -500,7 +479,7 @@ mod tests {
     }
 
     #[test]
-    fn a_fresh_models_diffusion_loss_is_the_noise_variance() {
+    fn a_fresh_heads_prediction_is_zero_so_its_loss_is_the_noise_variance() {
         let device = Device::flex();
         let mar = crate::nn::init::seeded(&device, 2, |device| config().init(device));
         let mask = masks(2, 9, 7, 5);
@@ -509,7 +488,8 @@ mod tests {
         let t: Vec<usize> = (0..m * repeat).map(|i| (i * 37) % 1000).collect();
         let eps = Tensor::<2>::random([m * repeat, 4], Distribution::Normal(0.0, 1.0), &device);
         let ones = vec![0.5f32; m * repeat];
-        let loss: f32 = mar.diffusion_loss(tokens, &mask, &[], &[0, 3], &t, &ones, &ones, eps.clone()).into_scalar();
+        let rows = mar.noised_rows(tokens, &mask, &[], &[0, 3], &t, &ones, &ones, eps.clone());
+        let loss: f32 = (rows.out - eps.clone()).square().mean().into_scalar();
         let variance: f32 = eps.square().mean().into_scalar();
         assert!((loss - variance).abs() < 1e-6, "{loss} vs {variance}");
     }
