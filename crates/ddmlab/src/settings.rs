@@ -8,6 +8,21 @@ use crate::error::{Error, Result};
 
 /// serde's `skip_serializing_if` for a count whose 0 means "off", so that configs written before
 /// the field existed keep their text.
+/// `#[serde(skip_serializing_if)]` of a field at its type's default.
+pub fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+/// `#[serde(skip_serializing_if)]` of a setting on by default.
+pub fn is_true(v: &bool) -> bool {
+    *v
+}
+
+/// `#[serde(default)]` of a setting on by default.
+pub fn yes() -> bool {
+    true
+}
+
 pub fn is_zero(v: &usize) -> bool {
     *v == 0
 }

@@ -18,6 +18,7 @@ pub use mar::{MarLoss, MarSection, MarVariant};
 use crate::data::transform::Augment;
 use crate::error::{Error, Result};
 use crate::models::VitConfig;
+use crate::optim::decay::DecayExempt;
 use crate::settings::check;
 
 /// Optimisation settings.
@@ -39,6 +40,10 @@ pub struct TrainConfig {
     /// The learning rate at the end of the cosine, as a fraction of the peak.
     pub min_lr_frac: f64,
     pub weight_decay: f64,
+    /// The parameters weight decay skips: `none` (every parameter decays) or
+    /// `norms-biases-head` (1-D tensors and MAR's Diffusion Loss head, LTH14/mar's groups).
+    #[serde(default, skip_serializing_if = "crate::settings::is_default")]
+    pub decay_exempt: DecayExempt,
     pub beta1: f64,
     pub beta2: f64,
     /// AdamW epsilon (PyTorch's default 1e-8; burn's default differs).
@@ -46,8 +51,13 @@ pub struct TrainConfig {
     /// Clip the global gradient norm (all parameters together, as PyTorch's
     /// `clip_grad_norm_`) to this value (0 = off).
     pub grad_clip: f64,
-    /// EMA decay of the weights (warmed up as `min(decay, (1 + s) / (10 + s))`).
+    /// EMA decay of the weights (warmed up as `min(decay, (1 + s) / (10 + s))` unless
+    /// `ema_warmup` is off).
     pub ema_decay: f64,
+    /// Warm the EMA decay up (on: every run made before this setting); off: the constant
+    /// decay from the first step, as LTH14/mar's EMA.
+    #[serde(default = "crate::settings::yes", skip_serializing_if = "crate::settings::is_true")]
+    pub ema_warmup: bool,
     pub augment: Augment,
     pub seed: u64,
     /// Write a checkpoint every this many steps (and at the end).
@@ -245,6 +255,17 @@ mod tests {
         assert!(err.contains("fast"), "{err}");
         let err = c.with_override("modle.width=3").unwrap_err().to_string();
         assert!(err.contains("no field `modle`"), "{err}");
+        // LTH14/mar's optimisation settings: absent at their defaults (every earlier run's
+        // config reads and writes as before), set by name, refused when misspelt.
+        assert!(!c.to_toml().contains("decay_exempt") && !c.to_toml().contains("ema_warmup"));
+        assert_eq!((c.train.decay_exempt, c.train.ema_warmup), (crate::optim::decay::DecayExempt::None, true));
+        let official = c.with_override("train.decay_exempt=norms-biases-head").unwrap();
+        let official = official.with_override("train.ema_warmup=false").unwrap();
+        assert_eq!(official.train.decay_exempt, crate::optim::decay::DecayExempt::NormsBiasesHead);
+        assert!(!official.train.ema_warmup);
+        assert_eq!(RunConfig::from_toml(&official.to_toml(), "c.toml".as_ref()).unwrap(), official);
+        let err = c.with_override("train.decay_exempt=biases").unwrap_err().to_string();
+        assert!(err.contains("biases") && err.contains("norms-biases-head"), "{err}");
     }
 
     #[test]

@@ -190,13 +190,25 @@ fn position_rows(orders: &[Vec<usize>], lead: usize, buffer: usize, tokens: usiz
 }
 
 impl Mar {
-    /// The condition vectors of every token.
+    /// The condition vectors of every token: [`Mar::encode_visible`], then [`Mar::decode`].
     ///
     /// # Shapes
     /// - `tokens`: `[B, L, C]` (masked positions may hold anything: they are never read);
     ///   `mask`: `B` rows of `L` flags, each row with the same number of `true`; `labels`: `B`
     ///   class ids, `num_classes` for the null class; returns `z`: `[B, L, W]`
     pub fn forward(&self, tokens: Tensor<3>, mask: &[Vec<bool>], labels: &[usize]) -> Tensor<3> {
+        let x = self.encode_visible(tokens, mask, labels);
+        self.decode(x, mask)
+    }
+
+    /// MAR's encoder (the official `forward_mae_encoder`): the class (or null) vector in every
+    /// buffer row, the projected tokens, positions, LayerNorm; the masked rows dropped; the
+    /// encoder blocks and their LayerNorm.
+    ///
+    /// # Shapes
+    /// - as [`Mar::forward`]; returns `[B, buffer + L - masked, W]`, the buffer rows first, then
+    ///   the visible tokens in sequence order
+    pub fn encode_visible(&self, tokens: Tensor<3>, mask: &[Vec<bool>], labels: &[usize]) -> Tensor<3> {
         assert!(!self.causal, "a causal MAR reads orders, not masks: use Mar::condition");
         let device = tokens.device();
         let [b, l, _] = tokens.dims();
@@ -214,14 +226,29 @@ impl Mar {
         let x = self.z_proj_ln.forward(x);
         let keep = buf + l - masked;
         let rows = visible_rows(mask, buf);
-        let mut x = x.reshape([b * (buf + l), w]).select(0, index(rows.clone(), &device)).reshape([b, keep, w]);
+        let mut x = x.reshape([b * (buf + l), w]).select(0, index(rows, &device)).reshape([b, keep, w]);
         for block in &self.enc_blocks {
             x = block.forward(x);
         }
-        let x = linear_tokens(&self.dec_embed, self.enc_norm.forward(x)); // [B, keep, W]
+        self.enc_norm.forward(x)
+    }
 
+    /// MAR's decoder (the official `forward_mae_decoder`): the encoder's rows projected and
+    /// scattered back among mask tokens, positions, the decoder blocks and their LayerNorm, the
+    /// buffer dropped, the head's positions added.
+    ///
+    /// # Shapes
+    /// - `x`: `[B, buffer + L - masked, W]` ([`Mar::encode_visible`]); `mask` as there; returns
+    ///   `z`: `[B, L, W]`
+    pub fn decode(&self, x: Tensor<3>, mask: &[Vec<bool>]) -> Tensor<3> {
+        let device = x.device();
+        let [b, keep, w] = x.dims();
+        let buf = self.buffer;
+        let l = mask.first().map_or(0, Vec::len);
+        let x = linear_tokens(&self.dec_embed, x); // [B, keep, W]
         // Scatter back: row r of the full sequence reads visible row `source[r]`, or the mask
         // token (the extra last row) where the token is masked.
+        let rows = visible_rows(mask, buf);
         let mut source = vec![(b * keep) as i64; b * (buf + l)];
         for (k, &r) in rows.iter().enumerate() {
             source[r as usize] = k as i64;

@@ -1,6 +1,7 @@
 //! Optimisation schedules and updates shared by every training loop: the learning-rate
-//! schedule, the EMA of the weights, global-norm gradient clipping.
+//! schedule, the EMA of the weights, global-norm gradient clipping, which weights decay.
 
 pub mod clip;
+pub mod decay;
 pub mod ema;
 pub mod lr;

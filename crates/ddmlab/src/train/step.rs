@@ -16,6 +16,7 @@ use crate::data::loader::Batch;
 use crate::error::{Error, Result};
 use crate::models::DenoisingVit;
 use crate::optim::clip::clip_global_norm;
+use crate::optim::decay::{DecayExempt, decay_weights};
 use crate::optim::ema::{ema_decay_at, update_ema};
 use crate::tokenizer::FittedTokenizer;
 
@@ -89,8 +90,31 @@ pub fn optimizer_of(config: &RunConfig) -> ModuleOptimizer {
         .with_beta_1(t.beta1 as f32)
         .with_beta_2(t.beta2 as f32)
         .with_epsilon(t.adam_eps as f32)
-        .with_weight_decay(t.weight_decay as f32)
+        // With exemptions the decay is applied by `optim::decay` before each step.
+        .with_weight_decay(if t.decay_exempt == DecayExempt::None { t.weight_decay as f32 } else { 0.0 })
         .init()
+}
+
+/// One optimizer update of `model` with its gradient `grads` at learning rate `lr`, as `t` sets
+/// it: global-norm clipping (when `grad_clip > 0`), weight decay by `decay_exempt`'s rule, the
+/// AdamW step of `optim` (built by [`optimizer_of`]).
+pub fn update<M: Module>(
+    model: M,
+    optim: &mut ModuleOptimizer,
+    mut grads: GradientsParams,
+    lr: f64,
+    t: &crate::config::TrainConfig,
+) -> M {
+    if t.grad_clip > 0.0 {
+        // Off by default: the norm itself is a reduction over every gradient.
+        clip_global_norm(&model, &mut grads, t.grad_clip);
+    }
+    let grads = crate::nn::grads::contiguous(&model, grads);
+    let model = match t.decay_exempt {
+        DecayExempt::None => model,
+        rule => decay_weights(model, rule, lr * t.weight_decay),
+    };
+    optim.step(lr, model, grads)
 }
 
 impl Trainer {
@@ -131,17 +155,13 @@ impl<M: Network, O: Objective<M>> Trainer<M, O> {
     /// One optimisation step at learning rate `lr`; returns the loss before the update.
     /// A non-finite loss is an error and leaves the weights untouched.
     pub fn step(&mut self, batch: &Batch, lr: f64) -> Result<f64> {
-        let (value, mut grads) = self.gradients(batch);
+        let (value, grads) = self.gradients(batch);
         if !value.is_finite() {
             return Err(Error::Diverged(format!("loss is {value} at step {}", batch.step + 1)));
         }
-        if self.config.train.grad_clip > 0.0 {
-            // Off by default: the norm itself is a reduction over every gradient.
-            clip_global_norm(&self.model, &mut grads, self.config.train.grad_clip);
-        }
-        let grads = crate::nn::grads::contiguous(&self.model, grads);
-        self.model = self.optim.step(lr, self.model.clone(), grads);
-        let decay = ema_decay_at(self.config.train.ema_decay, batch.step);
+        self.model = update(self.model.clone(), &mut self.optim, grads, lr, &self.config.train);
+        let t = &self.config.train;
+        let decay = if t.ema_warmup { ema_decay_at(t.ema_decay, batch.step) } else { t.ema_decay };
         self.ema = update_ema(self.ema.clone(), &self.model, decay);
         Ok(value)
     }

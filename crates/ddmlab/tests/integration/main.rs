@@ -16,6 +16,7 @@ mod gpu;
 mod inception;
 mod interop;
 mod legacy;
+mod mar_official;
 mod npz;
 mod objective;
 mod pca;
