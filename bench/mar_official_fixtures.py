@@ -6,6 +6,7 @@ without PyTorch.
     git clone https://github.com/LTH14/mar /tmp/lth14-mar && git -C /tmp/lth14-mar checkout fe470ac
     python3 -m venv /tmp/venv && /tmp/venv/bin/pip install torch timm scipy safetensors numpy
     /tmp/venv/bin/python bench/mar_official_fixtures.py /tmp/lth14-mar crates/ddmlab/tests/fixtures/mar-official
+    /tmp/venv/bin/python bench/mar_official_fixtures.py /tmp/lth14-mar /tmp/mar-paper --paper   # see paper_constructors
 
 The official files are imported as they are; the driver shims only what a CPU lacks (`Tensor.cuda` returns the
 tensor). The model is `models.mar.MAR` built as `mar_base` builds it (LayerNorm eps 1e-6) with mar-fmnist's sizes:
@@ -79,6 +80,28 @@ def samples(flat):
     return flat[[i * n // 8 for i in range(8)]]
 
 
+def paper_constructors(out):
+    """The official mar_base / mar_large / mar_huge as main_mar.py trains them (KL-16 tokens: img_size 256,
+    vae_stride 16, 16 channels, patch 1; buffer 64; the README's Diffusion Loss heads 6 x 1024, 8 x 1280, 12 x 1536):
+    their state_dict's names and shapes (`paper_keys.json`, checked in: the test reads the presets' sizes against
+    it), and mar_base's whole state_dict saved by torch.save (`mar_base.pth`, 0.8 GB, not checked in:
+    `ddmlab import mar_base.pth --layout mar --preset mar-b --out DIR` checks it against the preset first)."""
+    from models import mar
+    heads = {"mar_base": (6, 1024), "mar_large": (8, 1280), "mar_huge": (12, 1536)}
+    keys = {}
+    for name, (d, w) in heads.items():
+        model = getattr(mar, name)(img_size=256, vae_stride=16, patch_size=1, vae_embed_dim=16, buffer_size=64,
+                                   class_num=1000, diffloss_d=d, diffloss_w=w)
+        state = model.state_dict()
+        keys[name] = {k: list(v.shape) for k, v in state.items()}
+        if name == "mar_base":
+            torch.save(state, os.path.join(out, "mar_base.pth"))
+        del model, state
+    with open(os.path.join(out, "paper_keys.json"), "w") as f:
+        json.dump(keys, f, indent=0, sort_keys=True)
+    print({k: sum(int(np.prod(s)) for s in v.values()) for k, v in keys.items()}, "parameters")
+
+
 def main():
     official, out = sys.argv[1], sys.argv[2]
     sys.path.insert(0, official)
@@ -86,6 +109,10 @@ def main():
     from functools import partial
     from models.mar import MAR
     from util.misc import add_weight_decay
+
+    if "--paper" in sys.argv:
+        os.makedirs(out, exist_ok=True)
+        return paper_constructors(out)
 
     torch.manual_seed(0)
     model = MAR(norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), **SIZES)

@@ -480,8 +480,20 @@ fn mar_imagenet(
                 scale: LatentScale::Unit,
                 config: Box::new(tokenizer_preset("kl-f8").expect("registered").config),
             }),
-            mar: Some(MarSection::paper(64, head_width, head_depth)),
-            train: TrainConfig { ema_decay: 0.9999, warmup_frac: 0.25, ..mar_train(2048, 400.0) },
+            // The official architecture and optimisation: the head's affine LayerNorm and learned
+            // variance, LTH14/mar's weight-decay groups, its EMA without warm-up.
+            mar: Some(MarSection {
+                head_norm_affine: true,
+                learn_variance: true,
+                ..MarSection::paper(64, head_width, head_depth)
+            }),
+            train: TrainConfig {
+                ema_decay: 0.9999,
+                ema_warmup: false,
+                warmup_frac: 0.25,
+                decay_exempt: crate::optim::decay::DecayExempt::NormsBiasesHead,
+                ..mar_train(2048, 400.0)
+            },
         },
     }
 }

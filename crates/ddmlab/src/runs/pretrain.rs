@@ -89,6 +89,17 @@ pub fn pretrain(
         }
         _ => {}
     }
+    if let Some((weights, layout)) = opts.init_from.as_ref().filter(|_| resume_from.is_none()) {
+        // Before the data set and the tokenizer (an ImageNet tokenizer fit takes hours): a file
+        // that does not fit the network is refused first.
+        let params = check_init_weights(&config, weights, *layout, device)?;
+        obs.message(&format!(
+            "{}: {params} parameters in the {} layout fit the {} network",
+            weights.display(),
+            layout.name(),
+            config.preset
+        ));
+    }
     folder::write_config(run, &config)?;
     let from = resume_from.as_ref().map(|c| checkpoint::read_state::<CheckpointState>(c)).transpose()?;
     let detail = format!("steps {}..{}", from.map_or(0, |s| s.step), config.train.steps);
@@ -135,6 +146,20 @@ pub fn pretrain(
             Ok(Some(format!("imported {} ({} layout) as {}", weights.display(), layout.name(), path.display())))
         } else {
             Ok(None)
+        }
+    })
+}
+
+/// Import `weights` (`layout`) into a fresh network of `config` and count its parameters: the
+/// check `--init-from` / `ddmlab import` make before anything else (a mismatch is one error
+/// listing the keys, by the file's names).
+pub fn check_init_weights(config: &RunConfig, weights: &Path, layout: Layout, device: &Device) -> Result<usize> {
+    use burn::module::Module;
+    Ok(match config.mar_network() {
+        Some(net) => crate::train::interop_mar::import_mar(net.init(device), &net, weights)?.num_params(),
+        None => {
+            let net = config.network();
+            crate::train::interop::import(net.init(device), &net, layout, weights)?.num_params()
         }
     })
 }

@@ -254,3 +254,45 @@ fn ddmlab_matches_the_official_mar_on_the_same_weights() {
     println!("one AdamW update: largest difference {worst:.2e} lr, {worst_name}");
     assert!(worst < 1e-4, "the update of {worst_name} differs by {worst:.2e} lr");
 }
+
+/// The paper presets `mar-b` / `mar-l` / `mar-h` have the sizes of the official `mar_base` /
+/// `mar_large` / `mar_huge` as main_mar.py trains them (the names and shapes of their
+/// state_dicts, `paper_keys.json`): width, token width, tokens and buffer, encoder and decoder
+/// depth, MLP width, classes, the head's width, depth, `2 C` outputs and affine norms. (The
+/// whole mar_base state_dict, 0.8 GB, imports into `mar-b`: the command is in RESULTS.md.)
+#[test]
+fn the_paper_presets_have_the_official_constructors_sizes() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mar-official/paper_keys.json");
+    let all: BTreeMap<String, BTreeMap<String, Vec<usize>>> =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    for (official, preset) in [("mar_base", "mar-b"), ("mar_large", "mar-l"), ("mar_huge", "mar-h")] {
+        let keys = &all[official];
+        let shape = |k: &str| keys.get(k).unwrap_or_else(|| panic!("{official}: no {k}")).clone();
+        let count = |prefix: &str| {
+            let blocks: std::collections::BTreeSet<&str> =
+                keys.keys().filter_map(|k| k.strip_prefix(prefix)?.split('.').next()).collect();
+            blocks.len()
+        };
+        let ours = ddmlab::recipes::preset(preset).unwrap().config.mar_network().unwrap();
+        let theirs = MarConfig {
+            token_dim: shape("z_proj.weight")[1],
+            seq_len: shape("diffusion_pos_embed_learned")[1],
+            buffer: shape("encoder_pos_embed_learned")[1] - shape("diffusion_pos_embed_learned")[1],
+            width: shape("z_proj.weight")[0],
+            enc_depth: count("encoder_blocks."),
+            dec_depth: count("decoder_blocks."),
+            heads: ours.heads, // not in a state_dict
+            mlp_ratio: shape("encoder_blocks.0.mlp.fc1.weight")[0] as f64 / shape("z_proj.weight")[0] as f64,
+            num_classes: shape("class_emb.weight")[0],
+            head_width: shape("diffloss.net.input_proj.weight")[0],
+            head_depth: count("diffloss.net.res_blocks."),
+            causal: false,
+            head_out: shape("diffloss.net.final_layer.linear.weight")[0],
+            head_affine_norm: keys.contains_key("diffloss.net.res_blocks.0.in_ln.weight"),
+            learn_variance: shape("diffloss.net.final_layer.linear.weight")[0] == 2 * shape("z_proj.weight")[1],
+        };
+        assert_eq!(ours, theirs, "{preset} vs the official {official}");
+        assert_eq!(shape("mask_token"), [1, 1, ours.width]);
+        assert_eq!(shape("fake_latent"), [1, ours.width]);
+    }
+}
