@@ -72,6 +72,55 @@ pub enum TokenizerCommand {
     Train(TokenizerTrainArgs),
     /// Evaluate a tokenizer run's checkpoint on the test split.
     Eval(TokenizerEvalArgs),
+    /// Write the posterior tokens (mean, std) of every image of a split through a run's
+    /// tokenizer, as the official MAR caches its latents: safetensors `mean`, `std` [N, L, d],
+    /// `labels` [N].
+    Encode(TokenizerEncodeArgs),
+    /// Decode tokens written elsewhere (safetensors `tokens` [N, L, d], optional `labels`)
+    /// through a run's tokenizer into an ADM-style sample batch for `ddmlab fid`.
+    Decode(TokenizerDecodeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TokenizerEncodeArgs {
+    /// A generator run folder (its fitted tokenizer is used).
+    #[arg(long)]
+    pub run: PathBuf,
+    /// The split: train or test.
+    #[arg(long, default_value = "train")]
+    pub split: String,
+    /// Only the first N images (default: all).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// The safetensors file to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Images per encoder call.
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Args, Debug)]
+pub struct TokenizerDecodeArgs {
+    /// A generator run folder (its fitted tokenizer is used).
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Safetensors with `tokens` [N, L, d] f32 (the run's token layout) and optional `labels` [N].
+    #[arg(long)]
+    pub tokens: PathBuf,
+    /// The sample batch to write (arr_0 [N, H, W, C] uint8, arr_1 labels).
+    #[arg(long)]
+    pub npz: PathBuf,
+    /// Also a PNG grid of the first 100 images.
+    #[arg(long)]
+    pub grid: Option<PathBuf>,
+    /// Token sequences per decoder call.
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+    #[command(flatten)]
+    pub common: Common,
 }
 
 #[derive(Args, Debug)]

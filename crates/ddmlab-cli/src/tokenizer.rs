@@ -24,7 +24,77 @@ pub fn run(command: TokenizerCommand) -> Result<()> {
     match command {
         TokenizerCommand::Train(a) => train(a),
         TokenizerCommand::Eval(a) => eval(a),
+        TokenizerCommand::Encode(a) => encode(a),
+        TokenizerCommand::Decode(a) => decode(a),
     }
+}
+
+/// A generator run's config and its fitted tokenizer on the device of `common`.
+fn run_tokenizer(
+    run: &Path,
+    common: &crate::args::Common,
+) -> Result<(ddmlab::config::RunConfig, Box<dyn ddmlab::tokenizer::Tokenizer>, burn::tensor::Device)> {
+    let config = ddmlab::store::folder::read_config::<ddmlab::config::RunConfig>(run)?;
+    let device = setup::device(&common.device)?;
+    let tokenizer = ddmlab::train::run_folder::load_tokenizer(run, &config)?.bind(config.model.image, &device);
+    Ok((config, tokenizer, device))
+}
+
+fn encode(args: crate::args::TokenizerEncodeArgs) -> Result<()> {
+    let split = match args.split.as_str() {
+        "train" => Split::Train,
+        "test" => Split::Test,
+        other => bail!("invalid value for --split: {other}, expected train or test"),
+    };
+    if args.batch_size == 0 {
+        bail!("invalid value for --batch-size: 0, expected at least 1");
+    }
+    let (config, tokenizer, device) = run_tokenizer(&args.run, &args.common)?;
+    let set = ddmlab::train::run_folder::load_split(&config, &args.common.data_dir, split)?;
+    let set = match args.limit {
+        Some(n) => set.truncate(n),
+        None => set,
+    };
+    let bar = crate::progress::styled(indicatif::ProgressBar::new(set.len() as u64), " images");
+    let post = ddmlab::runs::token_cache::encode_set(tokenizer.as_ref(), &set, args.batch_size, &device, &mut |d| {
+        bar.set_position(d as u64)
+    });
+    bar.finish_and_clear();
+    ddmlab::runs::token_cache::write_posterior(&args.out, &post)?;
+    let [n, l, d] = post.shape;
+    println!(
+        "{}: the posterior (mean, std) of {n} {} images as {l} tokens of {d}{}",
+        args.out.display(),
+        args.split,
+        if tokenizer.stochastic() { "" } else { " (a deterministic tokenizer: std 0)" }
+    );
+    Ok(())
+}
+
+fn decode(args: crate::args::TokenizerDecodeArgs) -> Result<()> {
+    if args.batch_size == 0 {
+        bail!("invalid value for --batch-size: 0, expected at least 1");
+    }
+    let (config, tokenizer, device) = run_tokenizer(&args.run, &args.common)?;
+    let len = config.model.tokens();
+    let (tokens, n, labels) = ddmlab::runs::token_cache::read_tokens(&args.tokens, (len, tokenizer.latent_dim()))?;
+    let bar = crate::progress::styled(indicatif::ProgressBar::new(n as u64), " images");
+    let images =
+        ddmlab::runs::token_cache::decode_tokens(tokenizer.as_ref(), &tokens, n, args.batch_size, &device, &mut |d| {
+            bar.set_position(d as u64)
+        })?;
+    bar.finish_and_clear();
+    let shape = config.model.image;
+    let raw = images.iter().map(|img| ddmlab::data::RawImage::from_unit(img, shape)).collect();
+    ddmlab::eval::npz::write_samples(&args.npz, &ddmlab::eval::npz::SampleBatch { images: raw, labels })?;
+    println!("{}: {n} images decoded from {}", args.npz.display(), args.tokens.display());
+    if let Some(grid) = &args.grid {
+        let first: Vec<Vec<f32>> = images.into_iter().take(100).collect();
+        let rows: Vec<Vec<Vec<f32>>> = first.chunks(10).map(|r| r.to_vec()).collect();
+        ddmlab::viz::grid::save_grid(grid, &rows, shape, 2)?;
+        println!("{}: the first {} images", grid.display(), first.len());
+    }
+    Ok(())
 }
 
 /// The preset of a tokenizer run when `--preset` is not given.

@@ -299,6 +299,17 @@ fn train_a_mar_sample_it_and_reject_bad_mar_settings() {
     for (name, view) in first.tensors() {
         assert!(second.tensor(&name).unwrap().data() == view.data(), "{name} differs after import and export");
     }
+    // The run's tokens as a file (the official MAR's latent cache) and back to images.
+    let cache = tmp.path().join("tokens.safetensors");
+    let args = ["tokenizer", "encode", "--run", run_s, "--data-dir", data, "--limit", "5", "--out"];
+    let out = ddmlab(&[&args[..], &[cache.to_str().unwrap()]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let decoded = tmp.path().join("decoded.npz");
+    let args = ["tokenizer", "decode", "--run", run_s, "--tokens", cache.to_str().unwrap(), "--npz"];
+    let out = ddmlab(&[&args[..], &[decoded.to_str().unwrap()]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(ddmlab::eval::npz::read_samples(&decoded, 0).unwrap().images.len(), 5);
+    fails_with(ddmlab(&["tokenizer", "encode", "--run", run_s, "--split", "val", "--out", "x"]), &["--split", "val"]);
     // Commands that read denoising-ViT runs name the MAR checkpoint instead of misreading it.
     fails_with(ddmlab(&["denoise", "--run", run_s, "--data-dir", data]), &["MAR checkpoint"]);
     // The learned variance (mar.learn_variance): trains, samples with it, and exports the

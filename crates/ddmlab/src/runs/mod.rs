@@ -4,6 +4,7 @@
 //! MAR's objective, evaluation.
 
 pub mod pretrain;
+pub mod token_cache;
 pub mod tokenizer;
 pub mod tokenizer_fit;
 
