@@ -21,6 +21,7 @@ pub mod deconstruct;
 pub mod diffusion;
 pub mod error;
 pub mod eval;
+pub mod field_diff;
 pub mod generate;
 pub mod mar;
 pub mod models;

@@ -4,14 +4,13 @@
 //! and in every checkpoint.
 
 pub mod denoise;
-pub mod diff;
 pub mod legacy;
 pub mod mar;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::field_diff::{FieldChange, changed_fields, refuse_changes_on_resume};
 pub use denoise::DenoiseConfig;
-pub use diff::{FieldChange, changed_fields, refuse_changes_on_resume};
 pub use legacy::{DdpmConfig, LdaeConfig, LegacyRunConfig, PcaLatentConfig};
 pub use mar::{MarLoss, MarSection, MarVariant};
 

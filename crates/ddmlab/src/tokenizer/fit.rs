@@ -204,11 +204,16 @@ impl FittedTokenizer {
             TokenizerSpec::ConvVae { cells, ref config, .. } => {
                 let mut vae = FittedConvVae::load(path)?;
                 if vae.config != **config {
+                    let fields: Vec<String> = crate::field_diff::changed_fields(&vae.config, &**config)
+                        .iter()
+                        .map(|c| format!("{} = {} there, {} here", c.key, c.saved, c.requested))
+                        .collect();
                     return Err(crate::Error::format(
                         path,
                         format!(
-                            "holds a conv VAE trained by another config (preset `{}`) than the one this run asks for (preset `{}`)",
-                            vae.config.preset, config.preset
+                            "holds a conv VAE trained by another config than this run's tokenizer (preset `{}`): {}",
+                            config.preset,
+                            fields.join("; ")
                         ),
                     ));
                 }

@@ -204,7 +204,7 @@ fn a_run_trains_its_conv_vae_once_and_uses_it_as_a_unit_variance_tokenizer() {
         config.loss.perceptual_weight = 0.0;
     }
     let err = run_folder::load_tokenizer(&run, &other).unwrap_err().to_string();
-    assert!(err.contains("another config"), "{err}");
+    assert!(err.contains("another config") && err.contains("loss.perceptual_weight = "), "the field named: {err}");
 
     // `--tokenizer-from`: a run with 1 x 1 cells per token (64 tokens of d = 2) adopts this conv
     // VAE from the run folder or from a bare tokenizer folder (as `deconstruct` keeps them); it
