@@ -21,8 +21,9 @@ dropout 0, LayerNorm eps 1e-6 (as mar_base builds it).
 
 Training settings default to the run's (batch, lr = blr batch / 256, linear warm-up over warmup_frac of the steps
 then constant, AdamW (beta1, beta2), weight decay with the official groups (util/misc.py::add_weight_decay: none on
-1-D tensors and on the head), global-norm clip, EMA decay); `--ema-warmup` applies ddmlab's EMA warm-up
-min(decay, (1 + s) / (10 + s)) where the official EMA is the constant decay from the first step.
+1-D tensors and on the head), global-norm clip, EMA decay with the run's warm-up min(decay, (1 + s) / (10 + s)) when
+its train.ema_warmup is on, as mar-fmnist's is); `--official-ema` keeps the official constant decay from the first
+step whatever the run says.
 """
 import argparse
 import json
@@ -87,6 +88,8 @@ def train(args):
     steps = args.steps or t["steps"]
     warmup = args.warmup_frac if args.warmup_frac is not None else t["warmup_frac"]
     decay, clip, ema_rate = t["weight_decay"], t["grad_clip"], t["ema_decay"]
+    warm = round(warmup * steps)
+    ema_warmup = t.get("ema_warmup", True) and not args.official_ema
     optimizer = torch.optim.AdamW(add_weight_decay(model, decay), lr=lr, betas=(t["beta1"], t["beta2"]),
                                   eps=t.get("adam_eps", 1e-8))
     params = list(model.parameters())
@@ -96,8 +99,8 @@ def train(args):
     started = time.time()
     model.train(True)
     for step in range(steps):
-        # engine_mar.py: a per-iteration lr (linear warm-up, then constant as the run's).
-        cur = lr * step / (warmup * steps) if step < warmup * steps else lr
+        # engine_mar.py: a per-iteration lr (linear warm-up over ddmlab's round(warmup_frac steps), then constant).
+        cur = lr * step / warm if step < warm else lr
         for g in optimizer.param_groups:
             g["lr"] = cur
         idx = torch.randint(0, n, (batch,), generator=gen)
@@ -111,7 +114,7 @@ def train(args):
         torch.nn.utils.clip_grad_norm_(params, clip)
         optimizer.step()
         optimizer.zero_grad()
-        rate = min(ema_rate, (1 + step) / (10 + step)) if args.ema_warmup else ema_rate
+        rate = min(ema_rate, (1 + step) / (10 + step)) if ema_warmup else ema_rate
         with torch.no_grad():
             for e, p in zip(ema, params):
                 e.mul_(rate).add_(p.detach(), alpha=1 - rate)
@@ -127,7 +130,7 @@ def train(args):
         state[k] = e.numpy().copy()
     meta = dict(official_commit="fe470ac24afbee924668d8c5c83e9fec60af3a73", torch=torch.__version__, steps=steps,
                 batch=batch, lr=lr, warmup_frac=warmup, weight_decay=decay, grad_clip=clip, ema=ema_rate,
-                ema_warmup=args.ema_warmup, seed=args.seed, seconds=round(time.time() - started, 1))
+                ema_warmup=ema_warmup, seed=args.seed, seconds=round(time.time() - started, 1))
     save_file(state, args.out, metadata={"run": json.dumps(meta)})
     print(f"{args.out}: EMA weights after {steps} steps ({meta['seconds']} s)")
 
@@ -175,7 +178,7 @@ def main():
     tr.add_argument("--batch", type=int)
     tr.add_argument("--lr", type=float)
     tr.add_argument("--warmup-frac", type=float)
-    tr.add_argument("--ema-warmup", action="store_true")
+    tr.add_argument("--official-ema", action="store_true", help="the constant EMA decay from the first step")
     sa.add_argument("--weights", required=True, help="official-layout safetensors (ddmlab export --layout mar)")
     sa.add_argument("--n", type=int, default=5000)
     sa.add_argument("--batch", type=int, default=250)

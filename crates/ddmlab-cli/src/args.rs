@@ -287,6 +287,10 @@ pub struct ImportArgs {
     /// The new run folder (config, checkpoint 0 holding the imported weights).
     #[arg(long)]
     pub out: PathBuf,
+    /// Adopt the fitted tokenizer of another run folder or of a tokenizer folder (as `train
+    /// --tokenizer-from`) instead of fitting one.
+    #[arg(long)]
+    pub tokenizer_from: Option<PathBuf>,
     #[command(flatten)]
     pub common: Common,
 }

@@ -43,6 +43,9 @@ pub fn import(args: ImportArgs) -> Result<()> {
     let config = base_config(&args.preset, args.config.as_deref(), &args.overrides)?;
     config.validate()?;
     let device = setup::device(&args.common.device)?;
+    if let Some(from) = &args.tokenizer_from {
+        ddmlab::train::run_folder::adopt_tokenizer(from, &args.out, &config)?;
+    }
     let opts = PretrainOptions {
         data_root: args.common.data_dir.clone(),
         resume: false,
