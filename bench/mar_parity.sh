@@ -69,6 +69,14 @@ for w in 1 3; do
   done
 done
 
+# 3'. What the learned variance does at sampling: the same weights and draws with the posterior variance.
+for w in 1 3; do
+  npz=$OUT/samples/ddmlab-seed0-posterior-variance-w$w-s0.npz
+  [[ -e $npz ]] || $BIN sample --run "$OUT/ddmlab-seed0" --n "$N" --cfg "$w" --seed 0 --mar-steps "$K" --steps 100 \
+    --posterior-variance --out "${npz%.npz}.png" --npz "$npz"
+  fid "$npz" "ddmlab-seed0 ddmlab-sampler posterior-variance w=$w seed=0"
+done
+
 # 4. The official training on the same tokens, and every training through both samplers at w = 1.
 [[ -e $OUT/tokens-train.safetensors ]] || $BIN tokenizer encode --run "$OUT/ddmlab-seed0" --out "$OUT/tokens-train.safetensors"
 for seed in 0 1; do

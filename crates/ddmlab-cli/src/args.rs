@@ -505,6 +505,10 @@ pub struct SampleArgs {
     /// MAR runs: temperature tau of the head's sampling noise.
     #[arg(long, default_value_t = 1.0)]
     pub temperature: f64,
+    /// MAR runs with a learned variance (mar.learn_variance): sample with the posterior variance
+    /// instead of the learned one (what the learned variance does at sampling, on the same weights).
+    #[arg(long)]
+    pub posterior_variance: bool,
     #[command(flatten)]
     pub common: Common,
 }

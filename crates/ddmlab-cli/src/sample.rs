@@ -65,7 +65,21 @@ pub fn run(args: SampleArgs) -> Result<()> {
     let device = setup::device(&args.common.device)?;
     let tokenizer = run_folder::load_tokenizer(&checkpoint::run_of(&ckpt), &config)?.bind(config.model.image, &device);
     let started = std::time::Instant::now();
-    let (images, method) = if let Some(spec) = MarSpec::of(&config) {
+    if args.posterior_variance && !config.mar.as_ref().is_some_and(|m| m.learn_variance) {
+        bail!(
+            "--posterior-variance is for a MAR run with a learned variance (mar.learn_variance); {} has none",
+            ckpt.display()
+        );
+    }
+    // The network keeps its 2 C outputs; the sampler reads only the eps half.
+    let sampling_config = {
+        let mut c = config.clone();
+        if let Some(m) = c.mar.as_mut().filter(|_| args.posterior_variance) {
+            m.learn_variance = false;
+        }
+        c
+    };
+    let (images, method) = if let Some(spec) = MarSpec::of(&sampling_config) {
         let sampling = MarSampling {
             steps: args.mar_steps.unwrap_or(spec.default_steps()),
             head_steps: args.steps,
@@ -79,7 +93,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
         let images = sample_mar_images(
             &model,
             codebook.as_ref(),
-            &config,
+            &sampling_config,
             tokenizer.as_ref(),
             &sampling,
             &opts.labels,
@@ -90,8 +104,15 @@ pub fn run(args: SampleArgs) -> Result<()> {
         )?;
         bar.finish_and_clear();
         let method = format!(
-            "MAR K {} (head DDPM {}, temperature {})",
-            sampling.steps, sampling.head_steps, sampling.temperature
+            "MAR K {} (head DDPM {}, temperature {}{})",
+            sampling.steps,
+            sampling.head_steps,
+            sampling.temperature,
+            match sampling_config.mar.as_ref().map(|m| m.learn_variance) {
+                Some(true) => ", learned variance",
+                _ if args.posterior_variance => ", posterior variance",
+                _ => "",
+            }
         );
         (images, method)
     } else {

@@ -325,6 +325,13 @@ fn train_a_mar_sample_it_and_reject_bad_mar_settings() {
         ["sample", "--run", lv_s, "--steps", "4", "--n", "2", "--mar-steps", "4", "--out", grid.to_str().unwrap()];
     let out = ddmlab(&args);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = ddmlab(&[&args[..], &["--posterior-variance"]].concat());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("posterior variance"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    fails_with(sample(&["--posterior-variance"]), &["--posterior-variance", "mar.learn_variance"]);
     let out = ddmlab(&["export", "--run", lv_s, "--layout", "mar", "-o", exported_s]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let bytes = std::fs::read(&exported).unwrap();
