@@ -25,7 +25,11 @@ trap 'rm -rf "$tmp"' EXIT
 measure() { # BIN CASE -> a figure (img/s for bench, seconds for pretrain)
   local bin=$1 case=$2
   if [[ $case == bench* ]]; then
-    "$bin" $case --data-dir "$data" 2>/dev/null | sed -n 's/^ddmlab .*: \([0-9.]*\) img\/s.*/\1/p'
+    # One measurement per call (this script alternates the binaries itself); binaries before
+    # `--repeats` measure once anyway.
+    local once=""
+    "$bin" bench --help 2>/dev/null | grep -q -- --repeats && once="--repeats 1"
+    "$bin" $case $once --data-dir "$data" 2>/dev/null | sed -n 's/^ddmlab .*: \(median \)\{0,1\}\([0-9.]*\) img\/s.*/\2/p'
   else
     rm -rf "$tmp/run"
     local t0 t1

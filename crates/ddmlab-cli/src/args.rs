@@ -645,6 +645,10 @@ pub struct BenchArgs {
     /// Timed steps (after 3 warm-up steps).
     #[arg(long, default_value_t = 20)]
     pub steps: usize,
+    /// Measurements of each side (with --pytorch, alternating ddmlab and PyTorch); the report
+    /// gives median, min and max of each and the ratio of the medians.
+    #[arg(long, default_value_t = 5)]
+    pub repeats: usize,
     /// Time the DDIM sampling step of the config's (DDPM-objective) network instead of training.
     #[arg(long, conflicts_with = "inception")]
     pub sample: bool,

@@ -43,9 +43,33 @@ struct Throughput {
     torch: String,
 }
 
+/// Median, min and max of repeated measurements.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Spread {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Spread {
+    /// # Panics
+    /// On no values (callers measure at least once).
+    fn of(values: &[f64]) -> Spread {
+        let mut v = values.to_vec();
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 };
+        Spread { median, min: v[0], max: v[n - 1] }
+    }
+
+    fn show(&self, unit: &str) -> String {
+        format!("median {:.1} {unit} (min {:.1}, max {:.1})", self.median, self.min, self.max)
+    }
+}
+
 pub fn run(args: BenchArgs) -> Result<()> {
-    if args.steps == 0 || args.batch_size == 0 {
-        bail!("invalid bench settings: --steps and --batch-size must be positive");
+    if args.steps == 0 || args.batch_size == 0 || args.repeats == 0 {
+        bail!("invalid bench settings: --steps, --batch-size and --repeats must be positive");
     }
     if args.inception {
         return inception(&args);
@@ -67,7 +91,6 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if args.init_from.is_some() && config.mar.is_some() {
         bail!("--init-from reads the denoising ViT's reference layout; MAR runs have no PyTorch weight layout");
     }
-    let (ours, ms) = if args.sample { sample_step(&config, &args)? } else { train_step(&config, &args)? };
     let task = if args.sample {
         format!("DDIM step (cfg {})", args.cfg)
     } else {
@@ -78,22 +101,46 @@ pub fn run(args: BenchArgs) -> Result<()> {
         };
         format!("{kind} train step")
     };
+    // Alternating sides, so that a drift of the machine (another job, the clock) reaches both.
+    let (mut ours, mut theirs, mut torch, mut rss) = (Vec::new(), Vec::new(), String::new(), 0f64);
+    for r in 0..args.repeats {
+        let (img_s, ms) = if args.sample { sample_step(&config, &args)? } else { train_step(&config, &args)? };
+        println!("  ddmlab  run {}/{}: {img_s:.1} img/s ({ms:.1} ms/step)", r + 1, args.repeats);
+        ours.push(img_s);
+        if args.pytorch {
+            let command = if args.sample { "bench-sample" } else { "bench" };
+            let t = pytorch_model(&config, &args, command, threads)?;
+            println!(
+                "  pytorch run {}/{}: {:.1} img/s ({:.1} ms/step)",
+                r + 1,
+                args.repeats,
+                t.img_per_s,
+                t.ms_per_step
+            );
+            theirs.push(t.img_per_s);
+            (torch, rss) = (t.torch, rss.max(t.peak_rss_mb));
+        }
+    }
+    let ours = Spread::of(&ours);
     println!(
-        "ddmlab  {task}, {what} (patch {}, width {}, depth {}, batch {}, {threads} threads): {ours:.1} img/s ({ms:.1} ms/step), peak RSS {:.0} MB",
+        "ddmlab  {task}, {what} (patch {}, width {}, depth {}, batch {}, {threads} threads): {} over {} runs, peak RSS {:.0} MB",
         config.model.patch,
         config.model.width,
         config.model.depth,
         args.batch_size,
+        ours.show("img/s"),
+        args.repeats,
         peak_rss_mb().unwrap_or(f64::NAN)
     );
     if args.pytorch {
-        let command = if args.sample { "bench-sample" } else { "bench" };
-        let theirs = pytorch_model(&config, &args, command, threads)?;
+        let theirs = Spread::of(&theirs);
         println!(
-            "pytorch {task}, same config (batch {}, {threads} threads, torch {}): {:.1} img/s ({:.1} ms/step), peak RSS {:.0} MB",
-            args.batch_size, theirs.torch, theirs.img_per_s, theirs.ms_per_step, theirs.peak_rss_mb
+            "pytorch {task}, same config (batch {}, {threads} threads, torch {torch}): {} over {} runs, peak RSS {rss:.0} MB",
+            args.batch_size,
+            theirs.show("img/s"),
+            args.repeats
         );
-        println!("ratio ddmlab / pytorch: {:.2}x", ours / theirs.img_per_s);
+        println!("ratio of medians ddmlab / pytorch: {:.2}x", ours.median / theirs.median);
     }
     Ok(())
 }
@@ -401,4 +448,16 @@ fn peak_rss_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     Some(line.split_whitespace().nth(1)?.parse::<f64>().ok()? / 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_spread_of_repeated_runs_is_their_median_min_and_max() {
+        assert_eq!(Spread::of(&[3.0, 1.0, 2.0]), Spread { median: 2.0, min: 1.0, max: 3.0 });
+        assert_eq!(Spread::of(&[4.0, 1.0, 3.0, 2.0]), Spread { median: 2.5, min: 1.0, max: 4.0 });
+        assert_eq!(Spread::of(&[7.0]).median, 7.0);
+    }
 }

@@ -383,7 +383,7 @@ fn train_a_mar_sample_it_and_reject_bad_mar_settings() {
     fails_with(ddmlab(&["gen-eval", "--run", run_s, "--weights", w, "--mar-steps", "50"]), &["--mar-steps", "K = 50"]);
 
     // The training step of a MAR preset is benchmarked through the same command as the others.
-    let out = ddmlab(&["bench", "--preset", "mar-tiny", "--steps", "1", "--batch-size", "4"]);
+    let out = ddmlab(&["bench", "--preset", "mar-tiny", "--steps", "1", "--batch-size", "4", "--repeats", "2"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("MAR train step"));
     fails_with(ddmlab(&["bench", "--preset", "mar-tiny", "--sample"]), &["--sample", "s/image"]);
