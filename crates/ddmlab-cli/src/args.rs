@@ -655,6 +655,11 @@ pub struct BenchArgs {
     /// Guidance scale for --sample (1: one forward per step; otherwise the batch is doubled).
     #[arg(long, default_value_t = 1.5)]
     pub cfg: f64,
+    /// Time an f32 GEMM of two N x N matrices instead (GFLOP/s, 2 N^3 flops a product, --steps
+    /// products per measurement): the machine's GEMM peak on these threads, beside `torch.mm`
+    /// (bench/pytorch_gemm.py) with --pytorch.
+    #[arg(long, value_name = "N")]
+    pub gemm: Option<usize>,
     /// Time FID Inception feature extraction on the first --batch-size x --steps Fashion-MNIST
     /// test images instead of training (needs `data fetch inception` and `data fetch fashion-mnist`).
     #[arg(long)]

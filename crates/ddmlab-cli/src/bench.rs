@@ -72,26 +72,37 @@ impl Spread {
 fn measure<F: FnMut() -> Result<Throughput>>(
     repeats: usize,
     ours: &mut dyn FnMut() -> Result<f64>,
+    theirs: Option<F>,
+    labels: (&str, &str),
+) -> Result<()> {
+    measure_in("img/s", repeats, ours, theirs, labels)
+}
+
+/// [`measure`] of a figure in `unit`.
+fn measure_in<F: FnMut() -> Result<Throughput>>(
+    unit: &str,
+    repeats: usize,
+    ours: &mut dyn FnMut() -> Result<f64>,
     mut theirs: Option<F>,
     (what, same): (&str, &str),
 ) -> Result<()> {
     let (mut a, mut b, mut torch, mut rss) = (Vec::new(), Vec::new(), String::new(), 0f64);
     for r in 1..=repeats {
         a.push(ours()?);
-        println!("  ddmlab  run {r}/{repeats}: {:.2} img/s", a[r - 1]);
+        println!("  ddmlab  run {r}/{repeats}: {:.2} {unit}", a[r - 1]);
         if let Some(f) = theirs.as_mut() {
             let t = f()?;
-            println!("  pytorch run {r}/{repeats}: {:.2} img/s", t.img_per_s);
+            println!("  pytorch run {r}/{repeats}: {:.2} {unit}", t.img_per_s);
             b.push(t.img_per_s);
             (torch, rss) = (t.torch, rss.max(t.peak_rss_mb));
         }
     }
     let ours = Spread::of(&a);
     let peak = peak_rss_mb().unwrap_or(f64::NAN);
-    println!("ddmlab  {what}: {} over {repeats} runs, peak RSS {peak:.0} MB", ours.show("img/s"));
+    println!("ddmlab  {what}: {} over {repeats} runs, peak RSS {peak:.0} MB", ours.show(unit));
     if !b.is_empty() {
         let theirs = Spread::of(&b);
-        println!("pytorch {same} (torch {torch}): {} over {repeats} runs, peak RSS {rss:.0} MB", theirs.show("img/s"));
+        println!("pytorch {same} (torch {torch}): {} over {repeats} runs, peak RSS {rss:.0} MB", theirs.show(unit));
         println!("ratio of medians ddmlab / pytorch: {:.2}x", ours.median / theirs.median);
     }
     Ok(())
@@ -100,6 +111,9 @@ fn measure<F: FnMut() -> Result<Throughput>>(
 pub fn run(args: BenchArgs) -> Result<()> {
     if args.steps == 0 || args.batch_size == 0 || args.repeats == 0 {
         bail!("invalid bench settings: --steps, --batch-size and --repeats must be positive");
+    }
+    if let Some(n) = args.gemm {
+        return gemm(n, &args);
     }
     if args.inception {
         return inception(&args);
@@ -278,6 +292,42 @@ fn sample_step(config: &RunConfig, args: &BenchArgs) -> Result<(f64, f64)> {
     sample_images(&model, config, tokenizer.as_ref(), &opts(args.steps), &device, &|| ())?;
     let secs = start.elapsed().as_secs_f64();
     Ok(((args.steps * b) as f64 / secs, 1000.0 * secs / args.steps as f64))
+}
+
+/// f32 GEMM throughput: `--steps` products of two `n x n` matrices per measurement.
+fn gemm(n: usize, args: &BenchArgs) -> Result<()> {
+    use burn::tensor::{Distribution, Tensor};
+    if n == 0 {
+        bail!("invalid value for --gemm: 0, expected a matrix size of at least 1");
+    }
+    let device = setup::device(&args.common.device)?;
+    let threads = rayon::current_num_threads();
+    let (a, b) = (
+        Tensor::<2>::random([n, n], Distribution::Normal(0.0, 1.0), &device),
+        Tensor::<2>::random([n, n], Distribution::Normal(0.0, 1.0), &device),
+    );
+    // One product read back first (the warm-up, and the sync point of a lazy device).
+    let _: Vec<f32> = a.clone().matmul(b.clone()).slice([0..1, 0..1]).into_data().convert::<f32>().try_into_vec()?;
+    let mut ours = || -> Result<f64> {
+        let start = Instant::now();
+        for _ in 0..args.steps {
+            let c = a.clone().matmul(b.clone());
+            let _: Vec<f32> = c.slice([0..1, 0..1]).into_data().convert::<f32>().try_into_vec()?;
+        }
+        Ok(2.0 * (n as f64).powi(3) * args.steps as f64 / start.elapsed().as_secs_f64() / 1e9)
+    };
+    let theirs = || -> Result<Throughput> {
+        let script = "bench/pytorch_gemm.py";
+        let out = Command::new(&args.python)
+            .args([script, "--n", &n.to_string(), "--reps", &args.steps.to_string()])
+            .args(["--threads", &threads.to_string()])
+            .output()
+            .with_context(|| format!("cannot start {}", args.python))?;
+        parse_python(&out, script)
+    };
+    let what = format!("f32 GEMM {n} x {n} x {n} ({threads} threads)");
+    let same = format!("torch.mm, same size ({threads} threads)");
+    measure_in("GFLOP/s", args.repeats, &mut ours, args.pytorch.then_some(theirs), (&what, &same))
 }
 
 /// FID Inception features per second on Fashion-MNIST test images.

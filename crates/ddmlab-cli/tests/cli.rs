@@ -387,6 +387,11 @@ fn train_a_mar_sample_it_and_reject_bad_mar_settings() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("MAR train step"));
     fails_with(ddmlab(&["bench", "--preset", "mar-tiny", "--sample"]), &["--sample", "s/image"]);
+    // The GEMM microbenchmark: its figure in GFLOP/s, a zero size refused.
+    let out = ddmlab(&["bench", "--gemm", "16", "--steps", "2", "--repeats", "3"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.contains("GFLOP/s (min") && stdout.contains("over 3 runs"), "{stdout}");
+    fails_with(ddmlab(&["bench", "--gemm", "0"]), &["--gemm", "0"]);
 }
 
 /// MAE on the MAR backbone (l-DAE's Table 4 baseline): trains from its preset and is probed
