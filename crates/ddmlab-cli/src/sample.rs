@@ -108,10 +108,12 @@ pub fn run(args: SampleArgs) -> Result<()> {
             sampling.steps,
             sampling.head_steps,
             sampling.temperature,
-            match sampling_config.mar.as_ref().map(|m| m.learn_variance) {
-                Some(true) => ", learned variance",
-                _ if args.posterior_variance => ", posterior variance",
-                _ => "",
+            if spec.learn_variance {
+                ", learned variance"
+            } else if args.posterior_variance {
+                ", posterior variance"
+            } else {
+                ""
             }
         );
         (images, method)

@@ -139,12 +139,11 @@ impl GuidedHead<'_> {
         let cond = (self.eps)(x.clone(), t, true);
         let rest = cond.dims()[1] - c;
         let cond_rest = (rest > 0).then(|| cond.clone().narrow(1, c, rest));
-        let cond_eps = if rest > 0 { cond.narrow(1, 0, c) } else { cond };
+        let cond_eps = cond.narrow(1, 0, c);
         let eps = if self.scale == 1.0 {
             cond_eps
         } else {
-            let uncond = (self.eps)(x, t, false);
-            let uncond = if rest > 0 { uncond.narrow(1, 0, c) } else { uncond };
+            let uncond = (self.eps)(x, t, false).narrow(1, 0, c);
             uncond.clone() + (cond_eps - uncond) * self.scale
         };
         debug_assert_eq!(eps.dims(), [n, c]);

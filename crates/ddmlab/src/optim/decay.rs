@@ -24,14 +24,6 @@ pub enum DecayExempt {
 }
 
 impl DecayExempt {
-    /// The config value.
-    pub fn name(self) -> &'static str {
-        match self {
-            DecayExempt::None => "none",
-            DecayExempt::NormsBiasesHead => "norms-biases-head",
-        }
-    }
-
     /// Whether a parameter of `rank` at module path `path` (field names from the root) decays.
     pub fn decays(self, path: &[String], rank: usize) -> bool {
         match self {
@@ -44,21 +36,23 @@ impl DecayExempt {
 /// `model` with every parameter that `rule` decays multiplied by `1 - rate` (`rate = lr wd`);
 /// parameter ids are kept, so the optimizer's state and the gradients still match them.
 pub fn decay_weights<M: Module>(model: M, rule: DecayExempt, rate: f64) -> M {
-    model.map(&mut Decay { rule, factor: 1.0 - rate, path: Vec::new() })
+    model.map(&mut Decay { rule, factor: Some(1.0 - rate), path: Vec::new(), decayed: Vec::new() })
 }
 
 /// The names of the parameters `rule` decays (module paths joined by `.`), in module order.
 pub fn decayed_names<M: Module>(model: M, rule: DecayExempt) -> Vec<String> {
-    let mut names = Vec::new();
-    let mut probe = Probe { rule, path: Vec::new(), names: &mut names };
+    let mut probe = Decay { rule, factor: None, path: Vec::new(), decayed: Vec::new() };
     let _ = model.map(&mut probe);
-    names
+    probe.decayed
 }
 
+/// Walks the module tracking each parameter's path; scales the decayed ones by `factor` (none:
+/// only lists them).
 struct Decay {
     rule: DecayExempt,
-    factor: f64,
+    factor: Option<f64>,
     path: Vec<String>,
+    decayed: Vec<String>,
 }
 
 impl ModuleMapper for Decay {
@@ -74,7 +68,8 @@ impl ModuleMapper for Decay {
         if !self.rule.decays(&self.path, D) {
             return param;
         }
-        let factor = self.factor;
+        self.decayed.push(self.path.join("."));
+        let Some(factor) = self.factor else { return param };
         param.map(|t| {
             if !t.is_autodiff() {
                 return t.mul_scalar(factor);
@@ -84,29 +79,6 @@ impl ModuleMapper for Decay {
             let t = Tensor::from_inner(t.inner().mul_scalar(factor));
             if grad { t.require_grad() } else { t }
         })
-    }
-}
-
-struct Probe<'a> {
-    rule: DecayExempt,
-    path: Vec<String>,
-    names: &'a mut Vec<String>,
-}
-
-impl ModuleMapper for Probe<'_> {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.to_string());
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
-    }
-
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        if self.rule.decays(&self.path, D) {
-            self.names.push(self.path.join("."));
-        }
-        param
     }
 }
 
