@@ -187,9 +187,10 @@ pub struct TokenizerEvalArgs {
 
 #[derive(Args, Debug)]
 pub struct DeconstructArgs {
-    /// The declared study: a registered name (ladder) or a study file (TOML). Its budgets, seeds,
-    /// arms, claims and probe protocol are fixed by the declaration; a changed study is a new
-    /// version (new hash) and goes into a new folder.
+    /// The declared study: a registered name (ladder) or a study file (TOML) whose runner is
+    /// `ladder` (arms are ladder rungs) or `presets` (arms are presets with overrides). Its
+    /// budgets, seeds, arms, claims and protocol are fixed by the declaration; a changed study
+    /// is a new version (new hash) and goes into a new folder.
     #[arg(long, default_value = "ladder")]
     pub study: String,
     /// The study's folder (runs, tokenizers, report, charts).
@@ -312,7 +313,8 @@ pub struct PretrainArgs {
     /// Data set: fashion-mnist, mnist, cifar10:DIR, cifar100:DIR, folder:DIR.
     #[arg(long)]
     pub data: Option<String>,
-    /// Total optimisation steps.
+    /// Total optimisation steps. With --resume, more steps than the run's train it on: the longer
+    /// run when its learning rate is constant after warm-up (the warm-up keeps its length).
     #[arg(long)]
     pub steps: Option<usize>,
     /// Epochs (when --steps is not given).
@@ -430,23 +432,29 @@ pub enum Sampler {
     Ddim,
     /// DDPM ancestral sampling.
     Ddpm,
+    /// Euler's method on the probability-flow ODE (first order).
+    Euler,
+    /// Heun's method on the probability-flow ODE (second order, 2 N - 1 network evaluations).
+    Heun,
+    /// DPM-Solver++(2M): multistep, second order (one evaluation per step).
+    Dpm2m,
 }
 
 impl Sampler {
-    /// The library's update rule, with DDIM's `eta` (ignored by DDPM).
+    /// The library's update rule, with DDIM's `eta` (ignored by the others).
     pub fn kind(self, eta: f64) -> SamplerKind {
         match self {
             Sampler::Ddim => SamplerKind::Ddim { eta },
             Sampler::Ddpm => SamplerKind::Ddpm,
+            Sampler::Euler => SamplerKind::Euler,
+            Sampler::Heun => SamplerKind::Heun,
+            Sampler::Dpm2m => SamplerKind::DpmSolver2M,
         }
     }
 
     /// As written on the command line and in file names.
     pub fn name(self) -> &'static str {
-        match self {
-            Sampler::Ddim => "ddim",
-            Sampler::Ddpm => "ddpm",
-        }
+        self.kind(0.0).name()
     }
 }
 

@@ -14,11 +14,16 @@ pub fn run(args: DeconstructArgs) -> Result<()> {
     if args.show {
         print!("{}", study.to_toml());
         println!("\n# hash: {}", study.hash()?);
-        if study.runner == Runner::Ladder {
+        if study.runner != Runner::Declared {
             let plan = study.plan()?;
             println!("# {} runs, in this order:", plan.len());
             for r in &plan {
-                println!("#   {} steps  {}  seed {}", r.budget, r.arm, r.seed);
+                let steps = if r.config.train.steps == r.budget {
+                    String::new()
+                } else {
+                    format!(" (trains {} steps)", r.config.train.steps)
+                };
+                println!("#   {} steps  {}  seed {}{steps}", r.budget, r.arm, r.seed);
             }
             println!("# tokenizers fitted once each (OUT/tokenizers/<key>/):");
             for k in study.tokenizer_keys()? {
@@ -27,9 +32,10 @@ pub fn run(args: DeconstructArgs) -> Result<()> {
         }
         return Ok(());
     }
-    if study.runner != Runner::Ladder {
+    if study.runner == Runner::Declared {
         bail!(
-            "study `{}` is declared only (runner `{}`): its arms' commands make its runs; `deconstruct` runs ladder studies",
+            "study `{}` is declared only (runner `{}`): its arms' commands make its runs; `deconstruct` runs ladder and \
+             presets studies",
             study.name,
             study.runner.name()
         );

@@ -52,6 +52,8 @@ pub fn import(args: ImportArgs) -> Result<()> {
         stop_after_steps: Some(0),
         stop_after_minutes: None,
         init_from: Some((args.weights.clone(), layout)),
+        extend_to: None,
+        sample_grids: true,
     };
     pretrain(config, &args.out, &opts, &device, &mut Bar::new())?;
     println!(

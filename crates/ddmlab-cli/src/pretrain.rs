@@ -61,10 +61,16 @@ fn check_resume(args: &PretrainArgs) -> Result<()> {
         (p, file) => base_config(p.as_deref().unwrap_or(DEFAULT_PRESET), file.as_deref(), &args.overrides)?,
     };
     let mut requested = apply_flags(base, args)?;
-    if requested.train.steps == 0 {
+    if requested.train.steps == 0 || args.steps.is_some() {
         // Steps derived from train.epochs or train.time_budget_min were resolved once, at the
-        // run's start, and saved; those two fields are still compared.
+        // run's start, and saved; those two fields are still compared. `--steps` trains the run
+        // on (the library checks that its schedule extends).
         requested.train.steps = saved.train.steps;
+    }
+    if saved.train.warmup_steps > 0 && requested.train.warmup_steps == 0 {
+        // A run trained on before keeps the warm-up it had in steps.
+        (requested.train.warmup_steps, requested.train.warmup_frac) =
+            (saved.train.warmup_steps, saved.train.warmup_frac);
     }
     refuse_changes_on_resume(&args.out, &saved, &requested)?;
     Ok(())
@@ -123,6 +129,8 @@ pub fn run(args: PretrainArgs) -> Result<()> {
             Some(path) => Some((path.clone(), Layout::parse(&args.init_layout)?)),
             None => None,
         },
+        extend_to: args.steps.filter(|_| args.resume),
+        sample_grids: true,
     };
     let summary = pretrain(config, &args.out, &opts, &device, &mut Bar::new())?;
     if summary.losses.is_empty() {

@@ -492,9 +492,17 @@ fn train_a_dit_sample_it_and_reject_bad_generation_requests() {
     fails_with(ddmlab(&["sample", "--run", run_s, "--mar-steps", "8"]), &["--mar-steps", "MAR sampling settings"]);
     fails_with(ddmlab(&["gen-eval", "--run", run_s, "--temperature", "0.9"]), &["--temperature", "MAR sampling"]);
     fails_with(
-        ddmlab(&["sample", "--run", run_s, "--sampler", "euler"]),
-        &["--sampler", "euler", "possible values: ddim, ddpm"],
+        ddmlab(&["sample", "--run", run_s, "--sampler", "plms"]),
+        &["--sampler", "plms", "possible values: ddim, ddpm, euler, heun, dpm2m"],
     );
+    // The ODE solvers sample from the same run.
+    for sampler in ["euler", "heun", "dpm2m"] {
+        let grid = tmp.path().join(format!("{sampler}.png"));
+        let args = ["sample", "--run", run_s, "--sampler", sampler, "--steps", "3", "--n", "10", "--out"];
+        let out = ddmlab(&[&args[..], &[grid.to_str().unwrap()]].concat());
+        assert!(out.status.success(), "{sampler}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_grid(&grid, 28, 6);
+    }
     fails_with(ddmlab(&["sample", "--run", run_s, "--ckpt", "77"]), &["no checkpoint at step 77"]);
     // The denoising figure works for any objective: a DiT's eps prediction implies x0_hat.
     let out = ddmlab(&["denoise", "--run", run_s, "--data-dir", data, "--n", "2", "--t", "100,900"]);

@@ -36,6 +36,10 @@ pub struct TrainConfig {
     pub time_budget_min: f64,
     /// Linear warm-up length as a fraction of the total steps.
     pub warmup_frac: f64,
+    /// The warm-up in steps, when positive, instead of `warmup_frac` of the total: a run trained
+    /// on past its first total (`train --resume --steps`) keeps the warm-up it had.
+    #[serde(default, skip_serializing_if = "crate::settings::is_default")]
+    pub warmup_steps: usize,
     /// The learning rate at the end of the cosine, as a fraction of the peak.
     pub min_lr_frac: f64,
     pub weight_decay: f64,
@@ -63,6 +67,43 @@ pub struct TrainConfig {
     pub checkpoint_every: usize,
     /// Append a metrics line every this many steps.
     pub log_every: usize,
+}
+
+impl TrainConfig {
+    /// The warm-up steps of a run of `total` steps: `warmup_steps` when set, else
+    /// `warmup_frac` of the total.
+    pub fn warmup(&self, total: usize) -> usize {
+        if self.warmup_steps > 0 { self.warmup_steps } else { (self.warmup_frac * total as f64).round() as usize }
+    }
+
+    /// This schedule trained on to `total` steps: the warm-up kept at its length in steps.
+    /// Only a schedule constant after its warm-up (`min_lr_frac = 1`) extends to the longer
+    /// run; a cosine's every step depends on the total, so it is an error naming the field.
+    pub fn extended_to(&self, total: usize) -> Result<TrainConfig> {
+        if total < self.steps {
+            return Err(Error::config(
+                "train.steps",
+                format!("a resumed run may train on to more steps, not fewer (saved {}, asked {total})", self.steps),
+            ));
+        }
+        if total > self.steps && self.min_lr_frac != 1.0 {
+            return Err(Error::config(
+                "train.min_lr_frac",
+                format!(
+                    "{}: the learning rate decays over the run's {} steps (cosine to this fraction), so training it on to \
+                     {total} would not be the longer run; only a run whose rate is constant after warm-up (1.0) extends",
+                    self.min_lr_frac, self.steps
+                ),
+            ));
+        }
+        if total == self.steps {
+            return Ok(self.clone());
+        }
+        // A warm-up that rounded to no step stays none (`warmup_frac` of the longer total might not).
+        let warmup = self.warmup(self.steps);
+        let warmup_frac = if warmup == 0 { 0.0 } else { self.warmup_frac };
+        Ok(TrainConfig { steps: total, warmup_steps: warmup, warmup_frac, ..self.clone() })
+    }
 }
 
 /// Everything that defines a training run.
@@ -156,6 +197,14 @@ impl RunConfig {
             (0.0..1.0).contains(&t.warmup_frac),
             "train.warmup_frac",
             format!("{} must be in [0, 1)", t.warmup_frac),
+        )?;
+        check(
+            t.warmup_steps == 0 || t.steps == 0 || t.warmup_steps < t.steps,
+            "train.warmup_steps",
+            format!(
+                "{} must be fewer than train.steps ({}), or 0 (train.warmup_frac of the total)",
+                t.warmup_steps, t.steps
+            ),
         )?;
         check((0.0..=1.0).contains(&t.min_lr_frac), "train.min_lr_frac", "must be in [0, 1]")?;
         check(t.weight_decay >= 0.0 && t.weight_decay.is_finite(), "train.weight_decay", "must be non-negative")?;

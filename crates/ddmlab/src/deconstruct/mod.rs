@@ -1,10 +1,11 @@
-//! `ddmlab deconstruct`: a declared ladder study (`study`) run, measured and reported in one
-//! folder, resumable at any point.
+//! `ddmlab deconstruct`: a declared study (`study`) of ladder rungs or presets run, measured
+//! and reported in one folder, resumable at any point.
 //!
 //! ```text
 //! OUT/study.json                         the study and version (hash) the folder belongs to
 //! OUT/study.toml                         the declaration it runs
 //! OUT/tokenizers/<fit key>/              each fitted tokenizer once, shared by every arm naming it
+//!                                        (with its rFID, `recon-nN.json`, when the protocol asks)
 //! OUT/budget-<steps>/runs/<arm>/seed-<s>/ an ordinary run folder (config, checkpoints, probe.json,
 //!                                        fid.json, provenance.jsonl) stamped with the study version
 //! OUT/report.md                          verdicts per budget, claims across budgets, the paper's
@@ -16,7 +17,9 @@
 //! Runs are made in the study's fixed order: every arm at the first budget, then the next
 //! budget (so a partial result is never a selection of the claims that went well). A run whose
 //! measurements are all there is not touched again; a killed command resumes each unfinished
-//! run from its last checkpoint; a folder of another study version is refused.
+//! run from its last checkpoint; a folder of another study version is refused. In a study that
+//! extends, a run at a later budget starts as a copy of the finished run of the budget before
+//! (its measurements left behind) and trains on to its steps.
 
 pub mod report;
 
@@ -24,10 +27,11 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 
+use crate::config::RunConfig;
 use crate::data::Split;
 use crate::error::{Error, IoContext, Result};
 use crate::eval::fid::FidSource;
-use crate::eval::gen_eval::{self, GenEvalOptions};
+use crate::eval::gen_eval::{self, GenEvalOptions, MarSweep};
 use crate::eval::report::{self as probe_report, Checkpoints, ProbeOptions};
 use crate::eval::{Pool, ProbeConfig};
 use crate::runs::{PretrainOptions, pretrain};
@@ -79,9 +83,21 @@ pub fn probe_options(study: &Study, data_root: &Path, metric: &Metric) -> ProbeO
     }
 }
 
-/// The GenEval options of an FID-`n` measurement (DDIM-50, no guidance, EMA, against the test
-/// split).
-pub fn fid_options(data_root: &Path, weights: &Path, n: usize) -> Result<GenEvalOptions> {
+/// The GenEval options of an FID-`n` measurement of a run of `config` (DDIM-50, or a MAR run's
+/// sampling as the study's protocol declares it; no guidance, EMA, against the test split).
+pub fn fid_options(
+    study: &Study,
+    config: &RunConfig,
+    data_root: &Path,
+    weights: &Path,
+    n: usize,
+) -> Result<GenEvalOptions> {
+    let mar = match (&config.mar, &study.protocol.mar) {
+        (Some(_), Some(p)) => {
+            MarSweep { steps: vec![p.steps], head_steps: vec![p.head_steps], temperatures: vec![p.temperature] }
+        }
+        _ => MarSweep::default(),
+    };
     Ok(GenEvalOptions {
         data_root: data_root.to_path_buf(),
         weights: weights.to_path_buf(),
@@ -90,7 +106,7 @@ pub fn fid_options(data_root: &Path, weights: &Path, n: usize) -> Result<GenEval
         n,
         references: vec![("fashion-mnist:test".parse::<FidSource>()?, None)],
         samplers: vec![crate::study::FID_SAMPLER],
-        mar: Default::default(),
+        mar,
         seed: 0,
         chunk: 125,
         inception_batch: 25,
@@ -144,9 +160,16 @@ fn missing(
             Metric::Knn => true, // measured with the default probe
             Metric::Probe { .. } => {
                 let key = p.of(study, &opts.data_root, m);
-                probes.iter().any(|r| r.step == Some(run.budget) && r.pool == Pool::Avg.label() && r.protocol == key)
+                probes
+                    .iter()
+                    .any(|r| r.step == Some(run.config.train.steps) && r.pool == Pool::Avg.label() && r.protocol == key)
             }
-            Metric::Fid { n } => fids.iter().any(|r| r.step == run.budget && r.n == *n && r.cfg == 1.0 && r.ema),
+            Metric::Fid { n } => {
+                let sampler = study.fid_sampler(&run.config);
+                fids.iter().any(|r| {
+                    r.step == run.config.train.steps && r.n == *n && r.cfg == 1.0 && r.ema && r.sampler == sampler
+                })
+            }
             Metric::Rfid { .. } => true, // a tokenizer study's metric, not measured on ladder runs
         };
         if !have {
@@ -172,7 +195,8 @@ pub fn deconstruct(opts: &DeconstructOptions, device: &Device, obs: &mut dyn Obs
         stamp.check_folder(&opts.out)?;
         crate::atomic::write_atomic(&opts.out.join("study.toml"), study.to_toml().as_bytes())?;
     }
-    let needs_fid = plan.iter().any(|r| r.metrics.iter().any(|m| matches!(m, Metric::Fid { .. })));
+    let needs_fid =
+        plan.iter().any(|r| r.metrics.iter().any(|m| matches!(m, Metric::Fid { .. }))) || study.protocol.rfid.is_some();
     if needs_fid && opts.inception.is_none() && !opts.report_only {
         return Err(Error::config(
             "inception",
@@ -220,14 +244,22 @@ pub fn deconstruct(opts: &DeconstructOptions, device: &Device, obs: &mut dyn Obs
                     stopped = true;
                     break;
                 }
+                if checkpoint::latest(&dir)?.is_none() {
+                    continue_previous_budget(study, &opts.out, run, &dir)?;
+                }
                 copy_shared_tokenizer(&opts.out, &run.config, &dir)?;
-                obs.message(&format!("{} seed {} at {} steps: training", run.arm, run.seed, run.budget));
+                obs.message(&format!(
+                    "{} seed {} at {} steps: training ({} steps)",
+                    run.arm, run.seed, run.budget, run.config.train.steps
+                ));
                 let train_opts = PretrainOptions {
                     data_root: opts.data_root.clone(),
                     resume: checkpoint::latest(&dir)?.is_some(),
                     stop_after_steps: None,
                     stop_after_minutes: minutes_left(deadline),
                     init_from: None,
+                    extend_to: Some(run.config.train.steps),
+                    sample_grids: true,
                 };
                 pretrain(run.config.clone(), &dir, &train_opts, device, obs)?;
                 if !finished(&dir)? {
@@ -235,6 +267,10 @@ pub fn deconstruct(opts: &DeconstructOptions, device: &Device, obs: &mut dyn Obs
                     break;
                 }
                 prune_checkpoints(&dir)?;
+            }
+            if let Some(n) = study.protocol.rfid.filter(|_| verdicts::has_rfid(&run.config)) {
+                let weights = opts.inception.as_ref().expect("checked above");
+                measure_rfid(&opts.out, &run.config, n, &opts.data_root, weights, device, obs)?;
             }
             for m in &todo {
                 if out_of_time() {
@@ -247,7 +283,8 @@ pub fn deconstruct(opts: &DeconstructOptions, device: &Device, obs: &mut dyn Obs
                     }
                     Metric::Fid { n } => {
                         let weights = opts.inception.as_ref().expect("checked above");
-                        gen_eval::gen_eval_run(&dir, &fid_options(&opts.data_root, weights, *n)?, device, obs)?;
+                        let fid = fid_options(study, &run.config, &opts.data_root, weights, *n)?;
+                        gen_eval::gen_eval_run(&dir, &fid, device, obs)?;
                     }
                     Metric::Knn | Metric::Rfid { .. } => {}
                 }
@@ -329,7 +366,7 @@ pub fn reuse_tokenizer(out: &Path, study: &Study, folder: &Path, commit: &str) -
 fn fit_shared_tokenizer(
     out: &Path,
     arm: &str,
-    config: &crate::config::RunConfig,
+    config: &RunConfig,
     opts: &DeconstructOptions,
     stop_after_minutes: Option<f64>,
     device: &Device,
@@ -347,12 +384,94 @@ fn fit_shared_tokenizer(
 }
 
 /// The shared cache folder of `config`'s tokenizer.
-pub fn tokenizer_cache(out: &Path, config: &crate::config::RunConfig) -> PathBuf {
-    out.join("tokenizers").join(config.denoise.tokenizer.fit_key(&config.data, config.model.image))
+pub fn tokenizer_cache(out: &Path, config: &RunConfig) -> PathBuf {
+    verdicts::tokenizer_dir(out, config)
+}
+
+/// In a study that extends, start the run at a later budget from the finished run of the
+/// budget before (same arm and seed), copied with its last checkpoint, config, metrics,
+/// tokenizer and provenance, but none of its measurements: training it on is the longer run.
+/// Without that run (an arm the earlier budget did not need), the run trains from its first
+/// step with the same schedule, which is the same run.
+fn continue_previous_budget(study: &Study, out: &Path, run: &PlannedRun, dir: &Path) -> Result<()> {
+    let Some(i) = study.budgets.iter().position(|b| *b == run.budget).filter(|i| study.extend && *i > 0) else {
+        return Ok(());
+    };
+    let prev = run_dir(out, study.budgets[i - 1], &run.arm, run.seed);
+    if !finished(&prev)? {
+        return Ok(());
+    }
+    let ckpt = checkpoint::latest(&prev)?.expect("a finished run has a checkpoint");
+    let saved: RunConfig = run_folder::read_config(&prev)?;
+    let mut on = saved.clone();
+    on.train = saved.train.extended_to(run.config.train.steps)?;
+    if on != run.config {
+        let changed = crate::config::changed_fields(&on, &run.config);
+        return Err(Error::config(
+            "study",
+            format!(
+                "{} trained on to {} steps is not the study's run at that budget (differs in {}); the study changed \
+                 since it ran: run the new version into a new folder",
+                prev.display(),
+                run.config.train.steps,
+                changed.iter().map(|c| c.key.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+    // The measurements (`fid.*`, `fid-*.png`, `probe.*`) and the stamp stay with the earlier run.
+    let measurement = |name: &str| name.starts_with("fid") || name.starts_with("probe") || name == "study.json";
+    for entry in std::fs::read_dir(&prev).at(&prev)? {
+        let path = entry.at(&prev)?.path();
+        let name = path.file_name().expect("an entry has a name").to_string_lossy().into_owned();
+        if path.is_file() && !measurement(&name) {
+            let to = dir.join(&name);
+            std::fs::copy(&path, &to).at(&to)?;
+        }
+    }
+    let name = ckpt.file_name().expect("a checkpoint folder has a name");
+    let target = dir.join("checkpoints").join(name);
+    let tmp = dir.join("checkpoints").join(".copy.partial");
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).at(&tmp)?;
+    }
+    std::fs::create_dir_all(&tmp).at(&tmp)?;
+    for entry in std::fs::read_dir(&ckpt).at(&ckpt)? {
+        let path = entry.at(&ckpt)?.path();
+        let to = tmp.join(path.file_name().expect("a file has a name"));
+        std::fs::copy(&path, &to).at(&to)?;
+    }
+    std::fs::rename(&tmp, &target).at(&target)?;
+    crate::atomic::write_atomic(&dir.join("checkpoints").join("latest"), name.to_string_lossy().as_bytes())
+}
+
+/// The rFID of `config`'s tokenizer on the first `n` test images, measured once in its shared
+/// folder (the floor of every generator in its latent: the decoder of the data's own codes).
+fn measure_rfid(
+    out: &Path,
+    config: &RunConfig,
+    n: usize,
+    data_root: &Path,
+    weights: &Path,
+    device: &Device,
+    obs: &mut dyn Observer,
+) -> Result<()> {
+    let cache = tokenizer_cache(out, config);
+    let table = verdicts::rfid_table(n);
+    if crate::runs::tokenizer::read_recon_table(&cache, &table)?.iter().any(|r| r.n == n && r.rfid.is_some()) {
+        return Ok(());
+    }
+    obs.message(&format!("{}: rFID on {n} test images", config.denoise.tokenizer.label(config.model.image.channels)));
+    let plain = device.clone().without_autodiff();
+    let tokenizer = run_folder::load_tokenizer(&cache, config)?.bind(config.model.image, &plain);
+    let test = run_folder::load_split(config, data_root, Split::Test)?;
+    let net = crate::eval::inception::InceptionV3::load(weights, &plain)?;
+    let recon = |x| tokenizer.decode(tokenizer.encode(x));
+    crate::runs::tokenizer::evaluate_reconstruction(&cache, &table, &test, n, 0, Some(&net), &plain, &recon)?;
+    Ok(())
 }
 
 /// Copy the shared tokenizer (with its fit report and provenance) into `run` unless it is there.
-fn copy_shared_tokenizer(out: &Path, config: &crate::config::RunConfig, run: &Path) -> Result<()> {
+fn copy_shared_tokenizer(out: &Path, config: &RunConfig, run: &Path) -> Result<()> {
     let target = run_folder::tokenizer_path(run, config);
     if target.exists() {
         return Ok(());

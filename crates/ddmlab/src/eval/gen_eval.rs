@@ -444,7 +444,12 @@ pub fn plot_fid_against(path: &Path, rows: &[FidRow], axis: Axis) -> Result<()> 
         let (name, x) = match axis {
             Axis::Guidance => (format!("{} (FID-{} vs {}{weights})", r.sampler, r.n, r.reference), r.cfg),
             Axis::SamplingSteps => {
-                (format!("{kind}{tau}, w = {} (FID-{} vs {}{weights})", r.cfg, r.n, r.reference), steps as f64)
+                // A diffusion sampler's cost is its network evaluations (Heun: 2 N - 1).
+                let x = match r.sampler {
+                    RowSampler::Diffusion(s) => s.kind.evaluations(s.steps),
+                    RowSampler::Mar { .. } => steps,
+                };
+                (format!("{kind}{tau}, w = {} (FID-{} vs {}{weights})", r.cfg, r.n, r.reference), x as f64)
             }
             Axis::Temperature => match r.temperature {
                 Some(t) => (format!("K = {steps}, w = {} (FID-{} vs {}{weights})", r.cfg, r.n, r.reference), t),
@@ -469,7 +474,9 @@ pub fn plot_fid_against(path: &Path, rows: &[FidRow], axis: Axis) -> Result<()> 
         Axis::SamplingSteps if series.iter().all(|s| s.name.starts_with("mar")) => {
             (format!("FID vs generation steps K (step {last})"), "generation steps K")
         }
-        Axis::SamplingSteps => (format!("FID vs sampling steps (step {last})"), "sampling steps"),
+        Axis::SamplingSteps => {
+            (format!("FID vs network evaluations (step {last})"), "network evaluations (a guided batch counts once)")
+        }
         Axis::Temperature => (format!("FID vs temperature (step {last})"), "temperature tau"),
     };
     line_plot(path, &title, x, "FID", &series, true)

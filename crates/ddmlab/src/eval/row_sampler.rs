@@ -42,11 +42,10 @@ impl RowSampler {
         }
     }
 
-    /// The sampler family: `ddpm`, `ddim` or `mar`.
+    /// The sampler family: `ddpm`, `ddim`, `euler`, `heun`, `dpm2m` or `mar`.
     pub fn family(&self) -> &'static str {
         match self {
-            RowSampler::Diffusion(SamplerSetting { kind: SamplerKind::Ddpm, .. }) => "ddpm",
-            RowSampler::Diffusion(SamplerSetting { kind: SamplerKind::Ddim { .. }, .. }) => "ddim",
+            RowSampler::Diffusion(s) => s.kind.name(),
             RowSampler::Mar { .. } => "mar",
         }
     }
@@ -73,6 +72,7 @@ impl fmt::Display for RowSampler {
                 SamplerKind::Ddpm => write!(f, "ddpm-{}", s.steps),
                 SamplerKind::Ddim { eta: 0.0 } => write!(f, "ddim-{}", s.steps),
                 SamplerKind::Ddim { eta } => write!(f, "ddim-{}-eta{eta}", s.steps),
+                kind => write!(f, "{}-{}", kind.name(), s.steps),
             },
             RowSampler::Mar { steps, head_steps, temperature } => {
                 write!(f, "mar-{steps}")?;
@@ -96,8 +96,8 @@ impl FromStr for RowSampler {
             Error::config(
                 "sampler",
                 format!(
-                    "`{label}` names no sampler; expected ddpm-STEPS, ddim-STEPS[-etaE] or \
-                     mar-K[-headH][-tauT]"
+                    "`{label}` names no sampler; expected ddpm-STEPS, ddim-STEPS[-etaE], euler-STEPS, heun-STEPS, \
+                     dpm2m-STEPS or mar-K[-headH][-tauT]"
                 ),
             )
         };
@@ -109,6 +109,9 @@ impl FromStr for RowSampler {
         let sampler = match (family, rest.as_slice()) {
             ("ddpm", []) => RowSampler::Diffusion(SamplerSetting { kind: SamplerKind::Ddpm, steps }),
             ("ddim", []) => RowSampler::Diffusion(SamplerSetting { kind: SamplerKind::Ddim { eta: 0.0 }, steps }),
+            ("euler", []) => RowSampler::Diffusion(SamplerSetting { kind: SamplerKind::Euler, steps }),
+            ("heun", []) => RowSampler::Diffusion(SamplerSetting { kind: SamplerKind::Heun, steps }),
+            ("dpm2m", []) => RowSampler::Diffusion(SamplerSetting { kind: SamplerKind::DpmSolver2M, steps }),
             ("ddim", [eta]) => {
                 let eta = number(eta, "eta").ok_or_else(bad)?;
                 RowSampler::Diffusion(SamplerSetting { kind: SamplerKind::Ddim { eta }, steps })
@@ -150,9 +153,18 @@ mod tests {
 
     #[test]
     fn every_label_written_so_far_reads_back_as_the_same_sampler() {
-        for label in
-            ["ddim-50", "ddpm-250", "ddim-50-eta0.5", "ddim-1", "mar-64-head100-tau1", "mar-16-tau0.9", "mar-64"]
-        {
+        for label in [
+            "ddim-50",
+            "ddpm-250",
+            "ddim-50-eta0.5",
+            "ddim-1",
+            "euler-25",
+            "heun-13",
+            "dpm2m-20",
+            "mar-64-head100-tau1",
+            "mar-16-tau0.9",
+            "mar-64",
+        ] {
             let s: RowSampler = label.parse().unwrap();
             assert_eq!(s.to_string(), label);
             let json = serde_json::to_string(&s).unwrap();
@@ -169,7 +181,19 @@ mod tests {
 
     #[test]
     fn a_label_that_names_no_sampler_is_refused() {
-        for label in ["", "ddim", "ddim-0", "ddim-x", "euler-50", "ddpm-50-eta1", "mar-64-tau1-head100", "mar-8-head"] {
+        for label in [
+            "",
+            "ddim",
+            "ddim-0",
+            "ddim-x",
+            "euler",
+            "heun-x",
+            "dpm-50",
+            "dpm2m-50-eta1",
+            "ddpm-50-eta1",
+            "mar-64-tau1-head100",
+            "mar-8-head",
+        ] {
             let err = label.parse::<RowSampler>().unwrap_err().to_string();
             assert!(err.contains("names no sampler"), "{label}: {err}");
         }

@@ -53,6 +53,7 @@ pub fn train(batch_size: usize, blr: f64, epochs: f64, warmup_frac: f64) -> Trai
         epochs,
         time_budget_min: 0.0,
         warmup_frac,
+        warmup_steps: 0,
         min_lr_frac: 0.0,
         weight_decay: 0.0,
         decay_exempt: crate::optim::decay::DecayExempt::None,

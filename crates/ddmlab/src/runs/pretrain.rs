@@ -48,6 +48,12 @@ pub struct PretrainOptions {
     /// Start a fresh run from these PyTorch weights (model and EMA) instead of a random
     /// initialisation; they are saved as checkpoint 0 before the first step.
     pub init_from: Option<(PathBuf, Layout)>,
+    /// On resume, train on to this many steps in total (more than the run's): the longer run
+    /// of a schedule constant after warm-up, its warm-up kept ([`crate::config::TrainConfig::extended_to`]).
+    pub extend_to: Option<usize>,
+    /// Draw a generator's sample grid at each regular checkpoint (`samples-step-NNNNNN.png`,
+    /// also a TensorBoard image).
+    pub sample_grids: bool,
 }
 
 /// What a run reached.
@@ -75,7 +81,10 @@ pub fn pretrain(
     device: &Device,
     obs: &mut dyn Observer,
 ) -> Result<PretrainSummary> {
-    let Start { config, resume_from } = folder::open(run, config, opts.resume, &[])?;
+    let Start { mut config, resume_from } = folder::open(run, config, opts.resume, &[])?;
+    if let Some(total) = opts.extend_to.filter(|_| opts.resume) {
+        config.train = config.train.extended_to(total)?;
+    }
     config.validate()?;
     match (&opts.init_from, config.mar.is_some()) {
         (Some((_, Layout::Mar)), false) => {
@@ -122,10 +131,37 @@ pub fn pretrain(
     let plan =
         BatchPlan { seed: config.train.seed, batch_size: config.train.batch_size, augment: config.train.augment };
     let job = Job { run, opts, set, plan, resume_from };
+    let bound = tokenizer.bind(config.model.image, device);
     if config.mar.is_some() {
         let codebook = load_or_fit_run_codebook(run, &config, &job.set, &tokenizer, device, obs)?;
         let objective = |c: &RunConfig, ad: &Device| MarTrainObjective::new(c, &tokenizer, codebook.as_ref(), ad);
-        return train_loop::<Mar, _>(config, job, device, obs, objective, |trainer, state| {
+        let grid_config = config.clone();
+        let grid = |model: &Mar, step: usize| -> Result<()> {
+            let spec = crate::mar::MarSpec::of(&grid_config).expect("a MAR run");
+            let sampling = crate::mar::MarSampling {
+                // A causal order generates one token per step (K = L).
+                steps: if spec.variant.is_causal() { spec.len } else { GRID_MAR_STEPS.min(spec.len) },
+                head_steps: GRID_HEAD_STEPS,
+                temperature: 1.0,
+                cfg: 1.0,
+            };
+            let labels = grid_labels(&grid_config);
+            let images = crate::mar::sample_mar_images(
+                model,
+                codebook.as_ref(),
+                &grid_config,
+                bound.as_ref(),
+                &sampling,
+                &labels,
+                labels.len(),
+                (GRID_SEED, labels.len()),
+                device,
+                &mut |_| {},
+            )?;
+            save_sample_grid(run, &grid_config, step, images)
+        };
+        let grid = opts.sample_grids.then_some(&grid as DrawGrid<'_, Mar>);
+        return train_loop::<Mar, _>(config, job, device, obs, objective, grid, |trainer, state| {
             // `--init-from` of LTH14/mar weights, saved as checkpoint 0.
             let Some((weights, _)) = &opts.init_from else { return Ok(None) };
             let network = trainer.config.mar_network().expect("a MAR run");
@@ -136,7 +172,24 @@ pub fn pretrain(
         });
     }
     let objective = |c: &RunConfig, ad: &Device| TrainObjective::new(c, &tokenizer, ad);
-    train_loop::<DenoisingVit, _>(config, job, device, obs, objective, |trainer, state| {
+    let grid_config = config.clone();
+    let grid = |model: &DenoisingVit, step: usize| -> Result<()> {
+        let labels = grid_labels(&grid_config);
+        let opts = crate::generate::SampleOptions {
+            kind: crate::diffusion::SamplerKind::Ddim { eta: 0.0 },
+            steps: GRID_DIT_STEPS.min(grid_config.denoise.timesteps),
+            cfg: 1.0,
+            n: labels.len(),
+            labels: if grid_config.model.num_classes > 0 { labels } else { Vec::new() },
+            seed: GRID_SEED,
+            chunk: 64,
+            clip_x0: true,
+        };
+        let images = crate::generate::sample_images(model, &grid_config, bound.as_ref(), &opts, device, &|| {})?;
+        save_sample_grid(run, &grid_config, step, images)
+    };
+    let draws = config.denoise.is_generator() && opts.sample_grids;
+    train_loop::<DenoisingVit, _>(config, job, device, obs, objective, draws.then_some(&grid), |trainer, state| {
         // `--init-from`: weights imported from PyTorch, saved as checkpoint 0.
         if let Some((weights, layout)) = &opts.init_from {
             let net = trainer.config.network();
@@ -182,13 +235,24 @@ fn train_loop<M: Network, O: Objective<M>>(
     device: &Device,
     obs: &mut dyn Observer,
     objective: impl Fn(&RunConfig, &Device) -> O,
+    grid: Option<DrawGrid<'_, M>>,
     on_fresh: impl FnOnce(&mut Trainer<M, O>, &CheckpointState) -> Result<Option<String>>,
 ) -> Result<PretrainSummary> {
     let Job { run, opts, set, plan, resume_from } = job;
     let (trainer, state) = match &resume_from {
         Some(ckpt) => {
-            let (t, s) = trainer_state::restore_with(ckpt, device, &objective)?;
+            let (mut t, mut s) = trainer_state::restore_with(ckpt, device, &objective)?;
             obs.message(&format!("resuming from {} (step {} of {})", ckpt.display(), s.step, s.total_steps));
+            if config.train.steps > s.total_steps {
+                // Trained on (`extend_to`): the checkpoints from here on hold the longer schedule.
+                obs.message(&format!(
+                    "training on to step {} (warm-up kept at {} steps)",
+                    config.train.steps,
+                    config.train.warmup(config.train.steps)
+                ));
+                s.total_steps = config.train.steps;
+                t.config.train = config.train.clone();
+            }
             (t, s)
         }
         None => {
@@ -204,8 +268,8 @@ fn train_loop<M: Network, O: Objective<M>>(
         }
     };
     obs.message(&format!("model: {:.3}M parameters", trainer.model.num_params() as f64 / 1e6));
-    let warmup = (config.train.warmup_frac * state.total_steps as f64).round() as usize;
-    let mut stage = PretrainStage { trainer, run, warmup };
+    let warmup = config.train.warmup(state.total_steps);
+    let mut stage = PretrainStage { trainer, run, warmup, grid };
     let plan = Plan {
         data: set,
         batches: plan,
@@ -232,6 +296,8 @@ struct PretrainStage<'a, M: Network, O: Objective<M>> {
     trainer: Trainer<M, O>,
     run: &'a Path,
     warmup: usize,
+    /// A generator's sample grid of the EMA weights at each regular checkpoint.
+    grid: Option<DrawGrid<'a, M>>,
 }
 
 impl<M: Network, O: Objective<M>> Stage for PretrainStage<'_, M, O> {
@@ -256,9 +322,46 @@ impl<M: Network, O: Objective<M>> Stage for PretrainStage<'_, M, O> {
         trainer_state::files(&self.trainer)
     }
 
-    fn after_checkpoint(&mut self, _: &CheckpointState, _: bool, _: &mut dyn Observer) -> Result<()> {
+    fn after_checkpoint(&mut self, state: &CheckpointState, regular: bool, _: &mut dyn Observer) -> Result<()> {
+        if let Some(grid) = self.grid.filter(|_| regular) {
+            grid(&self.trainer.ema, state.step)?;
+        }
         plot_loss(self.run)
     }
+
+    fn checkpoint_images(&self, state: &CheckpointState) -> Vec<(&'static str, PathBuf)> {
+        vec![("samples", sample_grid_path(self.run, state.step))]
+    }
+}
+
+/// The sample grid of a generator's checkpoint: one image per class (a row of 8 for an
+/// unconditional model), the EMA weights, a fixed seed, no guidance; DiT by DDIM in 50 steps
+/// (the studies' FID sampler), MAR in `K = 16` steps (a causal order in `L`) with a 50-step head (a look at
+/// training, not an FID).
+const GRID_DIT_STEPS: usize = 50;
+const GRID_MAR_STEPS: usize = 16;
+const GRID_HEAD_STEPS: usize = 50;
+const GRID_SEED: u64 = 0;
+
+/// Draws a generator's sample grid from its EMA weights at a step.
+type DrawGrid<'a, M> = &'a dyn Fn(&M, usize) -> Result<()>;
+
+/// `RUN/samples-step-NNNNNN.png`.
+pub fn sample_grid_path(run: &Path, step: usize) -> PathBuf {
+    run.join(format!("samples-step-{step:06}.png"))
+}
+
+/// The grid's labels: each class once (at most 10), or 8 draws of an unconditional model.
+fn grid_labels(config: &RunConfig) -> Vec<usize> {
+    match config.model.num_classes {
+        0 => vec![0; 8],
+        k => (0..k.min(10)).collect(),
+    }
+}
+
+/// Write the grid's images (`[C, H, W]` each) in one row.
+fn save_sample_grid(run: &Path, config: &RunConfig, step: usize, images: Vec<Vec<f32>>) -> Result<()> {
+    crate::viz::grid::save_grid(&sample_grid_path(run, step), &[images], config.model.image, 2)
 }
 
 /// Total steps from `steps`, else `epochs`, else the time budget (measured on this machine).

@@ -233,6 +233,18 @@ impl Stage for TokenizerStage<'_> {
         }
         Ok(())
     }
+
+    fn checkpoint_images(&self, state: &CheckpointState) -> Vec<(&'static str, PathBuf)> {
+        vec![("reconstruction", self.run.join(format!("recon-step-{:06}.png", state.step)))]
+    }
+
+    fn checkpoint_scalars(&self, state: &CheckpointState) -> Result<Vec<(String, f64)>> {
+        let rows = read_recon(self.run)?;
+        let Some(row) = rows.iter().find(|r| r.step == state.step) else { return Ok(Vec::new()) };
+        let mut out = vec![("eval/mse".to_string(), row.mse), ("eval/psnr".to_string(), row.psnr)];
+        out.extend(row.rfid.map(|f| (format!("eval/rfid-{}", row.n), f)));
+        Ok(out)
+    }
 }
 
 fn mean_stats(window: &[AeStepStats]) -> AeStepStats {
@@ -378,6 +390,11 @@ fn reference_features(run: &Path, originals: &[RawImage], net: &InceptionV3, dev
 /// `RUN/recon.json` (empty when not written yet).
 pub fn read_recon(run: &Path) -> Result<Vec<ReconRow>> {
     read_rows(run, "recon")
+}
+
+/// `RUN/<name>.json` (empty when not written yet); `name` as [`recon_table`] gives it.
+pub fn read_recon_table(run: &Path, name: &str) -> Result<Vec<ReconRow>> {
+    read_rows(run, name)
 }
 
 /// `RUN/<name>.json` (empty when not written yet).

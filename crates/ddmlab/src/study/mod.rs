@@ -29,7 +29,7 @@ use crate::atomic::write_atomic;
 use crate::config::RunConfig;
 use crate::diffusion::SamplerKind;
 use crate::error::{Error, IoContext, Result};
-use crate::eval::row_sampler::SamplerSetting;
+use crate::eval::row_sampler::{RowSampler, SamplerSetting};
 use crate::recipes::ladder::{Rung, rungs};
 use crate::stats::Hypothesis;
 
@@ -120,6 +120,35 @@ pub struct Arm {
     /// Budgets this arm runs at whatever the claims say (for its table row).
     #[serde(default)]
     pub budgets: Vec<usize>,
+    /// A `presets` study: the preset the arm starts from (default: its name), so that two arms
+    /// can be one preset with different overrides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<String>,
+    /// `KEY=VALUE` overrides of this arm, after the study's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub set: Vec<String>,
+    /// The seeds this arm runs (some of the study's; empty: all of them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seeds: Vec<u64>,
+    /// The arm trains `round(step_scale * budget)` steps at each study budget (e.g. equal
+    /// training time beside an arm of slower steps, the ratio measured and stated beforehand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_scale: Option<f64>,
+}
+
+impl Arm {
+    /// The preset (or ladder rung) the arm starts from.
+    pub fn base(&self) -> &str {
+        self.preset.as_deref().unwrap_or(&self.name)
+    }
+
+    /// The steps this arm trains at study budget `budget`.
+    pub fn steps_at(&self, budget: usize) -> usize {
+        match self.step_scale {
+            Some(s) => ((s * budget as f64).round() as usize).max(1),
+            None => budget,
+        }
+    }
 }
 
 /// A claim of the paper, decided per budget.
@@ -177,6 +206,36 @@ pub struct Sweep {
 pub struct Protocol {
     pub probe_epochs: usize,
     pub knn_k: usize,
+    /// How a MAR arm is sampled for its FID (a DiT arm uses [`FID_SAMPLER`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mar: Option<MarFid>,
+    /// Measure each learned tokenizer's reconstruction FID on the first `n` test images once,
+    /// and report it beside the FID of every arm that generates in its latent (its floor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rfid: Option<usize>,
+}
+
+/// The MAR sampling of a study's FID: generation steps `K`, the Diffusion Loss head's DDPM
+/// steps and its temperature, unguided.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarFid {
+    pub steps: usize,
+    pub head_steps: usize,
+    pub temperature: f64,
+}
+
+impl MarFid {
+    /// The FID row sampler of this setting on a model with head `loss`.
+    pub fn row_sampler(&self, loss: crate::config::MarLoss) -> RowSampler {
+        let s = crate::mar::MarSampling {
+            steps: self.steps,
+            head_steps: self.head_steps,
+            temperature: self.temperature,
+            cfg: 1.0,
+        };
+        RowSampler::of_mar(loss, &s)
+    }
 }
 
 /// What makes a study's runs.
@@ -188,6 +247,9 @@ pub enum Runner {
     /// Another command makes the runs (each arm names it); the declaration fixes the claims
     /// before them.
     Declared,
+    /// `ddmlab deconstruct`: every arm is a registered preset (`ddmlab presets`), with the
+    /// arm's own overrides; nothing is measured but what the claims name.
+    Presets,
 }
 
 impl Runner {
@@ -196,6 +258,7 @@ impl Runner {
         match self {
             Runner::Ladder => "ladder",
             Runner::Declared => "declared",
+            Runner::Presets => "presets",
         }
     }
 }
@@ -222,6 +285,11 @@ pub struct Study {
     pub tables: Vec<Table>,
     #[serde(default, rename = "sweep")]
     pub sweeps: Vec<Sweep>,
+    /// Each budget after the first trains the run of the budget before on (`--resume
+    /// --steps`): the longer run of a schedule constant after its warm-up, which keeps its
+    /// length in steps ([`RunConfig`]'s `train.warmup_steps`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub extend: bool,
 }
 
 /// One run a study makes: an arm at a budget with a seed, and its resolved config.
@@ -289,17 +357,63 @@ impl Study {
             }
         };
         let all = rungs();
-        if self.runner == Runner::Ladder {
-            for arm in &self.arms {
-                if !all.iter().any(|r| r.name == arm.name) {
-                    return Err(format!("arm `{}` is not a ladder rung", arm.name));
+        let presets = crate::recipes::preset_names();
+        for arm in &self.arms {
+            let what = format!("arm `{}`", arm.name);
+            match self.runner {
+                Runner::Ladder if arm.preset.is_some() => {
+                    return Err(format!("{what}: a ladder study's arms are rungs, named by their name"));
                 }
-                if !arm.budgets.is_empty() {
-                    budgets_ok(&arm.budgets, &format!("arm `{}`", arm.name))?;
+                Runner::Ladder if !all.iter().any(|r| r.name == arm.name) => {
+                    return Err(format!("{what} is not a ladder rung"));
                 }
+                Runner::Presets if !presets.contains(&arm.base()) => {
+                    return Err(format!("{what}: `{}` is not a registered preset (`ddmlab presets`)", arm.base()));
+                }
+                Runner::Declared if arm.command.is_none() => {
+                    return Err(format!("{what}: a declared study names the command of each arm"));
+                }
+                Runner::Declared
+                    if arm.preset.is_some()
+                        || !arm.set.is_empty()
+                        || !arm.seeds.is_empty()
+                        || arm.step_scale.is_some() =>
+                {
+                    return Err(format!("{what}: preset, set, seeds and step_scale belong to arms the study runs"));
+                }
+                _ => {}
             }
-        } else if let Some(arm) = self.arms.iter().find(|a| a.command.is_none()) {
-            return Err(format!("arm `{}`: a declared study names the command of each arm", arm.name));
+            if self.runner != Runner::Declared && !arm.budgets.is_empty() {
+                budgets_ok(&arm.budgets, &what)?;
+            }
+            if let Some(x) = arm.seeds.iter().find(|x| !self.seeds.contains(x)) {
+                return Err(format!("{what}: seed {x} is not one of the study's {:?}", self.seeds));
+            }
+            unique(arm.seeds.iter().map(|s| s.to_string()).collect(), &format!("{what}: seeds"))?;
+            if let Some(scale) = arm.step_scale.filter(|x| !(x.is_finite() && *x > 0.0)) {
+                return Err(format!("{what}: step_scale {scale} must be a positive number"));
+            }
+        }
+        if self.extend {
+            if self.runner == Runner::Declared {
+                return Err(
+                    "extend: a declared study's commands make its runs; extend is for the runs a study makes".into()
+                );
+            }
+            if self.budgets.windows(2).any(|w| w[1] <= w[0]) {
+                return Err(format!(
+                    "extend: each budget trains the one before on, so budgets must increase ({:?})",
+                    self.budgets
+                ));
+            }
+        }
+        if let Some(m) = &self.protocol.mar
+            && (m.steps == 0 || m.head_steps == 0 || !(m.temperature.is_finite() && m.temperature > 0.0))
+        {
+            return Err(format!("protocol.mar: {m:?}: steps and head_steps positive, temperature positive"));
+        }
+        if self.protocol.rfid == Some(0) {
+            return Err("protocol.rfid: a positive number of test images".into());
         }
         let arm_ok = |name: &str, what: &str| -> std::result::Result<(), String> {
             if self.arms.iter().any(|a| a.name == name) {
@@ -337,18 +451,39 @@ impl Study {
         all.iter().find(|r| r.name == name).expect("validated: every arm is a rung")
     }
 
-    /// The config of `arm` at `budget` with `seed`: the rung's, the study's overrides, then the
-    /// budget and the seed; validated.
+    /// The arm called `name` (validated to exist where the study names it).
+    fn arm(&self, name: &str) -> &Arm {
+        self.arms.iter().find(|a| a.name == name).expect("validated: every name is an arm")
+    }
+
+    /// The config of `arm` at `budget` with `seed`: the rung's (or preset's), the study's
+    /// overrides, the arm's, then the arm's steps at the budget and the seed; validated. In a
+    /// study that extends, a later budget's config is the first budget's trained on to its steps
+    /// (the warm-up kept in steps).
     pub fn config(&self, arm: &str, budget: usize, seed: u64) -> Result<RunConfig> {
-        let all = rungs();
-        let mut config = Self::rung(&all, arm).config.clone();
-        for o in &self.overrides {
+        let fail = |e: Error| Error::Other(format!("study {}: arm {arm}: {e}", self.name));
+        let a = self.arm(arm);
+        let mut config = match self.runner {
+            Runner::Presets => crate::recipes::preset(a.base())?.config,
+            _ => Self::rung(&rungs(), arm).config.clone(),
+        };
+        for o in self.overrides.iter().chain(&a.set) {
             config = config.with_override(o)?;
         }
         config.train.seed = seed;
-        config.train.steps = budget;
-        config.validate().map_err(|e| Error::Other(format!("study {}: arm {arm}: {e}", self.name)))?;
+        let first = self.budgets[0];
+        config.train.steps = a.steps_at(if self.extend { first } else { budget });
+        if self.extend && budget != first {
+            config.validate().map_err(fail)?;
+            config.train = config.train.extended_to(a.steps_at(budget)).map_err(fail)?;
+        }
+        config.validate().map_err(fail)?;
         Ok(config)
+    }
+
+    /// The seeds `arm` runs.
+    pub fn seeds_of(&self, arm: &Arm) -> Vec<u64> {
+        if arm.seeds.is_empty() { self.seeds.clone() } else { arm.seeds.clone() }
     }
 
     /// Every run of the study, in the order they are made: budget by budget in the declared
@@ -356,7 +491,7 @@ impl Study {
     /// seeds in declared order. An arm runs at a budget when it lists that budget, or a claim or
     /// sweep declared at that budget names it.
     pub fn plan(&self) -> Result<Vec<PlannedRun>> {
-        if self.runner != Runner::Ladder {
+        if self.runner == Runner::Declared {
             return Err(Error::Other(format!(
                 "study {} is declared only; its runs are made by another command",
                 self.name
@@ -380,15 +515,39 @@ impl Study {
                 if !wanted {
                     continue;
                 }
-                metrics.insert(Metric::PROBE);
-                metrics.insert(Metric::Knn);
-                for &seed in &self.seeds {
+                if self.runner == Runner::Ladder {
+                    metrics.insert(Metric::PROBE);
+                    metrics.insert(Metric::Knn);
+                }
+                for seed in self.seeds_of(arm) {
                     let config = self.config(&arm.name, budget, seed)?;
+                    if config.mar.is_some()
+                        && self.protocol.mar.is_none()
+                        && metrics.iter().any(|m| matches!(m, Metric::Fid { .. }))
+                    {
+                        return Err(Error::config(
+                            "protocol.mar",
+                            format!(
+                                "study {}: arm {} is a MAR run measured by FID: declare its sampling (K, head \
+                                 steps, temperature) in protocol.mar",
+                                self.name, arm.name
+                            ),
+                        ));
+                    }
                     out.push(PlannedRun { arm: arm.name.clone(), budget, seed, config, metrics: metrics.clone() });
                 }
             }
         }
         Ok(out)
+    }
+
+    /// The sampler of an FID on a run of `config`: the protocol's MAR sampling for a MAR run
+    /// (the plan refuses a MAR arm measured by FID without one), else [`FID_SAMPLER`].
+    pub fn fid_sampler(&self, config: &RunConfig) -> RowSampler {
+        match (&config.mar, &self.protocol.mar) {
+            (Some(section), Some(p)) => p.row_sampler(section.loss),
+            _ => RowSampler::Diffusion(FID_SAMPLER),
+        }
     }
 
     /// The fit keys of the tokenizers the study's runs use, sorted, each once.
@@ -408,7 +567,7 @@ impl Study {
     pub fn hash(&self) -> Result<String> {
         let mut h = Sha256::new();
         h.update(serde_json::to_vec(self).expect("a study serialises"));
-        if self.runner == Runner::Ladder {
+        if self.runner != Runner::Declared {
             for run in self.plan()? {
                 h.update(format!("\n{} {} {}\n", run.arm, run.budget, run.seed).as_bytes());
                 h.update(run.config.to_toml().as_bytes());
@@ -594,6 +753,132 @@ budgets = [10, 20]
         assert!(e.contains("claim (f)") && e.contains("budget 30"), "{e}");
         assert!(bad("kind = \"greater\"", "kind = \"equivalent\"\nmargin = 0.0").contains("margin"));
         assert!(bad("id = \"f\"", "id = \"f\"\nextra = 1").contains("extra"));
+    }
+
+    /// A `presets` study: MAR arms from one preset, one with its own seeds, a DiT at a step
+    /// scale, and budgets that train the runs on.
+    const PRESETS: &str = r#"
+name = "orders"
+about = "two MAR arms and a DiT"
+runner = "presets"
+budgets = [100, 200]
+seeds = [0, 1, 2]
+extend = true
+protocol = { probe_epochs = 2, knn_k = 5, mar = { steps = 16, head_steps = 100, temperature = 1.0 }, rfid = 5000 }
+
+[[arm]]
+name = "mar-tiny"
+
+[[arm]]
+name = "raster"
+preset = "mar-tiny"
+set = ["mar.variant=ar-raster"]
+seeds = [0, 1]
+
+[[arm]]
+name = "dit"
+preset = "dit-tiny"
+set = ["train.min_lr_frac=1.0", "train.warmup_frac=0.1"]
+step_scale = 2.5
+
+[[claim]]
+id = "m1"
+text = "bidirectional beats raster"
+paper = "MAR Table 1"
+a = { arm = "raster", metric = { kind = "fid", n = 5000 } }
+b = { arm = "mar-tiny", metric = { kind = "fid", n = 5000 } }
+test = { kind = "greater" }
+budgets = [100, 200]
+
+[[claim]]
+id = "m2"
+text = "MAR beats the DiT at equal time"
+paper = "-"
+a = { arm = "dit", metric = { kind = "fid", n = 5000 } }
+b = { arm = "mar-tiny", metric = { kind = "fid", n = 5000 } }
+test = { kind = "greater" }
+budgets = [100]
+"#;
+
+    #[test]
+    fn a_presets_study_resolves_arm_presets_seeds_step_scales_and_extended_budgets() {
+        let study = Study::from_toml(PRESETS, Path::new("orders.toml")).unwrap();
+        let plan = study.plan().unwrap();
+        let keys: Vec<(usize, &str, u64, usize)> =
+            plan.iter().map(|r| (r.budget, r.arm.as_str(), r.seed, r.config.train.steps)).collect();
+        assert_eq!(
+            keys,
+            vec![
+                (100, "mar-tiny", 0, 100),
+                (100, "mar-tiny", 1, 100),
+                (100, "mar-tiny", 2, 100),
+                (100, "raster", 0, 100),
+                (100, "raster", 1, 100),
+                (100, "dit", 0, 250),
+                (100, "dit", 1, 250),
+                (100, "dit", 2, 250),
+                (200, "mar-tiny", 0, 200),
+                (200, "mar-tiny", 1, 200),
+                (200, "mar-tiny", 2, 200),
+                (200, "raster", 0, 200),
+                (200, "raster", 1, 200),
+            ]
+        );
+        // Nothing is measured that no claim names (no probe of a generator).
+        assert!(
+            plan.iter().all(|r| r.metrics.len() == 1 && matches!(r.metrics.first(), Some(Metric::Fid { n: 5000 })))
+        );
+        let raster = &plan[3].config;
+        assert_eq!(raster.mar.as_ref().unwrap().variant, crate::config::MarVariant::ArRaster);
+        assert_eq!(raster.preset, "mar-tiny");
+        // The later budget is the first trained on: mar-tiny warms up 5% of 100 steps, kept.
+        let first = &plan[0].config.train;
+        let later = &plan[8].config.train;
+        assert_eq!((first.warmup(first.steps), first.warmup_steps), (5, 0));
+        assert_eq!((later.steps, later.warmup_steps, later.warmup(later.steps)), (200, 5, 5));
+        assert_eq!(*later, first.extended_to(200).unwrap());
+        // The FID sampler follows the run: the protocol's MAR setting, DDIM-50 for the DiT.
+        assert_eq!(study.fid_sampler(&plan[0].config).to_string(), "mar-16-head100-tau1");
+        assert_eq!(study.fid_sampler(&plan[5].config), RowSampler::Diffusion(FID_SAMPLER));
+        assert_eq!(study.hash().unwrap(), study.hash().unwrap());
+        let mut other = study.clone();
+        other.arms[2].step_scale = Some(3.0);
+        assert_ne!(other.hash().unwrap(), study.hash().unwrap(), "a step scale is part of the version");
+    }
+
+    #[test]
+    fn a_presets_study_that_cannot_run_as_declared_is_one_error() {
+        let bad = |from: &str, to: &str| {
+            let text = PRESETS.replacen(from, to, 1);
+            assert_ne!(text, PRESETS, "{from} not found");
+            match Study::from_toml(&text, Path::new("s.toml")) {
+                Err(e) => e.to_string(),
+                Ok(study) => study.plan().map(|_| String::new()).unwrap_or_else(|e| e.to_string()),
+            }
+        };
+        assert!(bad("preset = \"dit-tiny\"", "preset = \"dit-nope\"").contains("dit-nope"));
+        assert!(bad("seeds = [0, 1]\n", "seeds = [0, 5]\n").contains("seed 5"));
+        assert!(bad("step_scale = 2.5", "step_scale = -1.0").contains("step_scale"));
+        assert!(bad("budgets = [100, 200]\nseeds", "budgets = [200, 100]\nseeds").contains("increase"));
+        // A cosine schedule does not extend: the later budget would not be the longer run.
+        let e = bad("set = [\"train.min_lr_frac=1.0\", ", "set = [");
+        assert!(e.is_empty(), "the DiT runs at one budget only: {e}");
+        let e = bad("budgets = [100]\n", "budgets = [100, 200]\n");
+        assert!(e.is_empty(), "{e}");
+        let both = PRESETS.replacen("budgets = [100]\n", "budgets = [100, 200]\n", 1).replacen(
+            "\"train.min_lr_frac=1.0\"",
+            "\"train.min_lr_frac=0.1\"",
+            1,
+        );
+        let e = Study::from_toml(&both, Path::new("s.toml")).unwrap().plan().unwrap_err().to_string();
+        assert!(e.contains("train.min_lr_frac") && e.contains("dit"), "{e}");
+        // A MAR arm measured by FID needs its sampling declared.
+        let e = bad(", mar = { steps = 16, head_steps = 100, temperature = 1.0 }", "");
+        assert!(e.contains("protocol.mar"), "{e}");
+        assert!(bad("temperature = 1.0", "temperature = 0.0").contains("protocol.mar"));
+        // A ladder study names rungs only.
+        let e = bad("runner = \"presets\"", "runner = \"ladder\"");
+        assert!(e.contains("not a ladder rung") || e.contains("rungs"), "{e}");
     }
 
     #[test]

@@ -11,23 +11,44 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use super::{Claim, Measure, Metric, Stamp, Study};
+use crate::config::RunConfig;
 use crate::error::Result;
 use crate::eval::gen_eval;
 use crate::eval::gen_eval::FidRow;
 use crate::eval::report::read_rows;
-use crate::eval::row_sampler::RowSampler;
+use crate::runs::tokenizer::{read_recon_table, recon_table};
 use crate::stats::{Summary, Verdict, Welch, judge};
 use crate::store::provenance::{self, Provenance};
+use crate::tokenizer::TokenizerSpec;
 
 /// The run folder of `arm` at `budget` with `seed` in study folder `out`.
 pub fn run_dir(out: &Path, budget: usize, arm: &str, seed: u64) -> PathBuf {
     out.join(format!("budget-{budget}")).join("runs").join(arm).join(format!("seed-{seed}"))
 }
 
+/// The shared folder of the tokenizer of `config` in study folder `out`: fitted (or adopted)
+/// once, copied into every run that names it, and where its rFID is measured.
+pub fn tokenizer_dir(out: &Path, config: &RunConfig) -> PathBuf {
+    out.join("tokenizers").join(config.denoise.tokenizer.fit_key(&config.data, config.model.image))
+}
+
+/// The table of a tokenizer's rFID on `n` test images in its shared folder.
+pub fn rfid_table(n: usize) -> String {
+    recon_table("recon", n, 0)
+}
+
+/// Whether `config`'s tokenizer is learned (reconstructs with a loss, so it has an rFID): not
+/// the identity on pixels.
+pub fn has_rfid(config: &RunConfig) -> bool {
+    !matches!(config.denoise.tokenizer, TokenizerSpec::Pixels { .. })
+}
+
 /// Every value measured, by `(measure, budget)`, one per seed that has it (in seed order).
 #[derive(Debug, Default, Clone)]
 pub struct Measurements {
     pub values: BTreeMap<(Measure, usize), Vec<f64>>,
+    /// The rFID of each arm's tokenizer (`protocol.rfid`), where measured.
+    pub rfid: BTreeMap<String, f64>,
     /// Runs found stamped by another study version (never read).
     pub foreign: Vec<PathBuf>,
     /// Every provenance record of the runs read.
@@ -45,7 +66,16 @@ impl Measurements {
 /// string of a probe metric (the rows of `probe.json` are keyed by it).
 pub fn measure(study: &Study, out: &Path, stamp: &Stamp, protocol: &dyn Fn(&Metric) -> String) -> Result<Measurements> {
     let mut got = Measurements::default();
-    for run in &study.plan()? {
+    let plan = study.plan()?;
+    if let Some(n) = study.protocol.rfid {
+        for run in plan.iter().filter(|r| has_rfid(&r.config)) {
+            let rows = read_recon_table(&tokenizer_dir(out, &run.config), &rfid_table(n))?;
+            if let Some(rfid) = rows.iter().rev().find(|r| r.n == n).and_then(|r| r.rfid) {
+                got.rfid.insert(run.arm.clone(), rfid);
+            }
+        }
+    }
+    for run in &plan {
         let dir = run_dir(out, run.budget, &run.arm, run.seed);
         match Stamp::read(&dir)? {
             Some(s) if s == *stamp => {}
@@ -67,12 +97,12 @@ pub fn measure(study: &Study, out: &Path, stamp: &Stamp, protocol: &dyn Fn(&Metr
                     let key = protocol(&probe_metric);
                     probes
                         .iter()
-                        .find(|r| r.step == Some(run.budget) && r.pool == "avg-pool" && r.protocol == key)
+                        .find(|r| r.step == Some(run.config.train.steps) && r.pool == "avg-pool" && r.protocol == key)
                         .and_then(|r| if *metric == Metric::Knn { r.knn } else { Some(r.linear) })
                 }
                 Metric::Fid { n } => {
-                    let sampler = RowSampler::Diffusion(super::FID_SAMPLER);
-                    let row = |r: &&FidRow| r.step == run.budget && r.n == *n && r.cfg == 1.0 && r.ema;
+                    let sampler = study.fid_sampler(&run.config);
+                    let row = |r: &&FidRow| r.step == run.config.train.steps && r.n == *n && r.cfg == 1.0 && r.ema;
                     fids.iter().filter(row).find(|r| r.sampler == sampler).map(|r| r.fid)
                 }
                 Metric::Rfid { .. } => None,
@@ -196,10 +226,15 @@ pub fn across_budgets(study: &Study, decisions: &[Decision]) -> String {
 /// The paper's tables at one budget: the paper's figures per row beside ours.
 pub fn paper_tables(study: &Study, got: &Measurements, budget: usize) -> String {
     let mut s = String::new();
+    let rfid = study.protocol.rfid;
     for t in &study.tables {
+        let (rfid_head, rfid_rule) = match rfid {
+            Some(n) => (format!(" tokenizer rFID-{n} |"), "---|"),
+            None => (String::new(), ""),
+        };
         s += &format!(
-            "#### {} ({budget} steps)\n\n| paper's row | arm | paper probe | probe (mean ± sd, n) | kNN | paper FID | FID |\n\
-             |---|---|---|---|---|---|---|\n",
+            "#### {} ({budget} steps)\n\n| paper's row | arm | paper probe | probe (mean ± sd, n) | kNN | paper FID | FID |{rfid_head}\n\
+             |---|---|---|---|---|---|---|{rfid_rule}\n",
             t.title
         );
         for r in &t.rows {
@@ -212,8 +247,14 @@ pub fn paper_tables(study: &Study, got: &Measurements, budget: usize) -> String 
                 .map(|x| m(x.metric.clone()))
                 .unwrap_or_default();
             let opt = |v: Option<f64>| v.map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into());
+            let floor = match rfid {
+                Some(_) => {
+                    format!(" {} |", got.rfid.get(&r.arm).map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into()))
+                }
+                None => String::new(),
+            };
             s += &format!(
-                "| {} | `{}` | {} | {} | {} | {} | {} |\n",
+                "| {} | `{}` | {} | {} | {} | {} | {} |{floor}\n",
                 r.row,
                 r.arm,
                 opt(r.paper_probe),
@@ -304,6 +345,22 @@ pub fn report(study: &Study, stamp: &Stamp, got: &Measurements) -> String {
          inconclusive otherwise.\n\n## Verdicts per budget\n\n",
         study.name, stamp.hash, study.about, study.seeds, study.budgets
     );
+    if let Some(m) = &study.protocol.mar {
+        s.insert_str(
+            s.find("## Verdicts per budget").expect("written above"),
+            &format!(
+                "Every MAR arm's FID samples with K = {} generation steps, {} head steps, temperature {}, unguided \
+                 (EMA weights).\n\n",
+                m.steps, m.head_steps, m.temperature
+            ),
+        );
+    }
+    if study.extend {
+        s.insert_str(
+            s.find("## Verdicts per budget").expect("written above"),
+            "Each budget after the first trains the runs of the budget before on (the warm-up kept in steps).\n\n",
+        );
+    }
     for &b in &study.budgets {
         s += &budget_table(&decisions, b);
         s += &budget_commits(got, b);

@@ -1,7 +1,8 @@
 //! The one run driver: every training stage (a denoiser's pretraining, a conv tokenizer, its
 //! perceptual classifier) implements [`Stage`], and [`drive`] runs it with what every run needs:
 //! batches prefetched as pure functions of `(seed, step)`, metrics lines, checkpoints at an
-//! interval and at a stop, a time limit (`--stop-after`) and a step limit, divergence reported
+//! interval and at a stop, the same numbers as TensorBoard scalars (and the stage's checkpoint
+//! grids as images), a time limit (`--stop-after`) and a step limit, divergence reported
 //! with the last good checkpoint, progress through an [`Observer`], and resume from a
 //! checkpoint's [`CheckpointState`].
 //!
@@ -9,7 +10,7 @@
 //! changes the numbers: batches and noise are functions of the step, and everything else (weights,
 //! optimizer moments) is in the checkpoint.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,7 @@ use crate::data::loader::{Batch, BatchPlan, Loader};
 use crate::error::{Error, Result};
 use crate::store::checkpoint::{self, CheckpointState};
 use crate::store::metrics::{self, MetricLine, Stepped};
+use crate::store::tensorboard::{EventWriter, scalars_of};
 
 /// Batches the loader prefetches ahead of the step.
 const PREFETCH: usize = 3;
@@ -74,6 +76,17 @@ pub trait Stage {
     /// throughput.
     fn after_checkpoint(&mut self, _state: &CheckpointState, _regular: bool, _obs: &mut dyn Observer) -> Result<()> {
         Ok(())
+    }
+
+    /// The PNG grids [`Stage::after_checkpoint`] drew at this checkpoint, as `(TensorBoard tag,
+    /// file)`; a file that is not there is skipped.
+    fn checkpoint_images(&self, _state: &CheckpointState) -> Vec<(&'static str, PathBuf)> {
+        Vec::new()
+    }
+
+    /// What [`Stage::after_checkpoint`] measured at this checkpoint, as TensorBoard scalars.
+    fn checkpoint_scalars(&self, _state: &CheckpointState) -> Result<Vec<(String, f64)>> {
+        Ok(Vec::new())
     }
 }
 
@@ -146,6 +159,9 @@ pub fn drive<S: Stage>(
     let (elapsed_before, first_step) = (state.elapsed_s, state.step);
     let mut evaluating = Duration::ZERO;
     let mut window = Vec::new();
+    // The TensorBoard file of this call, opened with its first event (a call that runs no step
+    // leaves none).
+    let mut tb: Option<EventWriter> = None;
     for batch in Loader::spawn(plan.data.clone(), plan.batches, state.step, stop_at, PREFETCH) {
         let out = stage.step(&batch, total).and_then(|out| match out.loss.is_finite() {
             true => Ok(out),
@@ -173,7 +189,9 @@ pub fn drive<S: Stage>(
         window.push(out);
         if state.step.is_multiple_of(plan.log_every) || state.step == stop_at {
             let at = Progress { step: state.step, lr, img_per_s, elapsed_s: state.elapsed_s };
-            metrics::append(metrics_file, &stage.line(&window, at))?;
+            let line = stage.line(&window, at);
+            metrics::append(metrics_file, &line)?;
+            events(&mut tb, run, first_step)?.scalars(state.step, &scalars_of("train", &line))?;
             window.clear();
         }
         let out_of_time = limits.out_of_time();
@@ -185,6 +203,13 @@ pub fn drive<S: Stage>(
             obs.checkpoint(&path);
             let t0 = Instant::now();
             stage.after_checkpoint(&state, regular, obs)?;
+            for (tag, png) in stage.checkpoint_images(&state).into_iter().filter(|(_, p)| p.exists()) {
+                events(&mut tb, run, first_step)?.image(state.step, tag, &png)?;
+            }
+            let measured = stage.checkpoint_scalars(&state)?;
+            if !measured.is_empty() {
+                events(&mut tb, run, first_step)?.scalars(state.step, &measured)?;
+            }
             evaluating += t0.elapsed();
         }
         outcome.state = state.clone();
@@ -201,6 +226,14 @@ pub fn drive<S: Stage>(
     outcome.finished = state.step >= total;
     obs.finish();
     Ok(outcome)
+}
+
+/// The event writer of a call of [`drive`], created in `run` on first use.
+fn events<'a>(tb: &'a mut Option<EventWriter>, run: &Path, first_step: usize) -> Result<&'a mut EventWriter> {
+    if tb.is_none() {
+        *tb = Some(EventWriter::create(run, first_step)?);
+    }
+    Ok(tb.as_mut().expect("created above"))
 }
 
 /// The plain metrics line of a stage whose only measurement is its loss: the window's mean loss.

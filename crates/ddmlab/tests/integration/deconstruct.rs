@@ -15,7 +15,7 @@ use ddmlab::study::verdicts::run_dir;
 use ddmlab::study::{Stamp, Study};
 use ddmlab::train::Silent;
 
-use crate::common::write_synthetic_fashion_mnist;
+use crate::common::{inception_weights, write_synthetic_fashion_mnist};
 
 /// Table 1's rows on patch PCA (its conv-VAE rows train a conv tokenizer first), tiny.
 const STUDY: &str = r#"
@@ -97,6 +97,8 @@ fn a_study_runs_every_planned_run_and_a_rerun_redoes_only_what_is_unfinished() {
         stop_after_steps: Some(2),
         stop_after_minutes: None,
         init_from: None,
+        extend_to: None,
+        sample_grids: true,
     };
     pretrain(config, &killed, &early, &device, &mut Silent).unwrap();
     let before = std::fs::read_to_string(killed.join("metrics.jsonl")).unwrap();
@@ -190,4 +192,121 @@ fn a_kept_tokenizer_is_adopted_once_with_the_commit_that_made_it_and_a_foreign_o
     std::fs::create_dir_all(&other).unwrap();
     let err = ddmlab::deconstruct::reuse_tokenizer(&opts.out, &opts.study, &other, commit).unwrap_err().to_string();
     assert!(err.contains("not a tokenizer of study `tiny-ladder`"), "{err}");
+}
+
+/// A MAR arm beside a patch-PCA DiT at 1.5x its steps, budgets that train the runs on.
+const PRESETS_STUDY: &str = r#"
+name = "tiny-presets"
+about = "a tiny MAR beside a patch-PCA DiT, trained on"
+runner = "presets"
+budgets = [2, 4]
+seeds = [0, 1]
+extend = true
+overrides = ["train.batch_size=8", "train.log_every=1", "model.heads=2"]
+protocol = { probe_epochs = 2, knn_k = 3, mar = { steps = 4, head_steps = 5, temperature = 1.0 }, rfid = 8 }
+
+[[arm]]
+name = "mar"
+preset = "mar-tiny"
+set = ["model.width=32", "model.cond_width=32", "model.depth=2", "model.encoder_depth=1"]
+
+[[arm]]
+name = "pca-dit"
+preset = "ladder-t1-dit"
+set = ["model.width=32", "model.cond_width=8", "model.depth=2", "model.encoder_depth=1", "model.freq_dim=32",
+       "denoise.tokenizer.samples=500", "train.min_lr_frac=1.0"]
+step_scale = 1.5
+
+[[claim]]
+id = "m"
+text = "MAR beats the DiT"
+paper = "-"
+a = { arm = "pca-dit", metric = { kind = "fid", n = 8 } }
+b = { arm = "mar", metric = { kind = "fid", n = 8 } }
+test = { kind = "greater" }
+budgets = [2, 4]
+
+[[table]]
+title = "generators"
+rows = [{ arm = "mar", row = "MAR", paper_fid = 1.55 }, { arm = "pca-dit", row = "DiT", paper_fid = 2.27 }]
+"#;
+
+/// A `presets` study: each arm's preset with its overrides and step scale, its FID by the
+/// protocol's MAR sampling (DDIM-50 for the DiT), the learned tokenizer's rFID beside it, and
+/// the later budget trained on from the earlier run: loss for loss the planned longer run.
+#[test]
+fn a_presets_study_trains_its_runs_on_and_measures_fid_by_the_declared_sampler() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_synthetic_fashion_mnist(tmp.path());
+    let out = tmp.path().join("presets");
+    let opts = DeconstructOptions { inception: Some(inception_weights()), ..options(tmp.path(), &out, PRESETS_STUDY) };
+    let device = Device::flex();
+    deconstruct(&opts, &device, &mut Silent).unwrap();
+
+    for (arm, sampler, steps) in [("mar", "mar-4-head5-tau1", [2, 4]), ("pca-dit", "ddim-50", [3, 6])] {
+        for (budget, steps) in [2, 4].into_iter().zip(steps) {
+            for seed in [0, 1] {
+                let dir = run_dir(&out, budget, arm, seed);
+                let rows = ddmlab::eval::gen_eval::read_rows(&dir.join("fid.json")).unwrap();
+                assert_eq!(rows.len(), 1, "{}", dir.display());
+                assert_eq!((rows[0].sampler.to_string().as_str(), rows[0].step, rows[0].n), (sampler, steps, 8));
+                assert!(!dir.join("probe.json").exists(), "no probe that no claim names");
+            }
+        }
+    }
+    // The later budget continued the earlier run: its first steps are the earlier run's, and
+    // all its losses are those of the planned longer run trained from scratch.
+    let losses = |run: &Path| -> Vec<f64> {
+        ddmlab::store::metrics::read::<ddmlab::store::metrics::MetricLine>(&run.join("metrics.jsonl"))
+            .unwrap()
+            .iter()
+            .map(|m| m.loss)
+            .collect()
+    };
+    let on = run_dir(&out, 4, "mar", 1);
+    assert_eq!(losses(&on)[..2], losses(&run_dir(&out, 2, "mar", 1))[..]);
+    let fresh = tmp.path().join("fresh");
+    let config = opts.study.config("mar", 4, 1).unwrap();
+    assert!(config.train.warmup_steps > 0 || config.train.warmup_frac == 0.0, "{:?}", config.train);
+    let early = PretrainOptions {
+        data_root: tmp.path().to_path_buf(),
+        resume: false,
+        stop_after_steps: None,
+        stop_after_minutes: None,
+        init_from: None,
+        extend_to: None,
+        sample_grids: true,
+    };
+    let whole = pretrain(config, &fresh, &early, &device, &mut Silent).unwrap();
+    assert_eq!(whole.losses, losses(&on), "trained on vs the planned 4-step run");
+    let stages: Vec<String> = ddmlab::store::provenance::read(&on).unwrap().iter().map(|p| p.detail.clone()).collect();
+    assert!(stages.iter().any(|d| d.contains("..2")) && stages.iter().any(|d| d.contains("2..4")), "{stages:?}");
+
+    // The PCA's rFID once, beside the DiT's FID; none for MAR's pixel patches.
+    let tokenizers: Vec<_> = out.join("tokenizers").read_dir().unwrap().collect();
+    assert_eq!(tokenizers.len(), 2, "{tokenizers:?}");
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for needle in [
+        "### 2 steps",
+        "### 4 steps",
+        "K = 4 generation steps",
+        "trains the runs of the budget before on",
+        "tokenizer rFID-8",
+    ] {
+        assert!(report.contains(needle), "`{needle}` missing:\n{report}");
+    }
+    let dit_row = report.lines().find(|l| l.starts_with("| DiT |")).unwrap();
+    let mar_row = report.lines().find(|l| l.starts_with("| MAR |")).unwrap();
+    assert!(dit_row.trim_end().ends_with(" |") && !dit_row.ends_with("| - |"), "{dit_row}");
+    // The DiT's FIDs (at its 3 and 6 steps) are read at the study's budgets 2 and 4.
+    assert!(dit_row.contains("(n=2)"), "{dit_row}");
+    assert_eq!(report.matches("`pca-dit` FID-8: ").count(), 2, "{report}");
+    assert!(!report.contains("`pca-dit` FID-8: -"), "{report}");
+    assert!(mar_row.ends_with("| - |"), "{mar_row}");
+
+    // Run again: nothing is redone.
+    let fid = run_dir(&out, 4, "pca-dit", 0).join("fid.json");
+    let stamp = modified(&fid);
+    deconstruct(&opts, &device, &mut Silent).unwrap();
+    assert_eq!(modified(&fid), stamp);
 }

@@ -15,7 +15,7 @@ use ddmlab::store::checkpoint;
 use ddmlab::train::trainer_state;
 use ddmlab::train::{Silent, run_folder};
 
-use crate::common::{micro, micro_mar, options, write_synthetic_fashion_mnist};
+use crate::common::{micro, micro_mar, no_grids, write_synthetic_fashion_mnist};
 
 fn gpu() -> Device {
     Device::wgpu(DeviceKind::DefaultDevice)
@@ -46,7 +46,7 @@ fn training_on_the_gpu_follows_the_cpu_trajectory() {
     ];
     for (name, config) in configs {
         let run = |device: &Device, folder: &str| {
-            pretrain(config.clone(), &tmp.path().join(folder), &options(tmp.path(), false, None), device, &mut Silent)
+            pretrain(config.clone(), &tmp.path().join(folder), &no_grids(tmp.path()), device, &mut Silent)
                 .unwrap()
                 .losses
         };
@@ -122,7 +122,7 @@ fn guided_ddim_sampling_on_the_gpu_matches_the_cpu() {
     write_synthetic_fashion_mnist(tmp.path());
     let run = tmp.path().join("dit");
     let config = micro(preset("dit-tiny").unwrap().config, 6);
-    pretrain(config, &run, &options(tmp.path(), false, None), &Device::flex(), &mut Silent).unwrap();
+    pretrain(config, &run, &no_grids(tmp.path()), &Device::flex(), &mut Silent).unwrap();
     let ckpt = checkpoint::resolve(Some(&run), "latest").unwrap();
     let (config, _) = trainer_state::read_meta(&ckpt).unwrap();
     let opts = SampleOptions {

@@ -301,6 +301,97 @@ fn a_mar_run_trains_and_resumes_exactly() {
     }
 }
 
+/// A finished run trained on (`extend_to`, the MAR study's second budget) is the longer run of
+/// the same warm-up: loss for loss the 8-step run whose warm-up is the 4-step run's, and its
+/// saved config says so. A cosine schedule, whose every step depends on the total, is refused
+/// naming the field, and so is a shorter total.
+#[test]
+fn a_finished_run_trained_on_is_the_longer_run_with_its_warm_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_synthetic_fashion_mnist(tmp.path());
+    let device = Device::flex();
+    let mut config = micro_mar(4);
+    config.train.min_lr_frac = 1.0;
+    config.train.warmup_frac = 0.5; // 2 of 4 steps; 4 of 8 for a fresh 8-step run
+    let run = tmp.path().join("on");
+    let first = pretrain(config.clone(), &run, &options(tmp.path(), false, None), &device, &mut Silent).unwrap();
+    let on = ddmlab::runs::PretrainOptions { extend_to: Some(8), ..options(tmp.path(), true, None) };
+    let more = pretrain(config.clone(), &run, &on, &device, &mut Silent).unwrap();
+    assert_eq!((more.step, more.total_steps, more.losses.len()), (8, 8, 4));
+
+    let mut longer = config.clone();
+    (longer.train.steps, longer.train.warmup_steps) = (8, 2);
+    let whole =
+        pretrain(longer, &tmp.path().join("whole"), &options(tmp.path(), false, None), &device, &mut Silent).unwrap();
+    assert_eq!(whole.losses[..4], first.losses[..], "the same warm-up: the same first steps");
+    assert_eq!(whole.losses[4..], more.losses[..], "trained on vs the longer run");
+    let saved = run_folder::read_config(&run).unwrap();
+    assert_eq!((saved.train.steps, saved.train.warmup_steps), (8, 2));
+    // Resuming the extended run reads its schedule back (a later resume is a no-op).
+    let again = pretrain(config.clone(), &run, &options(tmp.path(), true, None), &device, &mut Silent).unwrap();
+    assert_eq!((again.step, again.losses.len()), (8, 0));
+    // A fresh 8-step run of warm-up fraction 0.5 warms up for 4 steps: another trajectory.
+    let mut frac = config.clone();
+    frac.train.steps = 8;
+    let fresh =
+        pretrain(frac, &tmp.path().join("frac"), &options(tmp.path(), false, None), &device, &mut Silent).unwrap();
+    assert_ne!(fresh.losses[2..4], whole.losses[2..4]);
+
+    let fewer = ddmlab::runs::PretrainOptions { extend_to: Some(6), ..options(tmp.path(), true, None) };
+    let err = pretrain(config.clone(), &run, &fewer, &device, &mut Silent).unwrap_err().to_string();
+    assert!(err.contains("train.steps") && err.contains("not fewer"), "{err}");
+    let mut cosine = config;
+    cosine.train.min_lr_frac = 0.1;
+    let run_c = tmp.path().join("cosine");
+    pretrain(cosine.clone(), &run_c, &options(tmp.path(), false, None), &device, &mut Silent).unwrap();
+    let err = pretrain(cosine, &run_c, &on, &device, &mut Silent).unwrap_err().to_string();
+    assert!(err.contains("train.min_lr_frac") && err.contains("constant after warm-up"), "{err}");
+}
+
+/// A run writes TensorBoard events beside its metrics: each metrics line's numbers as scalars at
+/// its step, a generator's sample grid at each regular checkpoint as an image, and a resumed run
+/// a second file that starts at the step it resumed from.
+#[test]
+fn a_run_writes_tensorboard_scalars_and_sample_grids_and_a_resume_starts_a_new_file() {
+    use ddmlab::store::tensorboard::{event_files, read_events};
+    let tmp = tempfile::tempdir().unwrap();
+    write_synthetic_fashion_mnist(tmp.path());
+    let device = Device::flex();
+    let config = micro(preset("dit-tiny").unwrap().config, 6);
+    let run = tmp.path().join("dit");
+    pretrain(config.clone(), &run, &options(tmp.path(), false, Some(4)), &device, &mut Silent).unwrap();
+    pretrain(config, &run, &options(tmp.path(), true, None), &device, &mut Silent).unwrap();
+
+    let files = event_files(&run).unwrap();
+    assert_eq!(files.len(), 2, "{files:?}");
+    let (first, second) = (read_events(&files[0]).unwrap(), read_events(&files[1]).unwrap());
+    assert_eq!(first[0].file_version.as_deref(), Some("brain.Event:2"));
+    assert!(first.iter().all(|e| e.session_log.is_none()), "a fresh run starts at step 0");
+    assert_eq!((second[1].step, second[1].session_log.as_ref().map(|l| l.status)), (4, Some(1)));
+    let scalars = |events: &[ddmlab::store::tensorboard::Event], tag: &str| -> Vec<(i64, f32)> {
+        events
+            .iter()
+            .flat_map(|e| e.summary.iter().flat_map(move |s| s.value.iter().map(move |v| (e.step, v))))
+            .filter(|(_, v)| v.tag == tag)
+            .filter_map(|(step, v)| v.simple_value.map(|x| (step, x)))
+            .collect()
+    };
+    let all: Vec<ddmlab::store::tensorboard::Event> = first.iter().chain(&second).cloned().collect();
+    let lines = metrics::read::<metrics::MetricLine>(&run.join("metrics.jsonl")).unwrap();
+    let loss: Vec<(i64, f32)> = lines.iter().map(|m| (m.step as i64, m.loss as f32)).collect();
+    assert_eq!(scalars(&all, "train/loss"), loss);
+    assert_eq!(scalars(&all, "train/lr").len(), 6);
+    let images: Vec<(i64, i32)> = all
+        .iter()
+        .flat_map(|e| e.summary.iter().flat_map(move |s| s.value.iter().map(move |v| (e.step, v))))
+        .filter_map(|(step, v)| v.image.as_ref().filter(|_| v.tag == "samples").map(|i| (step, i.width)))
+        .collect();
+    // Regular checkpoints at 3 and 6 (the stop at 4 draws none); 10 classes in a row.
+    assert_eq!(images.iter().map(|i| i.0).collect::<Vec<_>>(), vec![3, 6]);
+    assert!(run.join("samples-step-000006.png").exists() && !run.join("samples-step-000004.png").exists());
+    assert!(images[0].1 > 10 * 28, "one image per class: width {}", images[0].1);
+}
+
 /// `--tokenizer-from`: a run starts with another run's fitted tokenizer (byte for byte, loss
 /// for loss the same as fitting its own); a run naming another tokenizer is one clear error.
 #[test]

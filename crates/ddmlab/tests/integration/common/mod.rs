@@ -65,7 +65,31 @@ pub fn options(root: &Path, resume: bool, stop: Option<usize>) -> PretrainOption
         stop_after_steps: stop,
         stop_after_minutes: None,
         init_from: None,
+        extend_to: None,
+        sample_grids: true,
     }
+}
+
+/// The data root of the real data sets and weights the README's test command fetches
+/// (`DDMLAB_DATA`, default `data/` at the workspace root).
+pub fn real_data_root() -> std::path::PathBuf {
+    std::env::var_os("DDMLAB_DATA")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data"))
+}
+
+/// The FID Inception weights there; a test that needs them fails with the fetch command when
+/// they are missing.
+pub fn inception_weights() -> std::path::PathBuf {
+    let weights = ddmlab::data::fetch::inception_path(&real_data_root());
+    assert!(weights.exists(), "{}: run `ddmlab data fetch inception` first", weights.display());
+    weights
+}
+
+/// Training options without the sample grids at checkpoints (the GPU agreement tests: on a
+/// software Vulkan, sampling's kernels take minutes to compile and check nothing there).
+pub fn no_grids(root: &Path) -> PretrainOptions {
+    PretrainOptions { sample_grids: false, ..options(root, false, None) }
 }
 
 /// The FID Inception network on `device` matches the PyTorch reference features of the first
@@ -75,17 +99,12 @@ pub fn options(root: &Path, resume: bool, stop: Option<usize>) -> PretrainOption
 /// inception`), never the network itself, and fails with that instruction when they are missing
 /// (`DDMLAB_DATA` overrides the data root, default `data/` at the workspace root).
 pub fn inception_matches_the_pytorch_reference(device: &burn::tensor::Device, n: usize, batch: usize) {
-    use ddmlab::data::fetch::inception_path;
     use ddmlab::eval::fid::{FidSource, inception_features, load_features};
     use ddmlab::eval::inception::{FEATURE_DIM, InceptionV3};
     use std::path::PathBuf;
 
-    let root = std::env::var_os("DDMLAB_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data"));
-
-    let weights = inception_path(&root);
-    assert!(weights.exists(), "{}: run `ddmlab data fetch inception` first", weights.display());
+    let root = real_data_root();
+    let weights = inception_weights();
     let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/inception-fmnist-test8.safetensors");
     let (reference, source) = load_features(&fixture).unwrap();
     assert!(source.starts_with("fashion-mnist:test:8"), "{source}");
