@@ -93,9 +93,7 @@ pub fn fid_options(
     n: usize,
 ) -> Result<GenEvalOptions> {
     let mar = match (&config.mar, &study.protocol.mar) {
-        (Some(_), Some(p)) => {
-            MarSweep { steps: vec![p.steps], head_steps: vec![p.head_steps], temperatures: vec![p.temperature] }
-        }
+        (Some(_), Some(p)) => p.sweep(),
         _ => MarSweep::default(),
     };
     Ok(GenEvalOptions {
@@ -338,14 +336,7 @@ pub fn reuse_tokenizer(out: &Path, study: &Study, folder: &Path, commit: &str) -
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).at(&tmp)?;
     }
-    std::fs::create_dir_all(&tmp).at(&tmp)?;
-    for entry in std::fs::read_dir(folder).at(folder)? {
-        let path = entry.at(folder)?.path();
-        if path.is_file() {
-            let to = tmp.join(path.file_name().expect("a file has a name"));
-            std::fs::copy(&path, &to).at(&to)?;
-        }
-    }
+    copy_files(folder, &tmp, &|_| true)?;
     let record = crate::store::provenance::Provenance {
         commit: commit.into(),
         dirty: false,
@@ -372,7 +363,7 @@ fn fit_shared_tokenizer(
     device: &Device,
     obs: &mut dyn Observer,
 ) -> Result<bool> {
-    let cache = tokenizer_cache(out, config);
+    let cache = verdicts::tokenizer_dir(out, config);
     if run_folder::tokenizer_path(&cache, config).exists() {
         return Ok(true);
     }
@@ -381,11 +372,6 @@ fn fit_shared_tokenizer(
     let set = run_folder::load_split(config, &opts.data_root, Split::Train)?;
     let fit = crate::runs::FitOptions { data_root: &opts.data_root, stop_after_minutes };
     Ok(crate::runs::load_or_fit_tokenizer(&cache, config, &set, fit, device, obs)?.is_some())
-}
-
-/// The shared cache folder of `config`'s tokenizer.
-pub fn tokenizer_cache(out: &Path, config: &RunConfig) -> PathBuf {
-    verdicts::tokenizer_dir(out, config)
 }
 
 /// In a study that extends, start the run at a later budget from the finished run of the
@@ -420,28 +406,30 @@ fn continue_previous_budget(study: &Study, out: &Path, run: &PlannedRun, dir: &P
     }
     // The measurements (`fid.*`, `fid-*.png`, `probe.*`) and the stamp stay with the earlier run.
     let measurement = |name: &str| name.starts_with("fid") || name.starts_with("probe") || name == "study.json";
-    for entry in std::fs::read_dir(&prev).at(&prev)? {
-        let path = entry.at(&prev)?.path();
-        let name = path.file_name().expect("an entry has a name").to_string_lossy().into_owned();
-        if path.is_file() && !measurement(&name) {
-            let to = dir.join(&name);
-            std::fs::copy(&path, &to).at(&to)?;
-        }
-    }
+    copy_files(&prev, dir, &|name| !measurement(name))?;
     let name = ckpt.file_name().expect("a checkpoint folder has a name");
     let target = dir.join("checkpoints").join(name);
     let tmp = dir.join("checkpoints").join(".copy.partial");
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).at(&tmp)?;
     }
-    std::fs::create_dir_all(&tmp).at(&tmp)?;
-    for entry in std::fs::read_dir(&ckpt).at(&ckpt)? {
-        let path = entry.at(&ckpt)?.path();
-        let to = tmp.join(path.file_name().expect("a file has a name"));
-        std::fs::copy(&path, &to).at(&to)?;
-    }
+    copy_files(&ckpt, &tmp, &|_| true)?;
     std::fs::rename(&tmp, &target).at(&target)?;
     crate::atomic::write_atomic(&dir.join("checkpoints").join("latest"), name.to_string_lossy().as_bytes())
+}
+
+/// Copy the files (not the folders) of `from` whose names `keep` accepts into `to` (created).
+fn copy_files(from: &Path, to: &Path, keep: &dyn Fn(&str) -> bool) -> Result<()> {
+    std::fs::create_dir_all(to).at(to)?;
+    for entry in std::fs::read_dir(from).at(from)? {
+        let path = entry.at(from)?.path();
+        let name = path.file_name().expect("an entry has a name").to_string_lossy().into_owned();
+        if path.is_file() && keep(&name) {
+            let target = to.join(&name);
+            std::fs::copy(&path, &target).at(&target)?;
+        }
+    }
+    Ok(())
 }
 
 /// The rFID of `config`'s tokenizer on the first `n` test images, measured once in its shared
@@ -455,7 +443,7 @@ fn measure_rfid(
     device: &Device,
     obs: &mut dyn Observer,
 ) -> Result<()> {
-    let cache = tokenizer_cache(out, config);
+    let cache = verdicts::tokenizer_dir(out, config);
     let table = verdicts::rfid_table(n);
     if crate::runs::tokenizer::read_recon_table(&cache, &table)?.iter().any(|r| r.n == n && r.rfid.is_some()) {
         return Ok(());
@@ -476,7 +464,7 @@ fn copy_shared_tokenizer(out: &Path, config: &RunConfig, run: &Path) -> Result<(
     if target.exists() {
         return Ok(());
     }
-    let cache = tokenizer_cache(out, config);
+    let cache = verdicts::tokenizer_dir(out, config);
     let from = run_folder::tokenizer_path(&cache, config);
     std::fs::copy(&from, &target).at(&target)?;
     let report = run_folder::fit_report_path(&cache);

@@ -226,6 +226,15 @@ pub struct MarFid {
 }
 
 impl MarFid {
+    /// This one setting as gen-eval's MAR sweep.
+    pub fn sweep(&self) -> crate::eval::gen_eval::MarSweep {
+        crate::eval::gen_eval::MarSweep {
+            steps: vec![self.steps],
+            head_steps: vec![self.head_steps],
+            temperatures: vec![self.temperature],
+        }
+    }
+
     /// The FID row sampler of this setting on a model with head `loss`.
     pub fn row_sampler(&self, loss: crate::config::MarLoss) -> RowSampler {
         let s = crate::mar::MarSampling {
