@@ -212,6 +212,44 @@ pub struct DeconstructArgs {
     /// instead of fitting it; the git commit that added it is recorded as its provenance.
     #[arg(long, value_name = "DIR")]
     pub reuse_tokenizer: Vec<PathBuf>,
+    /// Hand the study to Slurm instead of running it here: one sbatch job array per stage
+    /// (tokenizer fits, trainings per budget, measurements per budget, report) chained with
+    /// afterok, scripts in OUT/slurm/, logs in OUT/slurm/logs/. OUT must be on a file system
+    /// the nodes share.
+    #[arg(long)]
+    pub slurm: bool,
+    /// With --slurm: print the sbatch scripts and commands, and submit nothing.
+    #[arg(long, requires = "slurm")]
+    pub dry_run: bool,
+    /// With --slurm: the partition (default: the cluster's default).
+    #[arg(long, requires = "slurm")]
+    pub partition: Option<String>,
+    /// With --slurm: the account to charge.
+    #[arg(long, requires = "slurm")]
+    pub account: Option<String>,
+    /// With --slurm: each task's time limit in minutes; a task stops cleanly 10% (at least 2
+    /// minutes) before it. One measurement (a probe, an FID) must fit in it.
+    #[arg(long, requires = "slurm", default_value_t = 120)]
+    pub time: u32,
+    /// With --slurm: CPU cores per task (also its CPU backend's threads).
+    #[arg(long, requires = "slurm", default_value_t = 2)]
+    pub cpus_per_task: u32,
+    /// With --slurm: GPUs per task (with --device wgpu / vulkan / cuda).
+    #[arg(long, requires = "slurm")]
+    pub gpus_per_task: Option<u32>,
+    /// With --slurm: requeueable jobs; a task stopped at its time limit requeues itself and
+    /// continues from its checkpoint. Without it, such a task fails its job (and the stages
+    /// after it): run the same command again to submit what is left.
+    #[arg(long, requires = "slurm")]
+    pub requeue: bool,
+    /// With --slurm: one more sbatch flag for every job, e.g. --sbatch=--qos=short (repeatable).
+    #[arg(long, requires = "slurm", value_name = "FLAG", allow_hyphen_values = true)]
+    pub sbatch: Vec<String>,
+    /// Run one task of a study whose folder is already stamped: fit:<i>, train:<budget>:<i>,
+    /// measure:<budget>:<i> or report (what the Slurm jobs run). Exits with status 75 when
+    /// stopped at --stop-after, to be run again.
+    #[arg(long, conflicts_with_all = ["slurm", "show", "report_only", "reuse_tokenizer"])]
+    pub task: Option<String>,
     #[command(flatten)]
     pub common: Common,
 }

@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::str::FromStr;
 
+mod common;
+use common::{logged_losses, write_data};
+
 fn ddmlab(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ddmlab")).args(args).output().expect("runs")
 }
@@ -46,25 +49,6 @@ fn assert_plot(path: &Path) {
     assert!(inked > 2000, "{}: {inked} pixels drawn", path.display());
 }
 
-/// A Fashion-MNIST-shaped synthetic set (40 train, 20 test) under `root/fashion-mnist/`.
-fn write_data(root: &Path) {
-    let dir = root.join("fashion-mnist");
-    std::fs::create_dir_all(&dir).unwrap();
-    for (prefix, n) in [("train", 40usize), ("t10k", 20)] {
-        let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
-        let images: Vec<u8> =
-            (0..n * 784).map(|j| if (j % 784) / 28 / 3 == (j / 784) % 10 { 220 } else { (j % 31) as u8 }).collect();
-        let idx = |dims: &[usize], data: &[u8]| {
-            let mut out = vec![0, 0, 8, dims.len() as u8];
-            dims.iter().for_each(|d| out.extend((*d as u32).to_be_bytes()));
-            out.extend_from_slice(data);
-            out
-        };
-        std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte")), idx(&[n, 28, 28], &images)).unwrap();
-        std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), idx(&[n], &labels)).unwrap();
-    }
-}
-
 const MICRO: [&str; 14] = [
     "--set",
     "model.width=32",
@@ -103,6 +87,11 @@ fn invalid_config_values_name_the_field() {
     fails_with(ddmlab(&["pretrain", "--out", out, "--data", "svhn"]), &["unknown data set"]);
     fails_with(ddmlab(&["--threads", "0", "presets"]), &["--threads"]);
     fails_with(ddmlab(&["deconstruct", "--study", "nonesuch", "--out", out]), &["nonesuch", "ladder"]);
+    let ladder = ["deconstruct", "--study", "ladder", "--out", out];
+    fails_with(ddmlab(&[&ladder[..], &["--task", "train:600"]].concat()), &["`train:600`", "train:<budget>:<i>"]);
+    fails_with(ddmlab(&[&ladder[..], &["--task", "report"]].concat()), &["holds no runs of study `ladder`"]);
+    fails_with(ddmlab(&[&ladder[..], &["--slurm", "--dry-run", "--time", "3"]].concat()), &["--time 3", "5 minutes"]);
+    fails_with(ddmlab(&[&ladder[..], &["--slurm", "--sbatch", "mem=8G", "--dry-run"]].concat()), &["`mem=8G`"]);
 }
 
 #[test]
@@ -683,18 +672,6 @@ fn uninterrupted_and_killed(root: &Path, args: &[&str], resume: &[&str], watch: 
     let out = Command::new(env!("CARGO_BIN_EXE_ddmlab")).args(with_out(resume, &b, &["--resume"])).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     (a, b)
-}
-
-/// The `loss` of every line of a metrics file.
-fn logged_losses(path: &Path) -> Vec<(u64, f64)> {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            (v["step"].as_u64().unwrap(), v["loss"].as_f64().unwrap())
-        })
-        .collect()
 }
 
 /// Assert that weights file `file` holds the same tensors, bit for bit, in both folders.

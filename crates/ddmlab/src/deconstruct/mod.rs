@@ -22,6 +22,8 @@
 //! (its measurements left behind) and trains on to its steps.
 
 pub mod report;
+pub mod slurm;
+pub mod task;
 
 use std::path::{Path, PathBuf};
 
@@ -179,124 +181,225 @@ fn missing(
 
 /// Run, measure and report a ladder study.
 pub fn deconstruct(opts: &DeconstructOptions, device: &Device, obs: &mut dyn Observer) -> Result<()> {
-    let study = &opts.study;
-    let stamp = Stamp { study: study.name.clone(), hash: study.hash()? };
-    let plan = study.plan()?;
-    if opts.report_only {
-        if Stamp::read(&opts.out)?.as_ref() != Some(&stamp) {
-            return Err(Error::config(
-                "study",
-                format!("{} holds no runs of study `{}` version {}", opts.out.display(), stamp.study, stamp.hash),
-            ));
-        }
-    } else {
-        stamp.check_folder(&opts.out)?;
-        crate::atomic::write_atomic(&opts.out.join("study.toml"), study.to_toml().as_bytes())?;
-    }
-    let needs_fid =
-        plan.iter().any(|r| r.metrics.iter().any(|m| matches!(m, Metric::Fid { .. }))) || study.protocol.rfid.is_some();
-    if needs_fid && opts.inception.is_none() && !opts.report_only {
-        return Err(Error::config(
-            "inception",
-            format!(
-                "study `{}` measures FID: the Inception weights are needed (`ddmlab data fetch inception`)",
-                study.name
-            ),
-        ));
-    }
-    let first = &plan[0].config;
-    let protocols = Protocols {
-        train_n: run_folder::load_split(first, &opts.data_root, Split::Train)?.len(),
-        test_n: run_folder::load_split(first, &opts.data_root, Split::Test)?.len(),
-    };
-    let deadline =
-        opts.stop_after_minutes.map(|m| std::time::Instant::now() + std::time::Duration::from_secs_f64(m * 60.0));
-    let out_of_time = || minutes_left(deadline).is_some_and(|m| m <= 0.0);
+    let session = Session::open(opts, !opts.report_only)?;
     let mut stopped = false;
     if !opts.report_only {
-        for run in &plan {
-            if out_of_time() {
+        for run in &session.plan {
+            if session.out_of_time() {
                 stopped = true;
                 break;
             }
-            let dir = run_dir(&opts.out, run.budget, &run.arm, run.seed);
-            if let Some(other) = Stamp::read(&dir)?.filter(|s| *s != stamp) {
-                return Err(Error::config(
-                    "study",
-                    format!(
-                        "{} belongs to study `{}` version {}, not {}",
-                        dir.display(),
-                        other.study,
-                        other.hash,
-                        stamp.hash
-                    ),
-                ));
-            }
-            let todo = missing(run, &dir, study, opts, &protocols)?;
-            if todo.is_empty() {
-                continue;
-            }
-            stamp.write(&dir)?;
-            if !finished(&dir)? {
-                if !fit_shared_tokenizer(&opts.out, &run.arm, &run.config, opts, minutes_left(deadline), device, obs)? {
-                    stopped = true;
-                    break;
-                }
-                if checkpoint::latest(&dir)?.is_none() {
-                    continue_previous_budget(study, &opts.out, run, &dir)?;
-                }
-                copy_shared_tokenizer(&opts.out, &run.config, &dir)?;
-                obs.message(&format!(
-                    "{} seed {} at {} steps: training ({} steps)",
-                    run.arm, run.seed, run.budget, run.config.train.steps
-                ));
-                let train_opts = PretrainOptions {
-                    data_root: opts.data_root.clone(),
-                    resume: checkpoint::latest(&dir)?.is_some(),
-                    stop_after_steps: None,
-                    stop_after_minutes: minutes_left(deadline),
-                    init_from: None,
-                    extend_to: Some(run.config.train.steps),
-                    sample_grids: true,
-                };
-                pretrain(run.config.clone(), &dir, &train_opts, device, obs)?;
-                if !finished(&dir)? {
-                    stopped = true;
-                    break;
-                }
-                prune_checkpoints(&dir)?;
-            }
-            if let Some(n) = study.protocol.rfid.filter(|_| verdicts::has_rfid(&run.config)) {
-                let weights = opts.inception.as_ref().expect("checked above");
-                measure_rfid(&opts.out, &run.config, n, &opts.data_root, weights, device, obs)?;
-            }
-            for m in &todo {
-                if out_of_time() {
-                    stopped = true;
-                    break;
-                }
-                match m {
-                    Metric::Probe { .. } => {
-                        probe_report::probe_run(&dir, &probe_options(study, &opts.data_root, m), device, obs)?;
-                    }
-                    Metric::Fid { n } => {
-                        let weights = opts.inception.as_ref().expect("checked above");
-                        let fid = fid_options(study, &run.config, &opts.data_root, weights, *n)?;
-                        gen_eval::gen_eval_run(&dir, &fid, device, obs)?;
-                    }
-                    Metric::Knn | Metric::Rfid { .. } => {}
-                }
-            }
-            if stopped {
+            let Some((dir, todo)) = session.prepare(run)? else { continue };
+            if !session.train(run, &dir, true, device, obs)? {
+                stopped = true;
                 break;
             }
-            write_report(opts, &stamp, &protocols)?;
+            if !session.measure_rfid(&run.config, device, obs)? || !session.measure(run, &dir, &todo, device, obs)? {
+                stopped = true;
+                break;
+            }
+            session.report()?;
         }
     }
     if stopped {
         obs.message("stopped at the time limit; run the same command again to continue");
     }
-    write_report(opts, &stamp, &protocols)
+    session.report()
+}
+
+/// Stamp `opts.out` for the study's version (refused when it holds another's) and write the
+/// declaration (`study.toml`) its tasks load, checking the data and weights it needs.
+pub fn claim_folder(opts: &DeconstructOptions) -> Result<()> {
+    Session::open(opts, true).map(|_| ())
+}
+
+/// A study opened on its folder: its version, its planned runs, the probe protocols of its data
+/// and the time to stop. Every way of running a study (the local loop above, a scheduler's
+/// [`task`]) does its work through these steps, so they make the same runs.
+pub(crate) struct Session<'a> {
+    pub opts: &'a DeconstructOptions,
+    pub stamp: Stamp,
+    pub plan: Vec<PlannedRun>,
+    protocols: Protocols,
+    deadline: Option<std::time::Instant>,
+}
+
+impl<'a> Session<'a> {
+    /// Open the study on `opts.out`. `claim`: stamp an empty folder for this version and write
+    /// the declaration (`study.toml`); otherwise the folder must hold this version already (a
+    /// scheduler's task, or the report).
+    pub fn open(opts: &'a DeconstructOptions, claim: bool) -> Result<Session<'a>> {
+        let study = &opts.study;
+        let stamp = Stamp { study: study.name.clone(), hash: study.hash()? };
+        let plan = study.plan()?;
+        if claim {
+            stamp.check_folder(&opts.out)?;
+            crate::atomic::write_atomic(&opts.out.join("study.toml"), study.to_toml().as_bytes())?;
+        } else if Stamp::read(&opts.out)?.as_ref() != Some(&stamp) {
+            return Err(Error::config(
+                "study",
+                format!("{} holds no runs of study `{}` version {}", opts.out.display(), stamp.study, stamp.hash),
+            ));
+        }
+        let needs_fid = plan.iter().any(|r| r.metrics.iter().any(|m| matches!(m, Metric::Fid { .. })))
+            || study.protocol.rfid.is_some();
+        if needs_fid && opts.inception.is_none() && !opts.report_only {
+            return Err(Error::config(
+                "inception",
+                format!(
+                    "study `{}` measures FID: the Inception weights are needed (`ddmlab data fetch inception`)",
+                    study.name
+                ),
+            ));
+        }
+        let first = &plan[0].config;
+        let protocols = Protocols {
+            train_n: run_folder::load_split(first, &opts.data_root, Split::Train)?.len(),
+            test_n: run_folder::load_split(first, &opts.data_root, Split::Test)?.len(),
+        };
+        let deadline =
+            opts.stop_after_minutes.map(|m| std::time::Instant::now() + std::time::Duration::from_secs_f64(m * 60.0));
+        Ok(Session { opts, stamp, plan, protocols, deadline })
+    }
+
+    fn out_of_time(&self) -> bool {
+        minutes_left(self.deadline).is_some_and(|m| m <= 0.0)
+    }
+
+    /// The folder of `run` and the measurements it still lacks, stamped with this version;
+    /// `None` when it has them all. A folder of another version is refused.
+    pub fn prepare(&self, run: &PlannedRun) -> Result<Option<(PathBuf, Vec<Metric>)>> {
+        let dir = run_dir(&self.opts.out, run.budget, &run.arm, run.seed);
+        if let Some(other) = Stamp::read(&dir)?.filter(|s| *s != self.stamp) {
+            return Err(Error::config(
+                "study",
+                format!(
+                    "{} belongs to study `{}` version {}, not {}",
+                    dir.display(),
+                    other.study,
+                    other.hash,
+                    self.stamp.hash
+                ),
+            ));
+        }
+        let todo = missing(run, &dir, &self.opts.study, self.opts, &self.protocols)?;
+        if todo.is_empty() {
+            return Ok(None);
+        }
+        self.stamp.write(&dir)?;
+        Ok(Some((dir, todo)))
+    }
+
+    /// Train `run` in `dir` to its last step (from its checkpoint, or from the finished run of
+    /// the budget before in a study that extends), its tokenizer from the shared cache (fitted
+    /// there first when `fit`, else it must be there). `false` when stopped at the time limit.
+    pub fn train(
+        &self,
+        run: &PlannedRun,
+        dir: &Path,
+        fit: bool,
+        device: &Device,
+        obs: &mut dyn Observer,
+    ) -> Result<bool> {
+        if finished(dir)? {
+            return Ok(true);
+        }
+        let opts = self.opts;
+        if fit {
+            if !fit_shared_tokenizer(&opts.out, &run.arm, &run.config, opts, minutes_left(self.deadline), device, obs)?
+            {
+                return Ok(false);
+            }
+        } else {
+            let cache = verdicts::tokenizer_dir(&opts.out, &run.config);
+            let path = run_folder::tokenizer_path(&cache, &run.config);
+            if !path.exists() {
+                return Err(Error::config(
+                    "study",
+                    format!(
+                        "{}: the tokenizer of {} is not fitted (its fit task comes first)",
+                        path.display(),
+                        run.arm
+                    ),
+                ));
+            }
+        }
+        if checkpoint::latest(dir)?.is_none() {
+            continue_previous_budget(&opts.study, &opts.out, run, dir)?;
+        }
+        copy_shared_tokenizer(&opts.out, &run.config, dir)?;
+        obs.message(&format!(
+            "{} seed {} at {} steps: training ({} steps)",
+            run.arm, run.seed, run.budget, run.config.train.steps
+        ));
+        let train_opts = PretrainOptions {
+            data_root: opts.data_root.clone(),
+            resume: checkpoint::latest(dir)?.is_some(),
+            stop_after_steps: None,
+            stop_after_minutes: minutes_left(self.deadline),
+            init_from: None,
+            extend_to: Some(run.config.train.steps),
+            sample_grids: true,
+        };
+        pretrain(run.config.clone(), dir, &train_opts, device, obs)?;
+        if !finished(dir)? {
+            return Ok(false);
+        }
+        prune_checkpoints(dir)?;
+        Ok(true)
+    }
+
+    /// Fit the tokenizer of `config` into the shared cache unless it is there (`false`: stopped
+    /// at the time limit).
+    pub fn fit(&self, arm: &str, config: &RunConfig, device: &Device, obs: &mut dyn Observer) -> Result<bool> {
+        fit_shared_tokenizer(&self.opts.out, arm, config, self.opts, minutes_left(self.deadline), device, obs)
+    }
+
+    /// The rFID of `config`'s tokenizer when the protocol declares one and it has none yet
+    /// (`false`: out of time before it).
+    pub fn measure_rfid(&self, config: &RunConfig, device: &Device, obs: &mut dyn Observer) -> Result<bool> {
+        let Some(n) = self.opts.study.protocol.rfid.filter(|_| verdicts::has_rfid(config)) else { return Ok(true) };
+        if self.out_of_time() {
+            return Ok(false);
+        }
+        let weights = self.opts.inception.as_ref().expect("checked when opened");
+        measure_rfid(&self.opts.out, config, n, &self.opts.data_root, weights, device, obs)?;
+        Ok(true)
+    }
+
+    /// Measure `todo` on the trained run in `dir` (`false`: out of time before one of them).
+    pub fn measure(
+        &self,
+        run: &PlannedRun,
+        dir: &Path,
+        todo: &[Metric],
+        device: &Device,
+        obs: &mut dyn Observer,
+    ) -> Result<bool> {
+        let (study, opts) = (&self.opts.study, self.opts);
+        for m in todo {
+            if self.out_of_time() {
+                return Ok(false);
+            }
+            match m {
+                Metric::Probe { .. } => {
+                    probe_report::probe_run(dir, &probe_options(study, &opts.data_root, m), device, obs)?;
+                }
+                Metric::Fid { n } => {
+                    let weights = opts.inception.as_ref().expect("checked when opened");
+                    let fid = fid_options(study, &run.config, &opts.data_root, weights, *n)?;
+                    gen_eval::gen_eval_run(dir, &fid, device, obs)?;
+                }
+                Metric::Knn | Metric::Rfid { .. } => {}
+            }
+        }
+        Ok(true)
+    }
+
+    /// Read every measurement back and write the report and charts.
+    pub fn report(&self) -> Result<()> {
+        write_report(self.opts, &self.stamp, &self.protocols)
+    }
 }
 
 /// Read every measurement back and write the report and charts.
