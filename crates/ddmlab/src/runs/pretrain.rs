@@ -301,21 +301,24 @@ struct PretrainStage<'a, M: Network, O: Objective<M>> {
 }
 
 impl<M: Network, O: Objective<M>> Stage for PretrainStage<'_, M, O> {
-    type Stats = ();
+    /// The gradient norm, measured on the last step of each metrics line.
+    type Stats = Option<f64>;
     type Line = MetricLine;
 
     fn name(&self) -> &'static str {
         "training"
     }
 
-    fn step(&mut self, batch: &Batch, total: usize) -> Result<StepOut<()>> {
+    fn step(&mut self, batch: &Batch, total: usize) -> Result<StepOut<Option<f64>>> {
         let config = &self.trainer.config;
         let lr = lr_at(batch.step, total, self.warmup, config.lr(), config.lr() * config.train.min_lr_frac);
-        Ok(StepOut { loss: self.trainer.step(batch, lr)?, lr, stats: () })
+        let logged = (batch.step + 1).is_multiple_of(config.train.log_every) || batch.step + 1 == total;
+        let (loss, grad_norm) = self.trainer.step_measured(batch, lr, logged)?;
+        Ok(StepOut { loss, lr, stats: grad_norm })
     }
 
-    fn line(&self, window: &[StepOut<()>], at: Progress) -> MetricLine {
-        loss_line(window, at)
+    fn line(&self, window: &[StepOut<Option<f64>>], at: Progress) -> MetricLine {
+        MetricLine { grad_norm: window.iter().rev().find_map(|o| o.stats), ..loss_line(window, at) }
     }
 
     fn checkpoint_files(&self) -> Result<Vec<(&'static str, Bytes)>> {

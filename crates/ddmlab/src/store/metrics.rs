@@ -16,6 +16,10 @@ pub struct MetricLine {
     pub lr: f64,
     pub img_per_s: f64,
     pub elapsed_s: f64,
+    /// The global L2 norm of the gradient (before any clipping) at the line's last step, where
+    /// the stage measures it (pretraining does, at each line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grad_norm: Option<f64>,
 }
 
 /// A metrics line of any kind of run: it knows its step.
@@ -80,6 +84,7 @@ mod tests {
                 lr: loss / 3.0,
                 img_per_s: 1.0 / loss,
                 elapsed_s: loss * 7.0,
+                grad_norm: (i % 2 == 0).then_some(loss * 11.0),
             })
             .collect();
         for l in &lines {

@@ -239,5 +239,5 @@ fn events<'a>(tb: &'a mut Option<EventWriter>, run: &Path, first_step: usize) ->
 /// The plain metrics line of a stage whose only measurement is its loss: the window's mean loss.
 pub fn loss_line<S>(window: &[StepOut<S>], at: Progress) -> MetricLine {
     let loss = window.iter().map(|o| o.loss).sum::<f64>() / window.len().max(1) as f64;
-    MetricLine { step: at.step, loss, lr: at.lr, img_per_s: at.img_per_s, elapsed_s: at.elapsed_s }
+    MetricLine { step: at.step, loss, lr: at.lr, img_per_s: at.img_per_s, elapsed_s: at.elapsed_s, grad_norm: None }
 }

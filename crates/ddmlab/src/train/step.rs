@@ -155,15 +155,22 @@ impl<M: Network, O: Objective<M>> Trainer<M, O> {
     /// One optimisation step at learning rate `lr`; returns the loss before the update.
     /// A non-finite loss is an error and leaves the weights untouched.
     pub fn step(&mut self, batch: &Batch, lr: f64) -> Result<f64> {
+        self.step_measured(batch, lr, false).map(|(loss, _)| loss)
+    }
+
+    /// [`Trainer::step`], and with `grad_norm` the global L2 norm of the gradient before any
+    /// clipping (one reduction per parameter tensor: measured at logged steps, not every step).
+    pub fn step_measured(&mut self, batch: &Batch, lr: f64, grad_norm: bool) -> Result<(f64, Option<f64>)> {
         let (value, grads) = self.gradients(batch);
         if !value.is_finite() {
             return Err(Error::Diverged(format!("loss is {value} at step {}", batch.step + 1)));
         }
+        let norm = grad_norm.then(|| crate::optim::clip::global_norm(&self.model, &grads));
         self.model = update(self.model.clone(), &mut self.optim, grads, lr, &self.config.train);
         let t = &self.config.train;
         let decay = if t.ema_warmup { ema_decay_at(t.ema_decay, batch.step) } else { t.ema_decay };
         self.ema = update_ema(self.ema.clone(), &self.model, decay);
-        Ok(value)
+        Ok((value, norm))
     }
 
     /// The batch loss and its gradient with respect to the weights.

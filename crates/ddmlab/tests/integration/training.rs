@@ -349,7 +349,7 @@ fn a_finished_run_trained_on_is_the_longer_run_with_its_warm_up() {
 }
 
 /// A run writes TensorBoard events beside its metrics: each metrics line's numbers as scalars at
-/// its step, a generator's sample grid at each regular checkpoint as an image, and a resumed run
+/// its step (the gradient norm among them, the unclipped norm of the line's last step), a generator's sample grid at each regular checkpoint as an image, and a resumed run
 /// a second file that starts at the step it resumed from.
 #[test]
 fn a_run_writes_tensorboard_scalars_and_sample_grids_and_a_resume_starts_a_new_file() {
@@ -381,6 +381,21 @@ fn a_run_writes_tensorboard_scalars_and_sample_grids_and_a_resume_starts_a_new_f
     let loss: Vec<(i64, f32)> = lines.iter().map(|m| (m.step as i64, m.loss as f32)).collect();
     assert_eq!(scalars(&all, "train/loss"), loss);
     assert_eq!(scalars(&all, "train/lr").len(), 6);
+    let norms: Vec<(i64, f32)> = lines.iter().map(|m| (m.step as i64, m.grad_norm.unwrap() as f32)).collect();
+    assert_eq!(scalars(&all, "train/grad_norm"), norms, "every line's gradient norm");
+    // The first step's norm, measured apart: a fresh trainer's gradient of batch 0, unclipped.
+    let config = run_folder::read_config(&run).unwrap();
+    let set = ddmlab::runs::pretrain::load_train_set(&config, tmp.path()).unwrap();
+    let fit = ddmlab::runs::FitOptions { data_root: tmp.path(), stop_after_minutes: None };
+    let tokenizer =
+        ddmlab::runs::load_or_fit_tokenizer(&run, &config, &set, fit, &device, &mut Silent).unwrap().unwrap();
+    let plan =
+        BatchPlan { seed: config.train.seed, batch_size: config.train.batch_size, augment: config.train.augment };
+    let trainer = Trainer::new(config, &tokenizer, &device).unwrap();
+    let (_, grads) = trainer.gradients(&plan.make(&set, 0));
+    let norm = ddmlab::optim::clip::global_norm(&trainer.model, &grads);
+    let logged = lines[0].grad_norm.unwrap();
+    assert!(norm > 0.0 && (logged - norm).abs() <= 1e-9 * norm, "step 1: logged {logged}, measured {norm}");
     let images: Vec<(i64, i32)> = all
         .iter()
         .flat_map(|e| e.summary.iter().flat_map(move |s| s.value.iter().map(move |v| (e.step, v))))
