@@ -698,6 +698,10 @@ pub struct BenchArgs {
     /// Time the DDIM sampling step of the config's (DDPM-objective) network instead of training.
     #[arg(long, conflicts_with = "inception")]
     pub sample: bool,
+    /// Time the training step twice, alternating: encoding each batch through the tokenizer, and
+    /// reading its latents from a cache (train.cache_latents); prints both and the speedup.
+    #[arg(long, conflicts_with_all = ["sample", "inception", "pytorch", "gemm", "tokenizer"])]
+    pub cached_latents: bool,
     /// Guidance scale for --sample (1: one forward per step; otherwise the batch is doubled).
     #[arg(long, default_value_t = 1.5)]
     pub cfg: f64,

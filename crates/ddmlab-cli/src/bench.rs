@@ -135,6 +135,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if args.init_from.is_some() && config.mar.is_some() {
         bail!("--init-from reads the denoising ViT's reference layout; MAR runs have no PyTorch weight layout");
     }
+    if args.cached_latents {
+        return cached_latents(&config, &args, &what);
+    }
     let task = if args.sample {
         format!("DDIM step (cfg {})", args.cfg)
     } else {
@@ -159,10 +162,48 @@ pub fn run(args: BenchArgs) -> Result<()> {
     measure(args.repeats, &mut ours, args.pytorch.then_some(theirs), (&what, &same))
 }
 
-/// Images per second and ms per step of the training step on synthetic images.
+/// `--cached-latents`: the training step encoding each batch beside the step reading a latent
+/// cache, alternating, `--repeats` times each; medians and their ratio.
+fn cached_latents(config: &RunConfig, args: &BenchArgs, what: &str) -> Result<()> {
+    let mut cached = config.clone();
+    cached.train.cache_latents = true;
+    cached.validate()?;
+    let (mut encoded, mut read) = (Vec::new(), Vec::new());
+    for r in 1..=args.repeats {
+        encoded.push(train_step(config, args)?.0);
+        read.push(train_step(&cached, args)?.0);
+        println!("  run {r}/{}: encoded {:.2} img/s, cached {:.2} img/s", args.repeats, encoded[r - 1], read[r - 1]);
+    }
+    let (a, b) = (Spread::of(&encoded), Spread::of(&read));
+    let threads = rayon::current_num_threads();
+    println!("train step, {what} (batch {}, {threads} threads):", args.batch_size);
+    println!("  each batch encoded:     {}", a.show("img/s"));
+    println!("  latents from the cache: {}", b.show("img/s"));
+    println!("speedup of the cache (ratio of medians): {:.2}x", b.median / a.median);
+    Ok(())
+}
+
+/// A latent cache of the `b` images of [`synthetic_batch`] (indices `0..b`):
+/// spread-out means, positive standard deviations (speed does not depend on the values).
+fn synthetic_cache(config: &RunConfig, b: usize) -> ddmlab::runs::token_cache::PosteriorTokens {
+    let (l, d) = match config.mar_network() {
+        Some(net) => (net.seq_len, net.token_dim),
+        None => (config.model.tokens(), config.denoise.tokenizer.latent_dim(config.model.image.channels)),
+    };
+    ddmlab::runs::token_cache::PosteriorTokens {
+        mean: (0..b * l * d).map(|i| ((i * 7919) % 255) as f32 / 127.5 - 1.0).collect(),
+        std: (0..b * l * d).map(|i| 0.05 + ((i * 104729) % 97) as f32 / 970.0).collect(),
+        labels: (0..b as i64).collect(),
+        shape: [b, l, d],
+    }
+}
+
+/// Images per second and ms per step of the training step on synthetic images (from a
+/// synthetic latent cache when the config caches latents).
 fn train_step(config: &RunConfig, args: &BenchArgs) -> Result<(f64, f64)> {
     let device = setup::device(&args.common.device)?;
     let tokenizer = synthetic_tokenizer(config);
+    let cache = config.train.cache_latents.then(|| std::sync::Arc::new(synthetic_cache(config, args.batch_size)));
     if config.mar.is_some() {
         // A codebook of the config's size with spread-out codes (speed does not depend on them).
         let dim = config.denoise.tokenizer.latent_dim(config.model.image.channels);
@@ -170,12 +211,15 @@ fn train_step(config: &RunConfig, args: &BenchArgs) -> Result<(f64, f64)> {
             codes: (0..m.codebook * dim).map(|i| ((i * 7919) % 255) as f32 / 127.5 - 1.0).collect(),
             dim,
         });
-        let objective =
-            |c: &RunConfig, ad: &burn::tensor::Device| MarTrainObjective::new(c, &tokenizer, codebook.as_ref(), ad);
+        let objective = |c: &RunConfig, ad: &burn::tensor::Device| MarTrainObjective {
+            cache: cache.clone(),
+            ..MarTrainObjective::new(c, &tokenizer, codebook.as_ref(), ad)
+        };
         let mut trainer = Trainer::<Mar, MarTrainObjective>::with_objective(config.clone(), &device, &objective);
         return time_steps(config, args, |batch| trainer.step(batch, 1e-4).map(|_| ()));
     }
     let mut trainer = Trainer::new(config.clone(), &tokenizer, &device)?;
+    trainer.objective.cache = cache;
     if let Some(path) = &args.init_from {
         trainer.model = import(trainer.model.clone(), &config.network(), Layout::Reference, path)?;
     }
@@ -210,6 +254,7 @@ fn synthetic_batch(b: usize, shape: ddmlab::data::ImageShape, classes: usize, st
         step,
         images: (0..b * shape.numel()).map(|i| ((i * 7919 + step) % 255) as f32 / 127.5 - 1.0).collect(),
         labels: (0..b).map(|i| ((i + step) % classes) as u32).collect(),
+        indices: (0..b).collect(),
     }
 }
 

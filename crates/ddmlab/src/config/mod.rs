@@ -62,6 +62,12 @@ pub struct TrainConfig {
     #[serde(default = "crate::settings::yes", skip_serializing_if = "crate::settings::is_true")]
     pub ema_warmup: bool,
     pub augment: Augment,
+    /// Encode the training set through the tokenizer once (`RUN/latents-train.safetensors`:
+    /// each image's posterior mean and standard deviation in token space, as LTH14/mar's
+    /// `main_cache.py`) and train from it, sampling the posterior at each step as the uncached
+    /// run does; needs `augment = none`.
+    #[serde(default, skip_serializing_if = "crate::settings::is_default")]
+    pub cache_latents: bool,
     pub seed: u64,
     /// Write a checkpoint every this many steps (and at the end).
     pub checkpoint_every: usize,
@@ -217,6 +223,19 @@ impl RunConfig {
         check(t.log_every >= 1, "train.log_every", "must be positive")?;
         if let Augment::RandomResizedCrop { min_scale, .. } = t.augment {
             check(min_scale > 0.0 && min_scale <= 1.0, "train.augment.min_scale", "must be in (0, 1]")?;
+        }
+        if t.cache_latents {
+            check(
+                t.augment == Augment::None,
+                "train.cache_latents",
+                "caches the latents of the stored images: it needs train.augment = none",
+            )?;
+            check(
+                !matches!(d.tokenizer, crate::tokenizer::TokenizerSpec::Pixels { .. })
+                    && (self.mar.is_some() || !d.noise_is_pixels()),
+                "train.cache_latents",
+                "this run encodes nothing per step (pixel tokens or pixel-space noise): there is no latent to cache",
+            )?;
         }
         Ok(())
     }

@@ -25,6 +25,8 @@ pub struct Batch {
     pub images: Vec<f32>,
     /// Class labels, `[B]`.
     pub labels: Vec<u32>,
+    /// The images' indices in the data set, `[B]` (what a cache of their latents is read by).
+    pub indices: Vec<usize>,
 }
 
 /// An RNG for one purpose at one step: streams never overlap between purposes or steps.
@@ -85,7 +87,7 @@ impl BatchPlan {
             images.extend(img.iter().map(|&v| to_unit(v)));
             labels.push(set.labels[j]);
         }
-        Batch { step, images, labels }
+        Batch { step, images, labels, indices: idx }
     }
 }
 

@@ -29,6 +29,16 @@ use super::vp::Prediction;
 use crate::nn::patchify;
 use crate::tokenizer::Tokenizer;
 
+/// Where the clean latent `z0` of a batch comes from.
+#[derive(Debug, Clone)]
+pub enum Latent {
+    /// Encode the images: a stochastic tokenizer's posterior sample with this noise
+    /// (`[B, L, d]`), else (or with none) its deterministic latent.
+    Encode(Option<Tensor<3>>),
+    /// Given: a latent cache's sample, `[B, L, d]`.
+    Given(Tensor<3>),
+}
+
 /// Where the noise is added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -144,12 +154,12 @@ impl DenoiseObjective {
     }
 
     /// The network's input tokens and the target for clean images `x0` at timesteps `t`,
-    /// with noise `eps` (see [`DenoiseObjective::noise_tokens`]) and, for a stochastic
-    /// tokenizer, its posterior noise `tok_noise`.
+    /// with noise `eps` (see [`DenoiseObjective::noise_tokens`]) and the clean latent `z0` as
+    /// `latent` says (encoded here, or given by a latent cache).
     ///
     /// # Shapes
     /// - `x0`: `[B, C, H, W]`; `t`: `[B]`; `eps`: `[B, L, d]` (latent) or `[B, L, p p C]`
-    ///   (pixels); `tok_noise`: `[B, L, d]`
+    ///   (pixels); `latent`: `[B, L, d]`
     /// - returns (`[B, L, in]`, `[B, L, out]`): `in`, `out` are `d` or `p p C`
     pub fn input_and_target(
         &self,
@@ -157,7 +167,7 @@ impl DenoiseObjective {
         x0: Tensor<4>,
         t: &[usize],
         eps: Tensor<3>,
-        tok_noise: Option<Tensor<3>>,
+        latent: Latent,
     ) -> (Tensor<3>, Tensor<3>) {
         let device = x0.device();
         let p = tok.patch();
@@ -165,9 +175,10 @@ impl DenoiseObjective {
         let s = self.per_image(t, |t| self.tables.sigma[t], &device);
         match self.noise_space {
             NoiseSpace::Latent => {
-                let z0 = match tok_noise {
-                    Some(noise) if tok.stochastic() => tok.encode_sample(x0.clone(), noise),
-                    _ => tok.encode(x0.clone()),
+                let z0 = match latent {
+                    Latent::Given(z0) => z0,
+                    Latent::Encode(Some(noise)) if tok.stochastic() => tok.encode_sample(x0.clone(), noise),
+                    Latent::Encode(_) => tok.encode(x0.clone()),
                 }; // [B, L, d]
                 let z_t = z0.clone() * g.clone() + eps.clone() * s.clone();
                 let input = match self.input {

@@ -19,10 +19,11 @@ use rand_distr::StandardNormal;
 use super::codebook::Codebook;
 use super::order::{mask_of, mask_ratio, masked_count, variant_order};
 use crate::config::{MarLoss, MarVariant, RunConfig};
-use crate::data::loader::{purpose, step_rng};
+use crate::data::loader::{Batch, purpose, step_rng};
 use crate::diffusion::vlb::{VlbTables, vb_term};
 use crate::diffusion::vp::{BetaSchedule, VpSchedule};
 use crate::models::mar::Mar;
+use crate::tokenizer::posterior::PosteriorTokens;
 use crate::tokenizer::{FittedTokenizer, Tokenizer};
 use crate::train::step::{Network, Objective};
 
@@ -70,6 +71,9 @@ pub struct MarDraws {
     /// `[B, L, C]` standard normal noise of a stochastic tokenizer's posterior sample (MAR
     /// trains on `posterior.sample()`); empty for a deterministic one.
     pub tok_noise: Vec<f32>,
+    /// `[B, L, C]` tokens from a latent cache (its sample with `tok_noise`); empty when the
+    /// images are encoded.
+    pub tokens: Vec<f32>,
 }
 
 impl MarDraws {
@@ -78,8 +82,10 @@ impl MarDraws {
         let per_image = self.t.len() / self.mask.len().max(1);
         let token_dim = self.eps.len() / self.t.len().max(1);
         let tok = self.tok_noise.len() / self.mask.len().max(1);
+        let cached = self.tokens.len() / self.mask.len().max(1);
         MarDraws {
             tok_noise: self.tok_noise[lo * tok..hi * tok].to_vec(),
+            tokens: self.tokens[lo * cached..hi * cached].to_vec(),
             order: self.order[lo..hi].to_vec(),
             mask: self.mask[lo..hi].to_vec(),
             labels: self.labels[lo..hi].to_vec(),
@@ -138,7 +144,7 @@ impl MarObjective {
         let mut noise = step_rng(seed, purpose::NOISE, step as u64);
         let t = (0..n).map(|_| noise.random_range(0..self.schedule.len())).collect();
         let eps = (0..n * self.token_dim).map(|_| noise.sample::<f32, _>(StandardNormal)).collect();
-        MarDraws { order, mask, labels, t, eps, tok_noise: Vec::new() }
+        MarDraws { order, mask, labels, t, eps, tok_noise: Vec::new(), tokens: Vec::new() }
     }
 
     /// The loss of `model` (Diffusion Loss, L2 or cross-entropy) on clean tokens with `draws`;
@@ -209,6 +215,8 @@ pub struct MarTrainObjective {
     pub tokenizer: Box<dyn Tokenizer>,
     /// The run's k-means codebook when `[mar] codebook` asks for quantised tokens.
     pub codebook: Option<Codebook>,
+    /// The training set's posterior, encoded once (`train.cache_latents`).
+    pub cache: Option<std::sync::Arc<PosteriorTokens>>,
 }
 
 impl MarTrainObjective {
@@ -231,6 +239,7 @@ impl MarTrainObjective {
             },
             tokenizer: tokenizer.bind(config.model.image, device),
             codebook: codebook.cloned(),
+            cache: None,
         }
     }
 }
@@ -256,16 +265,27 @@ impl Objective<Mar> for MarTrainObjective {
         draws
     }
 
+    fn draw_batch(&self, seed: u64, batch: &Batch) -> MarDraws {
+        let mut draws = self.draw(seed, batch.step, &batch.labels);
+        if let Some(cache) = &self.cache {
+            let noise = (!draws.tok_noise.is_empty()).then_some(&draws.tok_noise[..]);
+            draws.tokens = cache.sample(&batch.indices, noise);
+        }
+        draws
+    }
+
     fn slice(&self, draws: &MarDraws, lo: usize, hi: usize) -> MarDraws {
         draws.slice(lo, hi)
     }
 
     fn loss(&self, model: &Mar, x0: Tensor<4>, draws: &MarDraws) -> Tensor<1> {
         let device = x0.device();
-        let tokens = if draws.tok_noise.is_empty() {
+        let (b, o) = (draws.mask.len(), &self.objective);
+        let tokens = if !draws.tokens.is_empty() {
+            Tensor::from_data(TensorData::new(draws.tokens.clone(), [b, o.seq_len, o.token_dim]), &device)
+        } else if draws.tok_noise.is_empty() {
             self.tokenizer.encode(x0) // [B, L, C]
         } else {
-            let (b, o) = (draws.mask.len(), &self.objective);
             let noise = TensorData::new(draws.tok_noise.clone(), [b, o.seq_len, o.token_dim]);
             self.tokenizer.encode_sample(x0, Tensor::from_data(noise, &device))
         };

@@ -64,6 +64,7 @@ pub fn train(batch_size: usize, blr: f64, epochs: f64, warmup_frac: f64) -> Trai
         ema_decay: 0.9999,
         ema_warmup: true,
         augment: Augment::None,
+        cache_latents: false,
         seed: 0,
         checkpoint_every: 500,
         log_every: 10,

@@ -132,9 +132,30 @@ pub fn pretrain(
         BatchPlan { seed: config.train.seed, batch_size: config.train.batch_size, augment: config.train.augment };
     let job = Job { run, opts, set, plan, resume_from };
     let bound = tokenizer.bind(config.model.image, device);
+    let cache = match config.train.cache_latents {
+        true => {
+            // What the objective reads: MAR's tokens (latent cells grouped), else one per patch.
+            let tokens = match config.mar_network() {
+                Some(net) => (net.seq_len, net.token_dim),
+                None => (config.model.tokens(), bound.latent_dim()),
+            };
+            Some(Arc::new(crate::runs::token_cache::load_or_encode(
+                run,
+                bound.as_ref(),
+                &job.set,
+                tokens,
+                device,
+                obs,
+            )?))
+        }
+        false => None,
+    };
     if config.mar.is_some() {
         let codebook = load_or_fit_run_codebook(run, &config, &job.set, &tokenizer, device, obs)?;
-        let objective = |c: &RunConfig, ad: &Device| MarTrainObjective::new(c, &tokenizer, codebook.as_ref(), ad);
+        let objective = |c: &RunConfig, ad: &Device| MarTrainObjective {
+            cache: cache.clone(),
+            ..MarTrainObjective::new(c, &tokenizer, codebook.as_ref(), ad)
+        };
         let grid_config = config.clone();
         let grid = |model: &Mar, step: usize| -> Result<()> {
             let spec = crate::mar::MarSpec::of(&grid_config).expect("a MAR run");
@@ -171,7 +192,8 @@ pub fn pretrain(
             Ok(Some(format!("imported {} (mar layout) as {}", weights.display(), path.display())))
         });
     }
-    let objective = |c: &RunConfig, ad: &Device| TrainObjective::new(c, &tokenizer, ad);
+    let objective =
+        |c: &RunConfig, ad: &Device| TrainObjective { cache: cache.clone(), ..TrainObjective::new(c, &tokenizer, ad) };
     let grid_config = config.clone();
     let grid = |model: &DenoisingVit, step: usize| -> Result<()> {
         let labels = grid_labels(&grid_config);

@@ -18,18 +18,7 @@ use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use crate::data::ImageSet;
 use crate::error::{Error, Result};
 use crate::tokenizer::Tokenizer;
-
-/// Every image's posterior in token space.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PosteriorTokens {
-    /// `[N, L, d]`
-    pub mean: Vec<f32>,
-    /// `[N, L, d]`; zeros for a deterministic tokenizer.
-    pub std: Vec<f32>,
-    pub labels: Vec<i64>,
-    /// `[N, L, d]`
-    pub shape: [usize; 3],
-}
+pub use crate::tokenizer::posterior::PosteriorTokens;
 
 /// The posterior of each image of `set` (`mean = encode(x)`, `std = encode_sample(x, 1) -
 /// mean`: the tokenizer's own sample with unit noise, so its scale and layout are the ones
@@ -86,6 +75,66 @@ pub fn write_posterior(path: &Path, tokens: &PosteriorTokens) -> Result<()> {
         HashMap::from([("layout".to_string(), "ddmlab token cache: mean, std [N, L, d]; labels [N]".to_string())]);
     let bytes = safetensors::serialize(views, Some(meta)).map_err(bad)?;
     crate::atomic::write_atomic(path, &bytes)
+}
+
+/// `RUN/latents-train.safetensors`: a run's latent cache (`train.cache_latents`).
+pub fn cache_path(run: &Path) -> std::path::PathBuf {
+    run.join("latents-train.safetensors")
+}
+
+/// The training set's posterior for a run that caches its latents: read from the run folder
+/// when it is there (a resumed run), else encoded once through the run's `tokenizer` (bound to
+/// a plain device) and written. `tokens`: the run's `(L, d)`.
+pub fn load_or_encode(
+    run: &Path,
+    tokenizer: &dyn Tokenizer,
+    set: &ImageSet,
+    tokens: (usize, usize),
+    device: &Device,
+    obs: &mut dyn crate::train::Observer,
+) -> Result<PosteriorTokens> {
+    let path = cache_path(run);
+    if path.exists() {
+        let cache = read_posterior(&path, set.len(), tokens)?;
+        obs.message(&format!("latent cache: {} ({} images)", path.display(), set.len()));
+        return Ok(cache);
+    }
+    let started = std::time::Instant::now();
+    obs.message(&format!("latent cache: encoding {} training images once (train.cache_latents)", set.len()));
+    let cache = encode_set(tokenizer, set, 250, device, &mut |_| {});
+    if (cache.shape[1], cache.shape[2]) != tokens {
+        return Err(Error::Other(format!(
+            "the tokenizer encodes [{}, {}] tokens per image, the run's network reads {tokens:?}",
+            cache.shape[1], cache.shape[2]
+        )));
+    }
+    write_posterior(&path, &cache)?;
+    obs.message(&format!("latent cache: {} written in {:.1} s", path.display(), started.elapsed().as_secs_f64()));
+    Ok(cache)
+}
+
+/// A file of [`write_posterior`] read back, when it holds `n` images of `[l, d]` tokens; any
+/// other file is an error naming it and what was expected.
+pub fn read_posterior(path: &Path, n: usize, (l, d): (usize, usize)) -> Result<PosteriorTokens> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let expected = format!("expected `mean`, `std` f32 [{n}, {l}, {d}] and `labels` i64 [{n}]");
+    let file = SafeTensors::deserialize(&bytes)
+        .map_err(|e| Error::format(path, format!("not a safetensors file ({e}); {expected}")))?;
+    let array = |name: &str, dtype: Dtype, shape: &[usize]| -> Result<Vec<u8>> {
+        match file.tensor(name) {
+            Ok(v) if v.dtype() == dtype && v.shape() == shape => Ok(v.data().to_vec()),
+            Ok(v) => Err(Error::format(path, format!("`{name}` is {:?} {:?}; {expected}", v.dtype(), v.shape()))),
+            Err(_) => Err(Error::format(path, format!("no `{name}` array; {expected}"))),
+        }
+    };
+    let f32s = |b: Vec<u8>| b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
+    let mean = f32s(array("mean", Dtype::F32, &[n, l, d])?);
+    let std = f32s(array("std", Dtype::F32, &[n, l, d])?);
+    let labels = array("labels", Dtype::I64, &[n])?
+        .chunks_exact(8)
+        .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
+        .collect();
+    Ok(PosteriorTokens { mean, std, labels, shape: [n, l, d] })
 }
 
 /// Tokens written elsewhere: `tokens` `[N, L, d]` f32 (or, in a file of [`write_posterior`],

@@ -25,6 +25,7 @@ pub mod fit;
 pub mod patch_ae;
 pub mod pca;
 pub mod pixels;
+pub mod posterior;
 pub mod spec;
 pub mod store;
 

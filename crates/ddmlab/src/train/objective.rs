@@ -7,10 +7,13 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rand::RngExt;
 use rand_distr::StandardNormal;
 
+use std::sync::Arc;
+
 use crate::config::RunConfig;
-use crate::data::loader::{purpose, step_rng};
-use crate::diffusion::denoise::DenoiseObjective;
+use crate::data::loader::{Batch, purpose, step_rng};
+use crate::diffusion::denoise::{DenoiseObjective, Latent};
 use crate::models::DenoisingVit;
+use crate::tokenizer::posterior::PosteriorTokens;
 use crate::tokenizer::{FittedTokenizer, Tokenizer};
 
 /// An objective ready to train.
@@ -29,6 +32,9 @@ pub struct TrainObjective {
     pub latent_per_image: usize,
     /// Whether the noise is laid out as images (see `diffusion::denoise`).
     pub noise_pixels: bool,
+    /// The training set's posterior, encoded once (`train.cache_latents`): `z0` is sampled from
+    /// it instead of encoding each batch.
+    pub cache: Option<Arc<PosteriorTokens>>,
 }
 
 /// The random draws of one batch (a pure function of `(seed, step)`).
@@ -43,6 +49,8 @@ pub struct Draws {
     pub labels: Option<Vec<usize>>,
     /// The posterior noise of a stochastic tokenizer (a VAE's sample), `[B, L, d]`.
     pub tok_noise: Option<Vec<f32>>,
+    /// The clean latent `z0` from a latent cache (its sample with `tok_noise`), `[B, L, d]`.
+    pub z0: Option<Vec<f32>>,
 }
 
 impl Draws {
@@ -58,6 +66,7 @@ impl Draws {
             eps: part(&self.eps),
             labels: self.labels.as_ref().map(|l| l[lo..hi].to_vec()),
             tok_noise: self.tok_noise.as_ref().map(part),
+            z0: self.z0.as_ref().map(part),
         }
     }
 }
@@ -78,6 +87,7 @@ impl TrainObjective {
             noise_per_image,
             latent_per_image,
             noise_pixels,
+            cache: None,
         }
     }
 
@@ -101,7 +111,17 @@ impl TrainObjective {
             let mut rng = step_rng(seed, purpose::TOKENIZER, step as u64);
             (0..b * self.latent_per_image).map(|_| rng.sample::<f32, _>(StandardNormal)).collect()
         });
-        Draws { t, eps, labels, tok_noise }
+        Draws { t, eps, labels, tok_noise, z0: None }
+    }
+
+    /// [`TrainObjective::draw`] for `batch`, with `z0` sampled from the latent cache (when the
+    /// run has one) for the batch's images with the same posterior noise.
+    pub fn draw_batch(&self, seed: u64, batch: &Batch) -> Draws {
+        let mut draws = self.draw(seed, batch.step, &batch.labels);
+        if let Some(cache) = &self.cache {
+            draws.z0 = Some(cache.sample(&batch.indices, draws.tok_noise.as_deref()));
+        }
+        draws
     }
 
     /// The mean loss of the network on clean images `x0` with the draws `draws`.
@@ -113,11 +133,15 @@ impl TrainObjective {
         let b = draws.t.len();
         let tok = self.tokenizer.as_ref();
         let eps = self.objective.noise_tokens(tok, draws.eps.clone(), b, self.noise_pixels, &device);
-        let tok_noise = draws.tok_noise.as_ref().map(|v| {
+        let tokens = |v: &Vec<f32>| {
             let d = tok.latent_dim();
             Tensor::<3>::from_data(TensorData::new(v.clone(), [b, v.len() / (b * d), d]), &device)
-        });
-        let (input, target) = self.objective.input_and_target(tok, x0, &draws.t, eps, tok_noise);
+        };
+        let latent = match &draws.z0 {
+            Some(z0) => Latent::Given(tokens(z0)),
+            None => Latent::Encode(draws.tok_noise.as_ref().map(tokens)),
+        };
+        let (input, target) = self.objective.input_and_target(tok, x0, &draws.t, eps, latent);
         let out = model.forward(input, &draws.t, draws.labels.as_deref()); // [B, L, out]
         self.objective.loss(tok, out, target, &draws.t)
     }

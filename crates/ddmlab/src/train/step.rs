@@ -41,6 +41,12 @@ pub trait Objective<M>: Send + Sync {
     /// `labels`: a pure function of `(seed, step)`.
     fn draw(&self, seed: u64, step: usize, labels: &[u32]) -> Self::Draws;
 
+    /// The draws of `batch`: [`Objective::draw`] of its step and labels, unless the objective
+    /// reads more of the batch (a latent cache reads its images' data-set indices).
+    fn draw_batch(&self, seed: u64, batch: &Batch) -> Self::Draws {
+        self.draw(seed, batch.step, &batch.labels)
+    }
+
     /// The draws of images `lo..hi` of a batch (a data-parallel shard).
     fn slice(&self, draws: &Self::Draws, lo: usize, hi: usize) -> Self::Draws;
 
@@ -56,6 +62,10 @@ impl Objective<DenoisingVit> for TrainObjective {
 
     fn draw(&self, seed: u64, step: usize, labels: &[u32]) -> Draws {
         TrainObjective::draw(self, seed, step, labels)
+    }
+
+    fn draw_batch(&self, seed: u64, batch: &Batch) -> Draws {
+        TrainObjective::draw_batch(self, seed, batch)
     }
 
     fn slice(&self, draws: &Draws, lo: usize, hi: usize) -> Draws {
@@ -149,7 +159,7 @@ impl<M: Network, O: Objective<M>> Trainer<M, O> {
 
     /// The random draws for the batch of step `step`: a pure function of `(seed, step)`.
     pub fn draws(&self, batch: &Batch) -> O::Draws {
-        self.objective.draw(self.config.train.seed, batch.step, &batch.labels)
+        self.objective.draw_batch(self.config.train.seed, batch)
     }
 
     /// One optimisation step at learning rate `lr`; returns the loss before the update.

@@ -11,7 +11,7 @@ use rand_distr::{Distribution, StandardNormal};
 use super::grid::save_grid;
 use crate::config::RunConfig;
 use crate::data::ImageSet;
-use crate::diffusion::denoise::{InputSpace, Target};
+use crate::diffusion::denoise::{InputSpace, Latent, Target};
 use crate::error::{Error, Result};
 use crate::models::DenoisingVit;
 use crate::nn::unpatchify;
@@ -52,7 +52,7 @@ pub fn save_denoise_grid(
         let eps = (0..n * per_image).map(|_| StandardNormal.sample(&mut rng)).collect();
         let ts = vec![t; n];
         let eps = objective.noise_tokens(tokenizer, eps, n, d.noise_is_pixels(), device);
-        let (input, _) = objective.input_and_target(tokenizer, x0.clone(), &ts, eps, None);
+        let (input, _) = objective.input_and_target(tokenizer, x0.clone(), &ts, eps, Latent::Encode(None));
         let out = model.forward(input.clone(), &ts, None); // [n, L, out]
         let shown = match d.input {
             InputSpace::Image => unpatchify(input.clone(), p, c, h, w),

@@ -184,8 +184,15 @@ fn ddmlab_matches_the_official_mar_on_the_same_weights() {
 
     // The objective's loss (mse + vb, averaged) and its gradient under the official names.
     let objective = MarObjective { vlb: Some(tables), ..MarObjective::paper(l, c, 10) };
-    let draws =
-        MarDraws { order: vec![(0..l).collect(); b], mask, labels, t, eps: fx.f32("noise"), tok_noise: Vec::new() };
+    let draws = MarDraws {
+        order: vec![(0..l).collect(); b],
+        mask,
+        labels,
+        t,
+        eps: fx.f32("noise"),
+        tok_noise: Vec::new(),
+        tokens: Vec::new(),
+    };
     let loss = objective.loss(&model, tokens, &draws, None, &device);
     relative("loss", &host(loss.clone()), &fx.f32("loss"), 1e-5);
     let grads = loss.backward();

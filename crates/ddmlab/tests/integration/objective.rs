@@ -3,7 +3,7 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 use ddmlab::data::ImageShape;
-use ddmlab::diffusion::denoise::{DenoiseObjective, InputSpace, NoiseSpace, Target};
+use ddmlab::diffusion::denoise::{DenoiseObjective, InputSpace, Latent, NoiseSpace, Target};
 use ddmlab::diffusion::{LossWeight, NoiseSchedule, SigmaSchedule};
 use ddmlab::nn::patchify;
 use ddmlab::tokenizer::pca::PcaTokenizer;
@@ -108,7 +108,7 @@ fn noisy_input_adds_noise_only_inside_the_latent_subspace() {
     let t = 999;
     let o = objective();
     let noise = o.noise_tokens(&tok, eps.clone(), 1, false, &Device::flex());
-    let (input, target) = o.input_and_target(&tok, image(&x0, 1), &[t], noise, None);
+    let (input, target) = o.input_and_target(&tok, image(&x0, 1), &[t], noise, Latent::Encode(None));
     let x_t: Vec<f32> = input.into_data().try_into_vec().unwrap();
     let target: Vec<f32> = target.into_data().try_into_vec().unwrap();
     assert_eq!(target, x0.to_vec(), "the target is the original image, residual included");
@@ -157,7 +157,7 @@ fn latent_targets_and_inputs_match_the_forward_process_by_hand() {
     ] {
         let o = vp(target, LossWeight::Uniform);
         let noise = o.noise_tokens(&tok, eps.to_vec(), 1, true, &device);
-        let (input, got) = o.input_and_target(&tok, image(&x0, 1), &[t], noise, None);
+        let (input, got) = o.input_and_target(&tok, image(&x0, 1), &[t], noise, Latent::Encode(None));
         let input: Vec<f32> = input.into_data().try_into_vec().unwrap();
         let got: Vec<f32> = got.into_data().try_into_vec().unwrap();
         for i in 0..4 {
@@ -213,7 +213,7 @@ fn decoded_latent_target_is_the_pca_reconstruction_and_pixel_noise_spans_every_p
     let x0 = [0.3f32, -0.7, 0.2, 0.9];
     let o = DenoiseObjective { target: Target::DecodedX0, residual_weight: None, ..objective() };
     let noise = o.noise_tokens(&tok, vec![0.0, 0.0], 1, false, &device);
-    let (_, target) = o.input_and_target(&tok, image(&x0, 1), &[0], noise, None);
+    let (_, target) = o.input_and_target(&tok, image(&x0, 1), &[0], noise, Latent::Encode(None));
     let target: Vec<f32> = target.into_data().try_into_vec().unwrap();
     let x: Vec<f64> = x0.iter().map(|&v| v as f64).collect();
     let reference = pca.decode(&pca.encode(&x, 2));
@@ -224,7 +224,7 @@ fn decoded_latent_target_is_the_pca_reconstruction_and_pixel_noise_spans_every_p
     let o = DenoiseObjective { noise_space: NoiseSpace::Pixels, target: Target::Image, ..objective() };
     let eps = vec![1.0f32, -1.0, 0.5, 2.0];
     let noise = o.noise_tokens(&tok, eps.clone(), 1, true, &device);
-    let (input, _) = o.input_and_target(&tok, image(&x0, 1), &[999], noise, None);
+    let (input, _) = o.input_and_target(&tok, image(&x0, 1), &[999], noise, Latent::Encode(None));
     let input: Vec<f32> = input.into_data().try_into_vec().unwrap();
     let sigma = 2f32.sqrt();
     for i in 0..4 {

@@ -163,6 +163,7 @@ fn sharded_gradients_equal_the_single_pass_gradients() {
         step: 5,
         images: set.images.iter().map(|&p| p as f32 / 127.5 - 1.0).collect(),
         labels: set.labels.clone(),
+        indices: (0..n).collect(),
     };
     let fitted = ddmlab::tokenizer::FittedTokenizer::Pca { pca, latent_dim: 4, unit: false };
     let mut trainer = ddmlab::train::Trainer::new(config, &fitted, &Device::flex()).unwrap();
@@ -218,6 +219,7 @@ fn the_trainer_and_checkpoints_take_any_network_and_objective() {
         step,
         images: (0..8 * 784).map(|i| ((i * 31 + step) % 200) as f32 / 100.0 - 1.0).collect(),
         labels: vec![0; 8],
+        indices: (0..8).collect(),
     };
     let losses: Vec<f64> = (0..4).map(|s| trainer.step(&batch(s), 1e-3).unwrap()).collect();
     assert!(losses[3] < losses[0], "{losses:?}");
@@ -501,4 +503,93 @@ fn a_time_budget_run_is_the_run_of_its_resolved_step_count() {
     let by_steps =
         pretrain(fixed, &tmp.path().join("steps"), &options(tmp.path(), false, None), &device, &mut Silent).unwrap();
     assert_eq!(by_time.losses, by_steps.losses);
+}
+
+/// `train.cache_latents`: a latent DiT and a MAR on a stochastic tokenizer (a patch VAE) train
+/// from the training set's posterior encoded once, loss for loss the runs that encode each batch
+/// up to float rounding (the cache keeps `std` as `sample(e = 1) - mean` and samples
+/// `mean + std e`, where the tokenizer computes `s (mu + sigma e)`); a resumed run reads its
+/// cache back, a cache that says otherwise changes the losses (it is what training reads), and
+/// a corrupt one is one error naming the file.
+#[test]
+fn a_run_trained_from_cached_latents_is_the_run_that_encodes_each_batch() {
+    use ddmlab::runs::token_cache::{cache_path, read_posterior, write_posterior};
+    let tmp = tempfile::tempdir().unwrap();
+    write_synthetic_fashion_mnist(tmp.path());
+    let device = Device::flex();
+    let vae_dit = micro(preset("ladder-t2-vae-d4").unwrap().config, 6);
+    let mut vae_mar = micro_mar(6);
+    vae_mar.denoise.tokenizer = vae_dit.denoise.tokenizer.clone();
+    vae_mar.model.patch = vae_dit.model.patch;
+    vae_mar.validate().unwrap();
+    for (name, config) in [("dit", vae_dit), ("mar", vae_mar)] {
+        let logged = |run: &std::path::Path| -> Vec<f64> {
+            metrics::read::<metrics::MetricLine>(&run.join("metrics.jsonl")).unwrap().iter().map(|m| m.loss).collect()
+        };
+        let plain = tmp.path().join(format!("{name}-plain"));
+        pretrain(config.clone(), &plain, &options(tmp.path(), false, None), &device, &mut Silent).unwrap();
+        let mut cached_config = config.clone();
+        cached_config.train.cache_latents = true;
+        let cached = tmp.path().join(format!("{name}-cached"));
+        pretrain(cached_config.clone(), &cached, &options(tmp.path(), false, Some(3)), &device, &mut Silent).unwrap();
+        let file = cache_path(&cached);
+        let written = std::fs::metadata(&file).unwrap().modified().unwrap();
+        pretrain(cached_config.clone(), &cached, &options(tmp.path(), true, None), &device, &mut Silent).unwrap();
+        assert_eq!(std::fs::metadata(&file).unwrap().modified().unwrap(), written, "{name}: the resume read it back");
+        let (a, b) = (logged(&plain), logged(&cached));
+        assert_eq!(a.len(), 6);
+        let worst = a.iter().zip(&b).map(|(x, y)| ((x - y) / x).abs()).fold(0.0, f64::max);
+        assert!(worst < 1e-6, "{name}: cached losses {b:?} vs encoded {a:?} (relative {worst:e})");
+        eprintln!("{name}: cached vs encoded losses over 6 steps, largest relative difference {worst:e}");
+
+        // The cache's sample against the tokenizer's own, on the same images and noise.
+        let set = ddmlab::runs::pretrain::load_train_set(&config, tmp.path()).unwrap();
+        let fit = ddmlab::runs::FitOptions { data_root: tmp.path(), stop_after_minutes: None };
+        let fitted =
+            ddmlab::runs::load_or_fit_tokenizer(&cached, &config, &set, fit, &device, &mut Silent).unwrap().unwrap();
+        let tokenizer = fitted.bind(config.model.image, &device);
+        let (l, d) = (config.model.tokens(), tokenizer.latent_dim());
+        let cache = read_posterior(&file, set.len(), (l, d)).unwrap();
+        let idx: Vec<usize> = (0..16).map(|i| (i * 5) % set.len()).collect();
+        let pixels: Vec<f32> = idx.iter().flat_map(|&i| set.image_f32(i)).collect();
+        let noise: Vec<f32> = (0..16 * l * d).map(|i| ((i * 7919) % 1000) as f32 / 250.0 - 2.0).collect();
+        let x = burn::tensor::Tensor::<4>::from_data(burn::tensor::TensorData::new(pixels, [16, 1, 28, 28]), &device);
+        let e = burn::tensor::Tensor::<3>::from_data(burn::tensor::TensorData::new(noise.clone(), [16, l, d]), &device);
+        let direct: Vec<f32> = tokenizer.encode_sample(x, e).into_data().convert::<f32>().try_into_vec().unwrap();
+        let from_cache = cache.sample(&idx, Some(&noise));
+        let scale = direct.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let gap = direct.iter().zip(&from_cache).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(tokenizer.stochastic() && gap <= 1e-6 * scale, "{name}: cached sample off by {gap} (scale {scale})");
+        eprintln!("{name}: the cache's posterior sample is the tokenizer's to {gap:e} (largest token {scale})");
+
+        // A cache whose means are shifted is what the run trains on: other losses.
+        let n = ddmlab::runs::pretrain::load_train_set(&config, tmp.path()).unwrap().len();
+        let tokens = (cached_config.model.tokens(), cached_config.denoise.tokenizer.latent_dim(1));
+        let mut shifted = read_posterior(&file, n, tokens).unwrap();
+        shifted.mean.iter_mut().for_each(|m| *m += 3.0);
+        let other = tmp.path().join(format!("{name}-shifted"));
+        std::fs::create_dir_all(&other).unwrap();
+        write_posterior(&cache_path(&other), &shifted).unwrap();
+        pretrain(cached_config.clone(), &other, &options(tmp.path(), false, None), &device, &mut Silent).unwrap();
+        // (The first loss is the same: the network's last layer starts at zero, its output too.)
+        let moved = logged(&other).iter().zip(&a).map(|(x, y)| ((x - y) / y).abs()).fold(0.0, f64::max);
+        eprintln!("{name}: a cache with shifted means moves the losses by {moved:e} (relative)");
+        assert!(moved > 1e-4, "{name}: the shifted cache was not read ({:?} vs {a:?})", logged(&other));
+
+        let corrupt = tmp.path().join(format!("{name}-corrupt"));
+        std::fs::create_dir_all(&corrupt).unwrap();
+        std::fs::write(cache_path(&corrupt), b"not a cache").unwrap();
+        let err = pretrain(cached_config, &corrupt, &options(tmp.path(), false, None), &device, &mut Silent)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("latents-train.safetensors") && err.contains("`mean`, `std`"), "{err}");
+    }
+    // Refused where it cannot hold: augmented images, a run that encodes nothing.
+    let mut flip = micro(preset("ladder-t2-vae-d4").unwrap().config, 6);
+    flip.train.cache_latents = true;
+    flip.train.augment = ddmlab::data::transform::Augment::Flip;
+    assert!(flip.validate().unwrap_err().to_string().contains("train.augment = none"));
+    let mut pixels = micro(preset("dit-tiny").unwrap().config, 6);
+    pixels.train.cache_latents = true;
+    assert!(pixels.validate().unwrap_err().to_string().contains("no latent to cache"));
 }
