@@ -34,6 +34,10 @@ pub enum Command {
     /// or a masked autoregressive generator (mar-*, mae-*); `train` is the same command. Resume a run with --resume.
     #[command(alias = "train")]
     Pretrain(PretrainArgs),
+    /// Fine-tune a pretrained run's encoder end to end with a classification head (MAE's
+    /// recipe scaled to the data: layer-wise lr decay 0.75, label smoothing 0.1, 5% warm-up then
+    /// cosine, 20 epochs); test top-1 at each checkpoint in OUT/finetune.json. Resumable.
+    Finetune(FinetuneArgs),
     /// Linear probe + kNN of a run's checkpoints, beside raw-pixel and random-init baselines.
     Probe(ProbeArgs),
     /// PNG grid of clean / noisy / reconstructed images at several noise levels (paper Fig. 8).
@@ -181,6 +185,36 @@ pub struct TokenizerEvalArgs {
     /// Inception weights for rFID (default: DATA_DIR/inception/fid-inception-2015-12-05.safetensors).
     #[arg(long)]
     pub weights: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Args, Debug)]
+pub struct FinetuneArgs {
+    /// The pretrained run (a denoising ViT: l-DAE, DiT, a ladder rung); its latest checkpoint's
+    /// EMA weights start the encoder. Not read with --resume.
+    #[arg(long, required_unless_present = "resume")]
+    pub run: Option<PathBuf>,
+    /// The fine-tuning run's folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Start from a fresh initialisation of the same network instead (the "random init" row).
+    #[arg(long)]
+    pub random_init: bool,
+    /// Continue a stopped or killed fine-tuning run in --out.
+    #[arg(long, conflicts_with_all = ["random_init", "overrides", "epochs"])]
+    pub resume: bool,
+    /// Epochs (default 20).
+    #[arg(long)]
+    pub epochs: Option<f64>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Override any field of the fine-tuning config (train.*, finetune.layer_decay, ...).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// Stop cleanly after this many minutes (continue with --resume).
+    #[arg(long)]
+    pub stop_after: Option<f64>,
     #[command(flatten)]
     pub common: Common,
 }

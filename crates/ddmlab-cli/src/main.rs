@@ -7,6 +7,7 @@ mod data;
 mod deconstruct;
 mod denoise;
 mod fid;
+mod finetune;
 mod flags;
 mod gen_eval;
 mod interop;
@@ -44,6 +45,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Pretrain(a) => pretrain::run(a),
+        Command::Finetune(a) => finetune::run(a),
         Command::Probe(a) => probe::run(a),
         Command::Denoise(a) => denoise::run(a),
         Command::Pca(a) => pca::run(a),

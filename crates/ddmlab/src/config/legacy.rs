@@ -131,6 +131,7 @@ impl LegacyRunConfig {
             resize: false,
             model,
             denoise,
+            finetune: None,
             mar: None,
             train: self.train,
         }

@@ -134,13 +134,44 @@ pub struct RunConfig {
     /// tokens of `denoise.tokenizer`); see [`MarSection`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mar: Option<MarSection>,
+    /// Present for a fine-tuning run: the encoder of a pretrained run trained end to end with a
+    /// classification head; see [`FinetuneSection`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finetune: Option<FinetuneSection>,
     pub train: TrainConfig,
+}
+
+/// A fine-tuning run's own settings (MAE's `main_finetune.py` in parentheses).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FinetuneSection {
+    /// The pretrained run whose encoder is fine-tuned (recorded; its weights are copied in at
+    /// the first step).
+    pub from: String,
+    /// Start from the pretrained EMA weights (`pretrained`) or from a fresh initialisation of
+    /// the same network (`random`: Table 4's "random init" row).
+    pub init: FinetuneInit,
+    /// Label smoothing of the cross-entropy (0.1).
+    pub label_smoothing: f64,
+    /// Layer-wise learning-rate decay: block `i` of `n` encoder blocks trains at
+    /// `lr * layer_decay^(n + 1 - (i + 1))` (0.75).
+    pub layer_decay: f64,
+    /// Classes of the head (the data set's).
+    pub classes: usize,
+}
+
+/// Where a fine-tuning run's encoder starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FinetuneInit {
+    Pretrained,
+    Random,
 }
 
 /// The top-level keys of a [`RunConfig`] in TOML, and the two objective sections of configs
 /// written before `[denoise]`.
-const TOP_LEVEL_KEYS: [&str; 10] =
-    ["preset", "data", "train_limit", "resize", "model", "denoise", "mar", "train", "ldae", "ddpm"];
+const TOP_LEVEL_KEYS: [&str; 11] =
+    ["preset", "data", "train_limit", "resize", "model", "denoise", "mar", "finetune", "train", "ldae", "ddpm"];
 
 impl RunConfig {
     /// The network's configuration: the model section with its token input and output widths
@@ -185,6 +216,24 @@ impl RunConfig {
             }
         }
         self.network().validate()?;
+        if let Some(f) = &self.finetune {
+            check(
+                (0.0..1.0).contains(&f.label_smoothing),
+                "finetune.label_smoothing",
+                format!("{} must be in [0, 1)", f.label_smoothing),
+            )?;
+            check(
+                f.layer_decay > 0.0 && f.layer_decay <= 1.0,
+                "finetune.layer_decay",
+                format!("{} must be in (0, 1] (1: no decay)", f.layer_decay),
+            )?;
+            check(f.classes >= 2, "finetune.classes", "at least 2")?;
+            check(
+                self.mar.is_none(),
+                "finetune",
+                "fine-tunes a denoising ViT's encoder; a MAR or MAE run's encoder is read by the probe only",
+            )?;
+        }
         let t = &self.train;
         check(t.batch_size >= 1, "train.batch_size", "must be positive")?;
         check(t.blr.is_finite() && t.blr > 0.0, "train.blr", format!("{} must be a positive number", t.blr))?;
@@ -262,7 +311,7 @@ impl RunConfig {
         let invalid = |msg: String| Error::format(origin, format!("invalid config: {msg}"));
         let table: toml::Table = toml::from_str(text).map_err(|e| invalid(e.message().to_string()))?;
         if let Some(key) = table.keys().find(|k| !TOP_LEVEL_KEYS.contains(&k.as_str())) {
-            return Err(invalid(format!("unknown field `{key}`, expected one of {}", TOP_LEVEL_KEYS[..8].join(", "))));
+            return Err(invalid(format!("unknown field `{key}`, expected one of {}", TOP_LEVEL_KEYS[..9].join(", "))));
         }
         let sections = ["denoise", "ldae", "ddpm"].iter().filter(|k| table.contains_key(**k)).count();
         if sections != 1 {

@@ -12,6 +12,7 @@ pub mod precision_recall;
 pub mod probe;
 pub mod report;
 pub mod row_sampler;
+pub mod top1;
 
 pub use features::{Encoder, Features, Pool, encoder_features, pixel_features};
 pub use knn::knn_top1;

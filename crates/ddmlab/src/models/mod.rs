@@ -3,6 +3,7 @@
 pub mod classifier;
 pub mod conv_ae;
 pub mod diffusion_head;
+pub mod finetune;
 pub mod mar;
 pub mod patchgan;
 pub mod vit;

@@ -21,6 +21,9 @@ pub enum DecayExempt {
     /// 1-D tensors (biases, norms) and the parameters under the network's `head` (MAR's
     /// Diffusion Loss head): LTH14/mar's `add_weight_decay`.
     NormsBiasesHead,
+    /// 1-D tensors (biases, norms): timm's rule, which MAE's fine-tuning uses
+    /// (`param_groups_lrd`).
+    NormsBiases,
 }
 
 impl DecayExempt {
@@ -29,6 +32,7 @@ impl DecayExempt {
         match self {
             DecayExempt::None => true,
             DecayExempt::NormsBiasesHead => rank > 1 && path.first().is_none_or(|p| p != "head"),
+            DecayExempt::NormsBiases => rank > 1,
         }
     }
 }
@@ -115,6 +119,7 @@ mod tests {
         let model = net(&device);
         assert_eq!(decayed_names(model.clone(), DecayExempt::NormsBiasesHead), ["body.weight"]);
         assert_eq!(decayed_names(model.clone(), DecayExempt::None).len(), 6);
+        assert_eq!(decayed_names(model.clone(), DecayExempt::NormsBiases), ["body.weight", "head.weight"]);
         let decayed = decay_weights(model.clone(), DecayExempt::NormsBiasesHead, 0.25);
         let (before, after) = (values(model.body.weight.val()), values(decayed.body.weight.val()));
         assert!(before.iter().zip(&after).all(|(b, a)| (a - 0.75 * b).abs() < 1e-7));

@@ -4,4 +4,5 @@
 pub mod clip;
 pub mod decay;
 pub mod ema;
+pub mod layer_decay;
 pub mod lr;

@@ -172,6 +172,7 @@ pub(crate) fn baseline() -> RunConfig {
         resize: false,
         model: crate::models::VitConfig { num_classes: 10, ..vit(fmnist, PATCH, 192, 8, 3) },
         denoise: ddpm(pca(BASE_D)),
+        finetune: None,
         mar: None,
         train: crate::config::TrainConfig {
             ema_decay: 0.999,

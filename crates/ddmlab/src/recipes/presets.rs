@@ -138,6 +138,7 @@ fn mae_fmnist() -> Preset {
             preset: "mae-fmnist".into(),
             model: VitConfig { num_classes: 0, ..base.model },
             denoise: DenoiseConfig { class_dropout: 0.0, ..ddpm(pixels(base.model.patch)) },
+            finetune: None,
             mar: Some(MarSection {
                 loss: MarLoss::L2,
                 mask_ratio: Some(0.75),
@@ -162,6 +163,7 @@ fn mar_fmnist(name: &'static str, about: &'static str, variant: MarVariant, loss
             resize: true,
             model: dit(ImageShape { channels: 1, height: 32, width: 32 }, 4, 128, 8, 4, 10),
             denoise: ddpm(kl_fmnist_tokens()),
+            finetune: None,
             mar: Some(MarSection { variant, loss, ..MarSection::paper(16, 256, 3) }),
             // The paper's base lr (1e-4 per 256 images) is for 400 epochs at batch 2048; a CPU
             // budget of a few epochs takes more, smaller steps: batch 64 at lr 5e-4 (blr 2e-3).
@@ -201,6 +203,7 @@ fn registry() -> Vec<Preset> {
                 resize: false,
                 model: vit(fmnist, 4, 64, 4, 4),
                 denoise: ldae(4, 4, 20_000),
+                finetune: None,
                 mar: None,
                 train: TrainConfig {
                     steps: 200,
@@ -220,6 +223,7 @@ fn registry() -> Vec<Preset> {
                 resize: false,
                 model: vit(fmnist, 7, 192, 8, 3),
                 denoise: ldae(7, 8, 100_000),
+                finetune: None,
                 mar: None,
                 train: TrainConfig { ema_decay: 0.999, ..train(256, 1.5e-3, 20.0, 0.05) },
             },
@@ -234,6 +238,7 @@ fn registry() -> Vec<Preset> {
                 resize: false,
                 model: vit(imagenet, 16, 768, 12, 12),
                 denoise: ldae(16, 32, 1_000_000),
+                finetune: None,
                 mar: None,
                 train: train(2048, 1e-4, 400.0, 0.25),
             },
@@ -248,6 +253,7 @@ fn registry() -> Vec<Preset> {
                 resize: false,
                 model: vit(imagenet, 16, 1024, 24, 16),
                 denoise: ldae(16, 32, 1_000_000),
+                finetune: None,
                 mar: None,
                 train: train(2048, 1e-4, 400.0, 0.25),
             },
@@ -262,6 +268,7 @@ fn registry() -> Vec<Preset> {
                 resize: false,
                 model: dit(fmnist, 4, 64, 4, 4, 10),
                 denoise: ddpm(pixels(4)),
+                finetune: None,
                 mar: None,
                 train: TrainConfig {
                     steps: 200,
@@ -286,6 +293,7 @@ fn registry() -> Vec<Preset> {
                     noise: NoiseSchedule::from_beta(BetaSchedule::cosine()),
                     ..ddpm(pixels(4))
                 },
+                finetune: None,
                 mar: None,
                 // blr 0.032 at batch 64: a peak lr of 8e-3.
                 train: fmnist_dit_train(64, 0.032),
@@ -302,6 +310,7 @@ fn registry() -> Vec<Preset> {
                 resize: false,
                 model: dit(fmnist, 4, 128, 8, 4, 10),
                 denoise: ddpm(pixels(4)),
+                finetune: None,
                 mar: None,
                 train: fmnist_dit_train(256, 5e-4),
             },
@@ -322,6 +331,7 @@ fn registry() -> Vec<Preset> {
                     scale: LatentScale::Unit,
                     seed: 0,
                 }),
+                finetune: None,
                 mar: None,
                 train: fmnist_dit_train(256, 5e-4),
             },
@@ -336,6 +346,7 @@ fn registry() -> Vec<Preset> {
                 resize: true,
                 model: dit(ImageShape { channels: 1, height: 32, width: 32 }, 4, 128, 8, 4, 10),
                 denoise: ddpm(kl_fmnist_tokens()),
+                finetune: None,
                 mar: None,
                 train: fmnist_dit_train(256, 5e-4),
             },
@@ -350,6 +361,7 @@ fn registry() -> Vec<Preset> {
                 resize: false,
                 model: dit(fmnist, 4, 64, 4, 4, 10),
                 denoise: ddpm(pixels(4)),
+                finetune: None,
                 mar: Some(MarSection::paper(4, 64, 2)),
                 train: TrainConfig { steps: 200, checkpoint_every: 100, ema_decay: 0.999, ..mar_train(128, 0.0) },
             },
@@ -445,6 +457,7 @@ fn dit_imagenet(name: &'static str, about: &'static str, width: usize, depth: us
             resize: false,
             model: dit(imagenet, 16, width, depth, heads, 1000),
             denoise: ddpm(pixels(16)),
+            finetune: None,
             mar: None,
             train: dit_train(80.0),
         },
@@ -482,6 +495,7 @@ fn mar_imagenet(
             }),
             // The official architecture and optimisation: the head's affine LayerNorm and learned
             // variance, LTH14/mar's weight-decay groups, its EMA without warm-up.
+            finetune: None,
             mar: Some(MarSection {
                 head_norm_affine: true,
                 learn_variance: true,

@@ -3,6 +3,7 @@
 //! fits or trains once. They put together the layers below: training steps and storage,
 //! MAR's objective, evaluation.
 
+pub mod finetune;
 pub mod pretrain;
 pub mod token_cache;
 pub mod tokenizer;

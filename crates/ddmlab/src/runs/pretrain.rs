@@ -12,13 +12,15 @@ use std::time::Instant;
 
 use burn::tensor::{Bytes, Device};
 
-use crate::config::RunConfig;
+use crate::config::{FinetuneInit, FinetuneSection, RunConfig};
 use crate::data::loader::{Batch, BatchPlan};
 use crate::data::{ImageSet, Split};
 use crate::error::{Error, Result};
+use crate::eval::top1::record_accuracy;
 use crate::mar::codebook::load_or_fit_run_codebook;
 use crate::mar::objective::MarTrainObjective;
 use crate::models::DenoisingVit;
+use crate::models::finetune::Finetuned;
 use crate::models::mar::Mar;
 use crate::optim::lr::lr_at;
 use crate::store::checkpoint::{self, CheckpointState};
@@ -26,6 +28,7 @@ use crate::store::folder::{self, Start};
 use crate::store::metrics::{self, MetricLine};
 use crate::store::provenance;
 use crate::train::driver::{Limits, Plan, Progress, Stage, StepOut, drive, loss_line};
+use crate::train::finetune::ClassifyObjective;
 use crate::train::interop::Layout;
 use crate::train::objective::TrainObjective;
 use crate::train::observer::Observer;
@@ -150,6 +153,22 @@ pub fn pretrain(
         }
         false => None,
     };
+    if let Some(section) = config.finetune.clone() {
+        let objective = |c: &RunConfig, ad: &Device| ClassifyObjective::new(c, &tokenizer, ad);
+        let test = run_folder::load_split(&config, &opts.data_root, Split::Test)?;
+        let measure = ClassifyObjective::new(&config, &tokenizer, device);
+        let top1 = |model: &Finetuned, step: usize| record_accuracy(run, step, model, &measure, &test, device);
+        return train_loop::<Finetuned, _>(config, job, device, obs, objective, Some(&top1), |trainer, state| {
+            if section.init == FinetuneInit::Random {
+                return Ok(Some("encoder: a fresh initialisation (random init)".into()));
+            }
+            let (ckpt, pretrained) = pretrained_checkpoint(&section)?;
+            trainer.model.encoder = trainer_state::load_weights(&ckpt, "ema.bpk", &pretrained, &trainer.device)?;
+            trainer.ema = burn::module::Module::valid(&trainer.model);
+            let path = trainer_state::save(run, trainer, state)?;
+            Ok(Some(format!("encoder: the EMA weights of {}, saved as {}", ckpt.display(), path.display())))
+        });
+    }
     if config.mar.is_some() {
         let codebook = load_or_fit_run_codebook(run, &config, &job.set, &tokenizer, device, obs)?;
         let objective = |c: &RunConfig, ad: &Device| MarTrainObjective {
@@ -223,6 +242,16 @@ pub fn pretrain(
             Ok(None)
         }
     })
+}
+
+/// The encoder the fine-tuning run starts from: the pretrained run's latest checkpoint (its
+/// EMA weights, as the probe reads them).
+fn pretrained_checkpoint(section: &FinetuneSection) -> Result<(PathBuf, RunConfig)> {
+    let source = PathBuf::from(&section.from);
+    let ckpt = crate::store::checkpoint::latest(&source)?.ok_or_else(|| {
+        Error::config("finetune.from", format!("{} holds no checkpoint to fine-tune", source.display()))
+    })?;
+    Ok((ckpt, run_folder::read_config(&source)?))
 }
 
 /// Import `weights` (`layout`) into a fresh network of `config` and count its parameters: the

@@ -5,6 +5,7 @@
 pub mod ae_losses;
 pub mod conv_tokenizer;
 pub mod driver;
+pub mod finetune;
 pub mod interop;
 pub mod interop_mar;
 pub mod objective;

@@ -18,6 +18,7 @@ use crate::models::DenoisingVit;
 use crate::optim::clip::clip_global_norm;
 use crate::optim::decay::{DecayExempt, decay_weights};
 use crate::optim::ema::{ema_decay_at, update_ema};
+use crate::optim::layer_decay::{rescale_steps, vit_layer_scale};
 use crate::tokenizer::FittedTokenizer;
 
 /// A network the training loop and checkpoints can handle.
@@ -176,7 +177,16 @@ impl<M: Network, O: Objective<M>> Trainer<M, O> {
             return Err(Error::Diverged(format!("loss is {value} at step {}", batch.step + 1)));
         }
         let norm = grad_norm.then(|| crate::optim::clip::global_norm(&self.model, &grads));
-        self.model = update(self.model.clone(), &mut self.optim, grads, lr, &self.config.train);
+        let (config, optim) = (&self.config, &mut self.optim);
+        self.model = match config.finetune.as_ref().filter(|f| f.layer_decay < 1.0) {
+            // Fine-tuning: each encoder layer's step at its layer-wise decayed rate.
+            Some(f) => {
+                let depth = config.model.encoder_depth;
+                let scale = |path: &[String]| vit_layer_scale(path, depth, f.layer_decay);
+                rescale_steps(self.model.clone(), |m| update(m, optim, grads, lr, &config.train), &scale)
+            }
+            None => update(self.model.clone(), optim, grads, lr, &config.train),
+        };
         let t = &self.config.train;
         let decay = if t.ema_warmup { ema_decay_at(t.ema_decay, batch.step) } else { t.ema_decay };
         self.ema = update_ema(self.ema.clone(), &self.model, decay);

@@ -10,6 +10,7 @@ mod conv_tokenizer;
 mod data_errors;
 mod deconstruct;
 mod dit;
+mod finetune;
 mod golden;
 #[cfg(feature = "wgpu")]
 mod gpu;
