@@ -191,8 +191,8 @@ pub struct TokenizerEvalArgs {
 
 #[derive(Args, Debug)]
 pub struct FinetuneArgs {
-    /// The pretrained run (a denoising ViT: l-DAE, DiT, a ladder rung); its latest checkpoint's
-    /// EMA weights start the encoder. Not read with --resume.
+    /// The pretrained run (l-DAE, DiT, a ladder rung, MAE, MAR); its latest checkpoint's EMA
+    /// weights start the encoder, read as the probe reads it. Not read with --resume.
     #[arg(long, required_unless_present = "resume")]
     pub run: Option<PathBuf>,
     /// The fine-tuning run's folder.

@@ -228,11 +228,6 @@ impl RunConfig {
                 format!("{} must be in (0, 1] (1: no decay)", f.layer_decay),
             )?;
             check(f.classes >= 2, "finetune.classes", "at least 2")?;
-            check(
-                self.mar.is_none(),
-                "finetune",
-                "fine-tunes a denoising ViT's encoder; a MAR or MAE run's encoder is read by the probe only",
-            )?;
         }
         let t = &self.train;
         check(t.batch_size >= 1, "train.batch_size", "must be positive")?;

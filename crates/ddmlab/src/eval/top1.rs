@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::{ImageSet, loader::ordered_batches};
 use crate::error::{Error, Result};
 use crate::models::finetune::Finetuned;
-use crate::train::finetune::ClassifyObjective;
+use crate::train::finetune::{ClassifyObjective, FinetuneEncoder};
 
 /// One measurement of a fine-tuned network.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,7 +39,12 @@ pub fn read_rows(run: &Path) -> Result<Vec<AccuracyRow>> {
 }
 
 /// The top-1 accuracy (percent) of `model` on `test` through `objective` (on `device`).
-pub fn accuracy(model: &Finetuned, objective: &ClassifyObjective, test: &ImageSet, device: &Device) -> f64 {
+pub fn accuracy<E: FinetuneEncoder>(
+    model: &Finetuned<E>,
+    objective: &ClassifyObjective,
+    test: &ImageSet,
+    device: &Device,
+) -> f64 {
     let s = test.shape;
     let mut right = 0usize;
     for (images, labels) in ordered_batches(test, 250) {
@@ -54,10 +59,10 @@ pub fn accuracy(model: &Finetuned, objective: &ClassifyObjective, test: &ImageSe
 
 /// Measure `model` at `step` and record it in `RUN/finetune.json` (a row of the same step is
 /// replaced: a resumed run measures its checkpoint again).
-pub fn record_accuracy(
+pub fn record_accuracy<E: FinetuneEncoder>(
     run: &Path,
     step: usize,
-    model: &Finetuned,
+    model: &Finetuned<E>,
     objective: &ClassifyObjective,
     test: &ImageSet,
     device: &Device,

@@ -12,15 +12,15 @@ use crate::nn::init::normal_linear;
 
 /// The denoising ViT read as an encoder, and its classifier.
 #[derive(Module, Debug)]
-pub struct Finetuned {
-    pub encoder: DenoisingVit,
+pub struct Finetuned<E: Module = DenoisingVit> {
+    pub encoder: E,
     pub norm: LayerNorm,
     pub head: Linear,
 }
 
-impl Finetuned {
+impl<E: Module> Finetuned<E> {
     /// `encoder` with a fresh head for `classes` classes on its width `width`.
-    pub fn new(encoder: DenoisingVit, width: usize, classes: usize, device: &Device) -> Self {
+    pub fn new(encoder: E, width: usize, classes: usize, device: &Device) -> Self {
         Finetuned {
             encoder,
             norm: LayerNormConfig::new(width).init(device),

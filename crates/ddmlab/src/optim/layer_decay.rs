@@ -70,18 +70,22 @@ pub fn rescale_steps<M: Module>(model: M, step: impl FnOnce(M) -> M, scale: &dyn
 }
 
 /// The layer-wise decay of a ViT encoder of `depth` blocks under the module path `encoder`
-/// (MAE's `get_layer_id_for_vit`): the embeddings are layer 0, block `i` layer `i + 1`, a long
-/// skip layer `depth`, everything outside the encoder (the classifier's norm and head)
-/// layer `depth + 1`; the scale is `decay^(depth + 1 - layer)`.
+/// (MAE's `get_layer_id_for_vit`): the embeddings (patch or token projection, positions,
+/// timestep and class embeddings) are layer 0, block `i` (`blocks`, or a MAR / MAE encoder's
+/// `enc_blocks`) layer `i + 1`, a long skip layer `depth`, everything else (the classifier's
+/// norm and head, an encoder's final norm) layer `depth + 1`; the scale is
+/// `decay^(depth + 1 - layer)`.
 pub fn vit_layer_scale(path: &[String], depth: usize, decay: f64) -> f64 {
+    const EMBEDDINGS: [&str; 8] =
+        ["patch_embed", "pos_embed", "t_embed", "y_embed", "class_emb", "z_proj", "z_proj_ln", "enc_pos"];
     let layer = match path {
         [first, rest @ ..] if first == "encoder" => match rest {
-            [group, index, ..] if group == "blocks" || group == "encoder_blocks" => {
-                index.parse::<usize>().map_or(0, |i| i + 1)
+            [group, index, ..] if group == "blocks" || group == "enc_blocks" => {
+                index.parse::<usize>().map_or(depth + 1, |i| i + 1)
             }
-            // A long skip feeds an out block (past the encoder's half): the encoder's last layer.
             [group, ..] if group == "skips" => depth,
-            _ => 0,
+            [group, ..] if EMBEDDINGS.contains(&group.as_str()) => 0,
+            _ => depth + 1,
         },
         _ => depth + 1,
     };
@@ -159,5 +163,8 @@ mod tests {
         assert_eq!(at("encoder.blocks.0.mlp.fc1.weight"), 0.5f64.powi(4));
         assert_eq!(at("encoder.patch_embed.proj.weight"), 0.5f64.powi(5));
         assert_eq!(at("encoder.t_embed.mlp.weight"), 0.5f64.powi(5));
+        assert_eq!(at("encoder.enc_blocks.1.mlp.fc1.weight"), 0.5f64.powi(3));
+        assert_eq!(at("encoder.z_proj.weight"), 0.5f64.powi(5));
+        assert_eq!(at("encoder.enc_norm.gamma"), 1.0);
     }
 }

@@ -9,8 +9,8 @@
 //! layer-wise lr decay 0.75 (0.65 for ViT-B; 0.75 for ViT-L), label smoothing 0.1, 5% warm-up
 //! then cosine to 0, 20 epochs (100), a random resized crop of 8-100% of the area with flips;
 //! not done: mixup (0.8), cutmix (1.0), RandAugment, random erasing (0.25), drop path (0.1). The
-//! encoder is the run's first `encoder_depth` blocks at the probe's timestep, as the probe reads
-//! it, with its tokens averaged (MAE's `global_pool`), a LayerNorm and a linear head.
+//! encoder is read as the probe reads it (a denoising ViT's first `encoder_depth` blocks at the
+//! probe's timestep; a MAR / MAE encoder's blocks with nothing masked), its tokens averaged (MAE's `global_pool`), a LayerNorm and a linear head.
 
 use std::path::{Path, PathBuf};
 
@@ -19,7 +19,7 @@ use burn::tensor::Device;
 use crate::config::{FinetuneInit, FinetuneSection, RunConfig, TrainConfig};
 use crate::data::Split;
 use crate::data::transform::Augment;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::optim::decay::DecayExempt;
 use crate::runs::{PretrainOptions, PretrainSummary, pretrain};
 use crate::train::{Observer, run_folder};
@@ -100,15 +100,6 @@ pub fn finetune(
         run_folder::read_config(out)?
     } else {
         let pretrained = run_folder::read_config(&opts.source)?;
-        if pretrained.mar.is_some() {
-            return Err(Error::config(
-                "finetune",
-                format!(
-                    "{} is a MAR / MAE run: fine-tuning reads a denoising ViT's encoder (its probe reads a MAR encoder)",
-                    opts.source.display()
-                ),
-            ));
-        }
         let classes = run_folder::load_split(&pretrained, &opts.data_root, Split::Test)?.classes.len();
         let mut config = finetune_config(&pretrained, &opts.source, opts.init, classes, opts.seed);
         for o in &opts.overrides {

@@ -28,7 +28,7 @@ use crate::store::folder::{self, Start};
 use crate::store::metrics::{self, MetricLine};
 use crate::store::provenance;
 use crate::train::driver::{Limits, Plan, Progress, Stage, StepOut, drive, loss_line};
-use crate::train::finetune::ClassifyObjective;
+use crate::train::finetune::{ClassifyObjective, FinetuneEncoder};
 use crate::train::interop::Layout;
 use crate::train::objective::TrainObjective;
 use crate::train::observer::Observer;
@@ -154,20 +154,10 @@ pub fn pretrain(
         false => None,
     };
     if let Some(section) = config.finetune.clone() {
-        let objective = |c: &RunConfig, ad: &Device| ClassifyObjective::new(c, &tokenizer, ad);
-        let test = run_folder::load_split(&config, &opts.data_root, Split::Test)?;
-        let measure = ClassifyObjective::new(&config, &tokenizer, device);
-        let top1 = |model: &Finetuned, step: usize| record_accuracy(run, step, model, &measure, &test, device);
-        return train_loop::<Finetuned, _>(config, job, device, obs, objective, Some(&top1), |trainer, state| {
-            if section.init == FinetuneInit::Random {
-                return Ok(Some("encoder: a fresh initialisation (random init)".into()));
-            }
-            let (ckpt, pretrained) = pretrained_checkpoint(&section)?;
-            trainer.model.encoder = trainer_state::load_weights(&ckpt, "ema.bpk", &pretrained, &trainer.device)?;
-            trainer.ema = burn::module::Module::valid(&trainer.model);
-            let path = trainer_state::save(run, trainer, state)?;
-            Ok(Some(format!("encoder: the EMA weights of {}, saved as {}", ckpt.display(), path.display())))
-        });
+        return match config.mar.is_some() {
+            true => finetune_loop::<Mar>(config, section, job, &tokenizer, device, obs),
+            false => finetune_loop::<DenoisingVit>(config, section, job, &tokenizer, device, obs),
+        };
     }
     if config.mar.is_some() {
         let codebook = load_or_fit_run_codebook(run, &config, &job.set, &tokenizer, device, obs)?;
@@ -241,6 +231,34 @@ pub fn pretrain(
         } else {
             Ok(None)
         }
+    })
+}
+
+/// A fine-tuning run of encoder `E` through the training loop: its encoder copied from the
+/// pretrained run's EMA weights at step 0 (or a fresh initialisation), the test top-1 measured
+/// at each regular checkpoint.
+fn finetune_loop<E: FinetuneEncoder>(
+    config: RunConfig,
+    section: FinetuneSection,
+    job: Job<'_>,
+    tokenizer: &crate::tokenizer::FittedTokenizer,
+    device: &Device,
+    obs: &mut dyn Observer,
+) -> Result<PretrainSummary> {
+    let run = job.run;
+    let objective = |c: &RunConfig, ad: &Device| ClassifyObjective::new::<E>(c, tokenizer, ad);
+    let test = run_folder::load_split(&config, &job.opts.data_root, Split::Test)?;
+    let measure = ClassifyObjective::new::<E>(&config, tokenizer, device);
+    let top1 = |model: &Finetuned<E>, step: usize| record_accuracy(run, step, model, &measure, &test, device);
+    train_loop::<Finetuned<E>, _>(config, job, device, obs, objective, Some(&top1), |trainer, state| {
+        if section.init == FinetuneInit::Random {
+            return Ok(Some("encoder: a fresh initialisation (random init)".into()));
+        }
+        let (ckpt, pretrained) = pretrained_checkpoint(&section)?;
+        trainer.model.encoder = trainer_state::load_weights(&ckpt, "ema.bpk", &pretrained, &trainer.device)?;
+        trainer.ema = burn::module::Module::valid(&trainer.model);
+        let path = trainer_state::save(run, trainer, state)?;
+        Ok(Some(format!("encoder: the EMA weights of {}, saved as {}", ckpt.display(), path.display())))
     })
 }
 

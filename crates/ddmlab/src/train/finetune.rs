@@ -1,6 +1,7 @@
-//! Fine-tuning's objective: the pretrained encoder (its first `encoder_depth` blocks, at the
-//! probe's timestep, on the input its objective feeds it) and a classification head trained end
-//! to end by cross-entropy with label smoothing (MAE's `main_finetune.py`, timm's
+//! Fine-tuning's objective: the pretrained encoder as the probe reads it (a denoising ViT's
+//! first `encoder_depth` blocks at the probe's timestep on the input its objective feeds it; a
+//! MAR / MAE encoder's blocks on the tokenizer's latent, nothing masked, the null class in its
+//! buffer) and a classification head trained end to end by cross-entropy with label smoothing (MAE's `main_finetune.py`, timm's
 //! `LabelSmoothingCrossEntropy`). The training step, its layer-wise learning-rate decay
 //! (`optim::layer_decay`) and the run driver are pretraining's.
 
@@ -10,16 +11,67 @@ use burn::tensor::{Device, Tensor, TensorData};
 use super::step::{Network, Objective};
 use crate::config::RunConfig;
 use crate::diffusion::denoise::InputSpace;
+use crate::models::DenoisingVit;
 use crate::models::finetune::Finetuned;
+use crate::models::mar::Mar;
 use crate::nn::patchify;
 use crate::tokenizer::{FittedTokenizer, Tokenizer};
 
-impl Network for Finetuned {
+/// A pretrained network read as the encoder of a fine-tuning run.
+pub trait FinetuneEncoder: Network + burn::module::ModuleDisplay {
+    /// The width of its output tokens in a run of `config`.
+    fn width(config: &RunConfig) -> usize;
+
+    /// The blocks it reads in a run of `config` (every encoder block of a MAR / MAE).
+    fn depth(config: &RunConfig) -> usize;
+
+    /// The encoder's output tokens for clean images `x0`.
+    ///
+    /// # Shapes
+    /// - `x0`: `[B, C, H, W]`; returns `[B, L, W]`
+    fn tokens(&self, objective: &ClassifyObjective, x0: Tensor<4>) -> Tensor<3>;
+}
+
+impl FinetuneEncoder for DenoisingVit {
+    fn width(config: &RunConfig) -> usize {
+        config.model.width
+    }
+
+    fn depth(config: &RunConfig) -> usize {
+        config.model.encoder_depth
+    }
+
+    fn tokens(&self, o: &ClassifyObjective, x0: Tensor<4>) -> Tensor<3> {
+        let b = x0.dims()[0];
+        let tokens = match o.input {
+            InputSpace::Latent => o.tokenizer.encode(x0),
+            InputSpace::Image => patchify(x0, o.tokenizer.patch()),
+        }; // [B, L, in]
+        self.encode_to(tokens, &vec![o.t; b], o.depth)
+    }
+}
+
+impl FinetuneEncoder for Mar {
+    fn width(config: &RunConfig) -> usize {
+        config.mar_network().expect("a MAR run").width
+    }
+
+    fn depth(config: &RunConfig) -> usize {
+        config.mar_network().expect("a MAR run").enc_depth
+    }
+
+    fn tokens(&self, o: &ClassifyObjective, x0: Tensor<4>) -> Tensor<3> {
+        let b = x0.dims()[0];
+        self.encode(o.tokenizer.encode(x0), &vec![o.null_class; b], o.depth)
+    }
+}
+
+impl<E: FinetuneEncoder> Network for Finetuned<E> {
     /// # Panics
     /// On a config without `[finetune]` (runs dispatch on it before building a network).
     fn build(config: &RunConfig, device: &Device) -> Self {
         let classes = config.finetune.as_ref().expect("a fine-tuning run has a [finetune] section").classes;
-        Finetuned::new(config.network().init(device), config.model.width, classes, device)
+        Finetuned::new(E::build(config, device), E::width(config), classes, device)
     }
 }
 
@@ -32,8 +84,10 @@ pub struct ClassifyObjective {
     pub input: InputSpace,
     /// The timestep the encoder is conditioned on (the probe's, `denoise.probe_t`).
     pub t: usize,
-    /// Encoder blocks read (`model.encoder_depth`).
+    /// Encoder blocks read.
     pub depth: usize,
+    /// A MAR / MAE encoder's null class (its buffer's label).
+    pub null_class: usize,
     pub label_smoothing: f64,
 }
 
@@ -44,15 +98,16 @@ pub struct ClassifyDraws {
 }
 
 impl ClassifyObjective {
-    /// The objective of a fine-tuning run (`config.finetune` set) with the pretrained run's
-    /// fitted tokenizer on `device`.
-    pub fn new(config: &RunConfig, tokenizer: &FittedTokenizer, device: &Device) -> Self {
+    /// The objective of a fine-tuning run (`config.finetune` set) of encoder `E` with the
+    /// pretrained run's fitted tokenizer on `device`.
+    pub fn new<E: FinetuneEncoder>(config: &RunConfig, tokenizer: &FittedTokenizer, device: &Device) -> Self {
         let f = config.finetune.as_ref().expect("a fine-tuning objective needs a [finetune] section");
         ClassifyObjective {
             tokenizer: tokenizer.bind(config.model.image, device),
             input: config.denoise.input,
             t: config.denoise.probe_t,
-            depth: config.model.encoder_depth,
+            depth: E::depth(config),
+            null_class: config.mar_network().map_or(0, |n| n.num_classes),
             label_smoothing: f.label_smoothing,
         }
     }
@@ -61,13 +116,8 @@ impl ClassifyObjective {
     ///
     /// # Shapes
     /// - `x0`: `[B, C, H, W]`; returns `[B, K]`
-    pub fn logits(&self, model: &Finetuned, x0: Tensor<4>) -> Tensor<2> {
-        let b = x0.dims()[0];
-        let tokens = match self.input {
-            InputSpace::Latent => self.tokenizer.encode(x0),
-            InputSpace::Image => patchify(x0, self.tokenizer.patch()),
-        }; // [B, L, in]
-        model.classify(model.encoder.encode_to(tokens, &vec![self.t; b], self.depth))
+    pub fn logits<E: FinetuneEncoder>(&self, model: &Finetuned<E>, x0: Tensor<4>) -> Tensor<2> {
+        model.classify(model.encoder.tokens(self, x0))
     }
 }
 
@@ -86,7 +136,7 @@ pub fn smoothed_cross_entropy(logits: Tensor<2>, labels: &[usize], eps: f64) -> 
     (log_softmax(logits, 1) * target).sum_dim(1).mean().neg()
 }
 
-impl Objective<Finetuned> for ClassifyObjective {
+impl<E: FinetuneEncoder> Objective<Finetuned<E>> for ClassifyObjective {
     type Draws = ClassifyDraws;
 
     fn draw(&self, _seed: u64, _step: usize, labels: &[u32]) -> ClassifyDraws {
@@ -97,7 +147,7 @@ impl Objective<Finetuned> for ClassifyObjective {
         ClassifyDraws { labels: draws.labels[lo..hi].to_vec() }
     }
 
-    fn loss(&self, model: &Finetuned, x0: Tensor<4>, draws: &ClassifyDraws) -> Tensor<1> {
+    fn loss(&self, model: &Finetuned<E>, x0: Tensor<4>, draws: &ClassifyDraws) -> Tensor<1> {
         smoothed_cross_entropy(self.logits(model, x0), &draws.labels, self.label_smoothing)
     }
 }

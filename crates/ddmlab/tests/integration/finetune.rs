@@ -1,6 +1,7 @@
 //! Claims about fine-tuning (`runs::finetune`): the encoder starts from the pretrained run's EMA
-//! weights (or a fresh initialisation), the classifier learns the synthetic classes, a stopped
-//! run resumed is the uninterrupted one, and a MAR source is one clear error.
+//! weights (or a fresh initialisation), layer-wise decay reaches its step, the classifier learns
+//! the synthetic classes, a stopped run resumed is the uninterrupted one, and a MAR / MAE
+//! encoder fine-tunes the same way.
 
 use burn::tensor::Device;
 use ddmlab::config::FinetuneInit;
@@ -116,16 +117,29 @@ fn a_finetuned_encoder_starts_from_its_pretraining_learns_the_classes_and_resume
     assert_eq!(losses(&stopped), l, "resumed at step 50");
     assert_eq!(read_rows(&stopped).unwrap(), rows);
 
-    // A MAR run's encoder is not fine-tuned: one error naming the run.
+    // A MAR / MAE run's encoder fine-tunes the same way (read as its probe reads it): step 0 is
+    // its EMA encoder.
     let mar = tmp.path().join("mar");
-    pretrain(micro_mar(1), &mar, &options(tmp.path(), false, None), &device, &mut Silent).unwrap();
-    let err = finetune(
-        &tmp.path().join("ft-mar"),
-        &FinetuneOptions { source: mar.clone(), ..opts(FinetuneInit::Pretrained, false, None) },
-        &device,
-        &mut Silent,
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(err.contains("MAR / MAE run") && err.contains(&mar.display().to_string()), "{err}");
+    pretrain(micro_mar(2), &mar, &options(tmp.path(), false, None), &device, &mut Silent).unwrap();
+    let ft_mar = tmp.path().join("ft-mar");
+    let mut o = FinetuneOptions { source: mar.clone(), ..opts(FinetuneInit::Pretrained, false, None) };
+    o.overrides.push("train.epochs=2".into());
+    finetune(&ft_mar, &o, &device, &mut Silent).unwrap();
+    let z_proj = |ckpt: &std::path::Path, file: &str, finetuned: bool| -> Vec<f32> {
+        let config = ddmlab::train::run_folder::read_config(ckpt.parent().unwrap().parent().unwrap()).unwrap();
+        let device = Device::flex();
+        let w = if finetuned {
+            let m: ddmlab::models::finetune::Finetuned<ddmlab::models::mar::Mar> =
+                ddmlab::train::trainer_state::load_weights(ckpt, file, &config, &device).unwrap();
+            m.encoder.z_proj.weight.val()
+        } else {
+            let m: ddmlab::models::mar::Mar =
+                ddmlab::train::trainer_state::load_weights(ckpt, file, &config, &device).unwrap();
+            m.z_proj.weight.val()
+        };
+        w.into_data().try_into_vec().unwrap()
+    };
+    let mar_ckpt = checkpoint::latest(&mar).unwrap().unwrap();
+    assert_eq!(z_proj(&ft_mar.join("checkpoints/step-000000"), "model.bpk", true), z_proj(&mar_ckpt, "ema.bpk", false));
+    assert_eq!(read_rows(&ft_mar).unwrap().last().unwrap().step, 8);
 }
