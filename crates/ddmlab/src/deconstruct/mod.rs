@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 
-use crate::config::RunConfig;
+use crate::config::{FinetuneInit, RunConfig};
 use crate::data::Split;
 use crate::error::{Error, IoContext, Result};
 use crate::eval::fid::FidSource;
@@ -171,6 +171,10 @@ fn missing(
                 })
             }
             Metric::Rfid { .. } => true, // a tokenizer study's metric, not measured on ladder runs
+            Metric::Finetune { .. } => {
+                let folder = m.finetune_folder().expect("a fine-tuning metric");
+                crate::eval::top1::final_top1(&dir.join(folder))?.is_some()
+            }
         };
         if !have {
             out.push(m.clone());
@@ -389,6 +393,24 @@ impl<'a> Session<'a> {
                     let weights = opts.inception.as_ref().expect("checked when opened");
                     let fid = fid_options(study, &run.config, &opts.data_root, weights, *n)?;
                     gen_eval::gen_eval_run(dir, &fid, device, obs)?;
+                }
+                Metric::Finetune { random } => {
+                    let out = dir.join(m.finetune_folder().expect("a fine-tuning metric"));
+                    let epochs = study.protocol.finetune_epochs.map(|e| format!("train.epochs={e}"));
+                    let finetune = crate::runs::finetune::FinetuneOptions {
+                        source: dir.to_path_buf(),
+                        init: if *random { FinetuneInit::Random } else { FinetuneInit::Pretrained },
+                        data_root: opts.data_root.clone(),
+                        overrides: epochs.into_iter().collect(),
+                        seed: run.seed,
+                        resume: checkpoint::latest(&out)?.is_some(),
+                        stop_after_minutes: minutes_left(self.deadline),
+                    };
+                    crate::runs::finetune::finetune(&out, &finetune, device, obs)?;
+                    if crate::eval::top1::final_top1(&out)?.is_none() {
+                        return Ok(false);
+                    }
+                    prune_checkpoints(&out)?;
                 }
                 Metric::Knn | Metric::Rfid { .. } => {}
             }

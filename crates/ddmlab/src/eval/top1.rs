@@ -38,6 +38,17 @@ pub fn read_rows(run: &Path) -> Result<Vec<AccuracyRow>> {
     }
 }
 
+/// The test top-1 of the fine-tuning run in `run` once it has trained to its last step (`None`
+/// before: not started, stopped part-way, or not measured there).
+pub fn final_top1(run: &Path) -> Result<Option<f64>> {
+    let Some(ckpt) = crate::store::checkpoint::latest(run)? else { return Ok(None) };
+    let state: crate::store::checkpoint::CheckpointState = crate::store::checkpoint::read_state(&ckpt)?;
+    if state.step < state.total_steps {
+        return Ok(None);
+    }
+    Ok(read_rows(run)?.into_iter().find(|r| r.step == state.step).map(|r| r.top1))
+}
+
 /// The top-1 accuracy (percent) of `model` on `test` through `objective` (on `device`).
 pub fn accuracy<E: FinetuneEncoder>(
     model: &Finetuned<E>,

@@ -62,6 +62,14 @@ pub enum Metric {
     Fid { n: usize },
     /// Reconstruction FID of a tokenizer on the first `n` test images.
     Rfid { n: usize },
+    /// Test top-1 (%) of the run's encoder fine-tuned end to end (`ddmlab finetune`, MAE's
+    /// recipe for the protocol's `finetune_epochs`) into `RUN/finetune/`; `random`: the same
+    /// network fine-tuned from a fresh initialisation (`RUN/finetune-random/`, Table 4's
+    /// "random init").
+    Finetune {
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        random: bool,
+    },
 }
 
 /// The sampler of every FID a study measures: DDIM, 50 steps, deterministic (eta 0).
@@ -90,12 +98,23 @@ impl Metric {
             Metric::Knn => "kNN".into(),
             Metric::Fid { n } => format!("FID-{n}"),
             Metric::Rfid { n } => format!("rFID-{n}"),
+            Metric::Finetune { random: false } => "fine-tune".into(),
+            Metric::Finetune { random: true } => "fine-tune from random init".into(),
+        }
+    }
+
+    /// The folder under the run where a fine-tuning metric's run is made.
+    pub fn finetune_folder(&self) -> Option<&'static str> {
+        match self {
+            Metric::Finetune { random: false } => Some("finetune"),
+            Metric::Finetune { random: true } => Some("finetune-random"),
+            _ => None,
         }
     }
 
     /// Whether higher is better (probe, kNN) rather than lower (FID).
     pub fn higher_is_better(&self) -> bool {
-        matches!(self, Metric::Probe { .. } | Metric::Knn)
+        matches!(self, Metric::Probe { .. } | Metric::Knn | Metric::Finetune { .. })
     }
 }
 
@@ -213,6 +232,9 @@ pub struct Protocol {
     /// and report it beside the FID of every arm that generates in its latent (its floor).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rfid: Option<usize>,
+    /// The epochs of every fine-tuning metric (`ddmlab finetune`'s default, 20, when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finetune_epochs: Option<f64>,
 }
 
 /// The MAR sampling of a study's FID: generation steps `K`, the Diffusion Loss head's DDPM
@@ -420,6 +442,9 @@ impl Study {
             && (m.steps == 0 || m.head_steps == 0 || !(m.temperature.is_finite() && m.temperature > 0.0))
         {
             return Err(format!("protocol.mar: {m:?}: steps and head_steps positive, temperature positive"));
+        }
+        if let Some(e) = self.protocol.finetune_epochs.filter(|e| !(e.is_finite() && *e > 0.0)) {
+            return Err(format!("protocol.finetune_epochs: {e} must be a positive number"));
         }
         if self.protocol.rfid == Some(0) {
             return Err("protocol.rfid: a positive number of test images".into());

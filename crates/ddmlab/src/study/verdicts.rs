@@ -106,6 +106,10 @@ pub fn measure(study: &Study, out: &Path, stamp: &Stamp, protocol: &dyn Fn(&Metr
                     fids.iter().filter(row).find(|r| r.sampler == sampler).map(|r| r.fid)
                 }
                 Metric::Rfid { .. } => None,
+                Metric::Finetune { .. } => {
+                    let folder = metric.finetune_folder().expect("a fine-tuning metric");
+                    crate::eval::top1::final_top1(&dir.join(folder))?
+                }
             };
             if let Some(v) = value {
                 got.values

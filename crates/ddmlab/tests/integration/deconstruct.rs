@@ -310,3 +310,63 @@ fn a_presets_study_trains_its_runs_on_and_measures_fid_by_the_declared_sampler()
     deconstruct(&opts, &device, &mut Silent).unwrap();
     assert_eq!(modified(&fid), stamp);
 }
+
+/// Table 4's kind of claim, tiny: an encoder fine-tuned from its pretraining against the same
+/// network fine-tuned from a fresh initialisation.
+const FINETUNE_STUDY: &str = r#"
+name = "tiny-finetune"
+about = "fine-tuning from pretraining vs from random init"
+runner = "presets"
+budgets = [4]
+seeds = [0, 1]
+overrides = ["model.width=32", "model.cond_width=8", "model.depth=2", "model.encoder_depth=1", "model.heads=2",
+             "denoise.tokenizer.samples=500", "train.batch_size=8"]
+protocol = { probe_epochs = 2, knn_k = 3, finetune_epochs = 1.0 }
+
+[[arm]]
+name = "ldae"
+preset = "ldae-tiny"
+
+[[claim]]
+id = "t4"
+text = "fine-tuning from l-DAE pretraining beats fine-tuning from random init"
+paper = "Table 4"
+a = { arm = "ldae", metric = { kind = "finetune", random = true } }
+b = { arm = "ldae", metric = { kind = "finetune" } }
+test = { kind = "greater" }
+budgets = [4]
+"#;
+
+/// A fine-tuning metric: each run fine-tuned into `RUN/finetune/` (from its weights) and
+/// `RUN/finetune-random/`, the claim decided on their test top-1, nothing redone on a rerun.
+#[test]
+fn a_study_fine_tunes_its_runs_from_their_pretraining_and_from_random_init() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_synthetic_fashion_mnist(tmp.path());
+    let out = tmp.path().join("ft");
+    let opts = options(tmp.path(), &out, FINETUNE_STUDY);
+    let device = Device::flex();
+    deconstruct(&opts, &device, &mut Silent).unwrap();
+    for seed in [0, 1] {
+        let dir = run_dir(&out, 4, "ldae", seed);
+        for folder in ["finetune", "finetune-random"] {
+            let top1 = ddmlab::eval::top1::final_top1(&dir.join(folder)).unwrap();
+            assert!(top1.is_some_and(|t| (0.0..=100.0).contains(&t)), "{folder} {seed}: {top1:?}");
+            let config = ddmlab::train::run_folder::read_config(&dir.join(folder)).unwrap();
+            let section = config.finetune.unwrap();
+            assert_eq!(
+                (section.from, config.train.seed),
+                (std::path::absolute(&dir).unwrap().display().to_string(), seed)
+            );
+            assert_eq!(checkpoint::list(&dir.join(folder)).unwrap().len(), 1, "pruned to its last checkpoint");
+        }
+    }
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for needle in ["(t4)", "fine-tune from random init", "n=2"] {
+        assert!(report.contains(needle), "`{needle}` missing:\n{report}");
+    }
+    let rows = run_dir(&out, 4, "ldae", 1).join("finetune/finetune.json");
+    let stamp = modified(&rows);
+    deconstruct(&opts, &device, &mut Silent).unwrap();
+    assert_eq!(modified(&rows), stamp, "a finished fine-tuning is not redone");
+}
