@@ -39,6 +39,7 @@ pub const REGISTRY: &[(&str, &str)] = &[
     ("ladder", include_str!("../../studies/ladder.toml")),
     ("kl-tokenizer", include_str!("../../studies/kl-tokenizer.toml")),
     ("mar-orders", include_str!("../../studies/mar-orders.toml")),
+    ("ldae-table4", include_str!("../../studies/ldae-table4.toml")),
 ];
 
 /// What is measured on an arm's run.
@@ -198,6 +199,8 @@ pub struct TableRow {
     pub paper_probe: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paper_fid: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paper_finetune: Option<f64>,
 }
 
 /// A paper table.

@@ -231,14 +231,19 @@ pub fn across_budgets(study: &Study, decisions: &[Decision]) -> String {
 pub fn paper_tables(study: &Study, got: &Measurements, budget: usize) -> String {
     let mut s = String::new();
     let rfid = study.protocol.rfid;
+    let finetunes = study.claims.iter().flat_map(|c| [&c.a, &c.b]).any(|m| matches!(m.metric, Metric::Finetune { .. }));
     for t in &study.tables {
         let (rfid_head, rfid_rule) = match rfid {
             Some(n) => (format!(" tokenizer rFID-{n} |"), "---|"),
             None => (String::new(), ""),
         };
+        let (ft_head, ft_rule) = match finetunes {
+            true => (" paper fine-tune | fine-tune (mean ± sd, n) | fine-tune from random init |", "---|---|---|"),
+            false => ("", ""),
+        };
         s += &format!(
-            "#### {} ({budget} steps)\n\n| paper's row | arm | paper probe | probe (mean ± sd, n) | kNN | paper FID | FID |{rfid_head}\n\
-             |---|---|---|---|---|---|---|{rfid_rule}\n",
+            "#### {} ({budget} steps)\n\n| paper's row | arm | paper probe | probe (mean ± sd, n) | kNN | paper FID | FID |{rfid_head}{ft_head}\n\
+             |---|---|---|---|---|---|---|{rfid_rule}{ft_rule}\n",
             t.title
         );
         for r in &t.rows {
@@ -257,8 +262,17 @@ pub fn paper_tables(study: &Study, got: &Measurements, budget: usize) -> String 
                 }
                 None => String::new(),
             };
+            let finetuned = match finetunes {
+                true => format!(
+                    " {} | {} | {} |",
+                    opt(r.paper_finetune),
+                    fmt_summary(&Summary::of(&m(Metric::Finetune { random: false }))),
+                    fmt_summary(&Summary::of(&m(Metric::Finetune { random: true })))
+                ),
+                false => String::new(),
+            };
             s += &format!(
-                "| {} | `{}` | {} | {} | {} | {} | {} |{floor}\n",
+                "| {} | `{}` | {} | {} | {} | {} | {} |{floor}{finetuned}\n",
                 r.row,
                 r.arm,
                 opt(r.paper_probe),

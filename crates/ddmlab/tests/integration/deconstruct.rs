@@ -335,6 +335,10 @@ a = { arm = "ldae", metric = { kind = "finetune", random = true } }
 b = { arm = "ldae", metric = { kind = "finetune" } }
 test = { kind = "greater" }
 budgets = [4]
+
+[[table]]
+title = "Table 4"
+rows = [{ arm = "ldae", row = "l-DAE", paper_probe = 66.6, paper_finetune = 83.7 }]
 "#;
 
 /// A fine-tuning metric: each run fine-tuned into `RUN/finetune/` (from its weights) and
@@ -362,7 +366,7 @@ fn a_study_fine_tunes_its_runs_from_their_pretraining_and_from_random_init() {
         }
     }
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
-    for needle in ["(t4)", "fine-tune from random init", "n=2"] {
+    for needle in ["(t4)", "fine-tune from random init", "n=2", "| paper fine-tune |", "| 83.7 |"] {
         assert!(report.contains(needle), "`{needle}` missing:\n{report}");
     }
     let rows = run_dir(&out, 4, "ldae", 1).join("finetune/finetune.json");
