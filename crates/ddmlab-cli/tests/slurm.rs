@@ -192,3 +192,29 @@ fn a_study_on_slurm_reports_what_it_reports_here_and_a_requeued_task_resumes() {
     }
     eprintln!("the Slurm study took {:.0} s (requeued at step {requeued_at})", started.elapsed().as_secs_f64());
 }
+
+/// Where `sbatch` cannot run (not a Slurm login node), `--slurm` is one error saying so, after
+/// the folder is claimed for the study (so the same command runs once sbatch is there).
+#[test]
+fn without_sbatch_a_slurm_study_is_one_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_data(tmp.path());
+    let study = tmp.path().join("tiny.toml");
+    std::fs::write(&study, STUDY).unwrap();
+    let out = tmp.path().join("out");
+    let args = [
+        "deconstruct",
+        "--study",
+        study.to_str().unwrap(),
+        "--data-dir",
+        tmp.path().to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--slurm",
+    ];
+    let result = Command::new(env!("CARGO_BIN_EXE_ddmlab")).args(args).env("PATH", "/nonexistent").output().unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(!result.status.success() && !stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("cannot run sbatch") && stderr.contains("Slurm login node"), "{stderr}");
+    assert!(out.join("study.json").exists() && out.join("slurm/ddmlab-tiny-slurm-fit.sbatch").exists());
+}
