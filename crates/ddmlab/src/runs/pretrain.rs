@@ -190,7 +190,7 @@ pub fn pretrain(
             )?;
             save_sample_grid(run, &grid_config, step, images)
         };
-        let grid = opts.sample_grids.then_some(&grid as DrawGrid<'_, Mar>);
+        let grid = opts.sample_grids.then_some(&grid as AtCheckpoint<'_, Mar>);
         return train_loop::<Mar, _>(config, job, device, obs, objective, grid, |trainer, state| {
             // `--init-from` of LTH14/mar weights, saved as checkpoint 0.
             let Some((weights, _)) = &opts.init_from else { return Ok(None) };
@@ -304,7 +304,7 @@ fn train_loop<M: Network, O: Objective<M>>(
     device: &Device,
     obs: &mut dyn Observer,
     objective: impl Fn(&RunConfig, &Device) -> O,
-    grid: Option<DrawGrid<'_, M>>,
+    grid: Option<AtCheckpoint<'_, M>>,
     on_fresh: impl FnOnce(&mut Trainer<M, O>, &CheckpointState) -> Result<Option<String>>,
 ) -> Result<PretrainSummary> {
     let Job { run, opts, set, plan, resume_from } = job;
@@ -365,8 +365,9 @@ struct PretrainStage<'a, M: Network, O: Objective<M>> {
     trainer: Trainer<M, O>,
     run: &'a Path,
     warmup: usize,
-    /// A generator's sample grid of the EMA weights at each regular checkpoint.
-    grid: Option<DrawGrid<'a, M>>,
+    /// What is made of the EMA weights at each regular checkpoint: a generator's sample grid,
+    /// a fine-tuned classifier's test top-1.
+    grid: Option<AtCheckpoint<'a, M>>,
 }
 
 impl<M: Network, O: Objective<M>> Stage for PretrainStage<'_, M, O> {
@@ -415,8 +416,9 @@ const GRID_MAR_STEPS: usize = 16;
 const GRID_HEAD_STEPS: usize = 50;
 const GRID_SEED: u64 = 0;
 
-/// Draws a generator's sample grid from its EMA weights at a step.
-type DrawGrid<'a, M> = &'a dyn Fn(&M, usize) -> Result<()>;
+/// What a run makes of its EMA weights at a regular checkpoint (a generator's sample grid, a
+/// fine-tuned classifier's test top-1), given the weights and the step.
+type AtCheckpoint<'a, M> = &'a dyn Fn(&M, usize) -> Result<()>;
 
 /// `RUN/samples-step-NNNNNN.png`.
 pub fn sample_grid_path(run: &Path, step: usize) -> PathBuf {
