@@ -75,9 +75,10 @@ pub fn run(args: DeconstructArgs) -> Result<()> {
         }
     }
     if args.slurm {
-        // Stamp the folder for this version and write the declaration the tasks load.
-        ddmlab::deconstruct::claim_folder(&options(&args, study.clone(), inception.clone()))?;
+        // The jobs first (their options checked), then the folder stamped for this version with
+        // the declaration the tasks load.
         let (jobs, _) = slurm_jobs(&args, &study, inception.as_deref())?;
+        ddmlab::deconstruct::claim_folder(&options(&args, study.clone(), inception.clone()))?;
         let ids = slurm::submit(&jobs, &args.out)?;
         for (job, id) in jobs.iter().zip(&ids) {
             println!("submitted {id}  {} ({} task{})", job.name, job.tasks, if job.tasks == 1 { "" } else { "s" });
