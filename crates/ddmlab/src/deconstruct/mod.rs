@@ -310,8 +310,7 @@ impl<'a> Session<'a> {
         }
         let opts = self.opts;
         if fit {
-            if !fit_shared_tokenizer(&opts.out, &run.arm, &run.config, opts, minutes_left(self.deadline), device, obs)?
-            {
+            if !self.fit(&run.arm, &run.config, device, obs)? {
                 return Ok(false);
             }
         } else {

@@ -56,6 +56,11 @@ pub fn encode_set(
     PosteriorTokens { mean, std, labels, shape: [set.len(), dims[1], dims[2]] }
 }
 
+/// Little-endian f32 bytes as values.
+fn f32s(bytes: &[u8]) -> Vec<f32> {
+    bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect()
+}
+
 fn f32_view(values: &[f32]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
@@ -127,9 +132,8 @@ pub fn read_posterior(path: &Path, n: usize, (l, d): (usize, usize)) -> Result<P
             Err(_) => Err(Error::format(path, format!("no `{name}` array; {expected}"))),
         }
     };
-    let f32s = |b: Vec<u8>| b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
-    let mean = f32s(array("mean", Dtype::F32, &[n, l, d])?);
-    let std = f32s(array("std", Dtype::F32, &[n, l, d])?);
+    let mean = f32s(&array("mean", Dtype::F32, &[n, l, d])?);
+    let std = f32s(&array("std", Dtype::F32, &[n, l, d])?);
     let labels = array("labels", Dtype::I64, &[n])?
         .chunks_exact(8)
         .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
@@ -159,7 +163,7 @@ pub fn read_tokens(path: &Path, want: (usize, usize)) -> Result<(Vec<f32>, usize
         ));
     }
     let n = tokens.shape()[0];
-    let values = tokens.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
+    let values = f32s(tokens.data());
     let labels = match file.tensor("labels") {
         Err(_) => None,
         Ok(v) if v.shape() == [n] && v.dtype() == Dtype::I64 => {
