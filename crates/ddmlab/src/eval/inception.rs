@@ -22,12 +22,14 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use burn::tensor::module::{avg_pool2d, conv2d, max_pool2d};
+use burn::tensor::module::{avg_pool2d, max_pool2d};
 use burn::tensor::ops::{AvgPoolOptions, ConvOptions, MaxPoolOptions};
+
 use burn::tensor::{Device, Tensor, TensorData, activation::relu};
 use safetensors::{Dtype, SafeTensors};
 
 use crate::error::{Error, IoContext, Result};
+use crate::nn::fused::conv2d::conv2d;
 
 /// The input side of the network.
 pub const INPUT_SIZE: usize = 299;

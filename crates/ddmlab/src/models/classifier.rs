@@ -11,6 +11,7 @@
 //!   -> 2x2 max-pool (all but the last stage) -> global average -> linear -> logits [B, classes]
 //! ```
 
+use crate::nn::fused::conv2d;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
@@ -76,7 +77,7 @@ impl Classifier {
             if k > 0 {
                 h = self.pool.forward(h);
             }
-            h = relu(stage.conv2.forward(relu(stage.conv1.forward(h))));
+            h = relu(conv2d::apply(&stage.conv2, relu(conv2d::apply(&stage.conv1, h))));
             out.push(h.clone());
         }
         out

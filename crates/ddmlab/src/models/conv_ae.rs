@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::ImageShape;
 use crate::error::{Error, Result};
+use crate::nn::fused::conv2d;
 use crate::nn::fused::group_norm;
 
 /// Sizes of a [`ConvAutoencoder`].
@@ -181,10 +182,10 @@ impl ResBlock {
     /// # Shapes
     /// - `x`: `[B, c_in, h, w]`; returns `[B, c_out, h, w]`
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let h = self.conv1.forward(group_norm(&self.norm1, x.clone(), true));
-        let h = self.conv2.forward(group_norm(&self.norm2, h, true));
+        let h = conv2d::apply(&self.conv1, group_norm(&self.norm1, x.clone(), true));
+        let h = conv2d::apply(&self.conv2, group_norm(&self.norm2, h, true));
         let skip = match &self.shortcut {
-            Some(s) => s.forward(x),
+            Some(s) => conv2d::apply(s, x),
             None => x,
         };
         skip + h
@@ -219,12 +220,12 @@ impl SpatialAttention {
         let [b, c, h, w] = x.dims();
         let n = group_norm(&self.norm, x.clone(), false);
         let tokens = |t: Tensor<4>| t.reshape([b, c, h * w]).swap_dims(1, 2); // [B, hw, c]
-        let q = tokens(self.q.forward(n.clone()));
-        let k = tokens(self.k.forward(n.clone()));
-        let v = tokens(self.v.forward(n));
+        let q = tokens(conv2d::apply(&self.q, n.clone()));
+        let k = tokens(conv2d::apply(&self.k, n.clone()));
+        let v = tokens(conv2d::apply(&self.v, n));
         let attn = softmax(q.matmul(k.swap_dims(1, 2)) / (c as f64).sqrt(), 2); // [B, hw, hw]
         let out = attn.matmul(v).swap_dims(1, 2).reshape([b, c, h, w]);
-        x + self.proj.forward(out)
+        x + conv2d::apply(&self.proj, out)
     }
 }
 
@@ -328,18 +329,18 @@ impl ConvAutoencoder {
     /// - `x`: `[B, C, H, W]`; returns moments `[B, z, h, w]`
     pub fn encode(&self, x: Tensor<4>) -> Posterior {
         let e = &self.encoder;
-        let mut h = e.conv_in.forward(x);
+        let mut h = conv2d::apply(&e.conv_in, x);
         for level in &e.down {
             for block in &level.blocks {
                 h = block.forward(h);
             }
             if let Some(down) = &level.sample {
-                h = down.forward(h);
+                h = conv2d::apply(down, h);
             }
         }
         h = e.mid.forward(h);
-        h = e.conv_out.forward(group_norm(&e.norm_out, h, true));
-        let moments = self.quant_conv.forward(h); // [B, 2z, h, w]
+        h = conv2d::apply(&e.conv_out, group_norm(&e.norm_out, h, true));
+        let moments = conv2d::apply(&self.quant_conv, h); // [B, 2z, h, w]
         let z = moments.dims()[1] / 2;
         let mut halves = moments.split(z, 1);
         let logvar = halves.pop().expect("two halves").clamp(-30.0, 20.0);
@@ -354,17 +355,17 @@ impl ConvAutoencoder {
     /// - `z`: `[B, z, h, w]`; returns `[B, ch * mult[0], H, W]`
     pub fn decode_features(&self, z: Tensor<4>) -> Tensor<4> {
         let d = &self.decoder;
-        let mut h = d.conv_in.forward(self.post_quant_conv.forward(z));
+        let mut h = conv2d::apply(&d.conv_in, conv2d::apply(&self.post_quant_conv, z));
         h = d.mid.forward(h);
         let levels = self.sizes.len();
         for (i, level) in d.up.iter().enumerate() {
             for block in &level.blocks {
                 h = block.forward(h);
             }
-            if let Some(conv) = &level.sample {
+            if let Some(sample) = &level.sample {
                 let (hh, ww) = self.sizes[levels - 2 - i];
                 let up = interpolate(h, InterpolateOptions::new(InterpolateMode::Nearest).with_output_size([hh, ww]));
-                h = conv.forward(up);
+                h = conv2d::apply(sample, up);
             }
         }
         group_norm(&d.norm_out, h, true)
@@ -385,7 +386,7 @@ impl ConvAutoencoder {
     /// # Shapes
     /// - `z`: `[B, z, h, w]`; returns `[B, C, H, W]`
     pub fn decode(&self, z: Tensor<4>) -> Tensor<4> {
-        self.decoder.conv_out.forward(self.decode_features(z))
+        conv2d::apply(&self.decoder.conv_out, self.decode_features(z))
     }
 }
 

@@ -10,6 +10,7 @@
 //! Convolutions pad 1 and initialise from `N(0, 0.02)`, BatchNorm scales from `N(1, 0.02)`
 //! (`weights_init` of taming-transformers).
 
+use crate::nn::fused::conv2d;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, PaddingConfig2d};
@@ -123,13 +124,13 @@ impl PatchGan {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let mut h = x;
         for block in &self.blocks {
-            h = block.conv.forward(h);
+            h = conv2d::apply(&block.conv, h);
             if let Some(norm) = &block.norm {
                 h = norm.forward(h);
             }
             h = leaky_relu(h, 0.2);
         }
-        self.out.forward(h)
+        conv2d::apply(&self.out, h)
     }
 }
 

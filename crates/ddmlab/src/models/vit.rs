@@ -30,6 +30,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::data::ImageShape;
 use crate::error::{Error, Result};
+use crate::nn::fused::conv2d;
 use crate::nn::gelu::GeluKind;
 use crate::nn::init::xavier_linear;
 use crate::nn::linear::linear_tokens;
@@ -233,7 +234,7 @@ impl ConvHead {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let [_, k, _, _] = self.conv.weight.dims();
         let grid = unpatchify(x, self.patch, k, self.height, self.width); // [B, K, H, W]
-        patchify(self.conv.forward(grid), self.patch) // [B, C, H, W] -> [B, L, p p C]
+        patchify(conv2d::apply(&self.conv, grid), self.patch) // [B, C, H, W] -> [B, L, p p C]
     }
 }
 

@@ -20,7 +20,6 @@ use std::path::Path;
 
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
-use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Bytes, Device, Tensor, TensorData};
 use rand_distr::{Distribution, StandardNormal};
@@ -32,6 +31,7 @@ use crate::error::{Error, Result};
 use crate::models::classifier::{Classifier, perceptual_distance};
 use crate::models::conv_ae::ConvAutoencoder;
 use crate::models::patchgan::PatchGan;
+use crate::nn::fused::conv2d::conv2d;
 use crate::nn::grads::materialize;
 use crate::store::checkpoint::{self, CheckpointState, read_bytes};
 use crate::tokenizer::conv_config::TokenizerRunConfig;

@@ -27,13 +27,20 @@ use crate::common::{micro, micro_mar, options, write_synthetic_fashion_mnist};
 
 const STEPS: usize = 50;
 const TOLERANCE: f64 = 1e-3;
+/// The step the conv tokenizer's discriminator starts at in its golden run.
+const DISC_START: usize = 20;
 
 fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden-losses.json")
 }
 
-/// Compare `got` with the golden trajectory `name`, or record it when writing.
+/// Compare `got` with the golden trajectory `name` at [`TOLERANCE`], or record it when writing.
 fn check(name: &str, got: &[f64]) {
+    check_within(name, got, |_| TOLERANCE)
+}
+
+/// Compare `got` with the golden trajectory `name`, value `i` within `tolerance(i)` relative.
+fn check_within(name: &str, got: &[f64], tolerance: impl Fn(usize) -> f64) {
     assert!(got.iter().all(|v| v.is_finite()), "{name}: {got:?}");
     if std::env::var_os("DDMLAB_WRITE_GOLDEN").is_some() {
         let path = fixture();
@@ -57,7 +64,8 @@ fn check(name: &str, got: &[f64]) {
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         let rel = (g - w).abs() / w.abs().max(1e-3);
         worst = worst.max(rel);
-        assert!(rel <= TOLERANCE, "{name}: value {i} is {g}, golden {w} (relative difference {rel:.2e})");
+        let tol = tolerance(i);
+        assert!(rel <= tol, "{name}: value {i} is {g}, golden {w} (relative difference {rel:.2e}, allowed {tol:.0e})");
     }
     eprintln!("{name}: {} values, largest relative difference {worst:.2e}", got.len());
 }
@@ -101,16 +109,21 @@ fn conv_tokenizer_losses_match_the_golden_trajectory() {
     config.train.steps = STEPS;
     config.train.checkpoint_every = 25;
     config.train.log_every = 1;
-    config.loss.disc_start = 20; // the discriminator and its adaptive weight take part
+    config.loss.disc_start = DISC_START; // the discriminator and its adaptive weight take part
     let run = tmp.path().join("run");
     let opts = TokenizerTrainOptions { data_root: tmp.path().to_path_buf(), ..Default::default() };
     train_tokenizer(config, &run, &opts, &Device::flex(), &mut Silent).unwrap();
     let lines = metrics::read::<AeMetricLine>(&run.join("metrics.jsonl")).unwrap();
     assert_eq!(lines.len(), STEPS);
     let field = |f: fn(&AeMetricLine) -> f64| lines.iter().map(f).collect::<Vec<_>>();
-    check("kl-tiny-loss", &field(|m| m.stats.loss));
-    check("kl-tiny-perceptual", &field(|m| m.stats.perceptual));
-    check("kl-tiny-d-loss", &field(|m| m.stats.d_loss));
+    // From the discriminator's start the adaptive weight, a ratio of two gradient norms,
+    // amplifies rounding: with the convolutions' sums reordered (im2col GEMMs instead of burn's
+    // loops, 2026-12-07) the trajectories agree to 5e-8 before it and drift to 5e-3 by step 50.
+    // A change of behaviour moves the first DISC_START steps by far more than 1e-3.
+    let tolerance = |i: usize| if i < DISC_START { TOLERANCE } else { 1e-2 };
+    check_within("kl-tiny-loss", &field(|m| m.stats.loss), tolerance);
+    check_within("kl-tiny-perceptual", &field(|m| m.stats.perceptual), tolerance);
+    check_within("kl-tiny-d-loss", &field(|m| m.stats.d_loss), tolerance);
 }
 
 #[test]

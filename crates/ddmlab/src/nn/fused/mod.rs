@@ -1,6 +1,7 @@
 //! CPU kernels that replace a chain of burn operations by one pass with its own backward, where
 //! a profile showed the chain to be the bottleneck (BENCHMARKS.md): GroupNorm (+ SiLU) of the
-//! conv tokenizer. (A fused adaLN LayerNorm + modulation was tried the same way and measured no
+//! conv tokenizer; 2-D convolution as im2col + GEMM per image (conv tokenizer, PatchGAN,
+//! perceptual network). (A fused adaLN LayerNorm + modulation was tried the same way and measured no
 //! faster for DiT and l-DAE and slower for MAR's head, so burn's composition stays there.)
 //!
 //! Each is a burn backend extension (`#[backend_extension(Flex, Autodiff)]`): one trait method,
@@ -9,6 +10,7 @@
 //! kernel on the CPU and burn's composition on every other device (or dtype), and each file's
 //! tests hold the kernel to that composition: values and the gradient of every input.
 
+pub mod conv2d;
 pub mod group_norm;
 
 pub use group_norm::group_norm;
