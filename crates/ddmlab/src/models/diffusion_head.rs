@@ -13,12 +13,12 @@
 
 use burn::module::Module;
 use burn::nn::{LayerNorm, Linear};
-use burn::tensor::activation::silu;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::nn::adaln::{layer_norm, modulate};
 use crate::nn::embed::TimestepEmbedder;
 use crate::nn::init::{xavier_linear, zero_linear};
+use crate::nn::silu::silu;
 use crate::nn::vit_block::layer_norm_affine;
 
 /// The sizes of a Diffusion Loss head.

@@ -6,7 +6,6 @@
 
 use burn::module::Module;
 use burn::nn::Linear;
-use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor};
 
 use super::adaln::{layer_norm, modulate};
@@ -15,6 +14,7 @@ use super::gelu::GeluKind;
 use super::init::zero_linear;
 use super::linear::linear_tokens;
 use super::mlp::Mlp;
+use super::silu::silu;
 
 const LN_EPS: f64 = 1e-6;
 

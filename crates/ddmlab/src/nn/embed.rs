@@ -2,12 +2,12 @@
 
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear};
-use burn::tensor::activation::silu;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::init::{normal_linear, xavier_linear};
 use super::linear::linear_tokens;
 use super::patchify;
+use super::silu::silu;
 
 /// A `p x p` stride-`p` convolution written as patchify + Linear (the same map as DiT's
 /// `PatchEmbed` convolution, Xavier-initialised on its flattened weight).

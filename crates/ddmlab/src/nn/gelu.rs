@@ -4,8 +4,8 @@
 //! thread; once training moves pre-activations past `|x| > 1.25` (erf's `erfc2` branch), that
 //! was 28% of a Fashion-MNIST training step and 31% of probe-feature extraction. On the `flex`
 //! device [`gelu`] instead evaluates the value and the derivative in one pass over row chunks
-//! on every worker thread, with polynomial erf and exp that the compiler vectorises (AVX2+FMA
-//! when the CPU has them):
+//! on every worker thread ([`crate::nn::elementwise`]), with polynomial erf and exp that the
+//! compiler vectorises (AVX2+FMA when the CPU has them):
 //! - inference (no autodiff): `y = gelu(x)`;
 //! - training: GELU acts element-wise, so its Jacobian is the diagonal `gelu'(x)`. The kernel
 //!   returns `d = gelu'(x)` and `c = gelu(x) - x d` as constants and the op is written
@@ -17,13 +17,11 @@
 //! negative tail, where libm switches to erfc. On other devices
 //! burn's fused GELU runs unchanged.
 
-use burn::tensor::{Tensor, TensorData, activation};
-use rayon::prelude::*;
+use burn::tensor::{Tensor, activation};
 
-use super::simd::{has_avx2, with_avx2};
+use super::elementwise;
 
 const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
-const CHUNK: usize = 16 * 1024;
 
 /// `erf(x)` for f32 by a rational function of `x` on `[-4, 4]` (beyond which erf is +-1 in
 /// f32): odd numerator of degree 13, even denominator of degree 8 (Eigen's and XLA's
@@ -74,61 +72,18 @@ fn gelu_and_slope(x: f32) -> (f32, f32) {
     (x * cdf, cdf + x * pdf)
 }
 
-#[inline(always)]
-fn values_inline(v: &mut [f32]) {
-    for x in v.iter_mut() {
-        *x = gelu_and_slope(*x).0;
-    }
-}
-
-#[inline(always)]
-fn linearised_inline(v: &mut [f32], c: &mut [f32]) {
-    for (x, c) in v.iter_mut().zip(c.iter_mut()) {
-        let (y, d) = gelu_and_slope(*x);
-        *c = y - *x * d;
-        *x = d;
-    }
-}
-
 /// GELU in place, on all worker threads.
 pub fn gelu_slice(v: &mut [f32]) {
-    let avx2 = has_avx2();
-    v.par_chunks_mut(CHUNK).for_each(|chunk| with_avx2!(avx2, values_inline(chunk)));
+    elementwise::values(v, gelu_and_slope);
 }
 
-/// Replaces `v` by `gelu'(v)` and returns `gelu(v) - v gelu'(v)`, on all worker threads.
-pub fn gelu_linearised(v: &mut [f32]) -> Vec<f32> {
-    let avx2 = has_avx2();
-    let mut c = vec![0f32; v.len()];
-    v.par_chunks_mut(CHUNK)
-        .zip(c.par_chunks_mut(CHUNK))
-        .for_each(|(chunk, c)| with_avx2!(avx2, linearised_inline(chunk, c)));
-    c
-}
-
-/// Exact GELU of a tensor: the fast path on `flex` (with or without autodiff), burn's GELU
-/// elsewhere.
+/// Exact GELU of a tensor: the fast path on `flex` (with or without autodiff; see
+/// [`crate::nn::elementwise`]), burn's GELU elsewhere.
 ///
 /// # Shapes
 /// - `x`: any; returns the same shape
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    let device = x.device();
-    if !crate::parallel::is_cpu(&device) {
-        return activation::gelu(x);
-    }
-    let shape = x.shape();
-    let mut values: Vec<f32> = match x.clone().into_data().try_into_vec() {
-        Ok(v) => v,
-        Err(_) => return activation::gelu(x), // not f32: leave it to burn
-    };
-    if !device.is_autodiff() {
-        gelu_slice(&mut values);
-        return Tensor::from_data(TensorData::new(values, shape), &device);
-    }
-    let offset = gelu_linearised(&mut values);
-    let slope = Tensor::<D>::from_data(TensorData::new(values, shape.clone()), &device);
-    let offset = Tensor::<D>::from_data(TensorData::new(offset, shape), &device);
-    x * slope + offset
+    elementwise::apply(x, gelu_and_slope, activation::gelu)
 }
 
 /// Which GELU a transformer MLP uses: the exact (erf) form of ViT/MAE, or the tanh
@@ -163,7 +118,7 @@ pub fn gelu_tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::Device;
+    use burn::tensor::{Device, TensorData};
 
     /// erf in f64 by its Taylor series for |x| <= 4 (cancellation error < 1e-10 there) and
     /// +-1 beyond (|erf(x) - sign(x)| < 1.6e-8): a reference independent of the code under test.
@@ -198,17 +153,12 @@ mod tests {
         assert!(worst < 3e-7, "largest relative error {worst:e}");
     }
 
+    /// `n x n` values evenly from -12 to 12.
     fn ramp(n: usize, device: &Device) -> Tensor<2> {
-        let values: Vec<f32> = (0..n * n).map(|i| (i as f32 - (n * n / 2) as f32) * 24.0 / (n * n) as f32).collect();
-        Tensor::from_data(TensorData::new(values, [n, n]), device)
+        elementwise::tests::ramp(n, 12.0, device)
     }
 
-    /// The largest `|a - b| / max(1, |a|)`: absolute near zero, relative for large values.
-    fn max_diff(a: Tensor<2>, b: Tensor<2>) -> f32 {
-        let a: Vec<f32> = a.into_data().try_into_vec().unwrap();
-        let b: Vec<f32> = b.into_data().try_into_vec().unwrap();
-        a.iter().zip(&b).map(|(a, b)| (a - b).abs() / a.abs().max(1.0)).fold(0.0, f32::max)
-    }
+    use elementwise::tests::max_diff;
 
     #[test]
     fn fast_gelu_matches_burns_gelu() {

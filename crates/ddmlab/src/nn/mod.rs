@@ -6,6 +6,7 @@
 pub mod adaln;
 pub mod attention;
 pub mod block;
+pub mod elementwise;
 pub mod embed;
 pub mod fused;
 pub mod gelu;
@@ -14,6 +15,7 @@ pub mod init;
 pub mod linear;
 pub mod mlp;
 pub mod patchify;
+pub mod silu;
 pub(crate) mod simd;
 pub mod vit_block;
 
