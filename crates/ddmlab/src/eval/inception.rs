@@ -24,7 +24,6 @@ use std::path::Path;
 
 use burn::tensor::module::{avg_pool2d, max_pool2d};
 use burn::tensor::ops::{AvgPoolOptions, ConvOptions, MaxPoolOptions};
-
 use burn::tensor::{Device, Tensor, TensorData, activation::relu};
 use safetensors::{Dtype, SafeTensors};
 

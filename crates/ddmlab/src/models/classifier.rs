@@ -11,7 +11,6 @@
 //!   -> 2x2 max-pool (all but the last stage) -> global average -> linear -> logits [B, classes]
 //! ```
 
-use crate::nn::fused::conv2d;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
@@ -19,6 +18,8 @@ use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
+
+use crate::nn::fused::conv2d;
 
 /// Sizes of a [`Classifier`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

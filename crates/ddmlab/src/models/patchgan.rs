@@ -10,7 +10,6 @@
 //! Convolutions pad 1 and initialise from `N(0, 0.02)`, BatchNorm scales from `N(1, 0.02)`
 //! (`weights_init` of taming-transformers).
 
-use crate::nn::fused::conv2d;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, PaddingConfig2d};
@@ -19,6 +18,7 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::nn::fused::conv2d;
 
 /// Sizes of a [`PatchGan`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -35,13 +35,13 @@ fn linearised_inline(v: &mut [f32], c: &mut [f32], f: impl Fn(f32) -> (f32, f32)
 }
 
 /// `f` in place, on all worker threads.
-pub fn values(v: &mut [f32], f: impl Fn(f32) -> (f32, f32) + Copy + Sync) {
+fn values(v: &mut [f32], f: impl Fn(f32) -> (f32, f32) + Copy + Sync) {
     let avx2 = has_avx2();
     v.par_chunks_mut(CHUNK).for_each(|chunk| with_avx2!(avx2, values_inline(chunk, f)));
 }
 
 /// Replaces `v` by `f'(v)` and returns `f(v) - v f'(v)`, on all worker threads.
-pub fn linearised(v: &mut [f32], f: impl Fn(f32) -> (f32, f32) + Copy + Sync) -> Vec<f32> {
+fn linearised(v: &mut [f32], f: impl Fn(f32) -> (f32, f32) + Copy + Sync) -> Vec<f32> {
     let avx2 = has_avx2();
     let mut c = vec![0f32; v.len()];
     v.par_chunks_mut(CHUNK)

@@ -72,11 +72,6 @@ fn gelu_and_slope(x: f32) -> (f32, f32) {
     (x * cdf, cdf + x * pdf)
 }
 
-/// GELU in place, on all worker threads.
-pub fn gelu_slice(v: &mut [f32]) {
-    elementwise::values(v, gelu_and_slope);
-}
-
 /// Exact GELU of a tensor: the fast path on `flex` (with or without autodiff; see
 /// [`crate::nn::elementwise`]), burn's GELU elsewhere.
 ///

@@ -69,28 +69,6 @@ struct Geometry {
 }
 
 impl Geometry {
-    fn of(
-        x: &Shape,
-        weight: &Shape,
-        stride: [usize; 2],
-        pad: [usize; 2],
-        dilation: [usize; 2],
-        out: [usize; 2],
-    ) -> Self {
-        Geometry {
-            n: x[0],
-            c_in: x[1],
-            h: x[2],
-            w: x[3],
-            c_out: weight[0],
-            kernel: [weight[2], weight[3]],
-            stride,
-            pad,
-            dilation,
-            out,
-        }
-    }
-
     /// Rows of `col`: `C_in kh kw`.
     fn k(&self) -> usize {
         self.c_in * self.kernel[0] * self.kernel[1]
@@ -315,8 +293,7 @@ fn backward(g: &Geometry, x: &[f32], weight: &[f32], dy: &[f32]) -> (Vec<f32>, V
     let per = chunk_images(g.n);
     let inner = per_image_parallel(g.n.div_ceil(per));
     // One chunk of images: their dx, and their sums of dW (f32, accumulated by the GEMM image
-    // by image) and db (f64).
-    // `scratch`: `col` and `dcol`, allocated once per rayon job, not per chunk.
+    // by image) and db (f64); `col` and `dcol` are scratch, allocated once per rayon job.
     let chunk = |(col, dcol): &mut (Vec<f32>, Vec<f32>), (i, dx): (usize, &mut [f32])| -> (Vec<f32>, Vec<f64>) {
         let (mut dw, mut db) = (vec![0f32; c * k], vec![0f64; c]);
         for (j, dx) in dx.chunks_mut(g.image()).enumerate() {
@@ -363,7 +340,24 @@ fn geometry(x: &FlexTensor, weight: &FlexTensor, stride: [usize; 2], pad: [usize
         let reach = dil[axis] * (ws[2 + axis] - 1) + 1;
         (xs[2 + axis] + 2 * pad[axis] - reach) / stride[axis] + 1
     };
-    Geometry::of(xs, ws, stride, pad, dil, [out(0), out(1)])
+    Geometry {
+        n: xs[0],
+        c_in: xs[1],
+        h: xs[2],
+        w: xs[3],
+        c_out: ws[0],
+        kernel: [ws[2], ws[3]],
+        stride,
+        pad,
+        dilation: dil,
+        out: [out(0), out(1)],
+    }
+}
+
+/// The forward kernel on tensors: `y` (`[B, C_out, OH, OW]`).
+fn forward_tensor(g: &Geometry, x: &FlexTensor, weight: &FlexTensor, bias: &FlexTensor) -> FlexTensor {
+    let y = forward(g, &f32s(x), &f32s(weight), &f32s(bias));
+    tensor(y, Shape::from(vec![g.n, g.c_out, g.out[0], g.out[1]]))
 }
 
 impl Im2colConv2d for Flex {
@@ -375,9 +369,7 @@ impl Im2colConv2d for Flex {
         padding: [usize; 2],
         dilation: [usize; 2],
     ) -> FlexTensor {
-        let g = geometry(&x, &weight, stride, padding, dilation);
-        let y = forward(&g, &f32s(&x), &f32s(&weight), &f32s(&bias));
-        tensor(y, Shape::from(vec![g.n, g.c_out, g.out[0], g.out[1]]))
+        forward_tensor(&geometry(&x, &weight, stride, padding, dilation), &x, &weight, &bias)
     }
 }
 
@@ -417,8 +409,7 @@ impl<C: CheckpointStrategy> Im2colConv2d for Autodiff<Flex, C> {
         let nodes = [x.node(), weight.node(), bias.node()];
         let (x, weight, bias) = (x.into_primitive(), weight.into_primitive(), bias.into_primitive());
         let g = geometry(&x, &weight, stride, padding, dilation);
-        let y = forward(&g, &f32s(&x), &f32s(&weight), &f32s(&bias));
-        let y = tensor(y, Shape::from(vec![g.n, g.c_out, g.out[0], g.out[1]]));
+        let y = forward_tensor(&g, &x, &weight, &bias);
         match Conv2dBackward.prepare::<C>(nodes).compute_bound().stateful() {
             OpsKind::Tracked(prep) => prep.finish((x, weight, g), y),
             OpsKind::UnTracked(prep) => prep.finish(y),
