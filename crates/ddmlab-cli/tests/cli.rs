@@ -207,7 +207,8 @@ fn a_run_sized_in_epochs_resumes_with_its_own_flags_only() {
 /// A resumed CPU run stays on the CPU: burn loads optimizer state on its default device, which a
 /// build with a GPU feature made the GPU (on CI's lavapipe: Vulkan loaded, the loader's errors on
 /// stderr, seconds of device probing). glibc's `LD_DEBUG=libs` lists every library the process
-/// initialises.
+/// initialises. Only a GPU build can load Vulkan: `.ci/run` runs this test again in its
+/// `--features wgpu` build.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[test]
 fn a_resumed_cpu_run_initialises_no_gpu() {
@@ -623,11 +624,17 @@ fn a_dit_trains_and_samples_in_the_conv_vae_latent() {
     assert_grid(&grid, 32, 10);
 }
 
-/// `--device` names what this build offers; a GPU device without any driver (the Vulkan loader
-/// and EGL pointed at nothing) is one error naming the package to install, before any work.
+/// `--device` names what this build offers; a GPU device left out of the build names the flag
+/// that builds it; a GPU device without any driver (the Vulkan loader and EGL pointed at nothing)
+/// is one error naming the package to install, before any work.
 #[test]
 fn a_device_without_a_driver_or_a_feature_is_one_clear_error() {
     fails_with(ddmlab(&["bench", "--preset", "ldae-tiny", "--device", "tpu"]), &["--device", "tpu", "flex"]);
+    #[cfg(not(feature = "wgpu"))]
+    fails_with(
+        ddmlab(&["bench", "--preset", "ldae-tiny", "--device", "wgpu"]),
+        &["--device", "`wgpu` is not in this build", "cargo build --release --features wgpu"],
+    );
     #[cfg(feature = "wgpu")]
     {
         let out = Command::new(env!("CARGO_BIN_EXE_ddmlab"))
