@@ -9,13 +9,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-def timed(name, f):
+def timed(name, f, flops=None):
     f()
     n = 5
     s = time.perf_counter()
     for _ in range(n):
         f()
-    print(f"{name:<48} {(time.perf_counter() - s) / n * 1e3:>8.2f} ms")
+    t = (time.perf_counter() - s) / n
+    rate = f"  {flops / t / 1e9:>6.1f} GFLOP/s" if flops else ""
+    print(f"{name:<56} {t * 1e3:>8.2f} ms{rate}")
 
 
 if len(sys.argv) > 1:
@@ -24,7 +26,8 @@ for b, c, s in [(16, 16, 32), (16, 32, 16), (16, 64, 8)]:
     conv, norm = nn.Conv2d(c, c, 3, padding=1), nn.GroupNorm(8, c)
     x0 = torch.randn(b, c, s, s)
     x = lambda: x0.clone().requires_grad_(True)
-    timed(f"conv3x3 {c}->{c} at {s}x{s}, batch {b}: fwd", lambda: conv(x()).detach())
-    timed(f"conv3x3 {c}->{c} at {s}x{s}, batch {b}: fwd+bwd", lambda: conv(x()).sum().backward())
+    fwd = 2 * b * c * c * 9 * s * s
+    timed(f"conv3x3 {c}->{c} at {s}x{s}, batch {b}: fwd", lambda: conv(x()).detach(), fwd)
+    timed(f"conv3x3 {c}->{c} at {s}x{s}, batch {b}: fwd+bwd", lambda: conv(x()).sum().backward(), 3 * fwd)
     timed(f"groupnorm+silu {c} at {s}x{s}, batch {b}: fwd", lambda: F.silu(norm(x())).detach())
     timed(f"groupnorm+silu {c} at {s}x{s}, batch {b}: fwd+bwd", lambda: F.silu(norm(x())).sum().backward())
