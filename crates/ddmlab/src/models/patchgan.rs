@@ -13,12 +13,12 @@
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, PaddingConfig2d};
-use burn::tensor::activation::leaky_relu;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::nn::fused::conv2d;
+use crate::nn::leaky_relu;
 
 /// Sizes of a [`PatchGan`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,7 +128,7 @@ impl PatchGan {
             if let Some(norm) = &block.norm {
                 h = norm.forward(h);
             }
-            h = leaky_relu(h, 0.2);
+            h = leaky_relu::leaky_relu(h, 0.2);
         }
         conv2d::apply(&self.out, h)
     }

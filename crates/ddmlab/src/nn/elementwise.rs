@@ -7,7 +7,7 @@
 //! autodiff is `grad * f'(x)`, exactly the chain rule. Two cheap element-wise ops replace the
 //! activation's own forward and backward (libm's `erff` / `expf`, one thread).
 //!
-//! The activations ([`crate::nn::gelu`], [`crate::nn::silu`]) supply `x -> (f(x), f'(x))`, inlined
+//! The activations ([`crate::nn::gelu`], [`crate::nn::silu`], [`crate::nn::leaky_relu`]) supply `x -> (f(x), f'(x))`, inlined
 //! into the AVX2 + FMA twin of the loops (`nn::simd`).
 
 use burn::tensor::{Tensor, TensorData};
@@ -77,6 +77,38 @@ pub fn apply<const D: usize>(
     let slope = Tensor::<D>::from_data(TensorData::new(v, shape.clone()), &device);
     let offset = Tensor::<D>::from_data(TensorData::new(offset, shape), &device);
     x * slope + offset
+}
+
+/// [`apply`] for a positively homogeneous activation (`f(x) = x f'(x)`: ReLU, LeakyReLU), whose
+/// offset `c` is zero: under autodiff the op is `y = x d` alone, one element-wise product and
+/// its backward.
+///
+/// # Shapes
+/// - `x`: any; returns the same shape
+pub fn apply_homogeneous<const D: usize>(
+    x: Tensor<D>,
+    slope: impl Fn(f32) -> f32 + Copy + Sync,
+    plain: impl FnOnce(Tensor<D>) -> Tensor<D>,
+) -> Tensor<D> {
+    let device = x.device();
+    if !crate::parallel::is_cpu(&device) || !device.is_autodiff() {
+        return apply(x, move |v| (v * slope(v), slope(v)), plain);
+    }
+    let shape = x.shape();
+    let mut v: Vec<f32> = match x.clone().into_data().try_into_vec() {
+        Ok(v) => v,
+        Err(_) => return plain(x),
+    };
+    let avx2 = has_avx2();
+    v.par_chunks_mut(CHUNK).for_each(|chunk| with_avx2!(avx2, slopes_inline(chunk, slope)));
+    x * Tensor::<D>::from_data(TensorData::new(v, shape), &device)
+}
+
+#[inline(always)]
+fn slopes_inline(v: &mut [f32], slope: impl Fn(f32) -> f32) {
+    for x in v.iter_mut() {
+        *x = slope(*x);
+    }
 }
 
 #[cfg(test)]

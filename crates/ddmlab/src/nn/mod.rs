@@ -12,6 +12,7 @@ pub mod fused;
 pub mod gelu;
 pub mod grads;
 pub mod init;
+pub mod leaky_relu;
 pub mod linear;
 pub mod mlp;
 pub mod patchify;
