@@ -7,8 +7,9 @@
 //! autodiff is `grad * f'(x)`, exactly the chain rule. Two cheap element-wise ops replace the
 //! activation's own forward and backward (libm's `erff` / `expf`, one thread).
 //!
-//! The activations ([`crate::nn::gelu`], [`crate::nn::silu`], [`crate::nn::leaky_relu`]) supply `x -> (f(x), f'(x))`, inlined
-//! into the AVX2 + FMA twin of the loops (`nn::simd`).
+//! The activations ([`crate::nn::gelu`], [`crate::nn::silu`]) supply `x -> (f(x), f'(x))`, and
+//! [`crate::nn::leaky_relu`] its slope alone ([`apply_homogeneous`]), inlined into the AVX2 + FMA
+//! twin of the loops (`nn::simd`).
 
 use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
